@@ -1,0 +1,1 @@
+"""The sample service: health, drain and admin contract."""

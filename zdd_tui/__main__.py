@@ -1,0 +1,3 @@
+from zdd_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Typed views of the DigitalOcean objects zdd-tui uses.
+
+The adapter (`zdd_tui.cloud.client`) turns pydo's dicts into these; everything above the adapter
+(engine, setup, console) sees only these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Droplet:
+    id: int
+    name: str
+    status: str  # new | active | off | archive
+    region: str
+    size: str
+    public_ipv4: str | None
+    private_ipv4: str | None
+    tags: tuple[str, ...] = ()
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    protocol: str
+    port: int
+    path: str
+    check_interval_seconds: int
+    response_timeout_seconds: int
+    unhealthy_threshold: int
+    healthy_threshold: int
+
+
+@dataclass(frozen=True)
+class ForwardingRule:
+    entry_protocol: str
+    entry_port: int
+    target_protocol: str
+    target_port: int
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    id: str
+    name: str
+    ip: str | None
+    status: str  # new | active | errored
+    region: str
+    tag: str | None
+    droplet_ids: tuple[int, ...]
+    forwarding_rules: tuple[ForwardingRule, ...]
+    health_check: HealthCheck
+    size_unit: int = 1
+
+
+@dataclass(frozen=True)
+class Registry:
+    name: str
+    region: str | None
+    created_at: datetime | None
+    tier: str | None = None
+
+
+@dataclass(frozen=True)
+class RegistryTag:
+    repository: str
+    tag: str
+    manifest_digest: str
+    compressed_size_bytes: int
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DockerCredentials:
+    """A docker config.json `auths` mapping; short-lived. Never log or display it."""
+
+    auths: dict = field(repr=False)
+    expires_in_seconds: int = 0
+    read_write: bool = False
+
+
+@dataclass(frozen=True)
+class SSHKey:
+    id: int
+    name: str
+    fingerprint: str
+    public_key: str
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    uuid: str
+    status: str
+    droplet_limit: int
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """From the `ratelimit-*` headers of the last response."""
+
+    limit: int
+    remaining: int
+    reset_epoch: int
+
+
+@dataclass(frozen=True)
+class Action:
+    id: int
+    status: str  # in-progress | completed | errored
+    type: str

@@ -1,0 +1,184 @@
+"""The small interfaces the rollout engine talks to. No Textual, SSH or pydo here.
+
+Two host runtimes implement `HostRuntime`: the sandbox's local hosts (`zdd_tui.sandbox.runtime`)
+and Docker over SSH (`zdd_tui.hosts.runtime`). The engine deploys through either unchanged.
+`Fleet` is what the engine needs from the cloud; `Clock` lets tests drive time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+class ImageNotFound(Exception):
+    """The registry has no such tag (raised by `HostRuntime.pull`)."""
+
+
+class HostUnreachable(Exception):
+    """The host (SSH, sandbox agent) cannot be reached."""
+
+
+class RuntimeFailure(Exception):
+    """A host operation failed; the message says what was run and what was seen."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    ref: str  # the reference as pulled, e.g. registry.digitalocean.com/reg/app:sha-abc1234
+    tag: str  # sha-abc1234
+    digest: str  # sha256:...
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    image_ref: str
+    tag: str
+    digest: str | None
+    state: str  # running | exited | restarting | created
+    started_at: float | None = None  # epoch seconds
+    exit_code: int | None = None
+    restart_count: int = 0
+
+
+@dataclass(frozen=True)
+class HealthChecker:
+    """One source of LB health checks as the service counted them (per source address)."""
+
+    source: str
+    consecutive_ok: int
+    consecutive_fail: int
+    last_age_seconds: float  # seconds since this source's last check
+
+
+@dataclass(frozen=True)
+class ServiceStats:
+    """The service's admin counters (GET /admin/stats on the admin port, host's 127.0.0.1)."""
+
+    id: str
+    version: str
+    draining: bool
+    served: int  # public requests answered, health checks excluded
+    in_flight: int  # public requests being served now
+    last_request_age_seconds: float | None  # None: no public request yet
+    health_checkers: tuple[HealthChecker, ...] = ()
+    uptime_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class HealthProbe:
+    """A direct probe of the service's /health from the host's own side."""
+
+    healthy: bool
+    status: int | None  # HTTP status, None when no answer
+    detail: str = ""  # e.g. "connection refused", "timeout after 3s"
+
+
+@runtime_checkable
+class HostRuntime(Protocol):
+    """One host: its app container, the service's admin port, and its zdd state files.
+
+    The app container always has the same name (the config's container_name), runs with host
+    networking and `restart always`, and listens on the service port; its admin port is bound to
+    the host's loopback. State files (lock, journal) live in the host's zdd state directory.
+    """
+
+    name: str  # droplet name
+    address: str  # the address the LB targets (public or private IPv4)
+
+    async def pull(self, image_ref: str) -> ImageInfo:
+        """Fetch the image (registry credentials are the runtime's business). ImageNotFound if absent."""
+
+    async def inspect(self) -> ContainerInfo | None:
+        """The app container, or None when there is none."""
+
+    async def run(self, image_ref: str, env: dict[str, str] | None = None) -> ContainerInfo:
+        """Start the app container from image_ref (removes a stopped one of the same name first)."""
+
+    async def stop(self, grace_seconds: float) -> None:
+        """SIGTERM, wait up to grace_seconds, then SIGKILL; remove the container. No-op if none."""
+
+    async def logs(self, tail: int = 100) -> list[str]:
+        """The app container's last lines of output."""
+
+    async def stats(self) -> ServiceStats | None:
+        """The service's admin counters; None when the admin port does not answer."""
+
+    async def drain(self) -> None:
+        """Tell the service to fail its health checks (admin POST /admin/drain)."""
+
+    async def undrain(self) -> None:
+        """Cancel a drain (admin POST /admin/undrain), used when a rollout restores a host."""
+
+    async def probe_health(self) -> HealthProbe:
+        """GET /health on the service port from the host itself, marked as a probe (not the LB)."""
+
+    async def state_read(self, name: str) -> str | None:
+        """Content of state file `name`, None if absent."""
+
+    async def state_create(self, name: str, content: str) -> bool:
+        """Create `name` atomically and exclusively; False if it already exists."""
+
+    async def state_write(self, name: str, content: str) -> None:
+        """Atomically replace `name`."""
+
+    async def state_append(self, name: str, line: str) -> None:
+        """Append one line (a newline is added)."""
+
+    async def state_remove(self, name: str) -> None:
+        """Remove `name`; no error if absent."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+@dataclass(frozen=True)
+class LBSettings:
+    """The load balancer's health-check settings the engine derives its bounds from."""
+
+    interval: float
+    timeout: float
+    unhealthy_threshold: int
+    healthy_threshold: int
+
+
+class Fleet(Protocol):
+    """What the engine needs from the cloud: the LB settings and its health view."""
+
+    async def lb_settings(self) -> LBSettings: ...
+
+    async def lb_health(self) -> dict[str, bool | None]:
+        """droplet name -> healthy as the LB sees it (None: unknown). Advisory; may lag."""
+
+    async def tag_exists(self, tag: str) -> bool: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Monotonic seconds."""
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+@dataclass
+class SystemClock:
+    def now(self) -> float:
+        import time
+
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        import asyncio
+
+        await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    """A host as the planner sees it."""
+
+    name: str
+    address: str
+    droplet_id: int | None = None
+    extra: dict = field(default_factory=dict)
