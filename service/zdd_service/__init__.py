@@ -1,1 +1,1 @@
-"""The sample service: health, drain and admin contract."""
+"""The sample service: health, drain and admin contract (see service/README.md)."""

@@ -112,3 +112,27 @@ class Action:
     id: int
     status: str  # in-progress | completed | errored
     type: str
+
+
+@dataclass(frozen=True)
+class Repository:
+    """A registry repository (GET /v2/registries/{name}/repositoriesV2)."""
+
+    name: str
+    tag_count: int
+    manifest_count: int
+    latest_digest: str | None = None
+    latest_tags: tuple[str, ...] = ()
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RegistryTier:
+    """A container registry subscription tier with its price (GET /v2/registries/options)."""
+
+    slug: str
+    name: str
+    monthly_price_usd: float
+    included_repositories: int = 0
+    included_storage_bytes: int = 0
+    eligible: bool = True

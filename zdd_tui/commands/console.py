@@ -1,7 +1,105 @@
-"""`zdd-tui` with no subcommand: the console (placeholder until the console issue lands)."""
+"""`zdd-tui` with no subcommand: the console.
+
+    zdd-tui                     the project in ./zdd.yaml (or --config); the welcome screen when
+                                there is no project yet
+    zdd-tui --sandbox           a fresh local sandbox, stopped again (with every process it
+                                started) when the console quits
+    zdd-tui --theme NAME        a theme from themes/ or $XDG_CONFIG_HOME/zdd-tui/themes
+
+Textual is imported only through zdd_tui.ui, and only here, so headless commands never load it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
 
 from zdd_tui.errors import UsageError
 
+SANDBOX_HOSTS = 3
+
+
+def _load_config(path: Path):
+    from zdd_tui import config as config_module
+
+    load = getattr(config_module, "load_config", None)
+    if load is not None:
+        return load(path)
+    from zdd_tui.sandbox.supervisor import load_sandbox_config  # before H1's loader lands
+
+    return load_sandbox_config(path)
+
+
+def _have_token() -> bool:
+    import os
+
+    if os.environ.get("DIGITALOCEAN_TOKEN"):
+        return True
+    try:
+        from zdd_tui.secrets import get_token
+
+        return bool(get_token(None, "default"))
+    except Exception:
+        return False
+
 
 def run_console(args) -> int:
-    raise UsageError("the console is not built yet")
+    from zdd_tui.ui.app import ZddApp, check_theme
+    from zdd_tui.ui.keys import BINDING_IDS
+    from zdd_tui.ui.settings import load_settings, load_theme_specs
+    from zdd_tui.ui.source import SessionSource, open_session
+
+    settings = load_settings(binding_ids=BINDING_IDS)
+    specs = load_theme_specs()
+    theme = getattr(args, "theme", None)
+    if theme:
+        check_theme(theme, specs)
+
+    started: list = []  # the sandbox child, once started (stopped in `finally`)
+
+    async def open_sandbox():
+        from zdd_tui.ui.sandbox_proc import start_sandbox
+
+        sp = await asyncio.to_thread(start_sandbox, SANDBOX_HOSTS)
+        started.append(sp)
+
+        async def stop_child() -> None:
+            await asyncio.to_thread(sp.stop)
+
+        config = _load_config(sp.config_path)
+        session = await open_session(config)
+        api = sp.info.get("api_url", "")
+        return SessionSource(session, sandbox=True, label=f"sandbox {api} · pid {sp.pid}", on_close=stop_child)
+
+    open_project = None
+    first_run = False
+    config_path = Path(getattr(args, "config", None) or "zdd.yaml")
+    if not args.sandbox:
+        if config_path.exists():
+            config = _load_config(config_path)  # a bad file fails here, before the screen opens
+
+            async def open_project():
+                session = await open_session(config)
+                where = "sandbox" if config.is_sandbox else f"DigitalOcean {config.digitalocean.region}"
+                return SessionSource(session, sandbox=config.is_sandbox, label=f"{where} · {config_path}")
+
+        else:
+            first_run = True
+
+    app = ZddApp(
+        open_source=open_sandbox if args.sandbox else open_project,
+        open_sandbox=open_sandbox,
+        settings=settings,
+        theme=theme,
+        first_run=first_run,
+        theme_specs=specs,
+    )
+    try:
+        app.run()
+    finally:
+        # Normally the app closed the source (and with it the child); this covers a crash.
+        for sp in started:
+            sp.stop()
+    if app.failure and app.return_code not in (0, None):
+        raise UsageError(app.failure)
+    return app.return_code or 0

@@ -1,12 +1,120 @@
-"""`zdd-tui setup` (placeholder until its issue lands; the owner replaces this module)."""
+"""`zdd-tui setup [--yes] [--accept-new-host-keys] [--json] [--only STEP]`: first-time setup
+from zdd.yaml, headless. Each step prints what it will create and its monthly cost first and
+asks (or proceeds with --yes); every step finds what already exists, so running it again
+creates nothing and an interrupted run resumes."""
 
-from zdd_tui.errors import UsageError
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from zdd_tui.errors import RefusedError, UsageError
+from zdd_tui.setup.events import HostReport, Preview, PreviewShown, StepDone, StepFailed, StepProgress, StepStarted, to_dict
+from zdd_tui.setup.steps import STEP_IDS, Setup
 
 
 def register(sub, common):
-    p = sub.add_parser("setup", parents=[common], help="setup (not built yet)")
+    p = sub.add_parser("setup", parents=[common], help="create the droplets, load balancer and registry; bootstrap the hosts")
+    p.add_argument("--yes", action="store_true", help="do not ask before each step (CI)")
+    p.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="pin the SSH host key of hosts seen for the first time (check the fingerprints printed)",
+    )
+    p.add_argument("--json", action="store_true", help="print events as JSON lines")
+    p.add_argument("--only", choices=STEP_IDS, metavar="STEP", help=f"run one step: {', '.join(STEP_IDS)}")
+    p.add_argument("--import-key", metavar="PATH", help="import this private key instead of generating one")
+    p.add_argument("--no-install-docker", action="store_true", help="do not install Docker on hosts that lack it")
     p.set_defaults(func=run)
 
 
-def run(args):
-    raise UsageError("'zdd-tui setup' is not built yet")
+def load_project_config(path: str):
+    """H1's validating loader (through the sandbox's helper, which falls back while it is absent)."""
+    from zdd_tui.sandbox.supervisor import load_sandbox_config
+
+    return load_sandbox_config(Path(path))
+
+
+class TextRenderer:
+    def __init__(self, out=sys.stdout):
+        self.out = out
+
+    def __call__(self, ev) -> None:
+        w = lambda s: print(s, file=self.out, flush=True)  # noqa: E731
+        if isinstance(ev, PreviewShown):
+            p: Preview = ev.preview
+            w(f"\n== {p.title} ==")
+            for n in p.notes:
+                w(f"  note: {n}")
+            if not p.applies:
+                return
+            for e in p.existing:
+                w(f"  found: {e}")
+            for c in p.creates:
+                w(f"  will create: {c}")
+            if p.creates:
+                w(f"  cost: +${p.monthly_usd:.2f}/month ({p.cost_detail})")
+            elif p.existing:
+                w("  nothing to create")
+        elif isinstance(ev, StepProgress):
+            frac = f" [{ev.fraction * 100:3.0f}%]" if ev.fraction is not None else ""
+            w(f"  ..{frac} {ev.message}")
+        elif isinstance(ev, HostReport):
+            w(f"  host {ev.host} ({ev.address}): {'ready' if ev.ok else 'NOT READY'}")
+            for k, v in ev.checks.items():
+                w(f"    {k}: {v}")
+        elif isinstance(ev, StepDone):
+            w(f"  {ev.status}: {ev.detail}")
+        elif isinstance(ev, StepFailed):
+            w(f"  FAILED: {ev.message}")
+        elif isinstance(ev, StepStarted):
+            pass
+
+
+def _jsonl(ev) -> None:
+    print(json.dumps(to_dict(ev)), flush=True)
+
+
+def _confirm_factory(args):
+    if args.yes:
+        return lambda p: True
+    if args.json or not sys.stdin.isatty():
+        def refuse(p: Preview) -> bool:
+            raise RefusedError(
+                f"setup step '{p.step}' would create resources (+${p.monthly_usd:.2f}/month) and needs confirmation",
+                "review the preview, then run again with --yes",
+            )
+
+        return refuse
+
+    def ask(p: Preview) -> bool:
+        answer = input(f"  proceed with '{p.step}'? [y/N] ").strip().lower()
+        return answer in ("y", "yes")
+
+    return ask
+
+
+async def run(args) -> int:
+    config = load_project_config(args.config)
+    import_key = None
+    if args.import_key:
+        try:
+            import_key = Path(args.import_key).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read --import-key {args.import_key}: {exc.strerror}") from None
+    emit = _jsonl if args.json else TextRenderer()
+    async with Setup(
+        config,
+        context=args.context,
+        emit=emit,
+        accept_new_host_keys=bool(args.accept_new_host_keys),
+        import_key=import_key,
+        install_docker=not args.no_install_docker,
+    ) as setup:
+        done = await setup.run(only=args.only, confirm=_confirm_factory(args))
+    if args.json:
+        print(json.dumps({"kind": "result", "steps": {d.step: d.status for d in done}}))
+    else:
+        print("\nsetup complete: " + ", ".join(f"{d.step} {d.status}" for d in done))
+    return 0

@@ -1,0 +1,108 @@
+"""Settings from the environment (the service contract's ZDD_* variables)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+
+class SettingsError(ValueError):
+    """A ZDD_* variable has a value the service cannot use."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9090
+    version: str = "dev"
+    grace_seconds: float = 30.0
+    fail_health: bool = False
+    crash_on_start: bool = False
+    start_delay_seconds: float = 0.0
+    latency_ms: float = 0.0
+
+    @property
+    def admin_is_loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.admin_host).is_loopback
+        except ValueError:
+            return self.admin_host == "localhost"
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    # An empty value (`docker run -e ZDD_X=`) means "unset", not an error.
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        port = int(raw, 10)
+    except ValueError:
+        raise SettingsError(f"{name} must be a port number 0-65535, got {raw!r}") from None
+    if not 0 <= port <= 65535:
+        raise SettingsError(f"{name} must be a port number 0-65535, got {raw!r}")
+    return port
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, unit: str) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of {unit} >= 0, got {raw!r}") from None
+    # float() accepts "nan" and "inf"; neither is a usable duration.
+    if not (0 <= value < float("inf")):
+        raise SettingsError(f"{name} must be a number of {unit} >= 0, got {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return False
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be 1 or 0 (also true/false, yes/no, on/off), got {raw!r}")
+
+
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    if any(c.isspace() for c in raw) or "/" in raw:
+        raise SettingsError(f"{name} must be an IP address or host name, got {raw!r}")
+    return raw
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    return Settings(
+        host=_host(env, "ZDD_HOST", Settings.host),
+        port=_port(env, "ZDD_PORT", Settings.port),
+        admin_host=_host(env, "ZDD_ADMIN_HOST", Settings.admin_host),
+        admin_port=_port(env, "ZDD_ADMIN_PORT", Settings.admin_port),
+        version=_get(env, "ZDD_VERSION") or Settings.version,
+        grace_seconds=_seconds(env, "ZDD_GRACE_SECONDS", Settings.grace_seconds, "seconds"),
+        fail_health=_flag(env, "ZDD_FAIL_HEALTH"),
+        crash_on_start=_flag(env, "ZDD_CRASH_ON_START"),
+        start_delay_seconds=_seconds(
+            env, "ZDD_START_DELAY_SECONDS", Settings.start_delay_seconds, "seconds"
+        ),
+        latency_ms=_seconds(env, "ZDD_LATENCY_MS", Settings.latency_ms, "milliseconds"),
+    )

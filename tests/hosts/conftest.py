@@ -1,0 +1,193 @@
+"""A real OpenSSH server on 127.0.0.1 for the host tests.
+
+sshd runs key-only, with its own host key, from a 0700 directory under root's home (StrictModes
+refuses key files below the 1777 /tmp). It needs /run/sshd (privilege separation); rather than
+creating that on the machine, each sshd runs in a private mount namespace with a tmpfs on /run,
+so nothing is left behind. Every process is ended by the PID we started.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+SSHD_BIN = "/usr/sbin/sshd"
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root: sshd with AuthorizedKeysFile for root"
+    if not os.path.exists(SSHD_BIN):
+        return f"no OpenSSH server at {SSHD_BIN} (install openssh-server)"
+    if not shutil.which("unshare"):
+        return "no unshare(1) to give sshd a private /run"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class SSHD:
+    dir: Path
+    port: int
+    client_key: asyncssh.SSHKey
+    host_key: asyncssh.SSHKey
+    proc: subprocess.Popen | None = None
+    extra_config: tuple[str, ...] = ()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def client_key_text(self) -> str:
+        return self.client_key.export_private_key("openssh").decode()
+
+    @property
+    def host_fingerprint(self) -> str:
+        return self.host_key.get_fingerprint("sha256")
+
+    def write_files(self) -> Path:
+        hk = self.dir / "host_ed25519"
+        hk.write_bytes(self.host_key.export_private_key("openssh"))
+        hk.chmod(0o600)
+        ak = self.dir / "authorized_keys"
+        ak.write_bytes(self.client_key.export_public_key("openssh"))
+        ak.chmod(0o600)
+        conf = self.dir / "sshd_config"
+        conf.write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {hk}",
+                    f"PidFile {self.dir}/sshd.pid",
+                    f"AuthorizedKeysFile {ak}",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PermitRootLogin prohibit-password",
+                    "UsePAM no",
+                    "StrictModes yes",
+                    "AllowTcpForwarding local",
+                    "X11Forwarding no",
+                    "PrintMotd no",
+                    "MaxSessions 50",
+                    "MaxStartups 50",
+                    "LogLevel VERBOSE",
+                    *self.extra_config,
+                    "",
+                ]
+            )
+        )
+        conf.chmod(0o600)
+        return conf
+
+    def start(self) -> None:
+        conf = self.write_files()
+        script = (
+            "mount -t tmpfs -o mode=755 zdd-sshd /run && mkdir -m 755 /run/sshd && "
+            f'exec {SSHD_BIN} -D -e -f "$1"'
+        )
+        # unshare execs sh, which execs sshd: the PID we hold is sshd's.
+        self.proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sshd-wrap", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.dir / "sshd.log", "ab"),
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sshd exited with {self.proc.returncode}: {(self.dir / 'sshd.log').read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    if s.recv(4).startswith(b"SSH-"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("sshd did not start listening within 10s")
+
+    def session_pids(self) -> list[int]:
+        """PIDs of the per-connection sshd processes (children of our listener)."""
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == self.pid and fields[0] != "Z":
+                out.append(int(d))
+        return out
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        for pid in self.session_pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def sshd_factory():
+    reason = _skip_reason()
+    if reason:
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    home = pwd.getpwuid(0).pw_dir
+    made: list[SSHD] = []
+    dirs: list[str] = []
+
+    def make(*, port: int | None = None, client_key: asyncssh.SSHKey | None = None, host_key=None, extra_config=()) -> SSHD:
+        d = tempfile.mkdtemp(prefix=".zdd-test-sshd-", dir=home)
+        os.chmod(d, 0o700)
+        dirs.append(d)
+        s = SSHD(
+            dir=Path(d),
+            port=port or free_port(),
+            client_key=client_key or asyncssh.generate_private_key("ssh-ed25519"),
+            host_key=host_key or asyncssh.generate_private_key("ssh-ed25519"),
+        )
+        # extra_config: sshd_config lines, or a function of the server's directory returning them.
+        s.extra_config = tuple(extra_config(s.dir) if callable(extra_config) else extra_config)
+        made.append(s)
+        s.start()
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def sshd(sshd_factory):
+    return sshd_factory()

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""A stand-in `docker` CLI for the SSH runtime tests (the real engine is exercised in the lab).
+
+It keeps its containers and images in the JSON file $FAKE_DOCKER_STATE, prints what the real
+CLI prints for the commands DockerSSHRuntime sends (same argv, same output shapes, same error
+texts), and records each pull's DOCKER_CONFIG contents and directory mode.
+"""
+import hashlib
+import json
+import os
+import sys
+import time
+
+STATE = os.environ["FAKE_DOCKER_STATE"]
+
+
+def load():
+    try:
+        with open(STATE) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {"images": {}, "containers": {}, "pulls": [], "calls": []}
+
+
+def save(s):
+    tmp = STATE + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(s, f)
+    os.replace(tmp, STATE)
+
+
+def fail(msg, code=1):
+    print(msg, file=sys.stderr)
+    save(s)
+    sys.exit(code)
+
+
+def after_dashdash(args):
+    return args[args.index("--") + 1:] if "--" in args else args[-1:]
+
+
+s = load()
+argv = sys.argv[1:]
+s["calls"].append(argv)
+cmd = argv[0]
+
+if cmd == "version":
+    print("20.10.24+dfsg1")
+elif cmd == "pull":
+    ref = after_dashdash(argv)[0]
+    rec = {"ref": ref, "docker_config": os.environ.get("DOCKER_CONFIG")}
+    if rec["docker_config"]:
+        d = rec["docker_config"]
+        rec["dir_mode"] = oct(os.stat(d).st_mode & 0o777)
+        with open(os.path.join(d, "config.json")) as f:
+            rec["config"] = json.load(f)
+    s["pulls"].append(rec)
+    if ref.endswith(":missing"):
+        fail(f"Error response from daemon: manifest for {ref} not found: manifest unknown: manifest unknown")
+    print(f"{ref.rsplit(':', 1)[1]}: Pulling from {ref.split(':')[0]}", flush=True)
+    print("a1b2c3: Pull complete", flush=True)
+    digest = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+    print(f"Digest: {digest}")
+    s["images"][ref] = {"id": "sha256:" + format(len(s["images"]) + 1, "064x"), "digest": digest}
+elif cmd == "image" and argv[1] == "inspect":
+    target = after_dashdash(argv)[0]
+    for ref, img in s["images"].items():
+        if target in (ref, img["id"]):
+            print(json.dumps([ref.rsplit(":", 1)[0] + "@" + img["digest"]]))
+            break
+    else:
+        fail(f"Error: No such image: {target}")
+elif cmd == "container" and argv[1] == "inspect":
+    name = after_dashdash(argv)[0]
+    if name not in s["containers"]:
+        print("[]")
+        fail(f"Error: No such container: {name}")
+    print(json.dumps([s["containers"][name]]))
+elif cmd == "run":
+    rest = argv[1:argv.index("--")]
+    ref = after_dashdash(argv)[0]
+    name = rest[rest.index("--name") + 1]
+    if name in s["containers"]:
+        fail(f'docker: Error response from daemon: Conflict. The container name "/{name}" is already in use.', 125)
+    env = [rest[i + 1] for i, a in enumerate(rest) if a == "--env"]
+    labels = dict(rest[i + 1].split("=", 1) for i, a in enumerate(rest) if a == "--label")
+    s["containers"][name] = {
+        "Id": "c" * 64,
+        "Name": "/" + name,
+        "Image": s["images"][ref]["id"],
+        "Config": {"Image": ref, "Env": env, "Labels": labels},
+        "HostConfig": {"NetworkMode": rest[rest.index("--network") + 1], "RestartPolicy": {"Name": rest[rest.index("--restart") + 1]}},
+        "State": {"Status": "running", "Running": True, "ExitCode": 0, "StartedAt": "2026-11-26T12:00:00.123456789Z"},
+        "RestartCount": 0,
+    }
+    print("c" * 64)
+elif cmd == "stop":
+    name = after_dashdash(argv)[0]
+    if name not in s["containers"]:
+        fail(f"Error response from daemon: No such container: {name}")
+    s["containers"][name]["State"].update({"Status": "exited", "Running": False, "ExitCode": 0})
+    s["stop_timeout"] = argv[argv.index("-t") + 1]
+    print(name)
+elif cmd == "rm":
+    name = after_dashdash(argv)[0]
+    c = s["containers"].get(name)
+    if c is None:
+        fail(f"Error response from daemon: No such container: {name}")
+    if c["State"]["Running"] and "--force" not in argv:
+        fail(f"Error response from daemon: You cannot remove a running container {c['Id']}.")
+    del s["containers"][name]
+    print(name)
+elif cmd == "logs":
+    name = after_dashdash(argv)[0]
+    if name not in s["containers"]:
+        fail(f"Error: No such container: {name}")
+    n = int(argv[argv.index("--tail") + 1])
+    lines = [f"line {i}" for i in range(1, 8)]
+    print("\n".join(lines[-n:]), flush=True)
+    print("an error line", file=sys.stderr)
+else:
+    fail(f"fake docker: unsupported {argv}", 2)
+save(s)

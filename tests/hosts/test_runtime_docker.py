@@ -1,0 +1,228 @@
+"""DockerSSHRuntime over a real sshd: the docker commands it sends (to a stand-in docker CLI on
+the host's PATH), read-only pull credentials from the sandbox DO API on stdin, ImageNotFound,
+the container lifecycle, and the admin/health endpoints through SSH forwards; plus bootstrap."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import aiohttp.web
+import pytest
+
+from zdd_tui.cloud.client import DOClient
+from zdd_tui.cloud.models import Droplet
+from zdd_tui.config import Config, RegistryConfig, ServiceConfig, SSHConfig
+from zdd_tui.hosts.bootstrap import bootstrap_host
+from zdd_tui.hosts.known_hosts import KnownHosts
+from zdd_tui.hosts.runtime import DockerSSHRuntime
+from zdd_tui.hosts.ssh import SSHPool
+from zdd_tui.rollout.events import LogLine
+from zdd_tui.rollout.interfaces import ImageNotFound, RuntimeFailure
+
+TOKEN = "h6-runtime-token"
+REPO = "registry.digitalocean.com/team/app"
+
+
+@pytest.fixture
+def docker_host(sshd_factory):
+    """An sshd whose sessions find the stand-in docker first on PATH."""
+
+    def prepare(d: Path):
+        bindir = d / "bin"
+        bindir.mkdir()
+        shutil.copy(Path(__file__).with_name("fake_docker.py"), bindir / "docker")
+        (bindir / "docker").chmod(0o755)
+        return (f"SetEnv PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin FAKE_DOCKER_STATE={d / 'docker-state.json'}",)
+
+    return sshd_factory(extra_config=prepare)
+
+
+def _state(s) -> dict:
+    return json.loads((s.dir / "docker-state.json").read_text())
+
+
+@pytest.fixture
+async def do_api():
+    from zdd_tui.sandbox.api import SandboxAPI
+
+    api = SandboxAPI(None, TOKEN, activation_delay=0.1, registry_server="registry.digitalocean.com")
+    await api.start()
+    async with DOClient(api.url, TOKEN) as c:
+        await c.create_registry("team", "starter")
+    yield api
+    await api.stop()
+
+
+async def _service(admin_port: int = 0, service_port: int = 0):
+    """A loopback-only stand-in for the service's admin and public ports."""
+    seen = {"drain": 0, "probe_headers": []}
+
+    async def stats(request):
+        return aiohttp.web.json_response({
+            "id": "abc", "version": "sha-1234567", "draining": seen["drain"] > 0, "healthy": True, "served": 42,
+            "in_flight": 1, "last_request_age_seconds": 0.5, "uptime_seconds": 9.0,
+            "health_checkers": [{"source": "10.0.0.9", "consecutive_ok": 3, "consecutive_fail": 0, "last_age_seconds": 1.5}],
+        })
+
+    async def drain(request):
+        seen["drain"] += 1
+        return aiohttp.web.json_response({"draining": True})
+
+    async def health(request):
+        seen["probe_headers"].append(request.headers.get("X-Zdd-Probe"))
+        return aiohttp.web.json_response({"status": "draining"}, status=503)
+
+    admin = aiohttp.web.Application()
+    admin.router.add_get("/admin/stats", stats)
+    admin.router.add_post("/admin/drain", drain)
+    public = aiohttp.web.Application()
+    public.router.add_get("/health", health)
+    runners = []
+    ports = []
+    for app, port in ((admin, admin_port), (public, service_port)):
+        r = aiohttp.web.AppRunner(app)
+        await r.setup()
+        site = aiohttp.web.TCPSite(r, "127.0.0.1", port)
+        await site.start()
+        runners.append(r)
+        ports.append(site._server.sockets[0].getsockname()[1])
+    return runners, ports, seen
+
+
+def _droplet() -> Droplet:
+    return Droplet(id=7, name="api-1", status="active", region="nyc3", size="s", public_ipv4="127.0.0.1", private_ipv4="10.0.0.7")
+
+
+async def test_pull_run_stop_logs_with_read_only_credentials(docker_host, do_api, tmp_path):
+    s = docker_host
+    cfg = Config(
+        app="web",
+        registry=RegistryConfig(name="team", repository="app"),
+        ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "state")),
+        service=ServiceConfig(port=18080, admin_port=19090, env={"FOO": "a b"}),
+    )
+    pool = SSHPool(s.client_key_text, known_hosts=KnownHosts(tmp_path / "kh"), accept_new=True, port=s.port)
+    events = []
+    async with DOClient(do_api.url, TOKEN) as client:
+        rt = DockerSSHRuntime(cfg, _droplet(), pool=pool, client=client, on_event=events.append)
+        try:
+            with pytest.raises(ImageNotFound, match="no such tag"):
+                await rt.pull(f"{REPO}:missing")
+            info = await rt.pull(f"{REPO}:sha-1234567")
+            assert info.tag == "sha-1234567" and info.digest.startswith("sha256:") and info.ref == f"{REPO}:sha-1234567"
+            # Pull output streamed into LogLine events for this host.
+            assert any(isinstance(e, LogLine) and e.host == "api-1" and "Pull complete" in e.line for e in events)
+
+            st = _state(s)
+            # Credentials: read-only, asked from DO each time, delivered on stdin into a 0700
+            # temp DOCKER_CONFIG that is gone afterwards and never on any argv.
+            assert [c["read_write"] for c in do_api.issued_credentials] == [False, False]
+            for p in st["pulls"]:
+                assert p["dir_mode"] == "0o700"
+                assert set(p["config"]["auths"]) == {"registry.digitalocean.com"}
+                assert not os.path.exists(p["docker_config"])
+                secret = p["config"]["auths"]["registry.digitalocean.com"]["auth"]
+                assert all(secret not in " ".join(call) for call in st["calls"])
+
+            assert await rt.inspect() is None
+            c = await rt.run(f"{REPO}:sha-1234567", env={"EXTRA": "1"})
+            assert (c.name, c.state, c.tag, c.digest) == ("web", "running", "sha-1234567", info.digest)
+            assert c.started_at is not None and c.exit_code is None
+            raw = _state(s)["containers"]["web"]
+            assert raw["HostConfig"] == {"NetworkMode": "host", "RestartPolicy": {"Name": "always"}}
+            assert {"FOO=a b", "EXTRA=1", "ZDD_PORT=18080", "ZDD_ADMIN_PORT=19090", "ZDD_ADMIN_HOST=127.0.0.1", "ZDD_VERSION=sha-1234567"} <= set(raw["Config"]["Env"])
+            assert raw["Config"]["Labels"]["zdd.tag"] == "sha-1234567"
+
+            with pytest.raises(RuntimeFailure, match="is running"):
+                await rt.run(f"{REPO}:sha-1234567")
+
+            assert await rt.logs(tail=3) == ["line 5", "line 6", "line 7", "an error line"]
+            await rt.stop(2.5)
+            assert _state(s)["stop_timeout"] == "3"
+            assert await rt.inspect() is None
+            await rt.stop(1)  # no container: a no-op
+            assert await rt.logs() == []
+
+            # A stopped container of the same name is removed before the new one starts.
+            await rt.run(f"{REPO}:sha-1234567")
+            st = _state(s)
+            st["containers"]["web"]["State"].update({"Status": "exited", "Running": False, "ExitCode": 3})
+            (s.dir / "docker-state.json").write_text(json.dumps(st))
+            gone = await rt.inspect()
+            assert gone.state == "exited" and gone.exit_code == 3
+            again = await rt.run(f"{REPO}:sha-1234567")
+            assert again.state == "running"
+        finally:
+            await rt.close()
+            await pool.close()
+
+
+async def test_admin_and_health_through_ssh_forwards(sshd, tmp_path):
+    runners, (admin_port, service_port), seen = await _service()
+    try:
+        cfg = Config(ssh=SSHConfig(port=sshd.port), service=ServiceConfig(port=service_port, admin_port=admin_port))
+        pool = SSHPool(sshd.client_key_text, known_hosts=KnownHosts(tmp_path / "kh"), accept_new=True, port=sshd.port)
+        rt = DockerSSHRuntime(cfg, _droplet(), pool=pool, registry_auth=False)
+        try:
+            st = await rt.stats()
+            assert st.served == 42 and st.in_flight == 1 and not st.draining
+            assert st.health_checkers[0].source == "10.0.0.9" and st.health_checkers[0].consecutive_ok == 3
+            await rt.drain()
+            assert seen["drain"] == 1 and (await rt.stats()).draining
+            probe = await rt.probe_health()
+            assert (probe.healthy, probe.status) == (False, 503) and "draining" in probe.detail
+            assert seen["probe_headers"] == ["zdd-tui"]
+            # undrain is not served by this stand-in: a clear failure naming the path and status.
+            with pytest.raises(RuntimeFailure, match="/admin/undrain answered HTTP 404"):
+                await rt.undrain()
+        finally:
+            await rt.close()
+            await pool.close()
+    finally:
+        for r in runners:
+            await r.cleanup()
+    # Nothing listens any more: no stats, an unhealthy probe that says why.
+    pool = SSHPool(sshd.client_key_text, known_hosts=KnownHosts(tmp_path / "kh"), accept_new=False, port=sshd.port)
+    rt = DockerSSHRuntime(cfg, _droplet(), pool=pool, registry_auth=False)
+    try:
+        assert await rt.stats() is None
+        probe = await rt.probe_health()
+        assert not probe.healthy and probe.status is None and "no answer" in probe.detail
+    finally:
+        await rt.close()
+        await pool.close()
+
+
+async def test_bootstrap_reports_per_host(docker_host, tmp_path):
+    s = docker_host
+    runners, (admin_port, busy_port), _ = await _service()
+    try:
+        cfg = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "var-lib-zdd")), service=ServiceConfig(port=busy_port, admin_port=0))
+        cfg_free = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "var-lib-zdd")), service=ServiceConfig(port=_free_port(), admin_port=_free_port()))
+        pool = SSHPool(s.client_key_text, known_hosts=KnownHosts(tmp_path / "kh"), accept_new=True, port=s.port)
+        try:
+            ok = await bootstrap_host(cfg_free, _droplet(), pool, install_docker=False)
+            assert ok.ok, ok.checks
+            assert ok.checks["host key"] == f"pinned {s.host_fingerprint}"
+            assert ok.checks["docker"].startswith("present (engine 20.10")
+            assert (s.dir / "var-lib-zdd" / "web").is_dir()
+            assert oct((s.dir / "var-lib-zdd" / "web").stat().st_mode & 0o777) == "0o700"
+            bad = await bootstrap_host(cfg, _droplet(), pool, install_docker=False)
+            assert not bad.ok
+            assert bad.checks[f"service port {busy_port}"].startswith("in use by another process")
+        finally:
+            await pool.close()
+    finally:
+        for r in runners:
+            await r.cleanup()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]

@@ -1,0 +1,94 @@
+"""Fixtures of the lab tier: one lab per session, always torn down (see labkit.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import labkit  # noqa: E402
+
+_LAB_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if str(item.fspath).startswith(_LAB_DIR + os.sep):
+            item.add_marker(pytest.mark.lab)
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if labkit.REPORT:
+        terminalreporter.section("zdd-tui lab")
+        for line in labkit.REPORT:
+            terminalreporter.write_line(line)
+
+
+report = labkit.report
+
+
+def require_root_and_tools() -> None:
+    if not labkit.is_root():
+        pytest.skip("needs root: the lab creates network namespaces, a bridge, sshd and dockerd")
+    missing = labkit.missing_tools()
+    if missing:
+        pytest.fail(f"lab tools missing (apt-get install openssh-server docker.io docker-registry debootstrap "
+                    f"gnome-keyring dbus): {', '.join(missing)}", pytrace=False)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """A CI timeout's SIGTERM unwinds like Ctrl-C, so the finalizers still tear the lab down."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@pytest.fixture(scope="session")
+def lab_lock():
+    """The lab lock for this session (and a clean slate: a crashed run's leftovers are removed)."""
+    require_root_and_tools()
+    with labkit.lab_lock() as got:
+        if not got:
+            pytest.skip(f"another lab session holds {labkit.LOCK_PATH}: not running two labs at once")
+        found = labkit.clean_previous_runs()
+        if any(found.values()):
+            report(f"cleaned a previous run's leftovers: {found}")
+        with _sigterm_as_interrupt():
+            yield
+
+
+@pytest.fixture(scope="session")
+def lab(lab_lock):
+    """The lab: 3 hosts (sshd + Docker engine each), a builder engine, a registry, a keyring."""
+    t0 = time.monotonic()
+    the_lab = labkit.Lab(hosts_count=3, subnet_index=0)
+    try:
+        the_lab.up()
+    except BaseException:
+        left = the_lab.down()
+        report(the_lab.print_timings("lab timings (failed bring-up)"))
+        if any(left.values()):
+            report(f"LEFTOVERS after a failed bring-up: {left}")
+        raise
+    report(the_lab.print_timings("lab timings (bring-up)"))
+    try:
+        yield the_lab
+    finally:
+        left = the_lab.down()
+        report(f"lab down: {the_lab.timings.get('lab down', 0):.2f} s; lab duration (up + tests + down): "
+               f"{time.monotonic() - t0:.1f} s")
+        if any(left.values()):
+            report(f"LEFTOVERS after teardown: {left}")
+            pytest.fail(f"the lab left things behind: {left}", pytrace=False)

@@ -1,0 +1,137 @@
+"""A load generator for rollout tests and the benchmark: a steady request rate through the LB,
+counting every non-2xx answer and every connection error or timeout.
+
+Bounded in time and in count, so a hung test cannot leave it running. Usable in-process
+(`Load`) or as a script: `python tests/rollout/loadgen.py URL --rate 250 --seconds 60`
+(prints one JSON line with the counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+
+@dataclass
+class LoadResult:
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    statuses: dict = field(default_factory=dict)  # non-2xx status -> count
+    errors: dict = field(default_factory=dict)  # exception type -> count
+    first_failures: list = field(default_factory=list)  # (seconds since start, what)
+    seconds: float = 0.0
+    versions: dict = field(default_factory=dict)  # "version" in GET / answers -> count
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        return (f"{self.sent} requests in {self.seconds:.1f}s ({self.rate:.0f}/s): {self.ok} ok, "
+                f"{self.failed} failed {self.statuses or ''}{self.errors or ''}")
+
+
+class Load:
+    def __init__(self, url: str, rate: float = 250.0, *, max_seconds: float = 300.0,
+                 max_requests: int | None = None, timeout: float = 10.0, concurrency: int = 64):
+        self.url = url
+        self.rate = rate
+        self.max_seconds = max_seconds
+        self.max_requests = max_requests or int(rate * max_seconds) + 1
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.result = LoadResult()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._t0 = 0.0
+
+    async def start(self) -> "Load":
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> LoadResult:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        return self.result
+
+    def _fail(self, what: str) -> None:
+        r = self.result
+        r.failed += 1
+        if len(r.first_failures) < 20:
+            r.first_failures.append((round(time.monotonic() - self._t0, 2), what))
+
+    async def _one(self, session: aiohttp.ClientSession, sem: asyncio.Semaphore) -> None:
+        r = self.result
+        try:
+            async with session.get(self.url) as resp:
+                body = await resp.read()
+                if 200 <= resp.status < 300:
+                    r.ok += 1
+                    try:
+                        v = json.loads(body).get("version", "?")
+                        r.versions[v] = r.versions.get(v, 0) + 1
+                    except (ValueError, AttributeError):
+                        pass
+                else:
+                    r.statuses[resp.status] = r.statuses.get(resp.status, 0) + 1
+                    self._fail(f"HTTP {resp.status}")
+        except Exception as exc:  # noqa: BLE001 - every error counts as a failed request
+            name = type(exc).__name__
+            r.errors[name] = r.errors.get(name, 0) + 1
+            self._fail(name)
+        finally:
+            sem.release()
+
+    async def _run(self) -> None:
+        self._t0 = time.monotonic()
+        period = 1.0 / self.rate
+        sem = asyncio.Semaphore(self.concurrency)
+        pending: set[asyncio.Task] = set()
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        conn = aiohttp.TCPConnector(limit=self.concurrency, force_close=False)
+        async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
+            n = 0
+            while not self._stop.is_set() and n < self.max_requests:
+                elapsed = time.monotonic() - self._t0
+                if elapsed >= self.max_seconds:
+                    break
+                # Fixed schedule: catch up after a stall instead of silently lowering the rate.
+                due = n * period - elapsed
+                if due > 0:
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), due)
+                        break
+                    except asyncio.TimeoutError:
+                        pass
+                await sem.acquire()
+                t = asyncio.create_task(self._one(session, sem))
+                pending.add(t)
+                t.add_done_callback(pending.discard)
+                n += 1
+                self.result.sent = n
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        self.result.seconds = time.monotonic() - self._t0
+
+
+async def _main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("url")
+    ap.add_argument("--rate", type=float, default=250)
+    ap.add_argument("--seconds", type=float, default=30)
+    a = ap.parse_args()
+    load = await Load(a.url, a.rate, max_seconds=a.seconds).start()
+    await load._task
+    r = load.result
+    print(json.dumps({**r.__dict__, "rate": r.rate}))
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())

@@ -1,0 +1,34 @@
+"""Fixtures for the sample service tests (helpers live in service_testkit)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from service_testkit import ServiceProcess, StartService, free_port, service_env
+
+
+@pytest.fixture
+def start_service() -> Iterator[StartService]:
+    """Start services (public on 127.0.0.1 unless told); stops any still running at the end."""
+    started: list[ServiceProcess] = []
+
+    def start(wait: bool = True, **env: str) -> ServiceProcess:
+        env.setdefault("ZDD_HOST", "127.0.0.1")
+        env.setdefault("ZDD_PORT", str(free_port(env["ZDD_HOST"])))
+        env.setdefault("ZDD_ADMIN_PORT", str(free_port()))
+        svc = ServiceProcess(service_env(**env))
+        started.append(svc)
+        if wait:
+            svc.wait_line("zdd-service listening")
+        return svc
+
+    yield start
+    for svc in started:
+        if svc.proc.poll() is None:
+            svc.proc.kill()  # by PID, only the processes this fixture started
+        svc.wait_exit(timeout=10)
+        for stream in (svc.proc.stdout, svc.proc.stderr):
+            if stream:
+                stream.close()

@@ -1,0 +1,161 @@
+"""Helpers: the sample service as real processes on loopback.
+
+ZDD_SERVICE_PYTHON picks the interpreter that runs the service (default: this one), so the
+same tests check another aiohttp, e.g. a venv with Debian bookworm's aiohttp 3.8;
+ZDD_SERVICE_SRC the directory holding the zdd_service package (default: service/).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+SERVICE_DIR = Path(
+    os.environ.get("ZDD_SERVICE_SRC") or Path(__file__).resolve().parents[2] / "service"
+)
+PYTHON = os.environ.get("ZDD_SERVICE_PYTHON", sys.executable)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZDD_")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(SERVICE_DIR), env.get("PYTHONPATH", "")) if p
+    )
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
+
+
+def request(
+    host: str,
+    port: int,
+    path: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    source: str | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, Any, http.client.HTTPMessage]:
+    """One request on a fresh connection; returns (status, parsed JSON or text, headers)."""
+    conn = http.client.HTTPConnection(
+        host, port, timeout=timeout, source_address=(source, 0) if source else None
+    )
+    try:
+        conn.request(method, path, headers=headers or {})
+        resp = conn.getresponse()
+        raw = resp.read().decode()
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw
+        return resp.status, body, resp.headers
+    finally:
+        conn.close()
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+class ServiceProcess:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.host = env.get("ZDD_HOST", "0.0.0.0")
+        # Tests of bad values pass non-numbers; those processes never listen.
+        self.port = int(env["ZDD_PORT"]) if env["ZDD_PORT"].isdigit() else -1
+        self.admin_host = env.get("ZDD_ADMIN_HOST", "127.0.0.1")
+        self.admin_port = int(env["ZDD_ADMIN_PORT"]) if env["ZDD_ADMIN_PORT"].isdigit() else -1
+        self.lines: list[str] = []
+        self.err_lines: list[str] = []
+        self._changed = threading.Condition()
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "zdd_service"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err_lines), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    def _read(self, stream: Any, into: list[str]) -> None:
+        for line in stream:
+            with self._changed:
+                into.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_line(self, prefix: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if line.startswith(prefix):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not any(
+                        t.is_alive() for t in self._readers)):
+                    raise AssertionError(
+                        f"no line starting {prefix!r}; stdout={self.lines} stderr={self.err_lines}"
+                    )
+                self._changed.wait(min(left, 0.2))
+
+    def wait_exit(self, timeout: float) -> int:
+        # Popen.wait reaps our own child; /proc polling is not needed for a direct child.
+        code = self.proc.wait(timeout=timeout)
+        for t in self._readers:
+            t.join(timeout=5)
+        return code
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(sig)
+
+    # Requests against the public and admin listeners (on the addresses tests can reach).
+    @property
+    def public_addr(self) -> str:
+        return "127.0.0.1" if self.host == "0.0.0.0" else self.host
+
+    def get(self, path: str, **kw: Any) -> tuple[int, Any, http.client.HTTPMessage]:
+        return request(self.public_addr, self.port, path, **kw)
+
+    def admin(self, path: str, method: str = "GET", **kw: Any) -> tuple[int, Any, Any]:
+        return request(self.admin_host, self.admin_port, path, method=method, **kw)
+
+    def stats(self) -> dict[str, Any]:
+        status, body, _ = self.admin("/admin/stats")
+        assert status == 200, body
+        return body
+
+    def url(self, path: str) -> str:
+        return f"http://{self.public_addr}:{self.port}{path}"
+
+
+StartService = Callable[..., ServiceProcess]

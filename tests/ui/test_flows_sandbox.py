@@ -1,0 +1,213 @@
+"""Every console flow against a real sandbox (API, LB proxy, host processes) through Pilot.
+
+The engine's events drive the screen; each test then checks the fleet itself (what each host's
+container runs, its own health, the lock) rather than only what the screen says.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from zdd_tui.rollout.events import OutcomeStatus, Phase
+from zdd_tui.ui.app import ZddApp
+from zdd_tui.ui.screens.confirm import ConfirmScreen
+from zdd_tui.ui.screens.dashboard import DashboardScreen
+from zdd_tui.ui.screens.rollout import RolloutScreen
+from zdd_tui.ui.widgets import FleetTable
+
+from .conftest import tag_with, until
+from .screentext import screen_text
+
+pytestmark = pytest.mark.slow
+SIZE = (140, 44)
+
+
+def fleet_tags(sandbox) -> dict[str, str | None]:
+    """What each host's container runs, asked of the sandbox's host manager (not the UI)."""
+    out = {}
+    for name, host in sorted(sandbox.hosts.hosts.items()):
+        c = host.inspect()
+        out[name] = c["tag"] if c and c.get("state") == "running" else None
+    return out
+
+
+async def lock_text(source) -> str | None:
+    d = source._droplets[0]
+    return await source.session.runtime(d).state_read("deploy.lock")
+
+
+async def dashboard_filled(pilot, app):
+    await until(
+        pilot,
+        lambda: app.fleet.droplets and len(app.fleet.hosts) == len(app.fleet.droplets)
+        and app.fleet.tags and app.fleet.lb is not None
+        and all(h.tag for h in app.fleet.hosts.values()),
+        timeout=20,
+        what="the dashboard to fill",
+    )
+    await pilot.pause(0.2)
+
+
+async def select_tag(pilot, app, tag: str):
+    """As a person would: focus the registry pane, move down to the tag."""
+    table = app.screen.query_one("#tags", FleetTable)
+    table.focus()
+    await pilot.pause()
+    for _ in range(len(table._order)):
+        if table.selected_key == tag:
+            return
+        await pilot.press("down")
+    assert table.selected_key == tag, f"{tag} not in the registry pane: {table._order}"
+
+
+async def run_to_outcome(pilot, app, timeout=120):
+    await until(pilot, lambda: isinstance(app.screen, RolloutScreen), timeout=15, what="the rollout view")
+    screen = app.screen
+    await until(pilot, lambda: screen.outcome is not None, timeout=timeout, what="the rollout's outcome")
+    return screen
+
+
+async def test_dashboard_fills_from_the_sandbox(sandbox, source):
+    initial = {h["name"]: h["tag"] for h in sandbox.info["hosts"]}
+    app = ZddApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await dashboard_filled(pilot, app)
+        text = screen_text(app)
+        assert "SANDBOX" in text
+        droplets = app.screen.query_one("#droplets", FleetTable)
+        assert droplets._order == sorted(initial)
+        for name, tag in initial.items():
+            row = droplets._shown[name]
+            assert row[4] == tag and row[5].word == "healthy"
+            assert f"{name}" in text
+        assert "✔ healthy" in text  # glyph and word, not colour alone
+        assert app.fleet.lb.name in text
+        latest = next(t for t in app.fleet.tags if t.tag == "latest")
+        assert latest.manifest_digest.split(":")[1][:12] in text
+        assert "API " in text and "/40 req/min" in text  # rate limit and budget in the status bar
+        # The registry pane is newest first and says where each tag runs.
+        tags = app.screen.query_one("#tags", FleetTable)
+        runs = dict((k, cells[4]) for k, cells in tags._all)
+        assert set(initial) <= set(runs[next(iter(initial.values()))].replace(" ", "").split(","))
+
+
+async def test_deploy_cancelled_changes_nothing(sandbox, source):
+    before = fleet_tags(sandbox)
+    app = ZddApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await dashboard_filled(pilot, app)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the deploy confirmation")
+        assert app.poller.paused  # nothing polls behind a dialog
+        text = screen_text(app)
+        for name in before:
+            assert name in text
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="the dashboard again")
+        await until(pilot, lambda: not app.poller.paused, timeout=5, what="polling to resume")
+        await pilot.pause(1.0)
+        assert app.rollout is None
+    assert fleet_tags(sandbox) == before
+    assert await lock_text(source) is None
+
+
+async def test_deploy_confirmed_then_rollback_to_chosen_tag(sandbox, source):
+    before = fleet_tags(sandbox)
+    old = next(iter(before.values()))
+    newest_good = next(t["tag"] for t in sandbox.info["tags"] if t["behaviour"] == "ok" and t["tag"] not in ("latest", old))
+    app = ZddApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await dashboard_filled(pilot, app)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the deploy confirmation")
+        assert newest_good in screen_text(app)
+        await pilot.press("y")
+        screen = await run_to_outcome(pilot, app)
+        assert screen.outcome.status is OutcomeStatus.SUCCESS, screen.outcome
+        assert all(r.phase is Phase.DONE for r in screen.rows.values())
+        assert "SUCCESS" in screen_text(app)
+        assert fleet_tags(sandbox) == {n: newest_good for n in before}
+
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="the dashboard")
+        await select_tag(pilot, app, old)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the rollback confirmation")
+        text = screen_text(app)
+        assert f"Roll back to {old}" in text
+        for name in before:
+            assert name in text
+        await pilot.press("y")
+        screen = await run_to_outcome(pilot, app)
+        assert screen.outcome.status is OutcomeStatus.SUCCESS, screen.outcome
+    after = fleet_tags(sandbox)
+    assert after == before, after
+    for host in sandbox.hosts.hosts.values():
+        assert host.inspect()["state"] == "running"
+    assert await lock_text(source) is None
+
+
+async def test_broken_version_shows_halted_outcome_and_host_is_restored(sandbox, source):
+    before = fleet_tags(sandbox)
+    bad = tag_with(sandbox, "unhealthy")
+    app = ZddApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await dashboard_filled(pilot, app)
+        await select_tag(pilot, app, bad)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("y")
+        screen = await run_to_outcome(pilot, app, timeout=180)
+        o = screen.outcome
+        assert o.status is OutcomeStatus.HALTED, o
+        assert o.restored and o.failed_host in before
+        text = screen_text(app)
+        assert "HALTED" in text and o.failed_host in text
+        failed_row = screen.rows[o.failed_host]
+        assert failed_row.phase in (Phase.RESTORED, Phase.FAILED)
+        others = [r for n, r in screen.rows.items() if n != o.failed_host]
+        assert all(r.phase in (Phase.SKIPPED, Phase.PENDING) for r in others)
+    # The whole fleet runs what it ran before: the failed host restored, the rest untouched.
+    assert fleet_tags(sandbox) == before
+    assert await lock_text(source) is None
+
+
+async def test_quit_during_rollout_stops_safely(sandbox, source):
+    before = fleet_tags(sandbox)
+    old = next(iter(before.values()))
+    app = ZddApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await dashboard_filled(pilot, app)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, RolloutScreen), what="the rollout view")
+        screen = app.screen
+        first = next(iter(screen.rows.values()))
+        await until(pilot, lambda: first.phase not in (Phase.PENDING, Phase.PULLING), what="the first host to start")
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the quit question")
+        assert "Quit during a rollout?" in screen_text(app)
+        await pilot.press("y")
+        await until(pilot, lambda: screen.outcome is not None, timeout=90, what="the engine to stop")
+        assert screen.outcome.status in (OutcomeStatus.INTERRUPTED, OutcomeStatus.SUCCESS), screen.outcome
+        await until(pilot, lambda: not app.is_running or app._exit_renderables is not None or app.return_code is not None,
+                    timeout=20, what="the app to exit")
+    after = fleet_tags(sandbox)
+    # Never half-deployed: each host runs the old or the new version, serving and not draining.
+    assert all(t is not None for t in after.values()), after
+    assert sum(t != old for t in after.values()) <= 1, after  # at most the host that was in progress
+    for name, host in sandbox.hosts.hosts.items():
+        assert host.inspect()["state"] == "running"
+    # Closing the app closed the source; check the lock through a fresh session.
+    from zdd_tui.sandbox.supervisor import load_sandbox_config
+    from zdd_tui.ui.source import SessionSource, open_session
+
+    fresh = SessionSource(await open_session(load_sandbox_config(sandbox.config_path)), sandbox=True, label="")
+    try:
+        await fresh.droplets()
+        assert await lock_text(fresh) is None
+        state = await fresh.hosts()
+        assert all(s.probe and s.probe.healthy for s in state.values()), state
+    finally:
+        await fresh.close()

@@ -1,0 +1,726 @@
+"""The one place that talks to DigitalOcean (or the sandbox's local copy of its API), through pydo.
+
+    async with DOClient(api_url, token) as do:
+        droplets = await do.list_droplets("zdd-app")
+
+Every call goes through `_call`, which
+- gets the HTTP status with the body (pydo *returns* DO's error body for many 404s instead of
+  raising) and turns any error into a CloudError subclass with DO's message and request id;
+- honours 429 `retry-after` (waits and retries, `max_retry_wait` seconds in all at most);
+- retries reads on 5xx / connection errors a few times, never a create: pydo's own retry policy is
+  off (retry_total=0) because it re-sends POSTs, and creates re-list after a 5xx before deciding;
+- records the `ratelimit-*` headers (`.rate_limit`) and counts HTTP requests (`.requests_made`).
+The token is only handed to pydo's auth policy; it never appears in errors, reprs or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Awaitable, Callable, Iterable
+from urllib.parse import parse_qs, urlsplit
+
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.pipeline.policies import AzureKeyCredentialPolicy
+from pydo.aio import Client as PydoClient
+
+from zdd_tui.cloud.errors import (
+    CloudError,
+    NotFoundError,
+    RateLimitedError,
+    UnauthorizedError,
+    UnreachableError,
+    hint_for,
+)
+from zdd_tui.cloud.models import (
+    Account,
+    Action,
+    DockerCredentials,
+    Droplet,
+    ForwardingRule,
+    HealthCheck,
+    LoadBalancer,
+    RateLimit,
+    Registry,
+    RegistryTag,
+    RegistryTier,
+    Repository,
+    SSHKey,
+)
+
+log = logging.getLogger(__name__)
+
+PER_PAGE = 200
+MAX_PAGES = 10_000  # a guard against a server whose "next" link never ends
+RETRYABLE = {500, 502, 503, 504}
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        return None
+
+
+def _capture(pipeline_response, deserialized, headers):
+    """pydo's `cls=` hook: keep the HTTP status next to the body."""
+    return pipeline_response.http_response.status_code, deserialized
+
+
+# ---- dict -> model -------------------------------------------------------------------------------
+
+
+def droplet_from(d: dict) -> Droplet:
+    def ip(kind: str) -> str | None:
+        for n in (d.get("networks") or {}).get("v4") or []:
+            if n.get("type") == kind:
+                return n.get("ip_address")
+        return None
+
+    region = d.get("region")
+    return Droplet(
+        id=int(d["id"]),
+        name=d["name"],
+        status=d.get("status", ""),
+        region=region.get("slug", "") if isinstance(region, dict) else str(region or ""),
+        size=d.get("size_slug") or (d.get("size") or {}).get("slug", ""),
+        public_ipv4=ip("public"),
+        private_ipv4=ip("private"),
+        tags=tuple(d.get("tags") or ()),
+        created_at=_parse_time(d.get("created_at")),
+    )
+
+
+def health_check_from(h: dict) -> HealthCheck:
+    return HealthCheck(
+        protocol=h.get("protocol", "http"),
+        port=int(h.get("port", 80)),
+        path=h.get("path", "/"),
+        check_interval_seconds=int(h.get("check_interval_seconds", 10)),
+        response_timeout_seconds=int(h.get("response_timeout_seconds", 5)),
+        unhealthy_threshold=int(h.get("unhealthy_threshold", 5)),
+        healthy_threshold=int(h.get("healthy_threshold", 3)),
+    )
+
+
+def load_balancer_from(lb: dict) -> LoadBalancer:
+    region = lb.get("region")
+    return LoadBalancer(
+        id=lb["id"],
+        name=lb.get("name", ""),
+        ip=lb.get("ip") or None,
+        status=lb.get("status", ""),
+        region=region.get("slug", "") if isinstance(region, dict) else str(region or ""),
+        tag=lb.get("tag") or None,
+        droplet_ids=tuple(int(i) for i in lb.get("droplet_ids") or ()),
+        forwarding_rules=tuple(
+            ForwardingRule(r["entry_protocol"], int(r["entry_port"]), r["target_protocol"], int(r["target_port"]))
+            for r in lb.get("forwarding_rules") or ()
+        ),
+        health_check=health_check_from(lb.get("health_check") or {}),
+        size_unit=int(lb.get("size_unit") or 1),
+    )
+
+
+def load_balancer_body(lb: LoadBalancer) -> dict:
+    """The whole object for a create or PUT (PUT replaces everything, so nothing may be left out)."""
+    body: dict[str, Any] = {
+        "name": lb.name,
+        "region": lb.region,
+        "size_unit": lb.size_unit,
+        "forwarding_rules": [
+            {
+                "entry_protocol": r.entry_protocol,
+                "entry_port": r.entry_port,
+                "target_protocol": r.target_protocol,
+                "target_port": r.target_port,
+            }
+            for r in lb.forwarding_rules
+        ],
+        "health_check": {
+            "protocol": lb.health_check.protocol,
+            "port": lb.health_check.port,
+            "path": lb.health_check.path,
+            "check_interval_seconds": lb.health_check.check_interval_seconds,
+            "response_timeout_seconds": lb.health_check.response_timeout_seconds,
+            "unhealthy_threshold": lb.health_check.unhealthy_threshold,
+            "healthy_threshold": lb.health_check.healthy_threshold,
+        },
+    }
+    # A tag-based LB and droplet_ids are exclusive on DigitalOcean.
+    if lb.tag:
+        body["tag"] = lb.tag
+    else:
+        body["droplet_ids"] = list(lb.droplet_ids)
+    return body
+
+
+def registry_from(r: dict) -> Registry:
+    tier = ((r.get("subscription") or {}).get("tier") or {}).get("slug")
+    return Registry(name=r["name"], region=r.get("region"), created_at=_parse_time(r.get("created_at")), tier=tier)
+
+
+def tag_from(repository: str, t: dict) -> RegistryTag:
+    return RegistryTag(
+        repository=t.get("repository") or repository,
+        tag=t["tag"],
+        manifest_digest=t.get("manifest_digest", ""),
+        compressed_size_bytes=int(t.get("compressed_size_bytes") or 0),
+        updated_at=_parse_time(t.get("updated_at")),
+    )
+
+
+def ssh_key_from(k: dict) -> SSHKey:
+    return SSHKey(id=int(k["id"]), name=k.get("name", ""), fingerprint=k.get("fingerprint", ""), public_key=k.get("public_key", ""))
+
+
+def action_from(a: dict) -> Action:
+    return Action(id=int(a["id"]), status=a.get("status", ""), type=a.get("type", ""))
+
+
+# ---- the client ----------------------------------------------------------------------------------
+
+
+class DOClient:
+    """Async DigitalOcean client. Use as `async with DOClient(url, token) as do:`.
+
+    `allow_insecure=True` permits plain http to a non-loopback host (lab network namespaces);
+    plain http to 127.0.0.0/8 or localhost is always allowed (the sandbox).
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        max_retry_wait: float = 60,
+        max_retries: int = 3,
+        timeout: float = 60,
+        allow_insecure: bool = False,
+        retry_backoff: float = 0.25,
+        recheck_delay: float = 1.0,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ):
+        if not token:
+            raise UnauthorizedError(
+                "no DigitalOcean token", "run `zdd-tui login` (or set DIGITALOCEAN_TOKEN)", status=401
+            )
+        self.api_url = api_url.rstrip("/")
+        self.__token = token
+        self.max_retry_wait = max_retry_wait
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.retry_backoff = retry_backoff  # first pause before re-reading after a 5xx; doubles
+        self.recheck_delay = recheck_delay  # pause before re-listing after a create's 5xx
+        self._sleep = sleep or asyncio.sleep
+        self.rate_limit: RateLimit | None = None
+        self.requests_made = 0
+        self.waited_seconds = 0.0  # time spent waiting on 429 retry-after, in total
+        parts = urlsplit(self.api_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise CloudError(
+                f"the DigitalOcean API URL {self.api_url!r} is not an http(s) URL",
+                "set digitalocean.api_url in zdd.yaml to https://api.digitalocean.com or the sandbox's URL",
+            )
+        self._plain_http = parts.scheme == "http"
+        if self._plain_http and not (_is_loopback(parts.hostname) or allow_insecure):
+            raise CloudError(
+                f"refusing to send the DigitalOcean token over plain http to {parts.hostname}",
+                "use https, or a sandbox API on 127.0.0.1",
+            )
+        self._pydo: PydoClient | None = None
+
+    def __repr__(self) -> str:
+        return f"DOClient(api_url={self.api_url!r}, requests_made={self.requests_made})"
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> "DOClient":
+        if self._pydo is None:
+            kwargs: dict[str, Any] = {
+                "endpoint": self.api_url,
+                "retry_total": 0,  # pydo would re-send POSTs on 5xx; _call retries what is safe
+                "raw_response_hook": self._on_response,
+                "timeout": self.timeout,
+                "connection_timeout": min(self.timeout, 10),
+                "read_timeout": self.timeout,
+            }
+            if self._plain_http:
+                # pydo's bearer policy refuses non-TLS URLs; the key policy sends the same header.
+                kwargs["authentication_policy"] = AzureKeyCredentialPolicy(
+                    AzureKeyCredential(self.__token), "Authorization", prefix="Bearer"
+                )
+            self._pydo = PydoClient(self.__token, **kwargs)
+        return self
+
+    async def close(self) -> None:
+        if self._pydo is not None:
+            await self._pydo.close()
+            self._pydo = None
+
+    async def __aenter__(self) -> "DOClient":
+        return await self.open()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    @property
+    def pydo(self) -> PydoClient:
+        if self._pydo is None:
+            raise RuntimeError("DOClient is not open: use `async with DOClient(...)`")
+        return self._pydo
+
+    # ---- the call wrapper --------------------------------------------------------------------
+
+    def _on_response(self, pipeline_response) -> None:
+        self.requests_made += 1
+        h = pipeline_response.http_response.headers
+        try:
+            if h.get("ratelimit-limit") is not None:
+                self.rate_limit = RateLimit(
+                    limit=int(h["ratelimit-limit"]),
+                    remaining=int(h.get("ratelimit-remaining", 0)),
+                    reset_epoch=int(float(h.get("ratelimit-reset", 0))),
+                )
+        except (TypeError, ValueError):
+            pass
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.__token, "[token]") if self.__token else text
+
+    def _error(self, what: str, status: int | None, body: Any, headers: Any = None) -> CloudError:
+        do_id = message = request_id = None
+        if isinstance(body, dict):
+            do_id, message, request_id = body.get("id"), body.get("message"), body.get("request_id")
+        if not request_id and headers is not None:
+            request_id = headers.get("x-request-id")
+        text = f"{what}: DigitalOcean answered {status}"
+        if message:
+            text += f": {message}"
+        text = self._redact(text)
+        cls = CloudError
+        if status == 404:
+            cls = NotFoundError
+        elif status in (401, 403):
+            cls = UnauthorizedError
+        elif status == 429:
+            cls = RateLimitedError
+        return cls(text, hint_for(status, do_id), status=status, do_id=do_id, request_id=request_id)
+
+    async def _call(self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any, create: bool = False, **kwargs: Any) -> tuple[int, Any]:
+        """Run one pydo operation; returns (status, body) for a success, raises CloudError otherwise.
+
+        `create=True`: never retry on 5xx or a lost connection (the create may have happened);
+        the caller re-lists and decides. 429 is always safe to retry: DO did not process it.
+        """
+        attempt = 0
+        waited = 0.0
+        while True:
+            attempt += 1
+            try:
+                status, body = await fn(*args, cls=_capture, **kwargs)
+            except HttpResponseError as e:
+                resp = e.response
+                status = e.status_code or (resp.status_code if resp is not None else None)
+                headers = resp.headers if resp is not None else {}
+                try:
+                    body = resp.json() if resp is not None else None
+                except Exception:
+                    body = None
+                if status == 429:
+                    retry_after = _retry_after(headers)
+                    if waited + retry_after <= self.max_retry_wait:
+                        log.info("%s: rate limited, retrying in %.0f s", what, retry_after)
+                        waited += retry_after
+                        self.waited_seconds += retry_after
+                        await self._sleep(retry_after)
+                        continue
+                    err = self._error(what, status, body, headers)
+                    err.retry_after = retry_after
+                    raise err from None
+                if status in RETRYABLE and not create and attempt <= self.max_retries:
+                    await self._sleep(min(self.retry_backoff * 2 ** (attempt - 1), 4))
+                    continue
+                raise self._error(what, status, body, headers) from None
+            except (ServiceRequestError, ServiceResponseError) as e:
+                if not create and attempt <= self.max_retries:
+                    await self._sleep(min(self.retry_backoff * 2 ** (attempt - 1), 4))
+                    continue
+                raise UnreachableError(
+                    self._redact(f"{what}: no answer from {self.api_url} ({type(e).__name__}: {e.message if hasattr(e, 'message') else e})"),
+                    "check the network and digitalocean.api_url; for the sandbox, is `zdd-tui sandbox up` running?",
+                ) from None
+            if status >= 400:  # pydo returned an error body instead of raising
+                raise self._error(what, status, body)
+            return status, body
+
+    async def _list_all(self, what: str, fn: Callable[..., Awaitable[Any]], key: str, *args: Any, **kwargs: Any) -> list[dict]:
+        """Every page of a list (per_page=200), following links.pages.next."""
+        items: list[dict] = []
+        page = 1
+        for _ in range(MAX_PAGES):
+            _, body = await self._call(what, fn, *args, per_page=PER_PAGE, page=page, **kwargs)
+            body = body or {}
+            items.extend(body.get(key) or [])
+            nxt = ((body.get("links") or {}).get("pages") or {}).get("next")
+            if not nxt:
+                break
+            try:
+                next_page = int(parse_qs(urlsplit(nxt).query).get("page", ["0"])[0])
+            except ValueError:
+                break
+            if next_page <= page:
+                break
+            page = next_page
+        return items
+
+    # ---- account -----------------------------------------------------------------------------
+
+    async def account(self) -> Account:
+        _, body = await self._call("read the account", self.pydo.account.get)
+        a = body["account"]
+        return Account(email=a.get("email", ""), uuid=a.get("uuid", ""), status=a.get("status", ""), droplet_limit=int(a.get("droplet_limit", 0)))
+
+    # ---- droplets ----------------------------------------------------------------------------
+
+    async def list_droplets(self, tag: str | None = None) -> list[Droplet]:
+        kw = {"tag_name": tag} if tag else {}
+        items = await self._list_all(f"list droplets{f' tagged {tag}' if tag else ''}", self.pydo.droplets.list, "droplets", **kw)
+        return [droplet_from(d) for d in items]
+
+    async def get_droplet(self, droplet_id: int) -> Droplet:
+        _, body = await self._call(f"read droplet {droplet_id}", self.pydo.droplets.get, int(droplet_id))
+        return droplet_from(body["droplet"])
+
+    async def find_droplets_by_name(self, name: str) -> list[Droplet]:
+        items = await self._list_all(f"find droplet {name}", self.pydo.droplets.list, "droplets", name=name)
+        return [droplet_from(d) for d in items if d.get("name") == name]
+
+    async def _by_names(self, names: Iterable[str], tag: str | None) -> dict[str, Droplet]:
+        wanted = set(names)
+        if tag:
+            found = await self.list_droplets(tag)
+        else:
+            found = [d for n in wanted for d in await self.find_droplets_by_name(n)]
+        out: dict[str, Droplet] = {}
+        for d in sorted(found, key=lambda d: d.id):
+            if d.name in wanted and d.name not in out:
+                out[d.name] = d
+        return out
+
+    async def create_droplets(
+        self,
+        names: Iterable[str],
+        *,
+        region: str,
+        size: str,
+        image: str,
+        ssh_key_ids: Iterable[int | str] = (),
+        tags: Iterable[str] = (),
+        user_data: str | None = None,
+    ) -> list[Droplet]:
+        """Create the droplets that do not exist yet (by name); returns all of them in `names` order.
+
+        Idempotent: names that exist (with the first tag, when given) are not created again. After a
+        5xx or a lost answer the list is read again first, and only names still missing are sent
+        once more (one more attempt), so a create that happened despite the error is never doubled.
+        """
+        names = list(dict.fromkeys(names))
+        tags = list(tags)
+        tag = tags[0] if tags else None
+        existing = await self._by_names(names, tag)
+        last_error: CloudError | None = None
+        for attempt in range(2):
+            missing = [n for n in names if n not in existing]
+            if not missing:
+                break
+            for i in range(0, len(missing), 10):  # DO takes at most 10 names per request
+                chunk = missing[i : i + 10]
+                body: dict[str, Any] = {"names": chunk, "region": region, "size": size, "image": image, "tags": tags}
+                if ssh_key_ids:
+                    body["ssh_keys"] = list(ssh_key_ids)
+                if user_data:
+                    body["user_data"] = user_data
+                try:
+                    _, res = await self._call(f"create droplets {', '.join(chunk)}", self.pydo.droplets.create, body, create=True)
+                except (UnreachableError, CloudError) as e:
+                    if isinstance(e, UnreachableError) or (e.status or 0) >= 500:
+                        last_error = e
+                        break  # re-list before deciding anything else
+                    raise
+                for d in res.get("droplets") or ([res["droplet"]] if res.get("droplet") else []):
+                    dm = droplet_from(d)
+                    existing.setdefault(dm.name, dm)
+            else:
+                continue
+            # A create failed with 5xx/no answer: see what really exists now.
+            await self._sleep(self.recheck_delay)
+            existing.update({k: v for k, v in (await self._by_names(names, tag)).items() if k not in existing})
+        missing = [n for n in names if n not in existing]
+        if missing:
+            raise last_error or CloudError(f"droplets {', '.join(missing)} were not created")
+        return [existing[n] for n in names]
+
+    async def delete_droplet(self, droplet_id: int, *, missing_ok: bool = False) -> None:
+        try:
+            await self._call(f"delete droplet {droplet_id}", self.pydo.droplets.destroy, int(droplet_id))
+        except NotFoundError:
+            if not missing_ok:
+                raise
+
+    # ---- load balancer -----------------------------------------------------------------------
+
+    async def list_load_balancers(self) -> list[LoadBalancer]:
+        items = await self._list_all("list load balancers", self.pydo.load_balancers.list, "load_balancers")
+        return [load_balancer_from(lb) for lb in items]
+
+    async def find_load_balancer(self, name: str) -> LoadBalancer | None:
+        for lb in await self.list_load_balancers():
+            if lb.name == name:
+                return lb
+        return None
+
+    async def get_load_balancer(self, lb_id: str) -> LoadBalancer:
+        _, body = await self._call(f"read load balancer {lb_id}", self.pydo.load_balancers.get, lb_id)
+        return load_balancer_from(body["load_balancer"])
+
+    async def create_load_balancer(
+        self,
+        name: str,
+        *,
+        region: str,
+        tag: str,
+        entry_port: int,
+        target_port: int,
+        health_check: HealthCheck,
+        size_unit: int = 1,
+        entry_protocol: str = "http",
+        target_protocol: str = "http",
+    ) -> LoadBalancer:
+        """Create a tag-based LB, or return the one of that name if it exists (never a second one)."""
+        found = await self.find_load_balancer(name)
+        if found is not None:
+            return found
+        lb = LoadBalancer(
+            id="",
+            name=name,
+            ip=None,
+            status="new",
+            region=region,
+            tag=tag,
+            droplet_ids=(),
+            forwarding_rules=(ForwardingRule(entry_protocol, entry_port, target_protocol, target_port),),
+            health_check=health_check,
+            size_unit=size_unit,
+        )
+        try:
+            _, body = await self._call(
+                f"create load balancer {name}", self.pydo.load_balancers.create, load_balancer_body(lb), create=True
+            )
+        except CloudError as e:
+            if isinstance(e, UnreachableError) or (e.status or 0) >= 500:
+                await self._sleep(self.recheck_delay)
+                found = await self.find_load_balancer(name)
+                if found is not None:
+                    return found
+            raise
+        return load_balancer_from(body["load_balancer"])
+
+    async def update_load_balancer(self, lb: LoadBalancer, **changes: Any) -> LoadBalancer:
+        """PUT the whole LB: `lb` (as read) with `changes` (dataclass fields) applied."""
+        new = replace(lb, **changes) if changes else lb
+        _, body = await self._call(
+            f"update load balancer {lb.name}", self.pydo.load_balancers.update, lb.id, load_balancer_body(new)
+        )
+        return load_balancer_from(body["load_balancer"])
+
+    async def lb_droplet_health(self, lb_id: str, *, window_seconds: int = 300) -> dict[int, bool | None]:
+        """droplet id -> healthy per the LB's last health-check sample (advisory; it lags)."""
+        end = int(time.time())
+        _, body = await self._call(
+            "read the load balancer's droplet health",
+            self.pydo.monitoring.get_lb_droplets_health_checks,
+            lb_id=lb_id,
+            start=str(end - window_seconds),
+            end=str(end),
+        )
+        out: dict[int, bool | None] = {}
+        for series in ((body or {}).get("data") or {}).get("result") or []:
+            try:
+                did = int((series.get("metric") or {}).get("droplet_id"))
+            except (TypeError, ValueError):
+                continue
+            values = series.get("values") or []
+            if not values:
+                out[did] = None
+                continue
+            try:
+                out[did] = float(values[-1][1]) > 0
+            except (TypeError, ValueError, IndexError):
+                out[did] = None
+        return out
+
+    # ---- registry ----------------------------------------------------------------------------
+
+    async def get_registry(self, name: str | None = None) -> Registry | None:
+        """The account's registry (the one named `name`, when given); None when there is none."""
+        _, body = await self._call("read the container registry", self.pydo.registries.list)
+        regs = [registry_from(r) for r in (body or {}).get("registries") or []]
+        if name is not None:
+            regs = [r for r in regs if r.name == name]
+        return regs[0] if regs else None
+
+    async def create_registry(self, name: str, tier: str = "starter", region: str | None = None) -> Registry:
+        found = await self.get_registry(name)
+        if found is not None:
+            return found
+        body: dict[str, Any] = {"name": name, "subscription_tier_slug": tier}
+        if region:
+            body["region"] = region
+        try:
+            _, res = await self._call(f"create registry {name}", self.pydo.registries.create, body, create=True)
+        except CloudError as e:
+            if isinstance(e, UnreachableError) or (e.status or 0) >= 500:
+                await self._sleep(self.recheck_delay)
+                found = await self.get_registry(name)
+                if found is not None:
+                    return found
+            raise
+        reg = registry_from(res["registry"])
+        return reg if reg.tier else replace(reg, tier=tier)
+
+    async def list_repositories(self, registry: str) -> list[Repository]:
+        items = await self._list_all(
+            f"list repositories of registry {registry}", self.pydo.registries.list_repositories_v2, "repositories", registry
+        )
+        out = []
+        for r in items:
+            latest = r.get("latest_manifest") or {}
+            out.append(
+                Repository(
+                    name=r["name"],
+                    tag_count=int(r.get("tag_count") or 0),
+                    manifest_count=int(r.get("manifest_count") or 0),
+                    latest_digest=latest.get("digest"),
+                    latest_tags=tuple(latest.get("tags") or ()),
+                    updated_at=_parse_time(latest.get("updated_at")),
+                )
+            )
+        return out
+
+    async def list_tags(self, registry: str, repository: str) -> list[RegistryTag]:
+        """All tags of a repository, newest first."""
+        items = await self._list_all(
+            f"list tags of {registry}/{repository}", self.pydo.registries.list_repository_tags, "tags", registry, repository
+        )
+        tags = [tag_from(repository, t) for t in items]
+        epoch = datetime.fromtimestamp(0).astimezone()
+        tags.sort(key=lambda t: t.tag)
+        tags.sort(key=lambda t: t.updated_at or epoch, reverse=True)
+        return tags
+
+    async def delete_tag(self, registry: str, repository: str, tag: str) -> None:
+        await self._call(
+            f"delete tag {repository}:{tag}", self.pydo.registries.delete_repository_tag, registry, repository, tag
+        )
+
+    async def docker_credentials(self, registry: str, *, read_write: bool = False, expiry_seconds: int = 600) -> DockerCredentials:
+        """Short-lived docker config.json `auths` (read-only unless asked). Never log the result."""
+        # pydo's method does not declare these query parameters; they go through params=.
+        params = {"read_write": "true" if read_write else "false", "expiry_seconds": str(int(expiry_seconds))}
+        _, body = await self._call(
+            f"get docker credentials for registry {registry}",
+            self.pydo.registries.get_docker_credentials,
+            registry,
+            params=params,
+        )
+        return DockerCredentials(auths=dict((body or {}).get("auths") or {}), expires_in_seconds=int(expiry_seconds), read_write=read_write)
+
+    # ---- ssh keys, tags, actions -------------------------------------------------------------
+
+    async def list_ssh_keys(self) -> list[SSHKey]:
+        items = await self._list_all("list SSH keys", self.pydo.ssh_keys.list, "ssh_keys")
+        return [ssh_key_from(k) for k in items]
+
+    async def create_ssh_key(self, name: str, public_key: str) -> SSHKey:
+        """Add a public key to the account, or return the account's key with the same key material."""
+        material = " ".join(public_key.split()[:2])
+        for k in await self.list_ssh_keys():
+            if " ".join(k.public_key.split()[:2]) == material:
+                return k
+        _, body = await self._call(
+            f"add SSH key {name}", self.pydo.ssh_keys.create, {"name": name, "public_key": public_key.strip()}
+        )
+        return ssh_key_from(body["ssh_key"])
+
+    async def create_tag(self, name: str) -> None:
+        await self._call(f"create tag {name}", self.pydo.tags.create, {"name": name})
+
+    async def tag_resources(self, tag: str, droplet_ids: Iterable[int]) -> None:
+        resources = [{"resource_id": str(i), "resource_type": "droplet"} for i in droplet_ids]
+        await self._call(f"tag droplets with {tag}", self.pydo.tags.assign_resources, tag, {"resources": resources})
+
+    async def get_action(self, action_id: int) -> Action:
+        _, body = await self._call(f"read action {action_id}", self.pydo.actions.get, int(action_id))
+        return action_from(body["action"])
+
+    async def wait_action(self, action_id: int, *, timeout: float = 300, interval: float = 2) -> Action:
+        """Poll until the action completes; CloudError if it errors or takes longer than `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            a = await self.get_action(action_id)
+            if a.status == "completed":
+                return a
+            if a.status == "errored":
+                raise CloudError(f"DigitalOcean action {a.id} ({a.type}) failed", "see the action in the DigitalOcean control panel")
+            if time.monotonic() >= deadline:
+                raise CloudError(f"DigitalOcean action {a.id} ({a.type}) still {a.status} after {timeout:.0f} s", "retry later; the action may still finish")
+            await self._sleep(interval)
+
+    # ---- prices for the setup wizard ---------------------------------------------------------
+
+    async def sizes(self) -> dict[str, float]:
+        """Droplet size slug -> monthly price in USD."""
+        items = await self._list_all("list droplet sizes", self.pydo.sizes.list, "sizes")
+        return {s["slug"]: float(s.get("price_monthly") or 0) for s in items}
+
+    async def registry_options(self) -> list[RegistryTier]:
+        _, body = await self._call("read registry options", self.pydo.registries.get_options)
+        tiers = ((body or {}).get("options") or {}).get("subscription_tiers") or []
+        return [
+            RegistryTier(
+                slug=t.get("slug", ""),
+                name=t.get("name", ""),
+                monthly_price_usd=int(t.get("monthly_price_in_cents") or 0) / 100,
+                included_repositories=int(t.get("included_repositories") or 0),
+                included_storage_bytes=int(t.get("included_storage_bytes") or 0),
+                eligible=bool(t.get("eligible", True)),
+            )
+            for t in tiers
+        ]
+
+
+def _retry_after(headers: Any) -> float:
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else 1.0
+    except ValueError:
+        return 1.0

@@ -1,0 +1,99 @@
+"""Shared by `deploy` and `rollback`: plan, confirm, run with a live renderer, exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+
+from zdd_tui.errors import UsageError
+
+
+def add_rollout_options(p) -> None:
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation (CI)")
+    p.add_argument("--json", action="store_true", help="print JSON event lines instead of text")
+    p.add_argument("--break-lock", action="store_true",
+                   help="break a stale deploy lock left by a process that is gone (on purpose only)")
+
+
+def load_project_config(path):
+    """H1's validating loader; until it lands, the sandbox's plain reader (same schema)."""
+    try:
+        from zdd_tui.config import load_config  # type: ignore[attr-defined]
+    except ImportError:
+        from pathlib import Path
+
+        from zdd_tui.sandbox.supervisor import load_sandbox_config
+
+        if not Path(path).exists():
+            raise UsageError(f"no project file at {path}", "run 'zdd-tui init' or 'zdd-tui sandbox up'")
+        return load_sandbox_config(Path(path))
+    return load_config(path)
+
+
+def _confirm(question: str) -> bool:
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    try:
+        answer = sys.stdin.readline()
+    except (EOFError, KeyboardInterrupt):
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+async def execute(args, *, action: str, tag: str | None) -> int:
+    # Imported here so `zdd-tui --help` stays fast and works without the cloud stack.
+    from zdd_tui import operations as ops
+    from zdd_tui.rollout.headless import HeadlessRenderer, render_plan
+    from zdd_tui.rollout.events import OutcomeStatus
+    from zdd_tui.fleetstatus import open_session
+
+    if not args.yes and not sys.stdin.isatty():
+        raise UsageError(f"refusing to {action} without confirmation: there is no terminal to ask on",
+                         "pass --yes to run without asking (CI)")
+    if tag is not None:
+        ops.check_tag(tag)
+    config = load_project_config(args.config)
+    # H4's opener: a sandbox config uses its own throwaway token, a real one the credential chain.
+    session = await open_session(config, getattr(args, "context", None))
+    try:
+        plan = await (ops.plan_rollback(session, tag) if action == "rollback" else ops.plan_deploy(session, tag))
+        if not args.yes:
+            print(render_plan(plan), file=sys.stderr)
+            if not plan.hosts:
+                print(f"nothing to do: every host already runs {plan.to_tag}", file=sys.stderr)
+                return 0
+            if not _confirm(f"{action.capitalize()} {plan.to_tag} to {len(plan.hosts)} host(s)? [y/N] "):
+                print("not confirmed: nothing was changed", file=sys.stderr)
+                return 0
+        cancel = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if cancel.is_set():
+                return
+            cancel.set()
+            print("zdd-tui: stopping after the current step (the host in progress is finished or "
+                  "restored)...", file=sys.stderr)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, on_signal)
+            except (NotImplementedError, RuntimeError):
+                pass
+        renderer = HeadlessRenderer(sys.stdout, json_lines=args.json)
+        try:
+            outcome = await ops.run_deploy(session, plan, [renderer], cancel, break_lock=args.break_lock)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        if outcome.status != OutcomeStatus.SUCCESS:
+            # The message also goes to stderr, so a CI log shows why even with --json on stdout.
+            print(f"zdd-tui: {action} {outcome.status.value}: {outcome.message}", file=sys.stderr)
+        return ops.exit_code_for(outcome)
+    finally:
+        await session.close()

@@ -1,0 +1,276 @@
+"""The fleet's status, gathered once: droplets, the LB and its per-droplet health, registry tags,
+and per host the tag it runs and its own health.
+
+Each fetcher is separately callable (the console polls them on their own schedules):
+    fetch_droplets(session) / fetch_lb(session) / fetch_lb_health(session, lb) /
+    fetch_tags(session) / fetch_host(session, droplet) / fetch_rollout(session, droplets)
+`gather(session)` runs them all and returns a `FleetStatus`; `to_dict()` is the `status --json`
+shape. A fetcher that fails leaves its part empty and adds a line to `errors`; nothing here prints.
+
+Rollout info (lock holder, journal, interrupted rollout) comes from the engine: if
+`zdd_tui.rollout.status` defines `async def fleet_rollout_status(session, droplets) -> dict | None`
+(JSON-able), its answer is the `rollout` part. Until then `rollout` is null.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from zdd_tui.cloud.models import Droplet, LoadBalancer, RegistryTag
+from zdd_tui.rollout.interfaces import ContainerInfo, HealthProbe
+
+
+@dataclass
+class HostStatus:
+    name: str
+    container: ContainerInfo | None = None
+    health: HealthProbe | None = None
+    version: str | None = None  # what the service reports (admin stats), None when silent
+    draining: bool | None = None
+    error: str | None = None  # the host could not be asked
+
+    @property
+    def tag(self) -> str | None:
+        return self.container.tag if self.container else None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "tag": self.tag,
+            "container": asdict(self.container) if self.container else None,
+            "health": asdict(self.health) if self.health else None,
+            "version": self.version,
+            "draining": self.draining,
+            "error": self.error,
+        }
+
+
+@dataclass
+class FleetStatus:
+    sandbox: bool
+    api_url: str
+    droplets: list[Droplet] = field(default_factory=list)
+    load_balancer: LoadBalancer | None = None
+    lb_health: dict[int, bool | None] = field(default_factory=dict)
+    lb_url: str | None = None  # the sandbox LB's local URL (a DO LB has `ip`)
+    tags: list[RegistryTag] = field(default_factory=list)
+    hosts: dict[str, HostStatus] = field(default_factory=dict)
+    rollout: dict | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        lb = self.load_balancer
+        return {
+            "sandbox": self.sandbox,
+            "api_url": self.api_url,
+            "droplets": [
+                {
+                    "id": d.id,
+                    "name": d.name,
+                    "status": d.status,
+                    "public_ipv4": d.public_ipv4,
+                    "private_ipv4": d.private_ipv4,
+                    "tags": list(d.tags),
+                    "lb_healthy": self.lb_health.get(d.id),
+                    "host": self.hosts[d.name].to_dict() if d.name in self.hosts else None,
+                }
+                for d in self.droplets
+            ],
+            "load_balancer": None
+            if lb is None
+            else {
+                "id": lb.id,
+                "name": lb.name,
+                "ip": lb.ip,
+                "url": self.lb_url,
+                "status": lb.status,
+                "tag": lb.tag,
+                "droplet_ids": list(lb.droplet_ids),
+                "forwarding_rules": [asdict(r) for r in lb.forwarding_rules],
+                "health_check": asdict(lb.health_check),
+                "droplet_health": {str(k): v for k, v in self.lb_health.items()},
+            },
+            "registry": {
+                "tags": [
+                    {
+                        "tag": t.tag,
+                        "repository": t.repository,
+                        "manifest_digest": t.manifest_digest,
+                        "compressed_size_bytes": t.compressed_size_bytes,
+                        "updated_at": t.updated_at.isoformat() if isinstance(t.updated_at, datetime) else None,
+                    }
+                    for t in self.tags
+                ]
+            },
+            "rollout": self.rollout,
+            "errors": list(self.errors),
+        }
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+async def fetch_droplets(session) -> list[Droplet]:
+    return await session.droplets()
+
+
+async def fetch_lb(session) -> LoadBalancer | None:
+    return await session.fleet.load_balancer()
+
+
+async def fetch_lb_health(session, lb: LoadBalancer | None) -> dict[int, bool | None]:
+    if lb is None:
+        return {}
+    return await session.client.lb_droplet_health(lb.id)
+
+
+async def fetch_tags(session) -> list[RegistryTag]:
+    reg = session.config.registry
+    return await session.client.list_tags(reg.name, reg.repository)
+
+
+async def fetch_host(session, droplet: Droplet) -> HostStatus:
+    """The container and the service's own health, from the host itself."""
+    status = HostStatus(droplet.name)
+    try:
+        rt = session.runtime(droplet)
+        status.container, status.health, stats = await asyncio.gather(rt.inspect(), rt.probe_health(), rt.stats())
+    except Exception as exc:  # one silent host must not hide the others
+        status.error = _why(exc)
+        return status
+    if stats is not None:
+        status.version, status.draining = stats.version, stats.draining
+    return status
+
+
+async def fetch_rollout(session, droplets: list[Droplet]) -> dict | None:
+    """The engine's view (lock, journal, interrupted rollout), when the engine provides one."""
+    try:
+        mod = importlib.import_module("zdd_tui.rollout.status")
+    except ImportError:
+        return None
+    fn = getattr(mod, "fleet_rollout_status", None)
+    return None if fn is None else await fn(session, droplets)
+
+
+def sandbox_lb_url(config) -> str | None:
+    if not config.is_sandbox or not config.sandbox or not config.sandbox.state_dir:
+        return None
+    from zdd_tui.sandbox.supervisor import read_running_info
+
+    return read_running_info(config.sandbox.state_dir).get("lb_url")
+
+
+async def gather(session, *, hosts: bool = True) -> FleetStatus:
+    config = session.config
+    st = FleetStatus(sandbox=config.is_sandbox, api_url=config.digitalocean.api_url, lb_url=sandbox_lb_url(config))
+
+    async def part(label: str, coro, default: Any):
+        try:
+            return await coro
+        except Exception as exc:
+            st.errors.append(f"{label}: {_why(exc)}")
+            return default
+
+    st.droplets, st.load_balancer, st.tags = await asyncio.gather(
+        part("droplets", fetch_droplets(session), []),
+        part("load balancer", fetch_lb(session), None),
+        part("registry tags", fetch_tags(session), []),
+    )
+    jobs = [part("LB health", fetch_lb_health(session, st.load_balancer), {})]
+    if hosts:
+        jobs += [fetch_host(session, d) for d in st.droplets]
+    results = await asyncio.gather(*jobs)
+    st.lb_health = results[0]
+    st.hosts = {h.name: h for h in results[1:]}
+    st.rollout = await part("rollout", fetch_rollout(session, st.droplets), None)
+    return st
+
+
+def render_text(st: FleetStatus) -> str:
+    """The human form of `zdd-tui status` (health in words, never colour alone)."""
+    out = []
+    where = "sandbox (local stand-in for DigitalOcean)" if st.sandbox else "DigitalOcean"
+    out.append(f"{where}  API {st.api_url}")
+    lb = st.load_balancer
+    if lb is None:
+        out.append("load balancer: none")
+    else:
+        hc = lb.health_check
+        out.append(
+            f"load balancer {lb.name} ({lb.status}) {st.lb_url or lb.ip or ''}  tag {lb.tag or '-'}  "
+            f"check {hc.protocol.upper()} {hc.path}:{hc.port} every {hc.check_interval_seconds}s, "
+            f"timeout {hc.response_timeout_seconds}s, out after {hc.unhealthy_threshold}, in after {hc.healthy_threshold}"
+        )
+    out.append(f"droplets ({len(st.droplets)}):")
+    for d in st.droplets:
+        lbh = st.lb_health.get(d.id)
+        lbw = {True: "LB:healthy", False: "LB:UNHEALTHY", None: "LB:unknown"}[lbh]
+        h = st.hosts.get(d.name)
+        if h is None:
+            hostw = ""
+        elif h.error:
+            hostw = f"host: unreachable ({h.error})"
+        else:
+            c = h.container
+            cw = f"{c.tag} {c.state}" + (f" (restarts {c.restart_count})" if c and c.restart_count else "") if c else "no container"
+            hw = "-" if h.health is None else ("ok" if h.health.healthy else f"FAILING {h.health.status or ''} {h.health.detail}".rstrip())
+            hostw = f"runs {cw}; health {hw}" + ("; draining" if h.draining else "")
+        out.append(f"  {d.name:<12} {d.public_ipv4 or '-':<15} {d.status:<7} {lbw:<13} {hostw}")
+    out.append(f"registry tags ({len(st.tags)}): " + ", ".join(t.tag for t in st.tags))
+    if st.rollout:
+        # H5: the engine's own words (lock, interrupted rollout, last rollout) when it gives them.
+        out.extend(st.rollout.get("lines") or [f"rollout: {st.rollout}"])
+    for e in st.errors:
+        out.append(f"error: {e}")
+    return "\n".join(out)
+
+
+async def open_session(config, context: str | None = None):
+    """A Session for status. A sandbox config uses the sandbox's own throwaway token (its
+    `<state_dir>/token`), never a DIGITALOCEAN_TOKEN from the environment (a real account's)."""
+    if not config.is_sandbox:
+        from zdd_tui.session import Session
+
+        return await Session.open(config, context)
+    from zdd_tui.cloud.client import DOClient
+    from zdd_tui.cloud.fleet import CloudFleet
+    from zdd_tui.sandbox.runtime import sandbox_token
+
+    client = DOClient(config.digitalocean.api_url, sandbox_token(config))
+    await client.__aenter__()
+    try:
+        from zdd_tui.session import Session
+    except ImportError:  # the credential store is not needed for a sandbox
+        Session = _SandboxSession  # noqa: N806
+    return Session(config=config, client=client, fleet=CloudFleet(client, config))
+
+
+@dataclass
+class _SandboxSession:
+    """The subset of zdd_tui.session.Session that status needs, for a sandbox config."""
+
+    config: Any
+    client: Any
+    fleet: Any
+    _runtimes: dict = field(default_factory=dict)
+
+    async def droplets(self) -> list[Droplet]:
+        return sorted(await self.client.list_droplets(self.config.droplets.tag), key=lambda d: d.name)
+
+    def runtime(self, droplet: Droplet):
+        from zdd_tui.runtimes import open_runtime
+
+        if droplet.id not in self._runtimes:
+            self._runtimes[droplet.id] = open_runtime(self.config, droplet)
+        return self._runtimes[droplet.id]
+
+    async def close(self) -> None:
+        for rt in self._runtimes.values():
+            await rt.close()
+        await self.client.__aexit__(None, None, None)

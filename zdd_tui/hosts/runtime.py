@@ -1,0 +1,342 @@
+"""DockerSSHRuntime: one droplet's app container, admin port and state files, over SSH.
+
+Implements zdd_tui.rollout.interfaces.HostRuntime with the docker CLI on the host (run over
+SSH by HostShell), the service's admin/health endpoints through SSH port forwards to the host's
+127.0.0.1, and state files in `<ssh.state_dir>/<app>/` on the host.
+
+Registry access: before each pull the runtime asks for short-lived READ-ONLY docker
+credentials (DO's docker-credentials endpoint) and sends them on stdin into a temporary
+DOCKER_CONFIG on the host that the pull's shell removes on exit. No DO token reaches a host.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+
+from zdd_tui.cloud.models import DockerCredentials, Droplet
+from zdd_tui.config import Config
+from zdd_tui.hosts import commands as C
+from zdd_tui.hosts.forward import Forwards
+from zdd_tui.hosts.runner import CommandFailed, HostShell, stderr_tail
+from zdd_tui.hosts.ssh import AcceptPolicy, SSHPool
+from zdd_tui.rollout.interfaces import (
+    ContainerInfo,
+    HealthChecker,
+    HealthProbe,
+    ImageInfo,
+    ImageNotFound,
+    RuntimeFailure,
+    ServiceStats,
+)
+
+# How long the pull credentials live: long enough for a slow pull, short enough to be useless later.
+PULL_CREDENTIALS_SECONDS = 900
+
+CredentialsProvider = Callable[[], Awaitable["DockerCredentials | dict | None"]]
+
+_NOT_FOUND = re.compile(r"manifest unknown|manifest for \S+ not found|not found: manifest|name unknown|repository does not exist", re.I)
+
+
+class DockerSSHRuntime:
+    """HostRuntime for a droplet reached over SSH with docker installed.
+
+    kw:
+      pool: a shared SSHPool (else one is made from the config and owned here);
+      accept_new / known_hosts: pinning policy and file when the pool is made here;
+      ssh_host / ssh_port: where to connect (default: the droplet's public IPv4, ssh.port);
+      address: what the LB targets (default: public IPv4, else private);
+      client: a DOClient (credentials via client.docker_credentials(read_write=False, ...));
+      credentials: an async callable returning DockerCredentials / a docker config dict / None,
+        instead of client (the lab passes its registry's auth here);
+      registry_auth: False to pull without credentials (a lab registry with no auth);
+      on_event: listener for LogLine events (pull output, command output);
+      http_timeout: seconds for admin/probe requests.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        droplet: Droplet,
+        *,
+        pool: SSHPool | None = None,
+        accept_new: AcceptPolicy = False,
+        known_hosts=None,
+        private_key: str | None = None,
+        ssh_host: str | None = None,
+        ssh_port: int | None = None,
+        address: str | None = None,
+        client: Any = None,
+        credentials: CredentialsProvider | None = None,
+        registry_auth: bool = True,
+        on_event: Callable[[Any], Any] | None = None,
+        http_timeout: float = 5.0,
+        **_ignored: Any,
+    ):
+        self.config = config
+        self.droplet = droplet
+        self.name = droplet.name
+        self.address = address or droplet.public_ipv4 or droplet.private_ipv4 or ""
+        host = ssh_host or droplet.public_ipv4 or droplet.private_ipv4
+        if not host:
+            raise RuntimeFailure(f"droplet {droplet.name} has no IPv4 address to reach over SSH")
+        self._owns_pool = pool is None
+        self.pool = pool or SSHPool.from_config(config, accept_new=accept_new, known_hosts=known_hosts, private_key=private_key)
+        self.shell = HostShell(self.pool, host, port=ssh_port or config.ssh.port, user=config.ssh.user, label=self.name)
+        self.forwards = Forwards(self.shell)
+        self.state_dir = f"{config.ssh.state_dir.rstrip('/')}/{config.app}"
+        self._client = client
+        self._credentials = credentials
+        self._registry_auth = registry_auth
+        self.on_event = on_event
+        self.http_timeout = http_timeout
+        self._digests: dict[str, str] = {}
+
+    # --- logging -------------------------------------------------------------------------
+
+    def _log(self, line: str, level: str = "info") -> None:
+        if self.on_event is None:
+            return
+        from zdd_tui.rollout.events import LogLine
+
+        self.on_event(LogLine(host=self.name, line=line, level=level))
+
+    def _stream(self, stream: str, line: str) -> None:
+        if line:
+            self._log(line, "info")
+
+    # --- images ----------------------------------------------------------------------------
+
+    async def _pull_config(self) -> str | None:
+        """A docker config.json (text) with read-only credentials, or None for no auth."""
+        if not self._registry_auth:
+            return None
+        if self._credentials is not None:
+            creds = await self._credentials()
+        elif self._client is not None:
+            creds = await self._client.docker_credentials(
+                self.config.registry.name, read_write=False, expiry_seconds=PULL_CREDENTIALS_SECONDS
+            )
+        else:
+            return None
+        if creds is None:
+            return None
+        auths = creds.auths if isinstance(creds, DockerCredentials) else creds.get("auths", creds)
+        return json.dumps({"auths": auths})
+
+    async def pull(self, image_ref: str) -> ImageInfo:
+        docker_config = await self._pull_config()
+        argv = C.docker_pull(image_ref, with_credentials_on_stdin=docker_config is not None)
+        self._log(f"docker pull {image_ref}")
+        try:
+            await self.shell.run(
+                argv,
+                input=docker_config,
+                on_line=self._stream,
+                timeout=float(self.config.deploy.pull_timeout_seconds),
+            )
+        except CommandFailed as exc:
+            if _NOT_FOUND.search(exc.stderr):
+                raise ImageNotFound(f"{image_ref}: the registry has no such tag ({stderr_tail(exc.stderr, 2)})") from None
+            raise
+        digest = await self._repo_digest(C.docker_image_digests(image_ref), image_ref)
+        self._digests[image_ref] = digest
+        return ImageInfo(ref=image_ref, tag=C.tag_of(image_ref), digest=digest)
+
+    async def _repo_digest(self, argv: list[str], image_ref: str) -> str:
+        res = await self.shell.run(argv, check=False)
+        if res.exit_status != 0:
+            return ""
+        try:
+            digests = json.loads(res.stdout or "[]") or []
+        except ValueError:
+            return ""
+        want = C.repo_of(image_ref) + "@"
+        for d in digests:
+            if d.startswith(want):
+                return d.split("@", 1)[1]
+        return digests[0].split("@", 1)[1] if digests else ""
+
+    # --- container -------------------------------------------------------------------------
+
+    async def _inspect_raw(self) -> dict | None:
+        res = await self.shell.run(C.docker_inspect(self.config.container_name), check=False)
+        if res.exit_status != 0:
+            if "no such" in res.stderr.lower():
+                return None
+            raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
+        data = json.loads(res.stdout)
+        return data[0] if data else None
+
+    async def inspect(self) -> ContainerInfo | None:
+        raw = await self._inspect_raw()
+        if raw is None:
+            return None
+        labels = (raw.get("Config") or {}).get("Labels") or {}
+        ref = (raw.get("Config") or {}).get("Image", "")
+        digest = labels.get("zdd.digest") or None
+        if not digest and raw.get("Image"):
+            digest = await self._repo_digest(C.docker_image_digests_by_id(raw["Image"]), ref) or None
+        st = raw.get("State") or {}
+        status = st.get("Status", "unknown")
+        return ContainerInfo(
+            name=(raw.get("Name") or "").lstrip("/"),
+            image_ref=ref,
+            tag=labels.get("zdd.tag") or C.tag_of(ref),
+            digest=digest,
+            state=status,
+            started_at=_epoch(st.get("StartedAt")),
+            exit_code=None if status == "running" else st.get("ExitCode"),
+            restart_count=int(raw.get("RestartCount") or 0),
+        )
+
+    async def run(self, image_ref: str, env: dict[str, str] | None = None) -> ContainerInfo:
+        name = self.config.container_name
+        current = await self._inspect_raw()
+        if current is not None:
+            if (current.get("State") or {}).get("Running"):
+                raise RuntimeFailure(f"on {self.name}: container {name} is running; stop it before starting another")
+            await self.shell.run(C.docker_rm(name, force=True))
+        tag = C.tag_of(image_ref)
+        merged = {**self.config.service.env, **(env or {})}
+        labels = {"zdd.app": self.config.app, "zdd.tag": tag}
+        digest = self._digests.get(image_ref)
+        if digest:
+            labels["zdd.digest"] = digest
+        if "ZDD_ROLLOUT_ID" in merged:
+            labels["zdd.rollout"] = merged["ZDD_ROLLOUT_ID"]
+        argv = C.docker_run(
+            name,
+            image_ref,
+            port=self.config.service.port,
+            admin_port=self.config.service.admin_port,
+            version=merged.get("ZDD_VERSION", tag),
+            env=merged,
+            labels=labels,
+        )
+        self._log(f"docker run {name} {image_ref}")
+        await self.shell.run(argv)
+        info = await self.inspect()
+        if info is None:
+            raise RuntimeFailure(f"on {self.name}: container {name} vanished right after `docker run`")
+        return info
+
+    async def stop(self, grace_seconds: float) -> None:
+        name = self.config.container_name
+        if await self._inspect_raw() is None:
+            return
+        self._log(f"docker stop -t {grace_seconds:g} {name}")
+        res = await self.shell.run(C.docker_stop(name, grace_seconds), check=False, timeout=grace_seconds + 60)
+        if res.exit_status != 0 and "no such" not in res.stderr.lower():
+            raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
+        res = await self.shell.run(C.docker_rm(name), check=False)
+        if res.exit_status != 0 and "no such" not in res.stderr.lower():
+            raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
+
+    async def logs(self, tail: int = 100) -> list[str]:
+        res = await self.shell.run(C.docker_logs(self.config.container_name, tail), check=False)
+        if res.exit_status != 0:
+            if "no such" in res.stdout.lower() or "no such" in res.stderr.lower():
+                return []
+            raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr or res.stdout)
+        return res.stdout.splitlines()
+
+    # --- the service's endpoints (through SSH forwards) ------------------------------------
+
+    async def stats(self) -> ServiceStats | None:
+        try:
+            ans = await self.forwards.request("GET", self.config.service.admin_port, "/admin/stats", timeout=self.http_timeout)
+            if ans.status != 200:
+                return None
+            d = ans.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        return ServiceStats(
+            id=str(d.get("id", "")),
+            version=str(d.get("version", "")),
+            draining=bool(d.get("draining")),
+            served=int(d.get("served", 0)),
+            in_flight=int(d.get("in_flight", 0)),
+            last_request_age_seconds=d.get("last_request_age_seconds"),
+            health_checkers=tuple(
+                HealthChecker(
+                    source=str(c.get("source", "")),
+                    consecutive_ok=int(c.get("consecutive_ok", 0)),
+                    consecutive_fail=int(c.get("consecutive_fail", 0)),
+                    last_age_seconds=float(c.get("last_age_seconds", 0.0)),
+                )
+                for c in d.get("health_checkers") or ()
+            ),
+            uptime_seconds=float(d.get("uptime_seconds", 0.0)),
+        )
+
+    async def _admin_post(self, path: str) -> None:
+        try:
+            ans = await self.forwards.request("POST", self.config.service.admin_port, path, timeout=self.http_timeout)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RuntimeFailure(
+                f"on {self.name}: POST {path} to the admin port 127.0.0.1:{self.config.service.admin_port} failed: "
+                f"{type(exc).__name__} {exc}".rstrip()
+            ) from None
+        if ans.status != 200:
+            raise RuntimeFailure(f"on {self.name}: POST {path} answered HTTP {ans.status}: {ans.body[:200]}")
+
+    async def drain(self) -> None:
+        await self._admin_post("/admin/drain")
+
+    async def undrain(self) -> None:
+        await self._admin_post("/admin/undrain")
+
+    async def probe_health(self) -> HealthProbe:
+        port = self.config.health_port
+        path = self.config.load_balancer.health_check.path
+        try:
+            ans = await self.forwards.request(
+                "GET", port, path, headers={"X-Zdd-Probe": "zdd-tui"}, timeout=self.http_timeout
+            )
+        except TimeoutError:
+            return HealthProbe(False, None, f"timeout after {self.http_timeout:g}s")
+        except aiohttp.ClientError as exc:
+            return HealthProbe(False, None, f"no answer on 127.0.0.1:{port} ({type(exc).__name__})")
+        detail = ans.body.strip()[:200]
+        return HealthProbe(200 <= ans.status < 400, ans.status, detail)
+
+    # --- state files -----------------------------------------------------------------------
+
+    async def state_read(self, name: str) -> str | None:
+        res = await self.shell.run(C.state_read(self.state_dir, name), ok_statuses=(0, C.EXIT_ABSENT))
+        return None if res.exit_status == C.EXIT_ABSENT else res.stdout
+
+    async def state_create(self, name: str, content: str) -> bool:
+        res = await self.shell.run(C.state_create(self.state_dir, name), input=content, ok_statuses=(0, C.EXIT_EXISTS))
+        return res.exit_status == 0
+
+    async def state_write(self, name: str, content: str) -> None:
+        await self.shell.run(C.state_write(self.state_dir, name), input=content)
+
+    async def state_append(self, name: str, line: str) -> None:
+        await self.shell.run(C.state_append(self.state_dir, name), input=line.rstrip("\n") + "\n")
+
+    async def state_remove(self, name: str) -> None:
+        await self.shell.run(C.state_remove(self.state_dir, name))
+
+    async def close(self) -> None:
+        self.forwards.close()
+        if self._owns_pool:
+            await self.pool.close()
+
+
+def _epoch(ts: str | None) -> float | None:
+    """Docker's RFC 3339 time (nanoseconds) -> epoch seconds; its zero time -> None."""
+    if not ts or ts.startswith("0001-"):
+        return None
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", ts)
+    if not m:
+        return None
+    frac = float(m.group(2) or 0)
+    tz = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return datetime.fromisoformat(m.group(1) + tz).timestamp() + frac

@@ -1,0 +1,234 @@
+"""The journal: JSON lines on each host recording what ran where and when.
+
+Records (one JSON object per line, `type` first):
+- start: rollout_id, action, to_tag, image_ref, operator, hosts, from (host -> tag), batch_size,
+  resumes, at. Written to every host of the fleet.
+- step:  rollout_id, host, phase, detail, at. Written to that host as it moves (so a killed
+  rollout shows where each host stopped).
+- host:  rollout_id, host, outcome (done | restored | failed | interrupted), step, from_tag,
+  to_tag, digest, seen, started, ended. Written to that host.
+- end:   rollout_id, status, message, fleet, at. Written to every host.
+A rollout with a start and no end was interrupted (unless its lock holder is still running).
+Times are epoch seconds (wall clock). Readers merge all hosts' files and drop duplicates, so one
+unreachable host loses little.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from zdd_tui.rollout.interfaces import HostRuntime
+
+JOURNAL_FILE = "journal.jsonl"
+
+
+class Journal:
+    """Writer. Failures are collected (and reported through `on_error`), never raised: a journal
+    write that fails must not leave a host half-deployed."""
+
+    def __init__(self, runtimes: Mapping[str, HostRuntime], *, wallclock: Callable[[], float] = time.time,
+                 on_error: Callable[[str, BaseException], None] | None = None):
+        self.runtimes = runtimes
+        self.wallclock = wallclock
+        self.on_error = on_error
+        self.errors: list[tuple[str, str]] = []
+
+    async def _append(self, hosts, record: dict) -> None:
+        line = json.dumps(record, sort_keys=False, separators=(",", ":"))
+        for name in hosts:
+            rt = self.runtimes.get(name)
+            if rt is None:
+                continue
+            try:
+                await rt.state_append(JOURNAL_FILE, line)
+            except Exception as exc:  # noqa: BLE001 - see class docstring
+                self.errors.append((name, f"{type(exc).__name__}: {exc}"))
+                if self.on_error:
+                    self.on_error(name, exc)
+
+    async def start(self, *, rollout_id: str, action: str, to_tag: str, image_ref: str, operator: str,
+                    hosts: list[str], from_tags: dict[str, str | None], batch_size: int,
+                    resumes: str | None = None) -> None:
+        await self._append(sorted(self.runtimes), {
+            "type": "start", "rollout_id": rollout_id, "action": action, "to_tag": to_tag,
+            "image_ref": image_ref, "operator": operator, "hosts": hosts, "from": from_tags,
+            "batch_size": batch_size, "resumes": resumes, "at": self.wallclock()})
+
+    async def step(self, rollout_id: str, host: str, phase: str, detail: str = "") -> None:
+        await self._append([host], {"type": "step", "rollout_id": rollout_id, "host": host, "phase": phase,
+                                    "detail": detail, "at": self.wallclock()})
+
+    async def host(self, rollout_id: str, host: str, *, outcome: str, step: str | None, from_tag: str | None,
+                   to_tag: str, digest: str | None, seen: str, started: float) -> None:
+        await self._append([host], {
+            "type": "host", "rollout_id": rollout_id, "host": host, "outcome": outcome, "step": step,
+            "from_tag": from_tag, "to_tag": to_tag, "digest": digest, "seen": seen, "started": started,
+            "ended": self.wallclock()})
+
+    async def end(self, rollout_id: str, status: str, message: str, fleet: dict[str, str | None],
+                  note: str = "") -> None:
+        rec = {"type": "end", "rollout_id": rollout_id, "status": status, "message": message,
+               "fleet": fleet, "at": self.wallclock()}
+        if note:
+            rec["note"] = note
+        await self._append(sorted(self.runtimes), rec)
+
+
+async def read_records(runtimes: Mapping[str, HostRuntime]) -> tuple[list[dict], dict[str, str]]:
+    """All hosts' records merged (duplicates dropped, by time) and hosts that could not be read."""
+    seen: set[str] = set()
+    records: list[dict] = []
+    unreadable: dict[str, str] = {}
+    for name in sorted(runtimes):
+        try:
+            text = await runtimes[name].state_read(JOURNAL_FILE)
+        except Exception as exc:  # noqa: BLE001 - history is best effort per host
+            unreadable[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        for line in (text or "").splitlines():
+            line = line.strip()
+            if not line or line in seen:
+                continue
+            seen.add(line)
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a crash mid-write: skip, the rest still counts
+            if isinstance(rec, dict) and "type" in rec and "rollout_id" in rec:
+                records.append(rec)
+    records.sort(key=lambda r: r.get("at", r.get("ended", 0.0)) or 0.0)
+    return records, unreadable
+
+
+@dataclass
+class HostResult:
+    host: str
+    outcome: str
+    step: str | None
+    from_tag: str | None
+    to_tag: str
+    digest: str | None
+    seen: str
+    started: float
+    ended: float
+
+
+@dataclass
+class RolloutRecord:
+    rollout_id: str
+    action: str = "?"
+    to_tag: str = "?"
+    image_ref: str = ""
+    operator: str = "?"
+    started: float | None = None
+    ended: float | None = None
+    status: str | None = None  # None: no end record (running or interrupted)
+    message: str = ""
+    batch_size: int = 1
+    resumes: str | None = None
+    hosts: list[str] = field(default_factory=list)
+    from_tags: dict[str, str | None] = field(default_factory=dict)
+    results: dict[str, HostResult] = field(default_factory=dict)
+    last_step: dict[str, tuple[str, str]] = field(default_factory=dict)  # host -> (phase, detail)
+    fleet: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not None
+
+    @property
+    def digest(self) -> str | None:
+        for r in self.results.values():
+            if r.digest and r.to_tag == self.to_tag:
+                return r.digest
+        return None
+
+    def host_state(self, host: str) -> str:
+        """Where this host got to, in words, for an interrupted rollout."""
+        if host in self.results:
+            r = self.results[host]
+            return r.outcome if not r.step else f"{r.outcome} at {r.step}"
+        if host in self.last_step:
+            phase, detail = self.last_step[host]
+            if phase in ("pending", "pulling", "skipped"):
+                return "not touched"  # pulling an image does not touch the running service
+            return f"stopped during {phase}" + (f" ({detail})" if detail else "")
+        return "not touched"
+
+
+def summarize(records: list[dict]) -> list[RolloutRecord]:
+    """Rollouts, oldest first."""
+    by_id: dict[str, RolloutRecord] = {}
+    for rec in records:
+        rid = str(rec["rollout_id"])
+        r = by_id.get(rid)
+        if r is None:
+            r = by_id[rid] = RolloutRecord(rollout_id=rid)
+        t = rec["type"]
+        if t == "start":
+            r.action = rec.get("action", "?")
+            r.to_tag = rec.get("to_tag", "?")
+            r.image_ref = rec.get("image_ref", "")
+            r.operator = rec.get("operator", "?")
+            r.started = rec.get("at")
+            r.hosts = list(rec.get("hosts") or [])
+            r.from_tags = dict(rec.get("from") or {})
+            r.batch_size = int(rec.get("batch_size") or 1)
+            r.resumes = rec.get("resumes")
+        elif t == "step":
+            r.last_step[rec["host"]] = (rec.get("phase", "?"), rec.get("detail", ""))
+        elif t == "host":
+            r.results[rec["host"]] = HostResult(
+                host=rec["host"], outcome=rec.get("outcome", "?"), step=rec.get("step"),
+                from_tag=rec.get("from_tag"), to_tag=rec.get("to_tag", r.to_tag), digest=rec.get("digest"),
+                seen=rec.get("seen", ""), started=rec.get("started") or 0.0, ended=rec.get("ended") or 0.0)
+        elif t == "end":
+            # The first end wins: a later "closed by resume" note must not rewrite history.
+            if r.status is None:
+                r.status = rec.get("status")
+                r.message = rec.get("message", "")
+                r.ended = rec.get("at")
+                r.fleet = dict(rec.get("fleet") or {})
+    return sorted(by_id.values(), key=lambda r: r.started or 0.0)
+
+
+def unfinished(rollouts: list[RolloutRecord]) -> list[RolloutRecord]:
+    return [r for r in rollouts if not r.finished and r.started is not None]
+
+
+@dataclass(frozen=True)
+class RanVersion:
+    tag: str
+    digest: str | None
+    last_ran: float  # epoch seconds
+    hosts: tuple[str, ...]
+
+
+def versions_that_ran(rollouts: list[RolloutRecord]) -> list[RanVersion]:
+    """Tags that actually ran on hosts (deployed successfully, or what hosts ran before a
+    rollout), most recent first. Rollback offers these."""
+    acc: dict[str, dict] = {}
+
+    def note(tag, digest, when, host):
+        if not tag:
+            return
+        a = acc.setdefault(tag, {"digest": None, "when": 0.0, "hosts": set()})
+        if digest and not a["digest"]:
+            a["digest"] = digest
+        a["when"] = max(a["when"], when or 0.0)
+        a["hosts"].add(host)
+
+    for r in rollouts:
+        for host, tag in r.from_tags.items():
+            note(tag, None, r.started, host)
+        for res in r.results.values():
+            if res.outcome == "done":
+                note(res.to_tag, res.digest, res.ended, res.host)
+            elif res.outcome in ("restored", "interrupted"):
+                note(res.from_tag, None, res.ended, res.host)
+    out = [RanVersion(tag=t, digest=a["digest"], last_ran=a["when"], hosts=tuple(sorted(a["hosts"])))
+           for t, a in acc.items()]
+    return sorted(out, key=lambda v: v.last_ran, reverse=True)

@@ -1,0 +1,158 @@
+"""The deploy lock: one state file on every host, created atomically (`state_create`).
+
+Hosts are locked in name order, so two operators racing meet on the first host and exactly one
+wins; the loser removes what it created and is refused with the holder's details. A lock left by
+a killed process stays until someone breaks it on purpose (`--break-lock`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+from zdd_tui.errors import RefusedError
+from zdd_tui.rollout.interfaces import HostRuntime
+
+LOCK_FILE = "deploy.lock"
+
+
+def operator_name() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (some containers)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    holder: str  # user@host
+    pid: int
+    started: float  # epoch seconds
+    version: str  # the tag being deployed
+    rollout_id: str
+    action: str = "deploy"
+
+    @classmethod
+    def mine(cls, rollout_id: str, version: str, action: str = "deploy") -> "LockInfo":
+        return cls(holder=operator_name(), pid=os.getpid(), started=time.time(), version=version,
+                   rollout_id=rollout_id, action=action)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def parse(cls, text: str) -> "LockInfo":
+        try:
+            d = json.loads(text)
+            return cls(holder=str(d["holder"]), pid=int(d["pid"]), started=float(d["started"]),
+                       version=str(d["version"]), rollout_id=str(d["rollout_id"]),
+                       action=str(d.get("action", "deploy")))
+        except (ValueError, KeyError, TypeError):
+            # An unreadable lock still locks: better refuse than deploy twice.
+            return cls(holder="unknown (unreadable lock file)", pid=0, started=0.0, version="?",
+                       rollout_id="?", action="?")
+
+    @property
+    def machine(self) -> str:
+        return self.holder.rpartition("@")[2]
+
+    def stale(self) -> bool | None:
+        """True: the holder process is gone (same machine, pid not alive). None: cannot tell."""
+        if self.pid <= 0:
+            return None
+        if self.machine != socket.gethostname():
+            return None
+        return not _pid_alive(self.pid)
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started)) if self.started else "?"
+        s = (f"{self.action} of {self.version} by {self.holder} (pid {self.pid}), since {when}, "
+             f"rollout {self.rollout_id}")
+        if self.stale():
+            s += " [stale: that process is not running]"
+        return s
+
+
+def _pid_alive(pid: int) -> bool:
+    # kill -0 says a zombie is alive; /proc tells the truth (DESIGN 8).
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+        return state not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+
+
+class LockHeld(RefusedError):
+    def __init__(self, info: LockInfo, host: str):
+        stale = info.stale()
+        hint = ("the holder is gone: inspect with 'zdd-tui status', then break it on purpose with "
+                "--break-lock" if stale else
+                "wait for it to finish; if the holder is gone, break it on purpose with --break-lock")
+        super().__init__(f"deploy lock held on {host}: {info.describe()}", hint)
+        self.info = info
+        self.host = host
+
+
+async def read_locks(runtimes: Mapping[str, HostRuntime]) -> dict[str, LockInfo | None]:
+    out: dict[str, LockInfo | None] = {}
+    for name in sorted(runtimes):
+        text = await runtimes[name].state_read(LOCK_FILE)
+        out[name] = LockInfo.parse(text) if text is not None else None
+    return out
+
+
+async def acquire(runtimes: Mapping[str, HostRuntime], info: LockInfo, *, break_lock: bool = False) -> None:
+    """Lock every host or none. LockHeld names the holder. break_lock removes foreign locks first,
+    but never one whose holder is demonstrably still running."""
+    if break_lock:
+        for name, held in (await read_locks(runtimes)).items():
+            if held is None or held.rollout_id == info.rollout_id:
+                continue
+            if held.stale() is False:
+                raise LockHeld(held, name)  # alive on this machine: breaking it would race it
+            await runtimes[name].state_remove(LOCK_FILE)
+    taken: list[str] = []
+    content = info.to_json()
+    for name in sorted(runtimes):
+        rt = runtimes[name]
+        if await rt.state_create(LOCK_FILE, content):
+            taken.append(name)
+            continue
+        text = await rt.state_read(LOCK_FILE)
+        for t in taken:
+            await _remove_if_mine(runtimes[t], info.rollout_id)
+        held = LockInfo.parse(text) if text is not None else LockInfo(
+            holder="unknown (lock vanished while reading)", pid=0, started=0.0, version="?", rollout_id="?")
+        raise LockHeld(held, name)
+
+
+async def _remove_if_mine(rt: HostRuntime, rollout_id: str) -> None:
+    text = await rt.state_read(LOCK_FILE)
+    if text is not None and LockInfo.parse(text).rollout_id == rollout_id:
+        await rt.state_remove(LOCK_FILE)
+
+
+async def release(runtimes: Mapping[str, HostRuntime], rollout_id: str) -> list[str]:
+    """Remove our lock everywhere; returns hosts where that failed (reported, not raised)."""
+    failed = []
+    for name in sorted(runtimes):
+        try:
+            await _remove_if_mine(runtimes[name], rollout_id)
+        except Exception:  # noqa: BLE001 - a host gone now must not hide the rollout's outcome
+            failed.append(name)
+    return failed

@@ -1,0 +1,111 @@
+"""Plan preview: which hosts, in which batches, from which tag to which, and how long.
+
+Pure functions: no I/O. `operations.plan_deploy` gathers the facts (hosts, what they run, the LB
+settings) and calls `build_plan`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from zdd_tui.config import DeployConfig
+from zdd_tui.rollout.events import Plan, PlannedHost
+from zdd_tui.rollout.interfaces import LBSettings
+
+# Rough per-host step costs for the estimate (seconds); the LB timing dominates anyway.
+PULL_ESTIMATE = 5.0
+STOP_ESTIMATE = 1.0
+START_ESTIMATE = 2.0
+
+
+@dataclass(frozen=True)
+class HostFact:
+    """What the planner needs to know about one host."""
+
+    name: str
+    address: str
+    current_tag: str | None  # what its container runs now (None: no container)
+    settled: bool = False  # running current_tag, serving, not draining
+
+
+def effective_batch_size(n_hosts: int, configured: int) -> int:
+    """At most the configured size and at most n-1, so the LB always keeps a healthy droplet.
+
+    A single-host fleet gets 1 (downtime is then unavoidable; the plan says so).
+    """
+    if n_hosts <= 1:
+        return 1
+    return max(1, min(int(configured), n_hosts - 1))
+
+
+def batch_seconds(settings: LBSettings, pull: float = PULL_ESTIMATE, stop: float = STOP_ESTIMATE,
+                  start: float = START_ESTIMATE) -> float:
+    """One batch, on average: the LB needs (unhealthy + healthy - 1) intervals to notice both ways."""
+    lb = (settings.unhealthy_threshold + settings.healthy_threshold - 1) * settings.interval
+    return lb + pull + stop + start
+
+
+def new_rollout_id() -> str:
+    # Sortable by time, unique enough across operators.
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def build_plan(
+    facts: list[HostFact],
+    to_tag: str,
+    image_ref: str,
+    settings: LBSettings,
+    deploy: DeployConfig,
+    *,
+    action: str = "deploy",
+    rollout_id: str | None = None,
+) -> Plan:
+    """Hosts already settled on `to_tag` are left out (listed in `Plan.unchanged`).
+
+    Hosts in a worse state (no container, draining, not serving) go first: a resumed rollout then
+    repairs the damaged host before it takes a healthy one out.
+    """
+    todo = [f for f in facts if not (f.settled and f.current_tag == to_tag)]
+    unchanged = tuple(f.name for f in facts if f not in todo)
+    todo.sort(key=lambda f: (f.settled, f.name))
+    size = effective_batch_size(len(facts), deploy.batch_size)
+    hosts = tuple(
+        PlannedHost(name=f.name, address=f.address, from_tag=f.current_tag, batch=i // size)
+        for i, f in enumerate(todo)
+    )
+    n_batches = (len(hosts) + size - 1) // size
+    per_batch = batch_seconds(settings)
+    notes: list[str] = []
+    if len(facts) <= 1:
+        notes.append("a single host: the service is unavailable while it is replaced")
+    if size < deploy.batch_size:
+        notes.append(f"batch size {deploy.batch_size} lowered to {size} so the LB keeps a healthy droplet")
+    basis = (
+        f"{n_batches} batch(es) x ((unhealthy {settings.unhealthy_threshold} + healthy "
+        f"{settings.healthy_threshold} - 1) x interval {settings.interval:g}s + pull/stop/start "
+        f"~{PULL_ESTIMATE + STOP_ESTIMATE + START_ESTIMATE:g}s)"
+    )
+    return Plan(
+        rollout_id=rollout_id or new_rollout_id(),
+        action=action,
+        to_tag=to_tag,
+        image_ref=image_ref,
+        hosts=hosts,
+        batch_size=size,
+        estimated_seconds=n_batches * per_batch,
+        estimate_basis=basis,
+        unchanged=unchanged,
+        notes=tuple(notes),
+    )
+
+
+def bound_lb_out(settings: LBSettings, margin: float) -> float:
+    """How long the LB may take to stop sending traffic to a drained host."""
+    return settings.unhealthy_threshold * settings.interval + settings.timeout + margin
+
+
+def bound_lb_in(settings: LBSettings, margin: float) -> float:
+    """How long the LB may take to send traffic to a healthy host again."""
+    return settings.healthy_threshold * settings.interval + settings.timeout + margin

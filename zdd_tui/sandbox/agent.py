@@ -1,0 +1,169 @@
+"""The host agent: HTTP endpoints for each local host, under the sandbox API server.
+
+Not DigitalOcean paths: `/sandbox/hosts/...`, with the API's bearer token. `SandboxRuntime`
+(zdd_tui/sandbox/runtime.py) is the client. JSON in and out; errors are DO-shaped
+`{"id", "message"}` with 404 (no host, unknown image, no container), 409 (container already
+running), 400 (bad input), 500 (the operation failed).
+
+  GET    /sandbox/hosts                                   all hosts (name, address, ports, tag)
+  GET    /sandbox/hosts/{name}                            one host
+  POST   /sandbox/hosts/{name}/pull        {image_ref}    -> {ref, tag, digest}
+  GET    /sandbox/hosts/{name}/container                  -> container (404 when none)
+  POST   /sandbox/hosts/{name}/container   {image_ref, env}  run -> container
+  POST   /sandbox/hosts/{name}/container/stop {grace_seconds}
+  GET    /sandbox/hosts/{name}/logs?tail=N                -> {lines: [...]}
+  GET    /sandbox/hosts/{name}/state                      -> {files: [...]}
+  GET    /sandbox/hosts/{name}/state/{file}               -> text (404 when absent)
+  PUT    /sandbox/hosts/{name}/state/{file}               atomic replace
+  POST   /sandbox/hosts/{name}/state/{file}?mode=create   201, or 409 when it exists
+  POST   /sandbox/hosts/{name}/state/{file}?mode=append   one line
+  DELETE /sandbox/hosts/{name}/state/{file}               204 (also when absent)
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Callable
+
+from aiohttp import web
+
+from zdd_tui.sandbox.hosts import HostError, HostManager
+
+PREFIX = "/sandbox/hosts"
+
+
+def _error(status: int, ident: str, message: str) -> web.Response:
+    return web.json_response({"id": ident, "message": message}, status=status)
+
+
+def _host_error(exc: HostError) -> web.Response:
+    ident = {404: "not_found", 409: "conflict", 400: "bad_request"}.get(exc.status, "server_error")
+    return _error(exc.status, ident, str(exc))
+
+
+async def _json(request: web.Request) -> dict:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"id": "bad_request", "message": "body is not JSON"}), content_type="application/json"
+        )
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"id": "bad_request", "message": "body must be a JSON object"}), content_type="application/json"
+        )
+    return body
+
+
+def agent_routes(manager: HostManager, token: str | Callable[[], str]) -> list[web.RouteDef]:
+    """The agent's routes, for `app.add_routes(...)` on the sandbox API's application."""
+
+    def authorized(request: web.Request) -> bool:
+        expected = token() if callable(token) else token
+        got = request.headers.get("Authorization", "")
+        return hmac.compare_digest(got.encode(), f"Bearer {expected}".encode())
+
+    def handler(fn):
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            if not authorized(request):
+                return _error(401, "unauthorized", "Unable to authenticate you.")
+            try:
+                return await fn(request)
+            except HostError as exc:
+                return _host_error(exc)
+
+        return wrapped
+
+    def host(request: web.Request):
+        return manager.get(request.match_info["name"])
+
+    async def list_hosts(request):
+        return web.json_response({"hosts": [h.info() for h in manager.hosts.values()]})
+
+    async def get_host(request):
+        return web.json_response({"host": host(request).info()})
+
+    async def pull(request):
+        body = await _json(request)
+        ref = body.get("image_ref")
+        if not isinstance(ref, str) or not ref:
+            return _error(400, "bad_request", "image_ref (string) is required")
+        return web.json_response(await host(request).pull(ref))
+
+    async def inspect(request):
+        c = host(request).inspect()
+        if c is None:
+            return _error(404, "not_found", f"No such container: {host(request).container_name}")
+        return web.json_response(c)
+
+    async def run(request):
+        body = await _json(request)
+        ref, env = body.get("image_ref"), body.get("env") or {}
+        if not isinstance(ref, str) or not ref:
+            return _error(400, "bad_request", "image_ref (string) is required")
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            return _error(400, "bad_request", "env must be an object of strings")
+        return web.json_response(await host(request).run(ref, env), status=201)
+
+    async def stop(request):
+        body = await _json(request)
+        grace = body.get("grace_seconds", 10)
+        if not isinstance(grace, (int, float)) or grace < 0:
+            return _error(400, "bad_request", "grace_seconds must be a non-negative number")
+        await host(request).stop(float(grace))
+        return web.Response(status=204)
+
+    async def logs(request):
+        try:
+            tail = int(request.query.get("tail", "100"))
+        except ValueError:
+            return _error(400, "bad_request", "tail must be an integer")
+        return web.json_response({"lines": host(request).logs(tail)})
+
+    async def state_list(request):
+        return web.json_response({"files": host(request).state_list()})
+
+    async def state_get(request):
+        text = host(request).state_read(request.match_info["file"])
+        if text is None:
+            return _error(404, "not_found", f"no state file {request.match_info['file']!r}")
+        return web.Response(text=text)
+
+    async def state_put(request):
+        host(request).state_write(request.match_info["file"], await request.text())
+        return web.Response(status=204)
+
+    async def state_post(request):
+        h, name, mode = host(request), request.match_info["file"], request.query.get("mode")
+        text = await request.text()
+        if mode == "create":
+            if h.state_create(name, text):
+                return web.Response(status=201)
+            return _error(409, "conflict", f"state file {name!r} already exists")
+        if mode == "append":
+            h.state_append(name, text)
+            return web.Response(status=204)
+        return _error(400, "bad_request", "mode must be create or append")
+
+    async def state_delete(request):
+        host(request).state_remove(request.match_info["file"])
+        return web.Response(status=204)
+
+    p = PREFIX
+    return [
+        web.get(p, handler(list_hosts)),
+        web.get(p + "/{name}", handler(get_host)),
+        web.post(p + "/{name}/pull", handler(pull)),
+        web.get(p + "/{name}/container", handler(inspect)),
+        web.post(p + "/{name}/container", handler(run)),
+        web.post(p + "/{name}/container/stop", handler(stop)),
+        web.get(p + "/{name}/logs", handler(logs)),
+        web.get(p + "/{name}/state", handler(state_list)),
+        web.get(p + "/{name}/state/{file}", handler(state_get)),
+        web.put(p + "/{name}/state/{file}", handler(state_put)),
+        web.post(p + "/{name}/state/{file}", handler(state_post)),
+        web.delete(p + "/{name}/state/{file}", handler(state_delete)),
+    ]

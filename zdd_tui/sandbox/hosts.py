@@ -1,0 +1,539 @@
+"""Local hosts: each sandbox droplet is an address on the loopback running the service for real.
+
+A `LocalHost` is one droplet: an address 127.A.B.N (the sandbox's own /24, see `AddressBlock`),
+a directory `<state_dir>/hosts/<name>/` and a tiny container runtime with Docker's semantics where
+the engine relies on them:
+- pull: the tag must exist in the sandbox registry (else `ImageNotFoundError`); records it;
+- run: one app container per host; `python -m zdd_service` as a child process with the host's
+  address and ports and the image's environment; restart policy "always" (the process exiting
+  means state "restarting", a restart after a backoff, restart_count + 1);
+- stop: SIGTERM, wait up to the grace period, SIGKILL; the container is removed;
+- inspect, logs (one log file per container, kept across restarts, new for each run);
+- state files (`state/`): atomic exclusive create, atomic replace, append, remove.
+What a host runs is persisted (`container.json`), so a restarted sandbox runs it again.
+
+Service processes are children of the sandbox process, in their own session (a Ctrl-C in the
+terminal reaches only the sandbox, which then stops them in order) and with a parent-death
+signal, so they do not outlive a sandbox that is killed outright.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from zdd_tui.sandbox.images import SandboxImage, parse_ref
+
+log = logging.getLogger(__name__)
+
+STATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Environment a service process inherits from the sandbox; nothing else (no tokens, no ZDD_*).
+_INHERIT = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "TMPDIR", "SYSTEMROOT")
+
+
+class HostError(Exception):
+    """A host operation failed (the agent answers 409/500 with the message)."""
+
+    status = 500
+
+
+class ImageNotFoundError(HostError):
+    status = 404
+
+
+class ConflictError(HostError):
+    status = 409
+
+
+class NoSuchHost(HostError):
+    status = 404
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{random.randrange(1 << 30)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+
+
+def _pdeathsig() -> None:
+    """In the child before exec: SIGTERM me when the sandbox process dies (Linux prctl)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def can_bind(address: str, port: int) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((address, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (PID 1 here reaps slowly; /proc says Z before the PID vanishes)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+@dataclass
+class AddressBlock:
+    """A random 127.A.B.0/24 per sandbox: parallel sandboxes (tests, users) never share a host."""
+
+    prefix: str  # "127.A.B"
+
+    @classmethod
+    def random(cls) -> "AddressBlock":
+        # Avoid 127.0.x.x (127.0.0.1 and friends are commonly used by other software).
+        return cls(f"127.{random.randint(1, 254)}.{random.randint(0, 255)}")
+
+    def address(self, n: int) -> str:
+        return f"{self.prefix}.{n}"
+
+
+class LocalHost:
+    """One sandbox droplet's host (see module doc)."""
+
+    def __init__(
+        self,
+        name: str,
+        droplet_id: int,
+        address: str,
+        root: Path,
+        *,
+        service_port: int,
+        admin_port: int,
+        lookup: Callable[[str, str], SandboxImage | None],
+        container_name: str = "app",
+    ):
+        self.name = name
+        self.droplet_id = droplet_id
+        self.address = address
+        self.root = root
+        self.service_port = service_port
+        self.admin_port = admin_port
+        self._lookup = lookup
+        self.container_name = container_name
+        (root / "state").mkdir(parents=True, exist_ok=True)
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self._stopping = False
+        self._container: dict | None = _read_json(self._container_file, None)
+
+    # ----- persisted records -----
+    @property
+    def _container_file(self) -> Path:
+        return self.root / "container.json"
+
+    @property
+    def _images_file(self) -> Path:
+        return self.root / "images.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "logs" / "container.log"
+
+    def _save(self) -> None:
+        if self._container is None:
+            self._container_file.unlink(missing_ok=True)
+        else:
+            _write_atomic(self._container_file, json.dumps(self._container, indent=1))
+
+    def info(self) -> dict:
+        c = self.inspect()
+        return {
+            "name": self.name,
+            "droplet_id": self.droplet_id,
+            "address": self.address,
+            "port": self.service_port,
+            "admin_port": self.admin_port,
+            "tag": c["tag"] if c else None,
+            "state": c["state"] if c else None,
+        }
+
+    # ----- images -----
+    def _resolve(self, image_ref: str) -> tuple[str, SandboxImage]:
+        repo, tag = parse_ref(image_ref)
+        image = self._lookup(repo, tag)
+        if image is None:
+            raise ImageNotFoundError(f"manifest for {image_ref} not found: manifest unknown")
+        return repo, image
+
+    async def pull(self, image_ref: str) -> dict:
+        _repo, image = self._resolve(image_ref)
+        pulled = _read_json(self._images_file, {})
+        pulled[image_ref] = {"tag": image.tag, "digest": image.digest, "image": image.to_dict(), "pulled_at": time.time()}
+        _write_atomic(self._images_file, json.dumps(pulled, indent=1))
+        return {"ref": image_ref, "tag": image.tag, "digest": image.digest}
+
+    def pulled(self) -> dict:
+        return _read_json(self._images_file, {})
+
+    # ----- container -----
+    def inspect(self) -> dict | None:
+        if self._container is None:
+            return None
+        return {k: v for k, v in self._container.items() if k != "desired"}
+
+    async def run(self, image_ref: str, env: dict[str, str] | None = None) -> dict:
+        async with self._lock:
+            if self._container is not None and self._container.get("state") in ("running", "restarting"):
+                raise ConflictError(
+                    f'Conflict. The container name "/{self.container_name}" is already in use on {self.name}'
+                )
+            # Like `docker run`: pull when the image is not here yet (ImageNotFound if unknown).
+            entry = self.pulled().get(image_ref)
+            if entry is None:
+                await self.pull(image_ref)
+                entry = self.pulled()[image_ref]
+            image = SandboxImage.from_dict(entry["image"])
+            self._container = {
+                "name": self.container_name,
+                "image_ref": image_ref,
+                "tag": image.tag,
+                "digest": image.digest,
+                "image": image.to_dict(),
+                "env": dict(env or {}),
+                "state": "created",
+                "started_at": None,
+                "exit_code": None,
+                "restart_count": 0,
+                "pid": None,
+                "desired": "running",
+            }
+            self.log_file.write_text("")  # a new container has a new log
+            self._save()
+            await self._start_supervisor()
+            return self.inspect()  # type: ignore[return-value]
+
+    def _environment(self) -> dict[str, str]:
+        assert self._container is not None
+        env = {k: os.environ[k] for k in _INHERIT if k in os.environ}
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(SandboxImage.from_dict(self._container["image"]).environment())
+        env.update(self._container.get("env") or {})
+        # The host's network, like --network host on a droplet: not the caller's to change.
+        env.update(
+            ZDD_HOST=self.address,
+            ZDD_PORT=str(self.service_port),
+            ZDD_ADMIN_HOST=self.address,
+            ZDD_ADMIN_PORT=str(self.admin_port),
+        )
+        return env
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        with open(self.log_file, "ab") as logf:
+            return await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "zdd_service",
+                env=self._environment(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=logf,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=str(self.root),
+                start_new_session=True,
+                preexec_fn=_pdeathsig,
+            )
+
+    async def _start_supervisor(self) -> None:
+        self._stopping = False
+        proc = await self._spawn()
+        self._mark_started(proc)
+        self._supervisor = asyncio.create_task(self._supervise(proc), name=f"host-{self.name}")
+
+    def _mark_started(self, proc: asyncio.subprocess.Process) -> None:
+        assert self._container is not None
+        self._proc = proc
+        self._container.update(state="running", started_at=time.time(), pid=proc.pid)
+        self._save()
+
+    async def _supervise(self, proc: asyncio.subprocess.Process) -> None:
+        """Restart policy "always", with Docker's doubling backoff (reset after a stable run)."""
+        backoff = 0.25
+        while True:
+            started = time.monotonic()
+            rc = await proc.wait()
+            if self._stopping or self._container is None:
+                return
+            with open(self.log_file, "ab") as logf:
+                logf.write(f"[sandbox] {self.container_name} exited with code {rc}; restarting\n".encode())
+            if time.monotonic() - started > 10:
+                backoff = 0.25
+            self._container.update(state="restarting", exit_code=rc, pid=None)
+            self._container["restart_count"] = int(self._container.get("restart_count") or 0) + 1
+            self._save()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 8.0)
+            if self._stopping or self._container is None:
+                return
+            proc = await self._spawn()
+            self._mark_started(proc)
+
+    async def _terminate(self, grace: float) -> int | None:
+        """Stop the process (SIGTERM, grace, SIGKILL) and the restart loop; the exit code."""
+        self._stopping = True
+        proc, rc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+                rc = await asyncio.wait_for(proc.wait(), max(0.0, grace))
+            except asyncio.TimeoutError:
+                proc.kill()
+                rc = await proc.wait()
+            except ProcessLookupError:
+                rc = proc.returncode
+        elif proc is not None:
+            rc = proc.returncode
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+            self._supervisor = None
+        self._proc = None
+        return rc
+
+    async def stop(self, grace: float) -> None:
+        """Stop and remove the container (no-op when there is none)."""
+        async with self._lock:
+            if self._container is None:
+                return
+            rc = await self._terminate(grace)
+            with open(self.log_file, "ab") as logf:
+                logf.write(f"[sandbox] {self.container_name} stopped (exit code {rc})\n".encode())
+            self._container = None
+            self._save()
+
+    async def resume(self) -> None:
+        """After a sandbox restart: run again what this host ran (restart policy "always")."""
+        async with self._lock:
+            c = self._container
+            if c is None or c.get("desired") != "running" or self._supervisor is not None:
+                return
+            self._kill_leftover(c.get("pid"))
+            await self._start_supervisor()
+
+    def _kill_leftover(self, pid: int | None) -> None:
+        """A service this host started in a previous sandbox run that is somehow still alive
+        (the sandbox was killed and the death signal missed) would hold the address: end it,
+        but only if it is really ours (its environment names this host's address)."""
+        if not pid or not pid_alive(pid):
+            return
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return
+        if f"ZDD_HOST={self.address}".encode() in environ and f"ZDD_ADMIN_PORT={self.admin_port}".encode() in environ:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Sandbox exit: end the process but keep the record so a restart runs it again."""
+        async with self._lock:
+            if self._proc is None and self._supervisor is None:
+                return
+            await self._terminate(grace)
+            if self._container is not None:
+                self._container.update(pid=None)
+                self._save()
+
+    def pids(self) -> list[int]:
+        return [self._proc.pid] if self._proc is not None and self._proc.returncode is None else []
+
+    def logs(self, tail: int = 100) -> list[str]:
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        return lines[-tail:] if tail > 0 else lines
+
+    # ----- state files -----
+    def _state_path(self, name: str) -> Path:
+        if not STATE_NAME.match(name):
+            raise HostError(f"bad state file name {name!r}: letters, digits, '.', '_', '-' only")
+        return self.root / "state" / name
+
+    def state_read(self, name: str) -> str | None:
+        try:
+            return self._state_path(name).read_text()
+        except FileNotFoundError:
+            return None
+
+    def state_create(self, name: str, content: str) -> bool:
+        path = self._state_path(name)
+        # Write a temporary file, then link it into place: link() fails if the name exists, so the
+        # create is exclusive and a reader never sees a half-written file.
+        tmp = path.with_name(f".{name}.{os.getpid()}.{random.randrange(1 << 30)}.tmp")
+        tmp.write_text(content)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def state_write(self, name: str, content: str) -> None:
+        _write_atomic(self._state_path(name), content)
+
+    def state_append(self, name: str, line: str) -> None:
+        with open(self._state_path(name), "a") as f:
+            f.write(line.rstrip("\n") + "\n")
+
+    def state_remove(self, name: str) -> None:
+        self._state_path(name).unlink(missing_ok=True)
+
+    def state_list(self) -> list[str]:
+        return sorted(p.name for p in (self.root / "state").iterdir() if not p.name.startswith("."))
+
+
+class HostManager:
+    """All local hosts of one sandbox: address allocation, creation, removal, shutdown.
+
+    `<state_dir>/hosts/hosts.json` records the address block and each host (name, droplet id,
+    address, external or not) so a restarted sandbox finds the same hosts at the same addresses.
+    External hosts (lab mode) have an address and no local process.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        lookup: Callable[[str, str], SandboxImage | None],
+        *,
+        service_port: int = 8080,
+        admin_port: int = 9090,
+        container_name: str = "app",
+    ):
+        self.root = Path(state_dir) / "hosts"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.lookup = lookup
+        self.service_port = service_port
+        self.admin_port = admin_port
+        self.container_name = container_name
+        idx = _read_json(self.root / "hosts.json", {})
+        self.block = AddressBlock(idx["block"]) if idx.get("block") else AddressBlock.random()
+        self._records: dict[str, dict] = idx.get("hosts", {})
+        self.hosts: dict[str, LocalHost] = {}
+        self._save()
+
+    def _save(self) -> None:
+        _write_atomic(self.root / "hosts.json", json.dumps({"block": self.block.prefix, "hosts": self._records}, indent=1))
+
+    def records(self) -> dict[str, dict]:
+        return dict(self._records)
+
+    def allocate_address(self, exclude: set | None = None) -> str:
+        """The next free 127.A.B.N whose service and admin ports can really be bound."""
+        used = {r["address"] for r in self._records.values()} | set(exclude or ())
+        for n in range(1, 255):
+            addr = self.block.address(n)
+            if addr in used:
+                continue
+            if can_bind(addr, self.service_port) and can_bind(addr, self.admin_port):
+                return addr
+        raise HostError(f"no free address left in {self.block.prefix}.0/24")
+
+    def get(self, name: str) -> LocalHost:
+        h = self.hosts.get(name)
+        if h is None:
+            raise NoSuchHost(f"no local host named {name!r}")
+        return h
+
+    def by_droplet(self, droplet_id: int) -> LocalHost | None:
+        return next((h for h in self.hosts.values() if h.droplet_id == droplet_id), None)
+
+    def add(self, name: str, droplet_id: int, address: str | None = None) -> LocalHost:
+        """Create (or re-open after a restart) the local host of a droplet. Starts nothing."""
+        if name in self.hosts:
+            return self.hosts[name]
+        rec = self._records.get(name)
+        if rec and not rec.get("external"):
+            address = address or rec["address"]
+        address = address or self.allocate_address()
+        h = LocalHost(
+            name,
+            droplet_id,
+            address,
+            self.root / name,
+            service_port=self.service_port,
+            admin_port=self.admin_port,
+            lookup=self.lookup,
+            container_name=self.container_name,
+        )
+        self.hosts[name] = h
+        self._records[name] = {"droplet_id": droplet_id, "address": address}
+        self._save()
+        return h
+
+    def add_external(self, name: str, droplet_id: int, address: str) -> None:
+        """A lab host: the LB proxies to it; no local process, no agent."""
+        self._records[name] = {"droplet_id": droplet_id, "address": address, "external": True}
+        self._save()
+
+    def is_external(self, name: str) -> bool:
+        return bool(self._records.get(name, {}).get("external"))
+
+    async def remove(self, name: str, grace: float = 10.0) -> None:
+        """The droplet was destroyed: stop its service and forget the host (its files go too)."""
+        h = self.hosts.pop(name, None)
+        if h is not None:
+            await h.stop(grace)
+            shutil.rmtree(h.root, ignore_errors=True)
+        if self._records.pop(name, None) is not None:
+            self._save()
+
+    async def resume_all(self) -> None:
+        await asyncio.gather(*(h.resume() for h in self.hosts.values()))
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        await asyncio.gather(*(h.shutdown(grace) for h in self.hosts.values()), return_exceptions=True)
+
+    def pids(self) -> list[int]:
+        return [p for h in self.hosts.values() for p in h.pids()]
+
+
+__all__ = [
+    "AddressBlock",
+    "ConflictError",
+    "HostError",
+    "HostManager",
+    "ImageNotFoundError",
+    "LocalHost",
+    "NoSuchHost",
+    "can_bind",
+    "pid_alive",
+]

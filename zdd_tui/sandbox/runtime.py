@@ -1,0 +1,225 @@
+"""`SandboxRuntime`: the engine's HostRuntime for a sandbox droplet.
+
+Container and state-file operations go to the sandbox's host agent (`/sandbox/hosts/<name>/...`
+on the sandbox API, bearer token); admin and health calls go straight to the host's address, as
+the SSH runtime reaches them through a port forward on a real droplet. Health probes carry
+`X-Zdd-Probe: zdd` so the service does not count them as load-balancer checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from zdd_tui.cloud.models import Droplet
+from zdd_tui.config import Config
+from zdd_tui.rollout.interfaces import (
+    ContainerInfo,
+    HealthChecker,
+    HealthProbe,
+    HostUnreachable,
+    ImageInfo,
+    ImageNotFound,
+    RuntimeFailure,
+    ServiceStats,
+)
+
+PROBE_HEADER = {"X-Zdd-Probe": "zdd"}
+
+
+def sandbox_token(config: Config) -> str:
+    """The sandbox's throwaway API token (`<state_dir>/token`).
+
+    Read directly rather than through the credential chain: a DIGITALOCEAN_TOKEN in the
+    environment (a real account's) must never be sent to, nor be needed by, a local sandbox.
+    """
+    if not config.sandbox or not config.sandbox.state_dir:
+        raise RuntimeFailure("the config has no sandbox.state_dir: not a sandbox project")
+    path = Path(config.sandbox.state_dir)
+    if not path.is_absolute() and config.path is not None:
+        path = Path(config.path).resolve().parent / path
+    try:
+        return (path / "token").read_text().strip()
+    except OSError as exc:
+        raise HostUnreachable(f"sandbox token not readable at {path / 'token'}: {exc.strerror}") from None
+
+
+def _container(d: dict) -> ContainerInfo:
+    return ContainerInfo(
+        name=d["name"],
+        image_ref=d["image_ref"],
+        tag=d["tag"],
+        digest=d.get("digest"),
+        state=d["state"],
+        started_at=d.get("started_at"),
+        exit_code=d.get("exit_code"),
+        restart_count=int(d.get("restart_count") or 0),
+    )
+
+
+class SandboxRuntime:
+    def __init__(
+        self,
+        config: Config,
+        droplet: Droplet,
+        *,
+        api_url: str | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        probe_timeout: float = 3.0,
+        **_ignored,
+    ):
+        self.config = config
+        self.droplet = droplet
+        self.name = droplet.name
+        address = droplet.public_ipv4 or droplet.private_ipv4
+        if not address:
+            raise HostUnreachable(f"droplet {droplet.name} has no IPv4 address")
+        self.address = address
+        self._api_url = (api_url or config.digitalocean.api_url).rstrip("/")
+        self._token = token or sandbox_token(config)
+        self._agent = httpx.AsyncClient(
+            base_url=f"{self._api_url}/sandbox/hosts/{droplet.name}",
+            headers={"Authorization": f"Bearer {self._token}"},
+            timeout=timeout,
+        )
+        # Direct calls to the host: no pooling, so a restarted service is never reached through
+        # a connection to its predecessor.
+        self._direct = httpx.AsyncClient(timeout=probe_timeout, limits=httpx.Limits(max_keepalive_connections=0))
+        self._probe_timeout = probe_timeout
+
+    def __repr__(self) -> str:
+        return f"SandboxRuntime({self.name!r}, {self.address!r})"
+
+    # ----- agent -----
+    async def _call(self, method: str, path: str, *, ok=(200, 201, 204), none_on_404=False, image_op=False, **kw) -> httpx.Response | None:
+        try:
+            r = await self._agent.request(method, path, **kw)
+        except httpx.TimeoutException:
+            raise HostUnreachable(f"{self.name}: sandbox agent timed out ({method} {path})") from None
+        except httpx.HTTPError as exc:
+            raise HostUnreachable(f"{self.name}: sandbox agent unreachable at {self._api_url}: {type(exc).__name__}") from None
+        if r.status_code in ok:
+            return r
+        try:
+            message = str(r.json().get("message", r.text))
+        except (ValueError, AttributeError):
+            message = r.text
+        if r.status_code == 404 and none_on_404 and not message.startswith("no local host"):
+            return None
+        if r.status_code == 401:
+            raise HostUnreachable(f"{self.name}: the sandbox agent refused the token (401)")
+        if r.status_code == 404 and message.startswith("no local host"):
+            raise HostUnreachable(f"{self.name}: {message} (is it a sandbox droplet?)")
+        if r.status_code == 404 and image_op:
+            raise ImageNotFound(f"{self.name}: {message}")
+        raise RuntimeFailure(f"{self.name}: {method} {path or '/'} -> {r.status_code}: {message}")
+
+    async def pull(self, image_ref: str) -> ImageInfo:
+        r = await self._call("POST", "/pull", json={"image_ref": image_ref}, image_op=True)
+        d = r.json()  # type: ignore[union-attr]
+        return ImageInfo(ref=d["ref"], tag=d["tag"], digest=d["digest"])
+
+    async def inspect(self) -> ContainerInfo | None:
+        r = await self._call("GET", "/container", none_on_404=True)
+        return None if r is None else _container(r.json())
+
+    async def run(self, image_ref: str, env: dict[str, str] | None = None) -> ContainerInfo:
+        r = await self._call("POST", "/container", json={"image_ref": image_ref, "env": dict(env or {})}, image_op=True)
+        return _container(r.json())  # type: ignore[union-attr]
+
+    async def stop(self, grace_seconds: float) -> None:
+        # The agent waits up to the grace period: give the HTTP call that long and more.
+        await self._call(
+            "POST", "/container/stop", json={"grace_seconds": grace_seconds}, timeout=float(grace_seconds) + 15.0
+        )
+
+    async def logs(self, tail: int = 100) -> list[str]:
+        r = await self._call("GET", "/logs", params={"tail": str(tail)})
+        return list(r.json()["lines"])  # type: ignore[union-attr]
+
+    # ----- direct calls to the host -----
+    def _admin_url(self, path: str) -> str:
+        return f"http://{self.address}:{self.config.service.admin_port}{path}"
+
+    async def stats(self) -> ServiceStats | None:
+        try:
+            r = await self._direct.get(self._admin_url("/admin/stats"))
+            if r.status_code != 200:
+                return None
+            d = r.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return ServiceStats(
+            id=str(d.get("id", "")),
+            version=str(d.get("version", "")),
+            draining=bool(d.get("draining")),
+            served=int(d.get("served") or 0),
+            in_flight=int(d.get("in_flight") or 0),
+            last_request_age_seconds=d.get("last_request_age_seconds"),
+            health_checkers=tuple(
+                HealthChecker(
+                    source=str(c.get("source", "")),
+                    consecutive_ok=int(c.get("consecutive_ok") or 0),
+                    consecutive_fail=int(c.get("consecutive_fail") or 0),
+                    last_age_seconds=float(c.get("last_age_seconds") or 0.0),
+                )
+                for c in d.get("health_checkers") or []
+            ),
+            uptime_seconds=float(d.get("uptime_seconds") or 0.0),
+        )
+
+    async def _admin_post(self, path: str) -> None:
+        try:
+            r = await self._direct.post(self._admin_url(path))
+        except httpx.HTTPError as exc:
+            raise RuntimeFailure(f"{self.name}: POST {path} on the admin port failed: {type(exc).__name__}") from None
+        if r.status_code != 200:
+            raise RuntimeFailure(f"{self.name}: POST {path} on the admin port -> {r.status_code}")
+
+    async def drain(self) -> None:
+        await self._admin_post("/admin/drain")
+
+    async def undrain(self) -> None:
+        await self._admin_post("/admin/undrain")
+
+    async def probe_health(self) -> HealthProbe:
+        hc = self.config.load_balancer.health_check
+        url = f"http://{self.address}:{self.config.health_port}{hc.path}"
+        try:
+            r = await self._direct.get(url, headers=PROBE_HEADER)
+        except httpx.TimeoutException:
+            return HealthProbe(False, None, f"timeout after {self._probe_timeout:g}s")
+        except httpx.ConnectError:
+            return HealthProbe(False, None, "connection refused")
+        except httpx.HTTPError as exc:
+            return HealthProbe(False, None, type(exc).__name__)
+        detail = ""
+        try:
+            detail = str(r.json().get("status", ""))
+        except ValueError:
+            pass
+        return HealthProbe(200 <= r.status_code < 400, r.status_code, detail)
+
+    # ----- state files -----
+    async def state_read(self, name: str) -> str | None:
+        r = await self._call("GET", f"/state/{name}", none_on_404=True)
+        return None if r is None else r.text
+
+    async def state_create(self, name: str, content: str) -> bool:
+        r = await self._call("POST", f"/state/{name}", params={"mode": "create"}, content=content, ok=(201, 409))
+        return r.status_code == 201  # type: ignore[union-attr]
+
+    async def state_write(self, name: str, content: str) -> None:
+        await self._call("PUT", f"/state/{name}", content=content)
+
+    async def state_append(self, name: str, line: str) -> None:
+        await self._call("POST", f"/state/{name}", params={"mode": "append"}, content=line)
+
+    async def state_remove(self, name: str) -> None:
+        await self._call("DELETE", f"/state/{name}")
+
+    async def close(self) -> None:
+        await self._agent.aclose()
+        await self._direct.aclose()

@@ -1,0 +1,575 @@
+"""The whole sandbox in one process: the local DO API, its load balancer(s) and the local hosts.
+
+    sb = Sandbox(SandboxOptions(state_dir=Path("..."), hosts=2))
+    await sb.start()          # API + LBs + hosts; writes zdd.yaml; sb.info is the JSON line's dict
+    ...                       # sb.api (SandboxAPI), sb.lb (the project's SandboxLB), sb.hosts
+    await sb.stop()           # stops every process it started (state stays for the next start)
+
+A fresh state dir gets: a token, a registry seeded with sample-service versions (images.py), an LB
+tagged like the droplets with a fast health check, and N droplets (app-1..app-N) whose hosts run
+the older good version (so `deploy latest` has something to do). Starting again on the same state
+dir keeps droplets, tags, LB settings and what each host runs; the API and LB try their previous
+ports first so an existing zdd.yaml stays valid.
+
+Lab mode (`external` droplets and a real registry backend): external droplets are given a name and
+an IP, have no local process and no agent; the LB proxies to them like to any droplet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zdd_tui.config import Config
+from zdd_tui.errors import UsageError
+from zdd_tui.sandbox.agent import agent_routes
+from zdd_tui.sandbox.api import SandboxAPI
+from zdd_tui.sandbox.hosts import HostError, HostManager, can_bind
+from zdd_tui.sandbox.images import SandboxImage, parse_ref, seed_images
+from zdd_tui.sandbox.lb import SandboxLB
+
+log = logging.getLogger(__name__)
+
+SANDBOX_REGISTRY_SERVER = "registry.sandbox.local"
+INFO_FILE = "sandbox.json"  # pid, URLs and config path of the running sandbox
+
+
+@dataclass(frozen=True)
+class ExternalDroplet:
+    """A lab host: an address the LB proxies to; no local process."""
+
+    name: str
+    ip: str
+    private_ip: str | None = None
+    tags: tuple[str, ...] = ()  # default: the project's droplet tag
+
+
+@dataclass
+class SandboxOptions:
+    state_dir: Path
+    hosts: int = 2
+    app: str = "app"
+    tag: str = "zdd-app"
+    lb_name: str = "zdd-app-lb"
+    registry_name: str = "zdd-sandbox"
+    repository: str = "app"
+    service_port: int = 8080
+    admin_port: int = 9090
+    # A snappy sandbox: DO's minimum interval and timeout, its smallest thresholds but one.
+    lb_interval: int = 3
+    lb_timeout: int = 3
+    lb_unhealthy: int = 2
+    lb_healthy: int = 3
+    stop_grace_seconds: int = 10
+    initial_tag: str | None = None  # default: the older good version
+    config_path: Path | None = None  # default: <state_dir>/zdd.yaml
+    external: list[ExternalDroplet] = field(default_factory=list)
+    registry_backend: Any = None  # e.g. zdd_tui.sandbox.registry.DistributionRegistry (lab)
+    registry_server: str | None = None  # image host in refs; default: the backend's, else ours
+    activation_delay: float = 1.0
+    host_shutdown_grace: float = 10.0
+    # Ready means ready: start() returns once every host runs a listening service and the LB
+    # counts the healthy ones in (bounded by the LB's own settings).
+    wait_ready: bool = True
+
+
+def _dc_from_dict(cls, data: dict):
+    """Build a config dataclass tree from a dict (used when H1's load_config is unavailable)."""
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        v = data[f.name]
+        target = {
+            "digitalocean": "DigitalOceanConfig",
+            "droplets": "DropletsConfig",
+            "load_balancer": "LoadBalancerConfig",
+            "health_check": "HealthCheckConfig",
+            "registry": "RegistryConfig",
+            "service": "ServiceConfig",
+            "build": "BuildConfig",
+            "deploy": "DeployConfig",
+            "ssh": "SSHConfig",
+            "sandbox": "SandboxConfig",
+        }.get(f.name)
+        if target and isinstance(v, dict):
+            import zdd_tui.config as c
+
+            v = _dc_from_dict(getattr(c, target), v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kwargs[f.name] = v
+    return cls(**kwargs)
+
+
+def load_sandbox_config(path: Path) -> Config:
+    """The written zdd.yaml as a Config: H1's validating loader when present."""
+    try:
+        from zdd_tui.config import load_config  # type: ignore[attr-defined]
+    except ImportError:
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: expected a mapping at the top")
+        cfg = _dc_from_dict(Config, data)
+        return Config(**{**{f.name: getattr(cfg, f.name) for f in fields(Config)}, "path": Path(path)})
+    return load_config(path)
+
+
+def image_from_record(rec: dict) -> SandboxImage:
+    extra = rec.get("_extra") or {}
+    return SandboxImage(
+        tag=rec["tag"],
+        behaviour=rec.get("_behaviour", "ok"),
+        version=extra.get("version") or rec["tag"],
+        digest=rec.get("manifest_digest", ""),
+        size=int(rec.get("compressed_size_bytes") or 0),
+        created_at=rec.get("updated_at", ""),
+        env=dict(extra.get("env") or {}),
+    )
+
+
+class Sandbox:
+    def __init__(self, options: SandboxOptions):
+        self.o = options
+        self.state_dir = Path(options.state_dir).resolve()
+        self.config_path = Path(options.config_path or self.state_dir / "zdd.yaml").resolve()
+        self.api: SandboxAPI | None = None
+        self.hosts: HostManager | None = None
+        self.lbs: dict[str, SandboxLB] = {}
+        self.lb_id: str | None = None  # the project's LB
+        self.token = ""
+        self.info: dict = {}
+        self._lockfile = None
+        self._started = False
+
+    # ----- registry lookups for local hosts -----
+    def _lookup(self, repo: str, tag: str) -> SandboxImage | None:
+        assert self.api is not None
+        parts = repo.split("/")
+        repository = parts[-1]
+        if len(parts) >= 2:
+            reg = self.api.state.data.get("registry")
+            if reg is None or parts[-2] != reg["name"]:
+                return None
+        tags = self.api.state.data["repositories"].get(repository, {})
+        rec = tags.get(tag)
+        if rec is None and tag.startswith("sha256:"):
+            rec = next((r for r in tags.values() if r.get("manifest_digest") == tag), None)
+        return image_from_record(rec) if rec else None
+
+    @property
+    def lb(self) -> SandboxLB | None:
+        return self.lbs.get(self.lb_id) if self.lb_id else None
+
+    @property
+    def image_repo(self) -> str:
+        server = self.o.registry_server or getattr(self.o.registry_backend, "server", None) or SANDBOX_REGISTRY_SERVER
+        return f"{server}/{self.o.registry_name}/{self.o.repository}"
+
+    # ----- lifecycle -----
+    def _lock(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lockfile = open(self.state_dir / ".lock", "a+")
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lockfile.close()
+            self._lockfile = None
+            pid = self._previous_info().get("pid")
+            raise UsageError(
+                f"a sandbox is already running on {self.state_dir}" + (f" (pid {pid})" if pid else ""),
+                "stop it (Ctrl-C or SIGTERM) or use another --state-dir",
+            ) from None
+
+    def _previous_info(self) -> dict:
+        try:
+            return json.loads((self.state_dir / INFO_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _token(self) -> str:
+        path = self.state_dir / "token"
+        if path.exists():
+            return path.read_text().strip()
+        token = "sandbox-" + secrets.token_hex(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+
+    def _allocate(self, droplet: dict) -> tuple[str, str | None]:
+        assert self.api is not None and self.hosts is not None
+        used = {_public_ip(d) for d in self.api.state.droplets()}
+        return self.hosts.allocate_address(exclude=used), None
+
+    async def _on_created(self, droplet: dict) -> None:
+        assert self.hosts is not None
+        ip = _public_ip(droplet)
+        if (droplet.get("_sandbox") or {}).get("external"):
+            self.hosts.add_external(droplet["name"], droplet["id"], ip or "")
+            return
+        if droplet["name"] in self.hosts.hosts and self.hosts.hosts[droplet["name"]].droplet_id != droplet["id"]:
+            raise HostError(f"the sandbox needs unique droplet names: {droplet['name']!r} exists")
+        self.hosts.add(droplet["name"], droplet["id"], ip)
+
+    async def _on_deleted(self, droplet: dict) -> None:
+        assert self.hosts is not None
+        h = self.hosts.hosts.get(droplet["name"])
+        if h is not None and h.droplet_id == droplet["id"]:
+            await self.hosts.remove(droplet["name"], grace=1.0)  # a destroyed droplet goes fast
+        elif self.hosts.is_external(droplet["name"]):
+            await self.hosts.remove(droplet["name"])
+
+    async def _on_lb_changed(self, lb: dict | None, lb_id: str) -> None:
+        if lb is None:
+            old = self.lbs.pop(lb_id, None)
+            if old is not None:
+                await old.stop()
+            return
+        if lb_id not in self.lbs:
+            await self._start_lb(lb_id)
+        # A PUT needs nothing more: the LB re-reads its config from the state on each decision.
+
+    async def _start_lb(self, lb_id: str, port: int = 0) -> SandboxLB:
+        assert self.api is not None
+        state = self.api.state
+        lb = SandboxLB(lambda: state.data["load_balancers"].get(lb_id), lambda: state.droplets(), port=port)
+        try:
+            await lb.start()
+        except OSError:
+            if not port:
+                raise
+            lb = SandboxLB(lambda: state.data["load_balancers"].get(lb_id), lambda: state.droplets())
+            await lb.start()
+        self.lbs[lb_id] = lb
+        return lb
+
+    def _lb_health(self, lb_id: str) -> dict[int, bool]:
+        lb = self.lbs.get(lb_id)
+        return lb.health_view() if lb else {}
+
+    def _lb_body(self) -> dict:
+        return {
+            "name": self.o.lb_name,
+            "region": "nyc3",
+            "size_unit": 1,
+            "tag": self.o.tag,
+            "forwarding_rules": [
+                {"entry_protocol": "http", "entry_port": 80, "target_protocol": "http", "target_port": self.o.service_port}
+            ],
+            "health_check": {
+                "protocol": "http",
+                "port": self.o.service_port,
+                "path": "/health",
+                "check_interval_seconds": self.o.lb_interval,
+                "response_timeout_seconds": self.o.lb_timeout,
+                "unhealthy_threshold": self.o.lb_unhealthy,
+                "healthy_threshold": self.o.lb_healthy,
+            },
+        }
+
+    async def start(self) -> dict:
+        self._lock()
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self.info
+
+    async def _start(self) -> None:
+        o = self.o
+        self.token = self._token()
+        previous = self._previous_info()
+        self.hosts = HostManager(
+            self.state_dir, self._lookup, service_port=o.service_port, admin_port=o.admin_port, container_name=o.app
+        )
+        api_port = int(previous.get("api_port") or 0)
+        if api_port and not can_bind("127.0.0.1", api_port):
+            api_port = 0
+        self.api = SandboxAPI(
+            self.state_dir,
+            self.token,
+            registry_backend=o.registry_backend,
+            port=api_port,
+            activation_delay=o.activation_delay,
+            address_allocator=self._allocate,
+            registry_server=o.registry_server
+            or (None if o.registry_backend is not None else SANDBOX_REGISTRY_SERVER),
+        )
+        self.api.on_droplet_created = self._on_created
+        self.api.on_droplet_deleted = self._on_deleted
+        self.api.on_load_balancer_changed = self._on_lb_changed
+        self.api.lb_health_provider = self._lb_health
+        self.api.add_routes(agent_routes(self.hosts, self.token))
+        state = self.api.state
+
+        # Registry: seeded once (a real backend in lab mode has its own tags).
+        if o.registry_backend is None:
+            if state.data.get("registry") is None:
+                state.create_registry(o.registry_name, "basic")
+            if not state.data["repositories"].get(o.repository):
+                for img in seed_images():
+                    state.put_registry_tag(
+                        o.repository,
+                        img.tag,
+                        behaviour=img.behaviour,
+                        manifest_digest=img.digest,
+                        compressed_size_bytes=img.size,
+                        updated_at=img.created_at.replace("+00:00", "Z"),
+                        extra={"version": img.version},
+                    )
+        elif state.data.get("registry") is None:
+            state.create_registry(o.registry_name, "basic")
+
+        # Hosts of droplets we already know (a restart), then new ones.
+        for d in state.droplets():
+            if (d.get("_sandbox") or {}).get("external"):
+                self.hosts.add_external(d["name"], d["id"], _public_ip(d) or "")
+            else:
+                self.hosts.add(d["name"], d["id"], _public_ip(d))
+        known = {d["name"] for d in state.droplets()}
+        for ext in o.external:
+            if ext.name not in known:
+                d = state.create_droplet(
+                    ext.name,
+                    tags=list(ext.tags or (o.tag,)),
+                    public_ipv4=ext.ip,
+                    private_ipv4=ext.private_ip,
+                    sandbox={"external": True},
+                )
+                await self.api.notify_created(d)
+        new_hosts = []
+        for i in range(1, o.hosts + 1):
+            name = f"{o.app}-{i}"
+            if name not in known:
+                d = state.create_droplet(name, tags=[o.tag])
+                await self.api.notify_created(d)
+                new_hosts.append(name)
+
+        # What the hosts run: again what they ran; the initial version on new ones.
+        await self.hosts.resume_all()
+        if new_hosts and o.registry_backend is None:
+            initial = o.initial_tag or self._default_initial_tag()
+            ref = f"{self.image_repo}:{initial}"
+            if self._lookup(self.image_repo, initial) is None:
+                raise UsageError(f"initial tag {initial!r} is not in the sandbox registry")
+            for name in new_hosts:
+                h = self.hosts.get(name)
+                await h.pull(ref)
+                await h.run(ref, {"ZDD_GRACE_SECONDS": str(o.stop_grace_seconds)})
+
+        # The project's LB (created once; later starts keep its settings, PUTs included).
+        mine = [lb for lb in state.load_balancers() if lb["name"] == o.lb_name]
+        if not mine:
+            body = self._lb_body()
+            wanted = dict(body["health_check"])
+            # DO's API refuses intervals/timeouts under 3 s; tests want faster. Create with DO's
+            # limits, then set the requested values in the sandbox's own state.
+            for k in ("check_interval_seconds", "response_timeout_seconds"):
+                body["health_check"][k] = max(3, body["health_check"][k])
+            lb_obj = state.create_load_balancer(body, ip=self.api.lb_ip)
+            if lb_obj["health_check"] != {**lb_obj["health_check"], **wanted}:
+                lb_obj["health_check"].update(wanted)
+                state.save()
+        else:
+            lb_obj = mine[0]
+        self.lb_id = lb_obj["id"]
+
+        await self.api.start()
+        lb_ports = previous.get("lb_ports") or {}
+        for lb in state.load_balancers():
+            port = int(lb_ports.get(lb["id"]) or 0)
+            await self._start_lb(lb["id"], port if port and can_bind("127.0.0.1", port) else 0)
+        self._started = True
+        if o.wait_ready:
+            await self._wait_ready()
+
+        self._write_config()
+        self.info = self._info()
+        self._write_info()
+
+    async def _wait_ready(self) -> None:
+        """Until each local host's service listens (or is crash-looping), then until the LB has
+        every droplet whose service answers its health check healthy. Never an error: a broken
+        version is a legitimate thing for a sandbox to run."""
+        assert self.api is not None and self.hosts is not None
+        lb = self.lb
+        if lb is None:
+            return
+        hc = lb.health_check()
+        deadline = time.monotonic() + (int(hc["healthy_threshold"]) + 1) * float(hc["check_interval_seconds"]) + float(
+            hc["response_timeout_seconds"]
+        ) + 10
+        targets = {t.droplet_id: t for t in lb.targets()}
+        probe_port = int(hc.get("port") or self.o.service_port)
+        while time.monotonic() < deadline:
+            pending = []
+            for did, t in targets.items():
+                h = self.hosts.by_droplet(did)
+                c = h.inspect() if h else None
+                if h is None or c is None or c["state"] != "running":
+                    continue  # external, empty or crash-looping: nothing to wait for
+                if not await _answers_health(t.address, probe_port, hc.get("path") or "/"):
+                    pending.append(did)
+                    continue
+                if not lb.health_view().get(did):
+                    pending.append(did)
+            if not pending:
+                return
+            await asyncio.sleep(0.1)
+
+    def _default_initial_tag(self) -> str:
+        assert self.api is not None
+        tags = self.api.state.registry_tags(self.o.repository)  # newest first
+        good = [t for t in tags if t.get("_behaviour", "ok") == "ok" and t["tag"] != "latest"]
+        return good[-1]["tag"] if good else "latest"
+
+    def _write_config(self) -> None:
+        assert self.api is not None and self.lb_id is not None
+        o = self.o
+        lb = self.api.state.load_balancer(self.lb_id)
+        hc = lb["health_check"]
+        names = sorted(d["name"] for d in self.api.state.droplets(tag=o.tag))
+        server = self.image_repo.split("/")[0]
+        doc = {
+            "app": o.app,
+            "runtime": "sandbox",
+            "digitalocean": {"api_url": self.api.url, "region": "nyc3"},
+            "droplets": {"tag": o.tag, "names": names},
+            "load_balancer": {
+                "name": o.lb_name,
+                "entry_port": lb["forwarding_rules"][0]["entry_port"],
+                "target_port": lb["forwarding_rules"][0]["target_port"],
+                "health_check": {k: hc[k] for k in (
+                    "protocol", "path", "port", "check_interval_seconds", "response_timeout_seconds",
+                    "unhealthy_threshold", "healthy_threshold")},
+            },
+            "registry": {"name": o.registry_name, "repository": o.repository, "server": server},
+            "service": {"port": o.service_port, "admin_port": o.admin_port},
+            "deploy": {"stop_grace_seconds": o.stop_grace_seconds},
+            "sandbox": {"state_dir": str(self.state_dir)},
+        }
+        head = (
+            "# Written by `zdd-tui sandbox up`: a local stand-in for DigitalOcean (not a real account).\n"
+            "# Its API token is a throwaway in sandbox.state_dir/token.\n"
+        )
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_name(f".{self.config_path.name}.tmp")
+        tmp.write_text(head + yaml.safe_dump(doc, sort_keys=False))
+        os.replace(tmp, self.config_path)
+        load_sandbox_config(self.config_path)  # fail loudly here if it does not validate
+
+    def _info(self) -> dict:
+        assert self.api is not None and self.hosts is not None
+        hosts = []
+        for d in self.api.state.droplets():
+            h = self.hosts.hosts.get(d["name"])
+            c = h.inspect() if h else None
+            hosts.append(
+                {
+                    "name": d["name"],
+                    "address": _public_ip(d),
+                    "port": self.o.service_port,
+                    "tag": c["tag"] if c else None,
+                }
+            )
+        tags = []
+        if self.o.registry_backend is None:
+            for t in self.api.state.registry_tags(self.o.repository):
+                tags.append({"tag": t["tag"], "behaviour": t.get("_behaviour", "ok")})
+        return {
+            "api_url": self.api.url,
+            "lb_url": self.lb.url if self.lb else None,
+            "config": str(self.config_path),
+            "hosts": hosts,
+            "tags": tags,
+        }
+
+    def _write_info(self, running: bool = True) -> None:
+        info = {
+            **self.info,
+            "pid": os.getpid() if running else None,
+            "started_at": time.time(),
+            "api_port": self.api.port if self.api else None,
+            "lb_ports": {i: lb.port for i, lb in self.lbs.items()},
+            "state_dir": str(self.state_dir),
+        }
+        tmp = self.state_dir / f".{INFO_FILE}.tmp"
+        tmp.write_text(json.dumps(info, indent=1))
+        os.replace(tmp, self.state_dir / INFO_FILE)
+
+    def pids(self) -> list[int]:
+        return self.hosts.pids() if self.hosts else []
+
+    async def stop(self) -> None:
+        for lb in list(self.lbs.values()):
+            await lb.stop()
+        self.lbs.clear()
+        if self.hosts is not None:
+            await self.hosts.shutdown(self.o.host_shutdown_grace)
+        if self.api is not None:
+            await self.api.stop()
+        if self._started:
+            self._write_info(running=False)
+            self._started = False
+        if self._lockfile is not None:
+            self._lockfile.close()
+            self._lockfile = None
+
+    async def __aenter__(self) -> "Sandbox":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+
+async def _answers_health(address: str | None, port: int, path: str) -> bool:
+    """A marked probe (not counted as an LB check): does the service say it is healthy?"""
+    if not address:
+        return False
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 1.0)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {address}\r\nX-Zdd-Probe: zdd-sandbox\r\nConnection: close\r\n\r\n".encode())
+        line = await asyncio.wait_for(reader.readline(), 2.0)
+        parts = line.split()
+        return len(parts) >= 2 and parts[1].isdigit() and 200 <= int(parts[1]) < 400
+    except (OSError, asyncio.TimeoutError):
+        return False
+    finally:
+        writer.close()
+
+
+def _public_ip(droplet: dict) -> str | None:
+    for n in (droplet.get("networks") or {}).get("v4") or []:
+        if n.get("type") == "public":
+            return n.get("ip_address")
+    return None
+
+
+def read_running_info(state_dir: str | Path) -> dict:
+    """`<state_dir>/sandbox.json` (URLs, pid) as the last start wrote it; {} when absent."""
+    try:
+        return json.loads((Path(state_dir) / INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+__all__ = ["ExternalDroplet", "Sandbox", "SandboxOptions", "load_sandbox_config", "read_running_info"]

@@ -1,0 +1,303 @@
+"""The console app: owns the data source, the poller and the fleet state; screens render them.
+
+Data flows one way: the poller (a worker) posts FleetData messages, the app folds them into
+`self.fleet` and tells the dashboard which pane changed. Rollouts run in an exclusive worker on
+the rollout screen; engine events come back as RolloutEvent messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, Iterable
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+from textual.theme import Theme
+
+from zdd_tui.ui import keys
+from zdd_tui.ui.messages import FleetData, SourceFailed, SourceReady
+from zdd_tui.ui.poller import Poller, RealClock, Task
+from zdd_tui.ui.settings import DEFAULT_THEME, NO_COLOR_THEME, ThemeSpec, UiSettings, load_theme_specs, no_color
+from zdd_tui.ui.source import PERIODS, FleetSource, RunHandle, poll_functions
+from zdd_tui.ui.state import FleetState
+
+Opener = Callable[[], Awaitable[FleetSource]]
+
+
+def to_theme(spec: ThemeSpec) -> Theme:
+    variables = dict(spec.variables)
+    # Variables the stylesheet uses beyond Textual's own; a user theme may leave them out.
+    variables.setdefault("sandbox-label", spec.colors.get("warning") or spec.colors.get("accent") or spec.colors["primary"])
+    return Theme(name=spec.name, dark=spec.dark, ansi=spec.ansi, variables=variables, **spec.colors)
+
+
+def check_theme(name: str, specs: dict[str, ThemeSpec]) -> None:
+    """--theme NAME must name a theme we have (ours, the user's, or one of Textual's)."""
+    from textual.theme import BUILTIN_THEMES
+
+    if name not in specs and name not in BUILTIN_THEMES:
+        from zdd_tui.errors import UsageError
+        from zdd_tui.ui.settings import user_themes_dir
+
+        raise UsageError(
+            f"unknown theme '{name}'",
+            hint=f"themes: {', '.join(sorted(specs))} (add your own in {user_themes_dir()})",
+        )
+
+
+class ZddApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "zdd-tui"
+    BINDINGS = keys.bindings("app")
+
+    def __init__(
+        self,
+        source: FleetSource | None = None,
+        *,
+        open_source: Opener | None = None,
+        open_sandbox: Opener | None = None,
+        settings: UiSettings | None = None,
+        theme: str | None = None,
+        first_run: bool = False,
+        poll: str = "live",  # live | once (snapshot tests: one deterministic fetch, no loop)
+        clock: Any = None,
+        theme_specs: dict[str, ThemeSpec] | None = None,
+    ):
+        super().__init__()
+        self.source = source
+        self._open_source = open_source
+        self._open_sandbox = open_sandbox
+        self.settings = settings or UiSettings()
+        self.first_run = first_run
+        self.poll_mode = poll
+        self.poll_clock = clock or RealClock()
+        self.fleet = FleetState()
+        self.poller: Poller | None = None
+        self.rollout: RunHandle | None = None  # the rollout this console runs, if any
+        self.quit_when_done = False
+        self._modal_depth = 0
+        self._specs = theme_specs if theme_specs is not None else load_theme_specs()
+        self.zdd_themes = [s.name for s in self._specs.values()]
+        self._theme_wanted = theme or self.settings.theme or (NO_COLOR_THEME if no_color() else DEFAULT_THEME)
+        self.painted = asyncio.Event()  # set when the dashboard first shows fleet data (benchmark)
+        self.failure: str | None = None
+        # Register before the first stylesheet parse: app.tcss uses our themes' own variables.
+        for spec in self._specs.values():
+            self.register_theme(to_theme(spec))
+        if self._theme_wanted in self.available_themes:
+            self.theme = self._theme_wanted
+        elif DEFAULT_THEME in self.available_themes:
+            self.theme = DEFAULT_THEME
+
+    # -- start-up ----------------------------------------------------------------------------
+    def get_css_variables(self) -> dict[str, str]:
+        # Any theme (a user's, Textual's built-ins via the palette) gets the stylesheet's own
+        # variables, derived from its colours.
+        variables = super().get_css_variables()
+        if "sandbox-label" not in variables:
+            variables["sandbox-label"] = variables["warning"]
+            self.theme_variables = variables
+        return variables
+
+    def on_mount(self) -> None:
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
+        if self.first_run and self.source is None:
+            from zdd_tui.ui.screens.welcome import WelcomeScreen
+
+            self.push_screen(WelcomeScreen())
+        else:
+            self.show_dashboard()
+
+    def show_dashboard(self) -> None:
+        from zdd_tui.ui.screens.dashboard import DashboardScreen
+
+        sandbox = bool(self.source.sandbox) if self.source else self._open_source is self._open_sandbox
+        if isinstance(self.screen, Screen) and self.screen.id == "welcome":
+            self.switch_screen(DashboardScreen(sandbox=sandbox))
+        else:
+            self.push_screen(DashboardScreen(sandbox=sandbox))
+        if self.source is not None:
+            self.post_message(SourceReady())
+        else:
+            self.open_source()
+
+    def choose_sandbox(self) -> None:
+        """Welcome screen: "Try the local sandbox"."""
+        self._open_source = self._open_sandbox
+        self.show_dashboard()
+
+    @work(exclusive=True, group="source", exit_on_error=False)
+    async def open_source(self) -> None:
+        if self._open_source is None:
+            self.post_message(SourceFailed("no project: run 'zdd-tui init' or start with --sandbox"))
+            return
+        try:
+            self.source = await self._open_source()
+        except Exception as exc:  # shown on screen, the app stays usable (help, quit, setup)
+            self.post_message(SourceFailed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            return
+        self.post_message(SourceReady())
+
+    @on(SourceReady)
+    def _source_ready(self) -> None:
+        dash = self.dashboard
+        if dash is not None and self.source is not None:
+            dash.source_ready(self.source)
+        self.start_polling()
+
+    @on(SourceFailed)
+    def _source_failed(self, message: SourceFailed) -> None:
+        self.failure = message.text
+        dash = self.dashboard
+        if dash is not None:
+            dash.show_failure(message.text)
+
+    @property
+    def dashboard(self):
+        from zdd_tui.ui.screens.dashboard import DashboardScreen
+
+        for s in self.screen_stack:
+            if isinstance(s, DashboardScreen):
+                return s
+        return None
+
+    # -- polling -----------------------------------------------------------------------------
+    def start_polling(self) -> None:
+        assert self.source is not None
+        src = self.source
+        fns = poll_functions(src)
+        tasks = [Task(name, fns[name], idle, busy, api) for name, (idle, busy, api) in PERIODS.items()]
+        self.poller = Poller(
+            tasks=tasks,
+            sink=self._sink,
+            request_counter=lambda: src.requests_made,
+            clock=self.poll_clock,
+        )
+        if self._modal_depth:
+            self.poller.pause()
+        self._poll()
+
+    def _sink(self, task: str, result: Any, error: BaseException | None) -> None:
+        self.post_message(FleetData(task, result, error))
+
+    @work(exclusive=True, group="poll", exit_on_error=False)
+    async def _poll(self) -> None:
+        assert self.poller is not None
+        if self.poll_mode == "once":
+            await self.poller.run_once()
+            return
+        await self.poller.run()
+
+    @on(FleetData)
+    def _fleet_data(self, message: FleetData) -> None:
+        self.fleet.apply(message.task, message.result, message.error)
+        if self.source is not None:
+            self.fleet.rate_limit = self.source.rate_limit
+            self.fleet.requests_made = self.source.requests_made
+        dash = self.dashboard
+        if dash is not None:
+            dash.fleet_changed(message.task)
+
+    def modal_opened(self) -> None:
+        """Dialogs pause polling: nothing repaints behind them and no request is spent."""
+        self._modal_depth += 1
+        if self.poller:
+            self.poller.pause()
+
+    def modal_closed(self) -> None:
+        self._modal_depth = max(0, self._modal_depth - 1)
+        if self.poller and self._modal_depth == 0:
+            self.poller.resume()
+
+    def budget_used(self) -> int:
+        if not self.poller:
+            return 0
+        return self.poller.budget.used(self.poller.clock.now())
+
+    # -- actions -----------------------------------------------------------------------------
+    def action_next_theme(self) -> None:
+        names = self.zdd_themes or [self.theme]
+        i = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(i + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+    def watch_theme(self, theme: str) -> None:
+        # Cells are Rich text coloured from theme variables: repaint them in the new colours.
+        for s in self.screen_stack:
+            repaint = getattr(s, "theme_changed", None)
+            if repaint:
+                repaint()
+
+    def action_help(self) -> None:
+        from zdd_tui.ui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_quit_app(self) -> None:
+        from zdd_tui.ui.screens.confirm import ConfirmScreen
+
+        if self.rollout is None:
+            self.run_worker(self.shutdown(), exclusive=True, group="quit")
+            return
+        if self.rollout.cancel.is_set():
+            self.notify("Stopping: the current step is being finished or restored.", timeout=3)
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes and self.rollout is not None:
+                self.quit_when_done = True
+                self.rollout.cancel.set()
+                self.notify("Stopping after the current step; the journal records it.", timeout=5)
+
+        self.push_screen(
+            ConfirmScreen(
+                "Quit during a rollout?",
+                "A rollout is running. Quitting stops it safely: the host being changed is "
+                "finished or put back on its previous version, the others are not touched, "
+                "and the journal records what happened.",
+                yes="Stop and quit",
+                no="Keep running",
+                danger=True,
+            ),
+            answer,
+        )
+
+    async def shutdown(self) -> None:
+        if self.poller:
+            self.poller.stop()
+        if self.source is not None:
+            try:
+                await self.source.close()
+            except Exception:
+                pass
+        self.exit(0)
+
+    def start_rollout(self, plan) -> None:
+        from zdd_tui.ui.screens.rollout import RolloutScreen
+
+        self.rollout = RunHandle(plan, asyncio.Event())
+        if self.poller:
+            self.poller.set_rollout(True)
+        where = self.source.label if self.source else ""
+        self.push_screen(RolloutScreen(plan, self.rollout.cancel, sandbox=bool(self.source and self.source.sandbox), where=where))
+
+    def rollout_finished(self) -> None:
+        self.rollout = None
+        if self.poller:
+            self.poller.set_rollout(False)
+            self.poller.poke("droplets", "hosts", "lb_health", "tags", "rollout")
+        if self.quit_when_done:
+            self.run_worker(self.shutdown(), exclusive=True, group="quit")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for k in keys.KEYS:
+            target = screen if k.scope != "app" else self
+            action = getattr(target, f"action_{k.action}", None)
+            if action is not None:
+                yield SystemCommand(k.description, k.help, action)
+        for name in self.zdd_themes:
+            yield SystemCommand(f"Theme: {name}", f"Switch the colour theme to {name}", lambda n=name: setattr(self, "theme", n))

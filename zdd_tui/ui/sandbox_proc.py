@@ -1,0 +1,87 @@
+"""`zdd-tui --sandbox`: a fresh sandbox in a child process, stopped (with all it started) on quit.
+
+A child rather than in-process: the sandbox's API, LB proxy and host supervisor then never share
+the UI's event loop (key presses stay fast under load), and "nothing left behind" can be checked
+by PID. The child is `zdd-tui sandbox up --json` in a temporary state dir; its one JSON line
+says where the API and the config are. SIGTERM makes it stop every host it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from zdd_tui.errors import ZddError
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+
+
+@dataclass
+class SandboxProcess:
+    proc: subprocess.Popen
+    state_dir: Path
+    info: dict
+    owns_dir: bool = True
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def config_path(self) -> Path:
+        return Path(self.info["config"])
+
+    def stop(self) -> None:
+        """SIGTERM, wait for it to stop its hosts; SIGKILL the group only as a last resort."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: only what it started
+                self.proc.wait(5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        if self.owns_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def start_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[str, ...] = ()) -> SandboxProcess:
+    owns = state_dir is None
+    state_dir = Path(state_dir or tempfile.mkdtemp(prefix="zdd-sandbox-"))
+    log = open(state_dir / "sandbox.log", "wb")
+    cmd = [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--json", "--state-dir", str(state_dir), "--hosts", str(hosts), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    buf = b""
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ZddError(f"the sandbox did not start within {START_TIMEOUT:.0f}s", hint=f"see {state_dir / 'sandbox.log'}")
+            if proc.poll() is not None and not select.select([proc.stdout], [], [], 0)[0]:
+                tail = (state_dir / "sandbox.log").read_text(errors="replace").strip().splitlines()[-3:]
+                raise ZddError(f"the sandbox exited with code {proc.returncode}: {' / '.join(tail)}")
+            ready, _, _ = select.select([proc.stdout], [], [], min(left, 0.5))
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk and proc.poll() is not None:
+                    continue
+                buf += chunk
+        info = json.loads(buf.split(b"\n", 1)[0])
+    except BaseException:
+        sp = SandboxProcess(proc, state_dir, {}, owns)
+        sp.stop()
+        raise
+    return SandboxProcess(proc, state_dir, info, owns)

@@ -1,0 +1,57 @@
+"""Yes/no dialogs: deploy plan, rollback, quit during a rollout."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+
+class PausingModal(ModalScreen):
+    """A modal that pauses the fleet poller while it is open."""
+
+    def on_mount(self) -> None:
+        self.app.modal_opened()
+
+    def on_unmount(self) -> None:
+        self.app.modal_closed()
+
+
+class ConfirmScreen(PausingModal):
+    """`body` may be a str or Rich Text. Dismisses with True (yes) or False (no)."""
+
+    BINDINGS = [
+        Binding("y", "yes", "Yes", show=False),
+        Binding("n", "no", "No", show=False),
+        Binding("escape", "no", "Cancel"),
+    ]
+
+    def __init__(self, title: str, body: str | Text, yes: str = "Confirm", no: str = "Cancel", danger: bool = False):
+        super().__init__(classes="confirm")
+        self._title, self._body, self._yes, self._no, self._danger = title, body, yes, no, danger
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self._title, id="dialog-title")
+            with VerticalScroll(id="dialog-body"):
+                yield Static(self._body)
+            with Horizontal(id="dialog-buttons"):
+                yield Button(f"{self._yes} (y)", id="yes", variant="error" if self._danger else "primary")
+                yield Button(f"{self._no} (n)", id="no")
+
+    def on_mount(self) -> None:
+        # (Textual also calls PausingModal.on_mount: handlers run for every class in the MRO.)
+        # Focus "no" for dangerous questions, so a stray Enter never quits a rollout.
+        self.query_one("#no" if self._danger else "#yes", Button).focus()
+
+    @on(Button.Pressed, "#yes")
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#no")
+    def action_no(self) -> None:
+        self.dismiss(False)

@@ -1,0 +1,293 @@
+"""The dashboard: droplets, load balancer, registry tags; live, never blocking input."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Label, Static
+
+from zdd_tui.errors import ZddError
+from zdd_tui.rollout.events import Plan
+from zdd_tui.ui import keys
+from zdd_tui.ui.state import (
+    DROPLET_COLUMNS,
+    LB_COLUMNS,
+    TAG_COLUMNS,
+    Health,
+    droplet_rows,
+    fleet_health_counts,
+    hosts_on,
+    lb_rows,
+    lb_summary,
+    rate_limit_text,
+    tag_rows,
+)
+from zdd_tui.ui.widgets import FleetTable, KeyValue, TopBar, theme_style
+
+# Which panes each poll task feeds.
+_PANES = {
+    "droplets": ("droplets", "lb", "tags"),
+    "hosts": ("droplets", "tags"),
+    "lb": ("lb",),
+    "lb_health": ("lb",),
+    "tags": ("tags",),
+    "rollout": ("banner",),
+}
+
+
+class FilterInput(Input):
+    """The `/` filter of one table. Esc clears it; Enter goes back to the table."""
+
+    BINDINGS = [Binding("escape", "clear", "Clear filter")]
+
+    def action_clear(self) -> None:
+        self.value = ""
+        self.remove_class("-active")
+        table = self.screen.query_one(f"#{self.id.removesuffix('-filter')}", FleetTable)
+        table.set_filter("")
+        table.focus()
+
+
+class DashboardScreen(Screen):
+    BINDINGS = keys.bindings("dashboard")
+
+    def __init__(self, sandbox: bool = False):
+        super().__init__(id="dashboard")
+        self.sandbox = sandbox
+
+    def compose(self) -> ComposeResult:
+        yield TopBar("zdd-tui", "connecting…", self.sandbox)
+        yield Static("", id="banner")
+        with Vertical(id="droplets-pane", classes="pane"):
+            yield Label("Droplets", classes="pane-title", id="droplets-title")
+            yield FilterInput(placeholder="filter droplets…", id="droplets-filter", classes="filter")
+            yield FleetTable(DROPLET_COLUMNS, id="droplets")
+        with Horizontal(id="lower"):
+            with Vertical(id="lb-pane", classes="pane"):
+                yield Label("Load balancer", classes="pane-title")
+                yield KeyValue(id="lb-summary")
+                yield FilterInput(placeholder="filter…", id="lbhealth-filter", classes="filter")
+                yield FleetTable(LB_COLUMNS, id="lbhealth")
+            with Vertical(id="tags-pane", classes="pane"):
+                yield Label("Registry tags (newest first)", classes="pane-title")
+                yield FilterInput(placeholder="filter tags…", id="tags-filter", classes="filter")
+                yield FleetTable(TAG_COLUMNS, id="tags")
+        with Horizontal(id="status"):
+            yield Label("", id="status-fleet")
+            yield Label("", id="status-budget")
+            yield Label("", id="status-rate")
+            yield Label("", id="status-error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#droplets", FleetTable).focus()
+        self.query_one("#lb-summary", KeyValue).show(lb_summary(self.app.fleet))
+        self._paint_status()
+
+    # -- data --------------------------------------------------------------------------------
+    def source_ready(self, source) -> None:
+        self.query_one(TopBar).set_where(source.label)
+
+    def show_failure(self, text: str) -> None:
+        self.query_one("#status-error", Label).update(Text(f"✖ {text}", style=theme_style(self.app, "error")))
+
+    def fleet_changed(self, task: str) -> None:
+        if not self.query("#lb-summary"):
+            import sys; print("DBG", task, self.is_mounted, self.is_attached, list(self.children), [type(s).__name__ for s in self.app.screen_stack], file=sys.__stderr__)
+        for pane in _PANES.get(task, ()):
+            self._paint(pane)
+        self._paint_status()
+        if task in ("droplets", "hosts") and self.app.fleet.droplets is not None:
+            self.app.painted.set()
+
+    def _paint(self, pane: str) -> None:
+        fleet = self.app.fleet
+        if pane == "droplets":
+            self.query_one("#droplets", FleetTable).sync(droplet_rows(fleet))
+            n = len(fleet.droplets or [])
+            self.query_one("#droplets-title", Label).update(f"Droplets ({n})" if fleet.droplets is not None else "Droplets (loading…)")
+        elif pane == "lb":
+            self.query_one("#lb-summary", KeyValue).show(lb_summary(fleet))
+            self.query_one("#lbhealth", FleetTable).sync(lb_rows(fleet))
+        elif pane == "tags":
+            self.query_one("#tags", FleetTable).sync(tag_rows(fleet, self.app.source.wall_now()))
+        elif pane == "banner":
+            self._paint_banner()
+
+    def _paint_banner(self) -> None:
+        ro = self.app.fleet.rollout
+        banner = self.query_one("#banner", Static)
+        if ro is None:
+            banner.remove_class("-active")
+            banner.update("")
+            return
+        busy = ", ".join(f"{h}: {p}" for h, p in sorted(ro.phases.items())[:4])
+        who = "this console" if ro.ours else ro.holder
+        text = Text(f"▶ {ro.action} to {ro.to_tag} in progress, started by {who}", style="bold")
+        if busy:
+            text.append(f"  ·  {busy}")
+        banner.update(text)
+        banner.add_class("-active")
+
+    def _paint_status(self) -> None:
+        app = self.app
+        fleet = app.fleet
+        counts = fleet_health_counts(fleet)
+        parts = Text()
+        for h in (Health.OK, Health.DRAINING, Health.STARTING, Health.FAIL, Health.UNKNOWN):
+            if counts.get(h):
+                if parts:
+                    parts.append("  ")
+                parts.append(f"{h.glyph} {counts[h]} {h.word}", style=theme_style(app, h.theme_var))
+        self.query_one("#status-fleet", Label).update(parts or Text("fleet: loading…"))
+        used = app.budget_used()
+        self.query_one("#status-budget", Label).update(f"budget {used}/40 req/min")
+        self.query_one("#status-rate", Label).update(rate_limit_text(fleet.rate_limit))
+        errors = fleet.errors
+        if errors:
+            task, text = sorted(errors.items())[0]
+            self.query_one("#status-error", Label).update(Text(f"✖ {task}: {text}", style=theme_style(app, "error")))
+        elif not app.failure:
+            self.query_one("#status-error", Label).update("")
+
+    def theme_changed(self) -> None:
+        for t in self.query(FleetTable):
+            t.repaint_all()
+        self.query_one("#lb-summary", KeyValue).show(lb_summary(self.app.fleet))
+        self._paint_status()
+
+    # -- filter ------------------------------------------------------------------------------
+    def action_filter(self) -> None:
+        table = self.focused if isinstance(self.focused, FleetTable) else self.query_one("#droplets", FleetTable)
+        box = self.query_one(f"#{table.id}-filter", FilterInput)
+        box.add_class("-active")
+        box.focus()
+
+    @on(Input.Changed, ".filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        table_id = event.input.id.removesuffix("-filter")
+        self.query_one(f"#{table_id}", FleetTable).set_filter(event.value)
+
+    @on(Input.Submitted, ".filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        table_id = event.input.id.removesuffix("-filter")
+        if not event.value:
+            event.input.remove_class("-active")
+        self.query_one(f"#{table_id}", FleetTable).focus()
+
+    # -- actions -----------------------------------------------------------------------------
+    def _busy(self) -> bool:
+        app = self.app
+        if app.source is None:
+            app.notify("Not connected yet.", severity="warning")
+            return True
+        if app.rollout is not None:
+            app.notify("A rollout is already running.", severity="warning")
+            return True
+        ro = app.fleet.rollout
+        if ro is not None and not ro.ours:
+            app.notify(f"{ro.holder} holds the deploy lock ({ro.action} to {ro.to_tag}).", severity="warning")
+            return True
+        return False
+
+    def deploy_target(self) -> str | None:
+        """The newest image: the sha tag `latest` points at (pinned, so rollback can name it)."""
+        tags = self.app.fleet.tags or []
+        latest = next((t for t in tags if t.tag == "latest"), None)
+        if latest is not None:
+            same = [t for t in tags if t.tag.startswith("sha-") and t.manifest_digest == latest.manifest_digest]
+            if same:
+                return same[0].tag
+            return "latest"
+        rows = tag_rows(self.app.fleet, self.app.source.wall_now()) if self.app.source else []
+        return rows[0][0] if rows else None
+
+    def action_deploy(self) -> None:
+        if self._busy():
+            return
+        tag = self.deploy_target()
+        if tag is None:
+            self.app.notify("The registry has no image yet: build and push one first (b).", severity="warning")
+            return
+        self.plan_and_confirm("deploy", tag)
+
+    def action_rollback(self) -> None:
+        if self._busy():
+            return
+        tag = self.query_one("#tags", FleetTable).selected_key
+        if tag is None:
+            self.app.notify("Select a tag in the registry pane first.", severity="warning")
+            return
+        self.plan_and_confirm("rollback", tag)
+
+    @work(exclusive=True, group="plan", exit_on_error=False)
+    async def plan_and_confirm(self, action: str, tag: str) -> None:
+        try:
+            plan = await self.app.source.plan(action, tag)
+        except ZddError as exc:
+            self.app.notify(str(exc), title=f"{action} refused", severity="error", timeout=8)
+            return
+        except Exception as exc:
+            self.app.notify(f"{type(exc).__name__}: {exc}", title=f"{action} failed", severity="error", timeout=8)
+            return
+        if not plan.hosts:
+            self.app.notify(f"Every host already runs {tag}: nothing to do.", timeout=4)
+            return
+        from zdd_tui.ui.screens.confirm import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.app.start_rollout(plan)
+
+        self.app.push_screen(ConfirmScreen(*confirm_text(plan), yes="Deploy" if action == "deploy" else "Roll back"), answer)
+
+    def action_logs(self) -> None:
+        name = self.query_one("#droplets", FleetTable).selected_key
+        if name is None:
+            self.app.notify("No droplet selected.", severity="warning")
+            return
+        from zdd_tui.ui.screens.logs import LogsScreen
+
+        self.app.push_screen(LogsScreen(name, sandbox=self.sandbox))
+
+    def action_setup(self) -> None:
+        from zdd_tui.ui.screens.setup import SetupScreen
+
+        self.app.push_screen(SetupScreen(sandbox=self.sandbox))
+
+    def action_build(self) -> None:
+        from zdd_tui.ui.screens.build import BuildScreen
+
+        if self._busy():
+            return
+        self.app.push_screen(BuildScreen(sandbox=self.sandbox))
+
+    def action_refresh(self) -> None:
+        if self.app.poller:
+            self.app.poller.poke("droplets", "lb", "lb_health", "tags", "hosts", "rollout")
+
+
+def confirm_text(plan: Plan) -> tuple[str, Text]:
+    """The confirmation for a plan: names the tag, every host (with what it runs now), the estimate."""
+    verb = "Roll back" if plan.action == "rollback" else "Deploy"
+    n = len(plan.hosts)
+    title = f"{verb} to {plan.to_tag} on {n} host{'s' if n != 1 else ''}?"
+    body = Text()
+    body.append(f"Image   {plan.image_ref}\n")
+    body.append(f"Batches {len(plan.batches)} of at most {plan.batch_size} host(s); the LB always keeps a healthy droplet\n")
+    mins, secs = divmod(int(plan.estimated_seconds), 60)
+    body.append(f"Takes   about {mins}m{secs:02d}s ({plan.estimate_basis})\n\n")
+    shown = plan.hosts[:12]
+    for h in shown:
+        body.append(f"  {h.batch + 1:>3}. {h.name:<14} {h.from_tag or 'nothing'} → {plan.to_tag}\n")
+    if n > len(shown):
+        body.append(f"  … and {n - len(shown)} more host(s)\n")
+    unchanged = getattr(plan, "unchanged", ())
+    if unchanged:
+        body.append(f"\nAlready on {plan.to_tag}, left alone: {', '.join(unchanged[:6])}{' …' if len(unchanged) > 6 else ''}\n")
+    body.append("\nA host that fails is put back on the version it ran before and the rollout halts.")
+    return title, body

@@ -1,0 +1,55 @@
+"""`l`: the app container's output on one droplet, refreshed from the host (no API request)."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, RichLog
+
+from zdd_tui.ui.widgets import TopBar
+
+REFRESH_SECONDS = 2.0
+
+
+class LogsScreen(Screen):
+    BINDINGS = [Binding("escape", "close", "Back", id="logs-back")]
+
+    def __init__(self, host: str, sandbox: bool = False):
+        super().__init__(id="logs")
+        self.host = host
+        self.sandbox = sandbox
+        self._shown: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(f"zdd-tui · logs of {self.host}", "", self.sandbox)
+        yield RichLog(id="logs-view", wrap=False, markup=False, max_lines=5000)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+        self.set_interval(REFRESH_SECONDS, self.load)
+
+    @work(exclusive=True, group="logs", exit_on_error=False)
+    async def load(self) -> None:
+        view = self.query_one(RichLog)
+        try:
+            lines = await self.app.source.logs(self.host, tail=500)
+        except Exception as exc:
+            view.write(f"✖ could not read logs from {self.host}: {exc}")
+            return
+        # Append only what is new: the tail overlaps the previous one.
+        start = 0
+        if self._shown:
+            last = self._shown[-1]
+            idx = max((i for i, l in enumerate(lines) if l == last), default=-1)
+            start = idx + 1 if idx >= 0 else 0
+            if idx < 0:
+                view.clear()
+        for line in lines[start:]:
+            view.write(line)
+        self._shown = lines
+
+    def action_close(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,174 @@
+"""The rollout view: the plan, a row per host with its bar and health, the log, the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
+
+from zdd_tui.rollout.events import (
+    HealthChanged,
+    LogLine,
+    Outcome,
+    OutcomeStatus,
+    PhaseChanged,
+    Plan,
+    Progress,
+    RolloutFinished,
+    RolloutPlanned,
+)
+from zdd_tui.ui import keys
+from zdd_tui.ui.messages import RolloutEvent
+from zdd_tui.ui.state import human_elapsed
+from zdd_tui.ui.widgets import HostRow, TopBar, theme_style
+
+# Hosts shown as full rows; beyond this the view would cost more to lay out than it tells.
+# With more hosts every row is still there, in a scrollable list.
+LOG_LINES = 2000
+
+
+class RolloutScreen(Screen):
+    BINDINGS = keys.bindings("rollout")
+
+    def __init__(self, plan: Plan, cancel: asyncio.Event, sandbox: bool = False, where: str = ""):
+        super().__init__(id="rollout")
+        self.plan = plan
+        self.cancel = cancel
+        self.sandbox = sandbox
+        self.where = where
+        self.outcome: Outcome | None = None
+        self.rows: dict[str, HostRow] = {}
+        self.events_seen = 0
+
+    def compose(self) -> ComposeResult:
+        yield TopBar("zdd-tui · rollout", self.where, self.sandbox)
+        yield Static(self._plan_text(), id="plan")
+        yield ProgressBar(total=1.0, show_eta=False, id="overall")
+        with VerticalScroll(id="hosts"):
+            for h in self.plan.hosts:
+                row = HostRow(h.name, h.from_tag, id=f"host-{_css_id(h.name)}")
+                self.rows[h.name] = row
+                yield row
+        yield RichLog(id="log", max_lines=LOG_LINES, wrap=False, markup=False, auto_scroll=True)
+        yield Static("", id="outcome")
+        yield Footer()
+
+    def _plan_text(self) -> Text:
+        p = self.plan
+        verb = "Rolling back" if p.action == "rollback" else "Deploying"
+        mins, secs = divmod(int(p.estimated_seconds), 60)
+        t = Text()
+        t.append(f"{verb} to {p.to_tag}", style="bold")
+        t.append(f"  ·  {len(p.hosts)} host(s) in {len(p.batches)} batch(es) of ≤{p.batch_size}")
+        t.append(f"  ·  estimate {mins}m{secs:02d}s\n")
+        t.append(f"{p.image_ref}  ·  rollout {p.rollout_id}", style=theme_style(self.app, "foreground-muted"))
+        return t
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._tick)
+        self.run_rollout()
+
+    def theme_changed(self) -> None:
+        for row in self.rows.values():
+            row.paint_health()
+        self.query_one("#plan", Static).update(self._plan_text())
+        if self.outcome is not None:
+            self._show_outcome(self.outcome)
+
+    def _tick(self) -> None:
+        now = self.app.source.now() if self.app.source else 0.0
+        for row in self.rows.values():
+            if row.started_at is not None and row.ended_at is None:
+                row.tick(now)
+
+    @work(exclusive=True, group="rollout", exit_on_error=False)
+    async def run_rollout(self) -> None:
+        try:
+            outcome = await self.app.source.run(self.plan, self._listener, self.cancel)
+        except Exception as exc:  # the engine's own errors become an outcome on screen
+            outcome = Outcome(OutcomeStatus.ERROR, f"{type(exc).__name__}: {exc}", self.plan.to_tag)
+        if self.outcome is None:  # the engine returned without a finished event
+            self.post_message(RolloutEvent(RolloutFinished(outcome)))
+
+    def _listener(self, event) -> None:
+        self.post_message(RolloutEvent(event))
+
+    @on(RolloutEvent)
+    def _event(self, message: RolloutEvent) -> None:
+        ev = message.event
+        self.events_seen += 1
+        log = self.query_one("#log", RichLog)
+        if isinstance(ev, PhaseChanged):
+            row = self.rows.get(ev.host)
+            if row:
+                row.set_phase(ev.phase, ev.detail, ev.at)
+                row.tick(ev.at)
+        elif isinstance(ev, Progress):
+            row = self.rows.get(ev.host)
+            if row:
+                row.set_progress(ev.fraction)
+            self.query_one("#overall", ProgressBar).update(progress=ev.overall)
+        elif isinstance(ev, HealthChanged):
+            row = self.rows.get(ev.host)
+            if row:
+                row.set_health(ev.view, ev.healthy, ev.detail)
+        elif isinstance(ev, LogLine):
+            style = {"error": "error", "warning": "warning"}.get(ev.level)
+            line = Text(f"{human_elapsed(ev.at - self._t0(ev.at))} {ev.host or '-':<12} ")
+            line.append(ev.line, style=theme_style(self.app, style) if style else "")
+            log.write(line)
+        elif isinstance(ev, RolloutPlanned):
+            self._start_at = ev.at
+        elif isinstance(ev, RolloutFinished):
+            self.outcome = ev.outcome
+            if ev.outcome.status is OutcomeStatus.SUCCESS:
+                self.query_one("#overall", ProgressBar).update(progress=1.0)
+            self._show_outcome(ev.outcome)
+            self.app.rollout_finished()
+
+    def _t0(self, at: float) -> float:
+        if not hasattr(self, "_start_at"):
+            self._start_at = at
+        return self._start_at
+
+    def _show_outcome(self, o: Outcome) -> None:
+        box = self.query_one("#outcome", Static)
+        var = {
+            OutcomeStatus.SUCCESS: "success",
+            OutcomeStatus.HALTED: "warning",
+            OutcomeStatus.INTERRUPTED: "warning",
+        }.get(o.status, "error")
+        glyph = {"success": "✔", "warning": "◐"}.get(var, "✖")
+        t = Text()
+        t.append(f"{glyph} {o.status.value.upper()}: ", style=theme_style(self.app, var, bold=True))
+        t.append(o.message)
+        if o.failed_host:
+            t.append(f"\n  failed: {o.failed_host} while {o.failed_step.words if o.failed_step else '?'}")
+            if o.seen:
+                t.append(f"; seen: {o.seen}")
+        if o.status is OutcomeStatus.HALTED:
+            t.append(f"\n  restored: {'yes, it runs its previous version again' if o.restored else 'NO, see the log'}")
+        if o.fleet:
+            runs: dict[str, list[str]] = {}
+            for host, tag in sorted(o.fleet.items()):
+                runs.setdefault(tag or "nothing", []).append(host)
+            t.append("\n  fleet now: " + "; ".join(f"{tag} on {len(hs)} ({', '.join(hs[:4])}{' …' if len(hs) > 4 else ''})" for tag, hs in runs.items()))
+        t.append(f"\n  took {human_elapsed(o.duration_seconds)}.  Esc: back to the dashboard")
+        box.update(t)
+        box.set_class(True, "-shown")
+        box.set_class(o.status is not OutcomeStatus.SUCCESS, "-bad")
+
+    def action_back(self) -> None:
+        if self.outcome is None:
+            self.app.notify("The rollout is running; q stops it safely.", timeout=3)
+            return
+        self.app.pop_screen()
+
+
+def _css_id(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

@@ -1,0 +1,284 @@
+"""What the console knows about the fleet, and the rows the panes show (pure, no Textual).
+
+Row builders return plain tuples keyed by a stable id, so a pane can compare them cell by cell
+and repaint only what changed, and so the tests can check them without a screen.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from zdd_tui.cloud.models import Droplet, LoadBalancer, RateLimit, RegistryTag
+from zdd_tui.rollout.interfaces import ContainerInfo, HealthProbe
+
+
+class Health(enum.Enum):
+    OK = "healthy"
+    FAIL = "unhealthy"
+    DRAINING = "draining"
+    STARTING = "starting"
+    UNKNOWN = "unknown"
+
+    @property
+    def glyph(self) -> str:
+        return _GLYPHS[self]
+
+    @property
+    def word(self) -> str:
+        return self.value
+
+    @property
+    def theme_var(self) -> str:
+        """The theme variable that colours it (colour is never the only signal)."""
+        return _VARS[self]
+
+    @property
+    def label(self) -> str:
+        return f"{self.glyph} {self.word}"
+
+    @classmethod
+    def from_bool(cls, healthy: bool | None) -> "Health":
+        return cls.UNKNOWN if healthy is None else (cls.OK if healthy else cls.FAIL)
+
+    @classmethod
+    def from_probe(cls, probe: HealthProbe | None) -> "Health":
+        if probe is None:
+            return cls.UNKNOWN
+        if probe.healthy:
+            return cls.OK
+        detail = (probe.detail or "").lower()
+        if "draining" in detail:
+            return cls.DRAINING
+        if "starting" in detail:
+            return cls.STARTING
+        return cls.FAIL
+
+
+_GLYPHS = {
+    Health.OK: "✔",
+    Health.FAIL: "✖",
+    Health.DRAINING: "◐",
+    Health.STARTING: "◔",
+    Health.UNKNOWN: "?",
+}
+_VARS = {
+    Health.OK: "success",
+    Health.FAIL: "error",
+    Health.DRAINING: "warning",
+    Health.STARTING: "warning",
+    Health.UNKNOWN: "foreground-muted",
+}
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What a host says about itself (no API request): its direct health and its container."""
+
+    probe: HealthProbe | None = None
+    container: ContainerInfo | None = None
+    error: str | None = None
+    draining: bool = False  # the service says so (admin stats)
+
+    @property
+    def health(self) -> "Health":
+        if self.draining and self.probe is not None and not self.probe.healthy:
+            return Health.DRAINING
+        return Health.from_probe(self.probe)
+
+    @property
+    def tag(self) -> str | None:
+        return self.container.tag if self.container else None
+
+
+@dataclass(frozen=True)
+class RolloutInfo:
+    """A rollout seen on the hosts (their lock and journal), whoever started it."""
+
+    holder: str  # who holds the lock, e.g. "ci@runner-7" or "console@laptop"
+    action: str  # deploy | rollback | resume
+    to_tag: str
+    started: str = ""  # when, as the lock says it
+    phases: dict[str, str] = field(default_factory=dict)  # host -> phase words (from the journal)
+    ours: bool = False  # started by this console
+
+
+@dataclass
+class FleetState:
+    droplets: list[Droplet] | None = None  # None: not loaded yet
+    lb: LoadBalancer | None = None
+    lb_loaded: bool = False
+    lb_health: dict[str, bool | None] = field(default_factory=dict)
+    tags: list[RegistryTag] | None = None
+    hosts: dict[str, HostState] = field(default_factory=dict)
+    rollout: RolloutInfo | None = None
+    rate_limit: RateLimit | None = None
+    requests_made: int = 0
+    errors: dict[str, str] = field(default_factory=dict)  # task -> last error, cleared on success
+
+    def apply(self, task: str, result: Any, error: BaseException | None) -> None:
+        """Fold one poll result in."""
+        if error is not None:
+            self.errors[task] = _error_text(error)
+            return
+        self.errors.pop(task, None)
+        if task == "droplets":
+            self.droplets = sorted(result, key=lambda d: d.name)
+        elif task == "lb":
+            self.lb, self.lb_loaded = result, True
+        elif task == "lb_health":
+            self.lb_health = dict(result)
+        elif task == "tags":
+            self.tags = list(result)
+        elif task == "hosts":
+            self.hosts = dict(result)
+        elif task == "rollout":
+            self.rollout = result
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:120]
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "—"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def human_age(then: datetime | None, now: datetime) -> str:
+    if then is None:
+        return "—"
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    s = max(int((now - then).total_seconds()), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def short_digest(digest: str | None) -> str:
+    if not digest:
+        return "—"
+    algo, _, hexpart = digest.partition(":")
+    return f"{hexpart[:12]}" if hexpart else digest[:12]
+
+
+def human_elapsed(seconds: float) -> str:
+    s = max(int(seconds), 0)
+    return f"{s // 60}:{s % 60:02d}"
+
+
+# -- rows ------------------------------------------------------------------------------------
+
+DROPLET_COLUMNS = ("Name", "Public IP", "Status", "Region", "Running", "Direct health")
+LB_COLUMNS = ("Droplet", "LB health")
+TAG_COLUMNS = ("Tag", "Digest", "Size", "Age", "Runs on")
+
+Row = tuple[str, tuple[Any, ...]]  # (key, cells); a cell is a str or a Health
+
+
+def droplet_rows(state: FleetState) -> list[Row]:
+    rows: list[Row] = []
+    for d in state.droplets or []:
+        host = state.hosts.get(d.name)
+        tag = host.tag if host and host.tag else "—"
+        health = host.health if host else Health.UNKNOWN
+        rows.append((d.name, (d.name, d.public_ipv4 or "—", d.status, d.region, tag, health)))
+    return rows
+
+
+def lb_rows(state: FleetState) -> list[Row]:
+    rows: list[Row] = []
+    for d in state.droplets or []:
+        rows.append((d.name, (d.name, Health.from_bool(state.lb_health.get(d.name)))))
+    return rows
+
+
+def lb_summary(state: FleetState) -> list[tuple[str, str]]:
+    """(label, value) lines describing the load balancer."""
+    lb = state.lb
+    if lb is None:
+        return [("Load balancer", "loading…" if not state.lb_loaded else "none found")]
+    rules = ", ".join(
+        f"{r.entry_protocol.upper()} {r.entry_port} → {r.target_protocol.upper()} {r.target_port}"
+        for r in lb.forwarding_rules
+    ) or "—"
+    hc = lb.health_check
+    return [
+        ("Name", lb.name),
+        ("IP", lb.ip or "—"),
+        ("Status", lb.status),
+        ("Forwarding", rules),
+        ("Health check", f"{hc.protocol.upper()} :{hc.port}{hc.path if hc.protocol.lower().startswith('http') else ''}"),
+        ("Every", f"{hc.check_interval_seconds}s, timeout {hc.response_timeout_seconds}s"),
+        ("Thresholds", f"unhealthy {hc.unhealthy_threshold}, healthy {hc.healthy_threshold}"),
+    ]
+
+
+def tag_rows(state: FleetState, now: datetime) -> list[Row]:
+    where: dict[str, list[str]] = {}
+    for name, host in sorted(state.hosts.items()):
+        if host.tag:
+            where.setdefault(host.tag, []).append(name)
+    oldest = datetime.min.replace(tzinfo=timezone.utc)
+
+    def when(t: RegistryTag) -> datetime:
+        u = t.updated_at
+        if u is None:
+            return oldest
+        return u if u.tzinfo else u.replace(tzinfo=timezone.utc)
+
+    rows: list[Row] = []
+    for t in sorted(state.tags or [], key=lambda t: (when(t), t.tag), reverse=True):
+        runs = where.get(t.tag, [])
+        runs_text = _compact_hosts(runs)
+        rows.append(
+            (
+                t.tag,
+                (t.tag, short_digest(t.manifest_digest), human_size(t.compressed_size_bytes), human_age(t.updated_at, now), runs_text),
+            )
+        )
+    return rows
+
+
+def _compact_hosts(names: list[str]) -> str:
+    if not names:
+        return "—"
+    if len(names) <= 3:
+        return ", ".join(names)
+    return f"{', '.join(names[:2])} +{len(names) - 2} more"
+
+
+def hosts_on(state: FleetState, tag: str) -> list[str]:
+    return sorted(n for n, h in state.hosts.items() if h.tag == tag)
+
+
+def fleet_health_counts(state: FleetState) -> dict[Health, int]:
+    counts: dict[Health, int] = {}
+    for d in state.droplets or []:
+        h = state.hosts.get(d.name)
+        k = h.health if h else Health.UNKNOWN
+        counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
+def rate_limit_text(rl: RateLimit | None) -> str:
+    if rl is None:
+        return "API rate limit: —"
+    return f"API {rl.remaining}/{rl.limit} left"
