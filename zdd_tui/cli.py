@@ -35,7 +35,9 @@ class _Parser(argparse.ArgumentParser):
 def common_options() -> argparse.ArgumentParser:
     """Options every subcommand takes."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--config", default="zdd.yaml", metavar="PATH", help="project file (default: ./zdd.yaml)")
+    # SUPPRESS: a subcommand's default must not overwrite `zdd-tui --config X <command>`'s value
+    # (argparse applies subparser defaults after the main parser's); main's default is zdd.yaml.
+    p.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH", help="project file (default: ./zdd.yaml)")
     p.add_argument("--context", default=None, help="credentials context (default: the config's, else 'default')")
     return p
 

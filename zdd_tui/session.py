@@ -23,14 +23,25 @@ class Session:
     client: DOClient
     fleet: CloudFleet
     runtime_options: dict = field(default_factory=dict)
+    context: str = "default"
     _runtimes: dict[int, HostRuntime] = field(default_factory=dict)
 
     @classmethod
     async def open(cls, config: Config, context: str | None = None, **runtime_options) -> "Session":
-        token = get_token(config, context or config.context)
+        context = context or config.context
+        token = get_token(config, context)
         client = DOClient(config.digitalocean.api_url, token)
         await client.__aenter__()
-        return cls(config=config, client=client, fleet=CloudFleet(client, config), runtime_options=runtime_options)
+        # Runtimes share this session's client (short-lived registry credentials on each pull)
+        # and context; runtimes ignore options they do not use.
+        runtime_options = {"client": client, "context": context, **runtime_options}
+        return cls(
+            config=config,
+            client=client,
+            fleet=CloudFleet(client, config),
+            runtime_options=runtime_options,
+            context=context,
+        )
 
     async def droplets(self) -> list[Droplet]:
         """The fleet: droplets carrying the config's tag, sorted by name."""

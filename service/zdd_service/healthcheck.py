@@ -10,9 +10,10 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from typing import Mapping
 
 
-def probe_url(env: dict[str, str] | os._Environ[str] = os.environ) -> str:
+def probe_url(env: Mapping[str, str] = os.environ) -> str:
     host = env.get("ZDD_HOST", "").strip()
     if host in ("", "0.0.0.0", "::"):
         host = "127.0.0.1"

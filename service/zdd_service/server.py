@@ -12,13 +12,13 @@ import json
 import os
 import secrets
 import signal
-import sys
 import time
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from .settings import Settings, SettingsError, load_settings
+from .settings import Settings
 
 JSON = "application/json"
 PROBE_HEADER = "X-Zdd-Probe"
@@ -49,7 +49,11 @@ def log(event: str, **fields: Any) -> None:
         if not text or any(c.isspace() or c in "\"=" for c in text):
             text = json.dumps(text)
         parts.append(f"{key}={text}")
-    print(" ".join(parts), flush=True)
+    try:
+        print(" ".join(parts), flush=True)
+    except (BrokenPipeError, ValueError):
+        # Whoever read our stdout is gone (or closed it); serving and draining matter more.
+        pass
 
 
 class Service:
@@ -295,7 +299,7 @@ async def serve(settings: Settings) -> int:
         version=settings.version,
         id=service.id,
         pid=os.getpid(),
-        aiohttp=getattr(__import__("aiohttp"), "__version__", "?"),
+        aiohttp=aiohttp.__version__,
     )
     if settings.crash_on_start:
         log("crashed", reason="ZDD_CRASH_ON_START", exit_code=3)
@@ -361,28 +365,3 @@ async def serve(settings: Settings) -> int:
     await admin_runner.cleanup()
     log("stopped", served=service.served, forced=forced, exit_code=0)
     return 0
-
-
-USAGE = """usage: python -m zdd_service
-
-The zdd-tui sample service. Configured only by environment variables:
-  ZDD_HOST (0.0.0.0)  ZDD_PORT (8080)  ZDD_ADMIN_HOST (127.0.0.1)  ZDD_ADMIN_PORT (9090)
-  ZDD_VERSION (dev)  ZDD_GRACE_SECONDS (30)
-  ZDD_FAIL_HEALTH=1  ZDD_CRASH_ON_START=1  ZDD_START_DELAY_SECONDS=N  ZDD_LATENCY_MS=N
-See service/README.md."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args:
-        if args in (["-h"], ["--help"]):
-            print(USAGE)
-            return 0
-        print(f"zdd-service: error: unexpected arguments {args!r}\n{USAGE}", file=sys.stderr)
-        return 2
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"zdd-service: error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    return asyncio.run(serve(settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -183,13 +184,16 @@ async def test_token_never_in_errors_or_logs(sandbox, token, caplog):
     sandbox.inject_fault(r"^/v2/account$", 429, retry_after=100)
     async with DOClient(sandbox.url, token, max_retry_wait=1, retry_backoff=0.01) as do:
         assert token not in repr(do)
+        await do.create_tag("written-to-state")
         for call in (do.sizes(), do.account(), do.get_droplet(1), do.get_load_balancer("x")):
             try:
                 await call
             except CloudError as e:
                 errors.append(e)
+    assert token not in repr(sandbox) and token not in json.dumps(sandbox.stats)
     url = sandbox.url
     await sandbox.stop()
+    assert token not in (sandbox.state.path.read_text())
     async with DOClient(url, token, max_retries=0) as do:
         with pytest.raises(UnreachableError) as e:
             await do.account()

@@ -254,3 +254,19 @@ async def test_distribution_registry_backend(fake_distribution, token):
             assert deleted == [digest]
             with pytest.raises(NotFoundError):
                 await do.delete_tag("zdd-registry", "app", "sha-1111111")
+
+
+def test_rate_limiter_minute_and_hour_windows():
+    from zdd_tui.sandbox.api import RateLimiter
+
+    rl = RateLimiter(per_minute=2, per_hour=3)
+    t = 1_000_000.0
+    assert rl.check(t)[0] and rl.check(t + 1)[0]
+    allowed, headers, retry = rl.check(t + 2)
+    assert not allowed and retry == 58  # the first request leaves the minute window at t+60
+    assert headers == {"ratelimit-limit": "3", "ratelimit-remaining": "1", "ratelimit-reset": str(int(t + 3600))}
+    assert rl.check(t + 61)[0]  # a new minute
+    allowed, headers, retry = rl.check(t + 200)
+    assert not allowed and headers["ratelimit-remaining"] == "0"
+    assert retry == 3400  # the hour's oldest request expires at t+3600
+    assert rl.check(t + 3601)[0]

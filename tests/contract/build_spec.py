@@ -14,6 +14,8 @@ import yaml
 PATHS = {
     "/v2/account": ["get"],
     "/v2/account/keys": ["get", "post"],
+    "/v2/account/keys/{ssh_key_identifier}": ["get", "delete"],
+    "/v2/actions": ["get"],
     "/v2/actions/{action_id}": ["get"],
     "/v2/droplets": ["get", "post", "delete"],
     "/v2/droplets/{droplet_id}": ["get", "delete"],
@@ -27,6 +29,7 @@ PATHS = {
     "/v2/registries/{registry_name}": ["get", "delete"],
     "/v2/registries/{registry_name}/docker-credentials": ["get"],
     "/v2/registries/options": ["get"],
+    "/v2/registries/subscription": ["get"],
     "/v2/registries/{registry_name}/repositoriesV2": ["get"],
     "/v2/registries/{registry_name}/repositories/{repository_name}/tags": ["get"],
     "/v2/registries/{registry_name}/repositories/{repository_name}/tags/{repository_tag}": ["delete"],

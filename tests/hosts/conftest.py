@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -191,3 +191,17 @@ def sshd_factory():
 @pytest.fixture
 def sshd(sshd_factory):
     return sshd_factory()
+
+
+@pytest.fixture
+def docker_host(sshd_factory):
+    """An sshd whose sessions find the stand-in docker first on PATH."""
+
+    def prepare(d: Path):
+        bindir = d / "bin"
+        bindir.mkdir()
+        shutil.copy(Path(__file__).with_name("fake_docker.py"), bindir / "docker")
+        (bindir / "docker").chmod(0o755)
+        return (f"SetEnv PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin FAKE_DOCKER_STATE={d / 'docker-state.json'}",)
+
+    return sshd_factory(extra_config=prepare)

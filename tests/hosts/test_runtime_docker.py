@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from pathlib import Path
 
 import aiohttp.web
 import pytest
@@ -24,20 +22,6 @@ from zdd_tui.rollout.interfaces import ImageNotFound, RuntimeFailure
 
 TOKEN = "h6-runtime-token"
 REPO = "registry.digitalocean.com/team/app"
-
-
-@pytest.fixture
-def docker_host(sshd_factory):
-    """An sshd whose sessions find the stand-in docker first on PATH."""
-
-    def prepare(d: Path):
-        bindir = d / "bin"
-        bindir.mkdir()
-        shutil.copy(Path(__file__).with_name("fake_docker.py"), bindir / "docker")
-        (bindir / "docker").chmod(0o755)
-        return (f"SetEnv PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin FAKE_DOCKER_STATE={d / 'docker-state.json'}",)
-
-    return sshd_factory(extra_config=prepare)
 
 
 def _state(s) -> dict:
@@ -96,6 +80,7 @@ def _droplet() -> Droplet:
     return Droplet(id=7, name="api-1", status="active", region="nyc3", size="s", public_ipv4="127.0.0.1", private_ipv4="10.0.0.7")
 
 
+@pytest.mark.slow
 async def test_pull_run_stop_logs_with_read_only_credentials(docker_host, do_api, tmp_path):
     s = docker_host
     cfg = Config(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
-from pathlib import Path
 
 import aiohttp
 import aiohttp.web
@@ -136,28 +134,27 @@ async def test_stdin_reaches_the_command(sshd, kh):
 
 
 async def test_output_streams_line_by_line_in_order(sshd, kh):
-    # The command blocks after its first line until a file appears; only the callback for that
-    # first line creates it. Without streaming this would hang and time out.
-    gate = sshd.dir / "gate"
-    script = (
-        'echo out1; echo err1 >&2; '
-        'while [ ! -e "$1" ]; do sleep 0.02; done; '
-        'echo out2; sleep 0.1; echo err2 >&2; sleep 0.1; echo out3'
-    )
+    # After each line the command waits for a gate file that only our callback for that line
+    # creates: without line-by-line streaming this would hang and time out. The gates also fix
+    # the order across stdout and stderr, so the order seen must be exactly the order written.
+    gates = sshd.dir / "gates"
+    gates.mkdir()
+    plan = [("stdout", "out1"), ("stderr", "err1"), ("stdout", "out2 ✓"), ("stderr", "err2"), ("stdout", "")]
+    script = "".join(
+        f'printf "%s\\n" "{text}"{" >&2" if stream == "stderr" else ""}; '
+        f'while [ ! -e "$1/{i}" ]; do sleep 0.02; done; '
+        for i, (stream, text) in enumerate(plan)
+    ) + "echo last"
     seen: list[tuple[str, str]] = []
 
     def on_line(stream, line):
+        (gates / str(len(seen))).touch()
         seen.append((stream, line))
-        if line == "out1":
-            gate.touch()
 
     async with SSHPool(sshd.client_key_text, known_hosts=kh, accept_new=True, port=sshd.port) as pool:
-        res = await HostShell(pool, "127.0.0.1").run(["sh", "-c", script, "t", str(gate)], on_line=on_line, timeout=10)
-    assert [x for x in seen if x[0] == "stdout"] == [("stdout", "out1"), ("stdout", "out2"), ("stdout", "out3")]
-    assert [x for x in seen if x[0] == "stderr"] == [("stderr", "err1"), ("stderr", "err2")]
-    # Lines separated by sleeps arrive in the order they were written.
-    assert [l for _, l in seen][-3:] == ["out2", "err2", "out3"]
-    assert res.stdout == "out1\nout2\nout3\n"
+        res = await HostShell(pool, "127.0.0.1").run(["sh", "-c", script, "t", str(gates)], on_line=on_line, timeout=30)
+    assert seen == plan + [("stdout", "last")]
+    assert res.stdout == "out1\nout2 ✓\n\nlast\n" and res.stderr == "err1\nerr2\n"
 
 
 async def test_exit_status_becomes_runtime_failure_with_stderr_tail(sshd, kh):
@@ -239,21 +236,48 @@ async def test_port_forward_to_loopback_only_server(sshd, kh):
             lport = await fw.local_port(port)
             assert lport != port
             assert await fw.local_port(port) == lport  # the listener is reused
-            # Our end listens on loopback only.
-            with pytest.raises(OSError):
-                socket.create_connection((_non_loopback_ip(), lport), timeout=0.5).close()
+            # Our end listens on 127.0.0.1 only: the kernel's socket table says so.
+            assert _listen_addresses(lport) == {"127.0.0.1"}
             fw.close()
     finally:
         await runner.cleanup()
     assert hits and all(h == "127.0.0.1" for h in hits)
 
 
-def _non_loopback_ip() -> str:
-    # Any local non-loopback address; if the machine has none, a refused loopback alias does.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+def _listen_addresses(port: int) -> set[str]:
+    """IPv4/IPv6 addresses with a TCP listener on `port` (from /proc/net/tcp{,6})."""
+    out = set()
+    for path, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
         try:
-            s.connect(("10.255.255.255", 1))
-            ip = s.getsockname()[0]
+            lines = open(path).read().splitlines()[1:]
         except OSError:
-            ip = "127.0.0.1"
-    return ip if not ip.startswith("127.") else "0.0.0.0"
+            continue
+        for line in lines:
+            f = line.split()
+            addr, p = f[1].split(":")
+            if f[3] != "0A" or int(p, 16) != port:
+                continue
+            raw = bytes.fromhex(addr)
+            if v6:
+                # /proc stores each 32-bit word in host (little-endian) order.
+                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                out.add(socket.inet_ntop(socket.AF_INET6, raw))
+            else:
+                out.add(socket.inet_ntoa(raw[::-1]))
+    return out
+
+
+async def test_host_now_offering_another_key_type_is_a_changed_key(sshd_factory, kh):
+    s1 = sshd_factory()
+    key = s1.client_key_text
+    async with SSHPool(key, known_hosts=kh, accept_new=True, port=s1.port) as pool:
+        await HostShell(pool, "127.0.0.1").run(["true"])
+    port = s1.port
+    s1.stop()
+    # Only an ECDSA host key now: no algorithm in common with the pinned ed25519 key.
+    s2 = sshd_factory(port=port, client_key=s1.client_key, host_key=asyncssh.generate_private_key("ecdsa-sha2-nistp256"))
+    async with SSHPool(key, known_hosts=kh, accept_new=True, port=port) as pool:
+        with pytest.raises(HostKeyChanged) as ei:
+            await HostShell(pool, "127.0.0.1").run(["true"])
+    assert ei.value.old_fingerprints == [s1.host_fingerprint]
+    assert ei.value.new_fingerprint == s2.host_fingerprint

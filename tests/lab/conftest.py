@@ -23,6 +23,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """item.rep_setup / rep_call / rep_teardown, so ordered lab steps can skip after a failure."""
+    outcome = yield
+    rep = outcome.get_result()
+    if str(item.fspath).startswith(_LAB_DIR + os.sep):
+        setattr(item, "rep_" + rep.when, rep)
+
+
 def pytest_terminal_summary(terminalreporter):
     if labkit.REPORT:
         terminalreporter.section("zdd-tui lab")

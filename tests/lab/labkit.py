@@ -483,6 +483,8 @@ class Lab:
         self.client_key: Path = self.dir / "client" / "id_ed25519"
         self.known_hosts: Path = self.dir / "client" / "known_hosts"
         self.base_image = f"{self.registry_addr}/zdd-lab/base:bookworm-py3"
+        self.registry_user = "zdd-lab"
+        self.registry_password = secrets.token_urlsafe(24)  # a lab credential; must never reach a host's disk
         self._made_dirs: list[str] = []
         self._outside_before: set[str] = set()
         self._netns_dir_before = True
@@ -511,14 +513,32 @@ class Lab:
     def _timed(self, key: str, t0: float) -> None:
         self.timings[key] = self.timings.get(key, 0.0) + (time.monotonic() - t0)
 
+    def builder_env(self) -> dict[str, str]:
+        """Environment for the docker CLI against the builder, logged in to the lab registry
+        (its own DOCKER_CONFIG under the run dir)."""
+        cfgdir = self.dir / "client" / "docker-config"
+        if not (cfgdir / "config.json").exists():
+            cfgdir.mkdir(mode=0o700, exist_ok=True)
+            run(["docker", "-H", self.builder.docker_host, "login", "-u", self.registry_user, "--password-stdin",
+                 self.registry_addr], input=self.registry_password, env=self.env(DOCKER_CONFIG=str(cfgdir)))
+        return self.env(DOCKER_CONFIG=str(cfgdir))
+
+    def host_login_script(self, inner: str) -> tuple[str, str]:
+        """(remote shell command, stdin) running `inner` with a temporary docker login on a host;
+        the password goes over stdin and the temporary config is removed afterwards."""
+        cmd = ("set -e; d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; export DOCKER_CONFIG=$d; "
+               f"docker login -u {self.registry_user} --password-stdin {self.registry_addr} >/dev/null; {inner}")
+        return cmd, self.registry_password
+
     def ssh_argv(self, host: Host, *command: str) -> list[str]:
         return ["ssh", "-i", str(self.client_key), "-o", f"UserKnownHostsFile={self.known_hosts}",
                 "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
                 "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-p", str(host.ssh_port),
                 f"root@{host.ip}", *command]
 
-    def ssh(self, host: Host, *command: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        return run(self.ssh_argv(host, *command), check=check, timeout=timeout)
+    def ssh(self, host: Host, *command: str, check: bool = True, timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        return run(self.ssh_argv(host, *command), check=check, timeout=timeout, input=input)
 
     # -- up --------------------------------------------------------------------------------
     def up(self) -> "Lab":
@@ -563,7 +583,7 @@ class Lab:
             self._timed("docker import (builder)", t0)
             if self.with_registry:
                 t0 = time.monotonic()
-                self.builder.docker("push", self.base_image, timeout=300)
+                self.builder.docker("push", self.base_image, timeout=300, env=self.builder_env())
                 self._timed("push base to registry", t0)
         self.timings["lab up (total)"] = time.monotonic() - t_all
         return self
@@ -603,12 +623,23 @@ class Lab:
         rd = self.dir / "registry"
         rd.mkdir(mode=0o700)
         (rd / "data").mkdir()
+        # htpasswd auth: pulls and pushes need the credentials the sandbox API hands out (as DO's
+        # docker-credentials would), so a host without them cannot pull.
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # deprecated in 3.11, still there; bcrypt is what the registry takes
+
+        (rd / "htpasswd").write_text(f"{self.registry_user}:{crypt.crypt(self.registry_password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
         cfg = rd / "config.yml"
         cfg.write_text(
             "version: 0.1\n"
             "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {rd / 'data'}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.registry_addr}\n  headers:\n    X-Content-Type-Options: [nosniff]\n"
+            f"http:\n  addr: {self.registry_addr}\n  secret: {secrets.token_hex(16)}\n"
+            "  headers:\n    X-Content-Type-Options: [nosniff]\n"
+            f"auth:\n  htpasswd:\n    realm: zdd-lab\n    path: {rd / 'htpasswd'}\n"
         )
         self._spawn("registry", ["/usr/bin/docker-registry", "serve", str(cfg)])
 
@@ -694,6 +725,13 @@ class Lab:
         self.keyring_env = {k: env[k] for k in ("HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR",
                                                  "DBUS_SESSION_BUS_ADDRESS")}
 
+    def log_tails(self, chars: int = 1500) -> str:
+        out = []
+        for lf in sorted((self.dir / "logs").glob("*.log")):
+            with contextlib.suppress(OSError):
+                out.append(f"--- {lf.name}\n{lf.read_text(errors='replace')[-chars:]}")
+        return "\n".join(out)
+
     def _wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         engines = ([self.builder] if self.builder else []) + [h.engine for h in self.hosts]
@@ -705,7 +743,7 @@ class Lab:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"lab not ready in {timeout}s: engines {[e.name for e in pending_e]}, "
                                    f"sshd {[h.name for h in pending_s]}, registry {'no' if reg else 'ok'}; "
-                                   f"logs in {self.dir / 'logs'}")
+                                   f"logs:\n{self.log_tails()}")
             for label, p in self.procs:
                 if p.poll() is not None:
                     logtxt = ""
@@ -723,7 +761,7 @@ class Lab:
                     pending_s.remove(h)
             if reg:
                 with contextlib.suppress(OSError, http.client.HTTPException):
-                    if http_get(self.bridge_ip, REGISTRY_PORT, "/v2/", timeout=0.5)[0] == 200:
+                    if http_get(self.bridge_ip, REGISTRY_PORT, "/v2/", timeout=0.5)[0] in (200, 401):
                         reg = False
             time.sleep(0.05)
         self.timings["all engines ready"] = time.monotonic() - t0

@@ -81,12 +81,20 @@ def test_builder_builds_and_pushes_and_a_host_pulls_and_serves_with_host_network
     )
     (tmp_path / "hello.txt").write_text("hello from the lab\n")
     lab.builder.docker("build", "--build-arg", f"BASE={lab.base_image}", "-t", tag, str(tmp_path), timeout=300)
-    lab.builder.docker("push", tag, timeout=300)
-    catalog = json.loads(labkit.http_get(lab.bridge_ip, labkit.REGISTRY_PORT, "/v2/_catalog")[1])
-    assert "zdd-lab/smoke" in catalog["repositories"]
+    # the registry wants credentials: without them the push is refused
+    anon = lab.builder.docker("push", tag, check=False, timeout=120)
+    assert anon.returncode != 0 and ("no basic auth" in anon.stderr or "authentication required" in anon.stderr), anon.stderr
+    lab.builder.docker("push", tag, timeout=300, env=lab.builder_env())
+    status, _ = labkit.http_get(lab.bridge_ip, labkit.REGISTRY_PORT, "/v2/_catalog")
+    assert status == 401
 
     h = lab.hosts[1]
-    lab.ssh(h, f"docker pull -q {tag}", timeout=300)
+    anon = lab.ssh(h, f"docker pull -q {tag}", check=False, timeout=120)
+    assert anon.returncode != 0, anon.stdout
+    cmd, stdin = lab.host_login_script(f"docker pull -q {tag}")
+    lab.ssh(h, cmd, input=stdin, timeout=300)
+    # the temporary login left nothing on the host
+    assert lab.registry_password not in lab.ssh(h, "cat ~/.docker/config.json 2>/dev/null; ls -A /tmp").stdout
     name = "zdd-lab-smoke"
     lab.ssh(h, f"docker run -d --name {name} --network host {tag} "
                f"python3 -m http.server --bind {h.ip} {SMOKE_PORT}")
@@ -158,3 +166,27 @@ def test_teardown_leaves_nothing(lab_lock):
     assert not still, f"processes still alive: {still}"
     assert not os.path.exists(mini.dir)
     assert labkit.links_with_prefix(mini.tag) == []
+
+
+def test_a_crashed_runs_leftovers_are_swept(lab, lab_lock):
+    """A lab whose owner was SIGKILLed leaves daemons, namespaces, a bridge and mounts; the sweep
+    that runs at session start (by name prefix and the processes' lab mark) removes all of it."""
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); import labkit\n"
+            "lab = labkit.Lab(hosts_count=1, subnet_index=2, with_builder=False, with_registry=True,"
+            " with_keyring=True, with_base_image=False)\n"
+            "lab.up(); print(lab.tag, lab.dir, flush=True); time.sleep(300)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, os.path.dirname(os.path.abspath(labkit.__file__))],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = p.stdout.readline().split()
+    finally:
+        p.kill()  # no teardown runs: a crash
+        p.wait()
+    assert len(line) == 2, "the child lab did not come up"
+    tag, run_dir = line
+    before = labkit.leftovers(tag, run_dir)
+    assert before["netns"] and before["links"] and before["processes"] and before["mounts"], before
+    labkit.sweep(tag, [run_dir])
+    after = labkit.leftovers(tag, run_dir)
+    assert not any(after.values()), after
+    assert not [pid for pid in before["processes"] if labkit.alive(pid)]

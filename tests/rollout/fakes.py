@@ -203,6 +203,17 @@ class World:
                 state[n] = op == "lb-in"
         return state
 
+    def max_out(self) -> int:
+        """The most hosts the LB had out of rotation at once."""
+        out, worst = set(), 0
+        for _, n, op in self.log:
+            if op == "lb-out":
+                out.add(n)
+            elif op == "lb-in":
+                out.discard(n)
+            worst = max(worst, len(out))
+        return worst
+
     def tags(self) -> dict[str, str | None]:
         return {n: (h.container.tag if h.container and h.container.state == "running" else None)
                 for n, h in self.hosts.items()}

@@ -77,10 +77,11 @@ async def test_happy_rollout_every_step_in_order_and_zero_failed(clock):
     for n in world.hosts:
         t_in = [t for t, h, op in world.log if h == n and op == "lb-in"]
         assert t_in and t_in[-1] <= done_at[n], (n, t_in, done_at[n])
-    # One host at a time: app-2 is drained only after app-1 is back in the LB.
+    # One host at a time out of the LB: app-2 leaves it only after app-1 is back.
+    assert world.max_out() == 1
     t_in_1 = [t for t, n, op in world.log if n == "app-1" and op == "lb-in"][-1]
-    t_drain_2 = [t for t, n, op in world.log if n == "app-2" and op == "drain"][0]
-    assert t_drain_2 >= t_in_1
+    t_out_2 = [t for t, n, op in world.log if n == "app-2" and op == "lb-out"][0]
+    assert t_out_2 > t_in_1
 
 
 async def test_stop_only_after_lb_took_the_host_out_and_no_fixed_sleep(clock):
@@ -318,10 +319,11 @@ async def test_killed_mid_rollout_leaves_an_unfinished_journal_and_resume_repair
     world = World(clock)
     world.add_version(NEW)
     plan, deploy = make(world)
-    eng = engine(world, clock, plan, deploy)
+    rec = Recorder()
+    eng = engine(world, clock, plan, deploy, rec)
 
     def kill_when_drained(t, task):
-        if world.ops("app-2")[-1:] == ["drain"] and t > 0:
+        if phases(rec, "app-2")[-1:] == [Phase.WAITING_LB_OUT]:
             task.cancel()  # the process dies: no restore, no end record
             return True
         return False
@@ -378,3 +380,57 @@ async def test_single_host_fleet_is_allowed_with_a_note(clock):
     out = await clock.run(engine(world, clock, plan, deploy, options=EngineOptions()).run())
     assert out.status == OutcomeStatus.SUCCESS
     assert world.failed > 0  # downtime is unavoidable with one host: the model must see it
+
+
+async def test_overlap_drains_next_host_early_but_never_two_out_and_is_faster(clock):
+    world = World(clock)
+    world.add_version(NEW)
+    plan, deploy = make(world)
+    rec = Recorder()
+    out = await clock.run(engine(world, clock, plan, deploy, rec).run())
+    assert out.status == OutcomeStatus.SUCCESS and world.failed == 0 and world.max_out() == 1
+    early = [e for e in rec.of(PhaseChanged) if e.phase == Phase.DRAINING and e.detail.startswith("early")]
+    assert {e.host for e in early} == {"app-2", "app-3"}
+    for n in ("app-2", "app-3"):
+        prev = {"app-2": "app-1", "app-3": "app-2"}[n]
+        t_in_prev = [t for t, h, op in world.log if h == prev and op == "lb-in"][-1]
+        t_drain = [t for t, h, op in world.log if h == n and op == "drain"][0]
+        t_out = [t for t, h, op in world.log if h == n and op == "lb-out"][0]
+        assert t_drain < t_in_prev < t_out <= t_in_prev + world.settings.interval
+
+    clock2 = FakeClock()
+    world2 = World(clock2)
+    world2.add_version(NEW)
+    plan2, deploy2 = make(world2)
+    out2 = await clock2.run(engine(world2, clock2, plan2, deploy2, options=EngineOptions(overlap=False)).run())
+    assert out2.status == OutcomeStatus.SUCCESS and world2.failed == 0 and world2.max_out() == 1
+    # (unhealthy - 1) x interval saved per later batch
+    saved = out2.duration_seconds - out.duration_seconds
+    assert saved >= 2 * (world.settings.unhealthy_threshold - 1) * world.settings.interval - 1
+
+
+async def test_overlap_guard_undrains_next_host_when_current_is_late(clock):
+    world = World(clock)
+    world.add_version(NEW)
+    plan, deploy = make(world, margin=2)
+    rec = Recorder()
+    eng = engine(world, clock, plan, deploy, rec)
+    state = {"blocked": None}
+
+    def block_app1_last_check(t, task):
+        # once app-2 is drained early, the LB stops admitting app-1 for two intervals (a late check)
+        svc = world.hosts["app-2"].container.service if world.hosts["app-2"].container else None
+        if state["blocked"] is None and svc is not None and svc.draining and "app-1" not in world.lb_frozen:
+            world.lb_frozen.add("app-1")
+            state["blocked"] = t
+        elif state["blocked"] is not None and t > state["blocked"] + 2 * world.settings.interval:
+            world.lb_frozen.discard("app-1")
+        return False
+
+    out = await clock.run(eng.run(), on_time=block_app1_last_check)
+    assert out.status == OutcomeStatus.SUCCESS, out.message
+    assert world.failed == 0 and world.max_out() == 1
+    assert "undrain" in world.ops("app-2")  # the guard undid the early drain
+    assert any(e.host == "app-2" and e.phase == Phase.PENDING and "early drain undone" in e.detail
+               for e in rec.of(PhaseChanged))
+    assert world.tags() == {n: NEW for n in world.hosts}

@@ -278,13 +278,15 @@ async def test_operations_run_state_interrupted_and_resume():
     holder = LockInfo(holder=LockInfo.mine("x", "t").holder, pid=_dead_pid(), started=1.0,
                       version="sha-bbbbbbb", rollout_id=plan.rollout_id)
 
+    rec = Recorder()
+
     def kill(t, task):
-        if w.ops("app-2")[-1:] == ["drain"]:
+        if [e.phase for e in rec.of(PhaseChanged) if e.host == "app-2"][-1:] == [Phase.WAITING_LB_OUT]:
             task.cancel()
             return True
         return False
 
-    await clock.run(ops.run_deploy(s, plan, clock=clock), on_time=kill)
+    await clock.run(ops.run_deploy(s, plan, [rec], clock=clock), on_time=kill)
     await asyncio.sleep(0)
     for h in w.hosts.values():  # the killed process could not release it: put its lock back
         h.files[LOCK_FILE] = holder.to_json()

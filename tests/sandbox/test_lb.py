@@ -33,6 +33,7 @@ class Backend:
         app = web.Application()
         app.router.add_get("/health", self.health)
         app.router.add_get("/", self.root)
+        app.router.add_post("/echo", self.echo)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.address, port)
@@ -52,6 +53,13 @@ class Backend:
             request.transport.close()  # the upstream dies mid-request
             await asyncio.sleep(0.05)
         return web.json_response({"api": "happy response", "host": self.address})
+
+    async def echo(self, request):
+        self.events.append(("req", time.monotonic()))
+        body = await request.read()
+        return web.Response(
+            body=body[::-1], headers={"X-Seen-For": request.headers.get("X-Forwarded-For", ""), "X-Len": str(len(body))}
+        )
 
     def requests(self) -> int:
         return sum(1 for k, _ in self.events if k == "req")
@@ -240,3 +248,17 @@ async def test_check_timeout_counts_as_failure(setup):
     a.delay = 1.0  # 200 OK, but later than the response timeout
     await wait_until(lambda: lb.health_view()[1] is False)
     assert lb.health_details()[0]["last_detail"].startswith("timeout")
+
+
+async def test_tcp_check_and_request_bodies_pass_through(setup):
+    world, lb, (a, _b, _c), http = setup
+    world.lb_obj["health_check"] = {**world.lb_obj["health_check"], "protocol": "tcp", "path": ""}
+    a.healthy = False  # an HTTP check would fail; a TCP check only needs the port to accept
+    world.add(1, a.address)
+    await wait_until(lambda: lb.health_view().get(1) is True)
+    assert not [k for k, _ in a.events if k in ("ok", "fail")]  # no HTTP request was made to check
+    payload = bytes(range(256)) * 4096  # 1 MiB, streamed both ways
+    async with http.post(lb.url + "/echo", data=payload) as r:
+        assert r.status == 200
+        assert await r.read() == payload[::-1]
+        assert r.headers["X-Len"] == str(len(payload)) and r.headers["X-Seen-For"] == "127.0.0.1"

@@ -136,8 +136,12 @@ async def test_state_files(sandbox, config):
         await rt.state_remove("lock")
         await rt.state_remove("lock")
         assert await rt.state_read("lock") is None
-        with pytest.raises(RuntimeFailure):
-            await rt.state_write("../escape", "x")
+        for bad in ("../escape", ".hidden", "two words"):
+            with pytest.raises(RuntimeFailure):
+                await rt.state_write(bad, "x")
+        with pytest.raises(RuntimeFailure, match="bad state file name"):
+            await rt.state_create(".hidden", "x")
+        assert sorted(p.name for p in (sandbox.state_dir / "hosts" / "app-1" / "state").iterdir()) == ["journal"]
         assert (sandbox.state_dir / "hosts" / "app-1" / "state" / "journal").exists()
     finally:
         await rt.close()

@@ -33,8 +33,10 @@ async def fetch(session: aiohttp.ClientSession, url: str) -> tuple[int, dict]:
 async def test_sigterm_under_load_completes_every_in_flight_request(
     start_service: StartService,
 ) -> None:
-    grace = 15.0
-    svc = start_service(ZDD_LATENCY_MS="1500", ZDD_GRACE_SECONDS=str(grace))
+    # Requests slow enough that the checks below run while they are in flight, even on a
+    # loaded CI machine.
+    grace = 20.0
+    svc = start_service(ZDD_LATENCY_MS="4000", ZDD_GRACE_SECONDS=str(grace))
     service_id = svc.stats()["id"]
     n = 20
     connector = aiohttp.TCPConnector(limit=0)
@@ -74,8 +76,9 @@ async def test_sigterm_under_load_completes_every_in_flight_request(
     assert not port_open("127.0.0.1", svc.admin_port)
 
 
+@pytest.mark.slow
 async def test_sigint_drains_too_and_undrain_cannot_cancel_it(start_service: StartService) -> None:
-    svc = start_service(ZDD_LATENCY_MS="800", ZDD_GRACE_SECONDS="20")
+    svc = start_service(ZDD_LATENCY_MS="3000", ZDD_GRACE_SECONDS="20")
     async with aiohttp.ClientSession() as session:
         slow = asyncio.ensure_future(fetch(session, svc.url("/")))
         await wait_in_flight(svc, 1)

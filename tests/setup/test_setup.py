@@ -10,7 +10,7 @@ from zdd_tui.cloud.errors import CloudError
 from zdd_tui.config import LoadBalancerConfig, RegistryConfig
 from zdd_tui.errors import RefusedError, UsageError
 from zdd_tui.sandbox.state import REGISTRY_TIERS, SIZES
-from zdd_tui.setup.events import HostReport, PreviewShown, StepDone, StepFailed
+from zdd_tui.setup.events import PreviewShown, StepFailed
 from zdd_tui.setup.steps import LB_NODE_MONTHLY_USD, STEP_IDS, Setup, validate_registry_name
 
 TOKEN = "sandbox-test-token"  # the do_api fixture's token
@@ -137,7 +137,7 @@ async def test_rejected_token_stores_nothing(do_api, memkeyring, cfg_for):
     async with Setup(cfg, token=TOKEN) as s:
         done = await s.apply("token")
     assert "stored in the keyring" in done.detail
-    assert memkeyring.items == {("zdd-tui", "test:do-token"): TOKEN}
+    assert memkeyring.items[("zdd-tui", "test:do-token")] == TOKEN
 
 
 @pytest.mark.parametrize("size,tier,units", [("s-2vcpu-2gb", "basic", 2), ("s-1vcpu-512mb-10gb", "professional", 1)])

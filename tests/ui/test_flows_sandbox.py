@@ -15,7 +15,7 @@ from zdd_tui.ui.screens.dashboard import DashboardScreen
 from zdd_tui.ui.screens.rollout import RolloutScreen
 from zdd_tui.ui.widgets import FleetTable
 
-from .conftest import tag_with, until
+from .conftest import sandbox_config, tag_with, until
 from .screentext import screen_text
 
 pytestmark = pytest.mark.slow
@@ -190,20 +190,21 @@ async def test_quit_during_rollout_stops_safely(sandbox, source):
         assert "Quit during a rollout?" in screen_text(app)
         await pilot.press("y")
         await until(pilot, lambda: screen.outcome is not None, timeout=90, what="the engine to stop")
-        assert screen.outcome.status in (OutcomeStatus.INTERRUPTED, OutcomeStatus.SUCCESS), screen.outcome
+        assert screen.outcome.status is OutcomeStatus.INTERRUPTED, screen.outcome
+        last = screen.plan.hosts[-1].name
         await until(pilot, lambda: not app.is_running or app._exit_renderables is not None or app.return_code is not None,
                     timeout=20, what="the app to exit")
     after = fleet_tags(sandbox)
     # Never half-deployed: each host runs the old or the new version, serving and not draining.
     assert all(t is not None for t in after.values()), after
     assert sum(t != old for t in after.values()) <= 1, after  # at most the host that was in progress
+    assert after[last] == old  # the host not reached yet was never touched
     for name, host in sandbox.hosts.hosts.items():
         assert host.inspect()["state"] == "running"
     # Closing the app closed the source; check the lock through a fresh session.
-    from zdd_tui.sandbox.supervisor import load_sandbox_config
     from zdd_tui.ui.source import SessionSource, open_session
 
-    fresh = SessionSource(await open_session(load_sandbox_config(sandbox.config_path)), sandbox=True, label="")
+    fresh = SessionSource(await open_session(sandbox_config(sandbox)), sandbox=True, label="")
     try:
         await fresh.droplets()
         assert await lock_text(fresh) is None
@@ -211,3 +212,34 @@ async def test_quit_during_rollout_stops_safely(sandbox, source):
         assert all(s.probe and s.probe.healthy for s in state.values()), state
     finally:
         await fresh.close()
+
+
+async def test_rollout_started_elsewhere_shows_up_live(sandbox, source):
+    """A headless deploy in 'another terminal' (its own session) appears from the hosts' lock
+    and journal, and the console refuses to start a second one meanwhile."""
+    import asyncio
+
+    from zdd_tui import operations
+    from zdd_tui.ui.source import open_session
+
+    app = ZddApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await dashboard_filled(pilot, app)
+        other = await open_session(sandbox_config(sandbox))
+        try:
+            plan = await operations.plan_deploy(other, "latest")
+            job = asyncio.create_task(operations.run_deploy(other, plan, []))
+            await until(pilot, lambda: app.fleet.rollout is not None and app.fleet.rollout.phases,
+                        timeout=20, what="the console to see the rollout")
+            assert not app.fleet.rollout.ours
+            await pilot.pause(0.3)
+            text = screen_text(app)
+            assert "in progress, started by" in text and app.fleet.rollout.holder in text
+            await pilot.press("d")
+            await pilot.pause(0.5)
+            assert isinstance(app.screen, DashboardScreen)  # refused: no confirmation, no plan
+            outcome = await asyncio.wait_for(job, 120)
+            assert outcome.status is OutcomeStatus.SUCCESS
+            await until(pilot, lambda: app.fleet.rollout is None, timeout=10, what="the banner to clear")
+        finally:
+            await other.close()

@@ -93,7 +93,8 @@ async def execute(args, *, action: str, tag: str | None) -> int:
                     pass
         if outcome.status != OutcomeStatus.SUCCESS:
             # The message also goes to stderr, so a CI log shows why even with --json on stdout.
-            print(f"zdd-tui: {action} {outcome.status.value}: {outcome.message}", file=sys.stderr)
+            print(f"zdd-tui: {action} {outcome.status.value}: {outcome.message}".replace(
+                f"{outcome.status.value}: {outcome.status.value}:", f"{outcome.status.value}:"), file=sys.stderr)
         return ops.exit_code_for(outcome)
     finally:
         await session.close()

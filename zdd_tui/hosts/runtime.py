@@ -50,7 +50,9 @@ class DockerSSHRuntime:
       accept_new / known_hosts: pinning policy and file when the pool is made here;
       ssh_host / ssh_port: where to connect (default: the droplet's public IPv4, ssh.port);
       address: what the LB targets (default: public IPv4, else private);
-      client: a DOClient (credentials via client.docker_credentials(read_write=False, ...));
+      client: an open DOClient for the pull credentials (else one is opened per pull with the
+        context's token);
+      context: credentials context (default: the config's);
       credentials: an async callable returning DockerCredentials / a docker config dict / None,
         instead of client (the lab passes its registry's auth here);
       registry_auth: False to pull without credentials (a lab registry with no auth);
@@ -75,6 +77,7 @@ class DockerSSHRuntime:
         registry_auth: bool = True,
         on_event: Callable[[Any], Any] | None = None,
         http_timeout: float = 5.0,
+        context: str | None = None,
         **_ignored: Any,
     ):
         self.config = config
@@ -85,7 +88,10 @@ class DockerSSHRuntime:
         if not host:
             raise RuntimeFailure(f"droplet {droplet.name} has no IPv4 address to reach over SSH")
         self._owns_pool = pool is None
-        self.pool = pool or SSHPool.from_config(config, accept_new=accept_new, known_hosts=known_hosts, private_key=private_key)
+        self.context = context or config.context
+        self.pool = pool or SSHPool.from_config(
+            config, context=self.context, accept_new=accept_new, known_hosts=known_hosts, private_key=private_key
+        )
         self.shell = HostShell(self.pool, host, port=ssh_port or config.ssh.port, user=config.ssh.user, label=self.name)
         self.forwards = Forwards(self.shell)
         self.state_dir = f"{config.ssh.state_dir.rstrip('/')}/{config.app}"
@@ -122,7 +128,14 @@ class DockerSSHRuntime:
                 self.config.registry.name, read_write=False, expiry_seconds=PULL_CREDENTIALS_SECONDS
             )
         else:
-            return None
+            # No client handed in (e.g. a Session's default options): ask DO with the project's token.
+            from zdd_tui.cloud.client import DOClient
+            from zdd_tui.secrets import get_token
+
+            async with DOClient(self.config.digitalocean.api_url, get_token(self.config, self.context)) as do:
+                creds = await do.docker_credentials(
+                    self.config.registry.name, read_write=False, expiry_seconds=PULL_CREDENTIALS_SECONDS
+                )
         if creds is None:
             return None
         auths = creds.auths if isinstance(creds, DockerCredentials) else creds.get("auths", creds)

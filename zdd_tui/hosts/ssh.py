@@ -140,7 +140,18 @@ class SSHPool:
     async def _connect(self, t: _Target) -> asyncssh.SSHClientConnection:
         pinned = self.known_hosts.keys_for(t.host, t.port)
         try:
-            return await self._open(t, pinned)
+            try:
+                try:
+                    return await self._open(t, pinned)
+                except _NoCommonHostKeyType:
+                    # Once more: a connection lost by accident must not look like a key change.
+                    return await self._open(t, pinned)
+            except _NoCommonHostKeyType:
+                # The host no longer offers the pinned key's type: learn what it presents now
+                # (offering every type) so the refusal below names the new fingerprint.
+                conn = await self._open(t, [], any_key_type=True)
+                conn.abort()  # unreachable in practice: an empty trust list never verifies
+                raise SSHUnreachable(f"SSH to {t.host}:{t.port}: host key negotiation failed") from None
         except _Presented as p:
             new_fp = fingerprint(p.key)
             if pinned:
@@ -165,8 +176,9 @@ class SSHPool:
             answer = await answer
         return bool(answer)
 
-    async def _open(self, t: _Target, trusted: list[asyncssh.SSHKey]) -> asyncssh.SSHClientConnection:
+    async def _open(self, t: _Target, trusted: list[asyncssh.SSHKey], *, any_key_type: bool = False) -> asyncssh.SSHClientConnection:
         client = _Client()
+        extra = {"server_host_key_algs": "default"} if any_key_type else {}
         where = f"{t.user}@{t.host}:{t.port}"
         try:
             conn, _ = await asyncio.wait_for(
@@ -185,6 +197,7 @@ class SSHPool:
                     x509_trusted_certs=None,
                     keepalive_interval=self.keepalive_interval,
                     keepalive_count_max=3,
+                    **extra,
                 ),
                 timeout=self.connect_timeout,
             )
@@ -193,6 +206,12 @@ class SSHPool:
             if client.presented is not None:
                 raise _Presented(client.presented) from None
             raise SSHUnreachable(f"SSH to {where}: the host key could not be verified") from None
+        except (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost, ConnectionResetError) as exc:
+            # OpenSSH drops the connection when no host key type is in common: with a pinned key
+            # that may mean the host's key changed type. The caller probes to find out.
+            if trusted and not any_key_type:
+                raise _NoCommonHostKeyType() from None
+            raise SSHUnreachable(f"SSH to {where}: cannot connect: {_describe(exc)}") from None
         except asyncio.TimeoutError:
             raise SSHUnreachable(f"SSH to {where}: no connection within {self.connect_timeout:g}s (connect timeout)") from None
         except asyncssh.PermissionDenied:
@@ -223,14 +242,17 @@ class SSHPool:
         await self.close()
 
 
+class _NoCommonHostKeyType(Exception):
+    pass
+
+
 class _Presented(Exception):
     def __init__(self, key: asyncssh.SSHKey):
         self.key = key
 
 
 def _is_closed(conn: asyncssh.SSHClientConnection) -> bool:
-    # asyncssh has no public "is open" flag; the transport is gone once the connection is lost.
-    return conn.is_closed() if hasattr(conn, "is_closed") else conn._transport is None  # noqa: SLF001
+    return conn.is_closed()
 
 
 def _describe(exc: BaseException) -> str:

@@ -73,11 +73,16 @@ class Cancelled(Exception):
 
 @dataclass
 class EngineOptions:
-    poll_seconds: float = 0.25  # admin counters and direct probes: cheap, on the host itself
+    poll_seconds: float = 0.1  # admin counters and direct probes: cheap, on the host itself; each
+    # 0.1 s of lag after the LB decides can push the new container past its next health check
     lb_poll_seconds: float | None = None  # the LB view is an API call: default once per interval
     env: dict[str, str] | None = None  # extra environment for new containers (runtime adds its own)
     fallback_prev: dict[str, str] = field(default_factory=dict)  # host -> image ref, when none runs
     step_timeout_extra: float = 30.0  # slack on top of pull/stop timeouts for the runtime call itself
+    # Drain the next batch while the current one collects its last passing checks, timed from the
+    # checkers' phases so the next batch leaves the LB one check after the current one is back
+    # (never before: a guard undrains it first). Saves (unhealthy-1) x interval per batch.
+    overlap: bool = True
 
 
 @dataclass
@@ -94,6 +99,7 @@ class _Host:
     lb_view: bool | None = None
     direct: bool | None = None
     outcome: str = "pending"  # done | restored | failed | interrupted | skipped | pulled
+    pre_drained: bool = False  # drained early, while the previous batch came back (overlap)
 
     @property
     def name(self) -> str:
@@ -412,6 +418,112 @@ class Engine:
                 raise Cancelled()
             await self.clock.sleep(self.opt.poll_seconds)
 
+    # ---- overlap: drain the next batch early ----------------------------------------------
+    def _next_checks(self, st: ServiceStats, now: float) -> list[tuple[float, object]]:
+        """(time of the next check, checker) per recent LB checker source."""
+        interval = self.settings.interval
+        return [(now + max(0.0, interval - c.last_age_seconds), c) for c in self._recent_checkers(st)]
+
+    async def _predict_in(self, batch: list[_Host]) -> float | None:
+        """When the whole batch will have passed `healthy` checks, if every host is waiting for the
+        LB with its checks seen passing (None: no prediction)."""
+        hthr, interval = self.settings.healthy_threshold, self.settings.interval
+        latest = None
+        for h in batch:
+            if h.phase != Phase.WAITING_LB_IN:
+                return None
+            st = await self._stats(h)
+            if st is None or st.draining:
+                return None
+            nexts = self._next_checks(st, self.clock.now())
+            if not nexts or any(c.consecutive_ok < 1 for _, c in nexts):
+                return None
+            for t, c in nexts:
+                t_in = t + max(0, hthr - c.consecutive_ok - 1) * interval
+                latest = t_in if latest is None else max(latest, t_in)
+        return latest
+
+    def _drain_window(self, st: ServiceStats, now: float, after: float) -> tuple[float, float] | None:
+        """When to drain so that the `unhealthy`-th failing check (the LB takes it out) is the first
+        check after `after`: (drain at, that check's time), or None."""
+        u, interval = self.settings.unhealthy_threshold, self.settings.interval
+        nexts = self._next_checks(st, now)
+        if not nexts:
+            return None
+        lo, hi, out_at = now, None, 0.0
+        for t, _ in nexts:
+            k = max(0, int((after - t) // interval) + 1) if t <= after else 0
+            c_out = t + k * interval  # this source's first check after `after`
+            first_fail = c_out - (u - 1) * interval
+            # drain between the check before first_fail and first_fail itself
+            lo = max(lo, first_fail - interval)
+            hi = first_fail if hi is None else min(hi, first_fail)
+            out_at = max(out_at, c_out)
+        if hi is None or hi - lo < interval / 3:
+            return None  # sources disagree too much (several LB nodes): no early drain
+        return (lo + hi) / 2, out_at
+
+    async def _pre_drain(self, nxt: list[_Host], cur: list[_Host], over: asyncio.Event) -> None:
+        try:
+            await self._pre_drain_inner(nxt, cur, over)
+        except Exception as exc:  # noqa: BLE001 - an optimisation: on any trouble, undo and go normal
+            await self._log(None, f"early drain abandoned: {type(exc).__name__}: {exc}", "warning")
+            await self._undo_pre_drain(nxt, "early drain abandoned")
+
+    async def _pre_drain_inner(self, nxt: list[_Host], cur: list[_Host], over: asyncio.Event) -> None:
+        interval, poll = self.settings.interval, self.opt.poll_seconds
+        safety = min(0.5, interval / 4)
+        plan: dict[str, tuple[float, float]] = {}
+        while not plan:
+            if over.is_set() or self._cancelled():
+                return
+            t_in = await self._predict_in(cur)
+            if t_in is not None:
+                now = self.clock.now()
+                windows = {}
+                for h in nxt:
+                    if h.prev is None or h.prev.state != "running":
+                        return
+                    st = await self._stats(h)
+                    w = None if st is None or st.draining else self._drain_window(st, now, t_in + safety)
+                    if w is None:
+                        return  # no phase to time it by: the normal path
+                    windows[h.name] = w
+                if all(at >= now for at, _ in windows.values()):
+                    plan = windows
+                    break
+            await self.clock.sleep(poll)
+        # Sleep until the drain time; the batch finishing first means no time is won: normal path.
+        drain_at = min(at for at, _ in plan.values())
+        guard = min(out for _, out in plan.values()) - min(1.0, interval / 3)
+        while self.clock.now() < drain_at:
+            if over.is_set() or self._cancelled():
+                return
+            await self.clock.sleep(min(poll, drain_at - self.clock.now()))
+        for h in nxt:
+            h.started_at = self.wallclock()
+            h.pre_drained = True
+            await self._phase(h, Phase.DRAINING, f"early: leaves the LB after {', '.join(c.name for c in cur)} "
+                                                 f"is back (~{plan[h.name][1] - self.clock.now():.1f}s)")
+            await h.rt.drain()
+        # Before the next batch's last failing check: is the current batch back? If not, undrain.
+        while not all(c.outcome == "done" for c in cur):
+            if self.clock.now() >= guard or (over.is_set() and not all(c.outcome == "done" for c in cur)) \
+                    or self._cancelled():
+                await self._undo_pre_drain(nxt, f"{', '.join(c.name for c in cur)} not back in time")
+                return
+            await self.clock.sleep(poll)
+
+    async def _undo_pre_drain(self, nxt: list[_Host], why: str) -> None:
+        for h in nxt:
+            if h.pre_drained:
+                h.pre_drained = False
+                try:
+                    await h.rt.undrain()
+                except Exception as exc:  # noqa: BLE001 - its own cycle drains/undrains again anyway
+                    await self._log(h.name, f"undrain failed: {type(exc).__name__}: {exc}", "warning")
+                await self._phase(h, Phase.PENDING, f"early drain undone: {why}")
+
     # ---- per host -----------------------------------------------------------------------
     async def _pull(self, h: _Host) -> None:
         await self._phase(h, Phase.PULLING, self.plan.image_ref)
@@ -431,11 +543,13 @@ class Engine:
 
     async def _cycle(self, h: _Host) -> None:
         """Drain -> LB out -> stop -> run -> healthy -> LB in. Raises StepFailed or Cancelled."""
-        h.started_at = self.wallclock()
+        h.started_at = h.started_at or self.wallclock()
         running = h.prev is not None and h.prev.state == "running"
-        await self._phase(h, Phase.DRAINING)
+        if not h.pre_drained:
+            await self._phase(h, Phase.DRAINING)
         if running:
-            await self._call(Phase.DRAINING, h.rt.drain(), 30.0)
+            if not h.pre_drained:
+                await self._call(Phase.DRAINING, h.rt.drain(), 30.0)
             await self._phase(h, Phase.WAITING_LB_OUT)
             why = await self._wait_lb_out(h, cancellable=True)
             await self._log(h.name, f"LB stopped sending traffic: {why}")
@@ -563,8 +677,10 @@ class Engine:
         batches: dict[int, list[_Host]] = {}
         for h in self.hosts:
             batches.setdefault(h.planned.batch, []).append(h)
-        for index in sorted(batches):
+        order = sorted(batches)
+        for pos, index in enumerate(order):
             batch = batches[index]
+            nxt = batches[order[pos + 1]] if pos + 1 < len(order) else []
             if self._cancelled():
                 return await self._interrupted()
             if len(self.runtimes) > 1:
@@ -578,7 +694,16 @@ class Engine:
                     return await self._finish(OutcomeStatus.HALTED, f"halted before {batch[0].name}: {exc.seen}",
                                               failed=batch[0], step=Phase.PENDING, seen=exc.seen, restored=True)
             await self._log(None, f"batch {index + 1}/{len(batches)}: {', '.join(h.name for h in batch)}")
-            results = await asyncio.gather(*(self._host(h) for h in batch))
+            batch_over = asyncio.Event()
+            pre = None
+            if self.opt.overlap and nxt and len(self.runtimes) > len(nxt):
+                pre = asyncio.create_task(self._pre_drain(nxt, batch, batch_over))
+            try:
+                results = await asyncio.gather(*(self._host(h) for h in batch))
+            finally:
+                batch_over.set()
+                if pre is not None:
+                    await pre  # undrains the next batch itself unless this batch is all done
             first_fail: tuple[_Host, StepFailed] | None = None
             restore_errors: list[tuple[_Host, str]] = []
             any_cancel = False

@@ -155,6 +155,8 @@ class RolloutRecord:
             phase, detail = self.last_step[host]
             if phase in ("pending", "pulling", "skipped"):
                 return "not touched"  # pulling an image does not touch the running service
+            if phase in ("done", "restored"):
+                return phase
             return f"stopped during {phase}" + (f" ({detail})" if detail else "")
         return "not touched"
 

@@ -50,7 +50,6 @@ Everything persists in `<state_dir>/api-state.json` (see zdd_tui.sandbox.state).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import collections
 import inspect
@@ -77,7 +76,6 @@ from zdd_tui.sandbox.state import (
     Invalid,
     NotFound,
     SandboxState,
-    now_iso,
     public,
     size_obj,
 )
@@ -337,15 +335,14 @@ class SandboxAPI:
                     self.rate_limited += 1
                     raise APIError(429, "API rate limit exceeded.", {"retry-after": str(int(retry_after))})
             if not request.path.startswith("/sandbox/faults"):
-                for f in self.faults:
-                    if f.matches(request.method, request.path):
-                        f.count -= 1
-                        self.faults_injected += 1
-                        if f.after:
-                            fault_after = f
-                            break
-                        raise self._fault_error(f)
-                self.faults = [f for f in self.faults if f.count > 0]
+                fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
+                if fault is not None:
+                    fault.count -= 1
+                    self.faults_injected += 1
+                    self.faults = [f for f in self.faults if f.count > 0]
+                    if not fault.after:
+                        raise self._fault_error(fault)
+                    fault_after = fault
             self.state.refresh()
             response = await handler(request)
             if fault_after is not None:

@@ -62,6 +62,10 @@ class NoSuchHost(HostError):
     status = 404
 
 
+class BadRequest(HostError):
+    status = 400
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{random.randrange(1 << 30)}.tmp")
     with open(tmp, "w") as f:
@@ -151,6 +155,7 @@ class LocalHost:
         self._supervisor: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._stopping = False
+        self._wake = asyncio.Event()
         self._container: dict | None = _read_json(self._container_file, None)
 
     # ----- persisted records -----
@@ -282,7 +287,11 @@ class LocalHost:
         self._save()
 
     async def _supervise(self, proc: asyncio.subprocess.Process) -> None:
-        """Restart policy "always", with Docker's doubling backoff (reset after a stable run)."""
+        """Restart policy "always", with Docker's doubling backoff (reset after a stable run).
+
+        Never cancelled: `_terminate` sets `_stopping`, wakes the backoff and ends the process;
+        this loop then returns by itself, so a restart can never be cut half-way (a spawned
+        process nobody knows of)."""
         backoff = 0.25
         while True:
             started = time.monotonic()
@@ -296,33 +305,47 @@ class LocalHost:
             self._container.update(state="restarting", exit_code=rc, pid=None)
             self._container["restart_count"] = int(self._container.get("restart_count") or 0) + 1
             self._save()
-            await asyncio.sleep(backoff)
+            try:
+                await asyncio.wait_for(self._wake.wait(), backoff)
+            except asyncio.TimeoutError:
+                pass
             backoff = min(backoff * 2, 8.0)
             if self._stopping or self._container is None:
                 return
             proc = await self._spawn()
             self._mark_started(proc)
+            if self._stopping:
+                return  # stop() came during the spawn: it sees the new process in self._proc
+
+    @staticmethod
+    async def _end(proc: asyncio.subprocess.Process, grace: float) -> int | None:
+        if proc.returncode is not None:
+            return proc.returncode
+        try:
+            proc.send_signal(signal.SIGTERM)
+            return await asyncio.wait_for(proc.wait(), max(0.0, grace))
+        except asyncio.TimeoutError:
+            proc.kill()
+            return await proc.wait()
+        except ProcessLookupError:
+            return await proc.wait()
 
     async def _terminate(self, grace: float) -> int | None:
         """Stop the process (SIGTERM, grace, SIGKILL) and the restart loop; the exit code."""
         self._stopping = True
-        proc, rc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            try:
-                proc.send_signal(signal.SIGTERM)
-                rc = await asyncio.wait_for(proc.wait(), max(0.0, grace))
-            except asyncio.TimeoutError:
-                proc.kill()
-                rc = await proc.wait()
-            except ProcessLookupError:
-                rc = proc.returncode
-        elif proc is not None:
-            rc = proc.returncode
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
-            self._supervisor = None
+        self._wake.set()
+        rc = None
+        while True:
+            proc = self._proc
+            if proc is not None:
+                rc = await self._end(proc, grace)
+            if self._supervisor is not None:
+                await asyncio.gather(self._supervisor, return_exceptions=True)  # prompt now (see _supervise)
+                self._supervisor = None
+            if self._proc is proc:
+                break
         self._proc = None
+        self._wake.clear()
         return rc
 
     async def stop(self, grace: float) -> None:
@@ -384,7 +407,7 @@ class LocalHost:
     # ----- state files -----
     def _state_path(self, name: str) -> Path:
         if not STATE_NAME.match(name):
-            raise HostError(f"bad state file name {name!r}: letters, digits, '.', '_', '-' only")
+            raise BadRequest(f"bad state file name {name!r}: letters, digits, '.', '_', '-' only")
         return self.root / "state" / name
 
     def state_read(self, name: str) -> str | None:

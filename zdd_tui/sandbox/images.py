@@ -108,25 +108,3 @@ def parse_ref(image_ref: str) -> tuple[str, str]:
         repo, tag = image_ref.rsplit(":", 1)
         return repo, tag
     return image_ref, "latest"
-
-
-class MemoryCatalog:
-    """A registry of sandbox images (one repository). The supervisor's fallback when the API's
-    registry is not wired in; also the shape the host runtime needs: lookup + list."""
-
-    def __init__(self, images: list[SandboxImage] | None = None):
-        self._images: dict[str, SandboxImage] = {i.tag: i for i in images or []}
-
-    def lookup(self, tag: str) -> SandboxImage | None:
-        if tag.startswith("sha256:"):
-            return next((i for i in self._images.values() if i.digest == tag), None)
-        return self._images.get(tag)
-
-    def images(self) -> list[SandboxImage]:
-        return list(self._images.values())
-
-    def put(self, image: SandboxImage) -> None:
-        self._images[image.tag] = image
-
-    def delete(self, tag: str) -> bool:
-        return self._images.pop(tag, None) is not None

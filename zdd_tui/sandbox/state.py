@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 import uuid
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -253,7 +254,7 @@ class SandboxState:
             "next_backup_window": None,
             "snapshot_ids": [],
             "image": {
-                "id": 100000000 + (abs(hash(str(image))) % 1000000),
+                "id": 100000000 + zlib.crc32(str(image).encode()) % 1000000,
                 "name": str(image),
                 "distribution": "Debian",
                 "slug": str(image) if isinstance(image, str) else None,
@@ -535,7 +536,7 @@ class SandboxState:
         if not re.fullmatch(r"[a-z0-9-]{1,63}", name or ""):
             raise Invalid("name must be 1-63 lowercase letters, digits and '-'")
         if tier not in {t["slug"] for t in REGISTRY_TIERS}:
-            raise Invalid(f"subscription_tier_slug must be one of starter, basic, professional")
+            raise Invalid("subscription_tier_slug must be one of starter, basic, professional")
         if self.data["registry"] is not None:
             raise Invalid("a registry already exists on this account")
         self.data["registry"] = {

@@ -154,6 +154,7 @@ class Sandbox:
         self.info: dict = {}
         self._lockfile = None
         self._started = False
+        self._tag_records: list[dict] = []
 
     # ----- registry lookups for local hosts -----
     def _lookup(self, repo: str, tag: str) -> SandboxImage | None:
@@ -281,7 +282,25 @@ class Sandbox:
             },
         }
 
+    def _check_initial_tag(self) -> None:
+        """Bad input changes nothing: refuse an unknown --initial-tag before touching the dir."""
+        tag = self.o.initial_tag
+        if not tag or tag == "latest" or self.o.registry_backend is not None:
+            return
+        try:
+            data = json.loads((self.state_dir / "api-state.json").read_text())
+        except (OSError, ValueError):
+            data = {}
+        known = (data.get("repositories") or {}).get(self.o.repository) or {}
+        if tag not in known:
+            raise UsageError(
+                f"initial tag {tag!r} is not in the sandbox registry"
+                + (f" (it has: {', '.join(sorted(known))})" if known else " (a fresh sandbox has random sha tags)"),
+                "leave --initial-tag out (the older good version), or pick a tag a previous start listed",
+            )
+
     async def start(self) -> dict:
+        self._check_initial_tag()
         self._lock()
         try:
             await self._start()
@@ -398,14 +417,19 @@ class Sandbox:
         if o.wait_ready:
             await self._wait_ready()
 
+        try:
+            self._tag_records = await self.api.registry_backend.tags(o.repository)
+        except Exception as exc:  # a lab registry that is not up yet: report no tags, not a failure
+            log.warning("reading the registry's tags failed: %s", exc)
+            self._tag_records = []
         self._write_config()
         self.info = self._info()
         self._write_info()
 
     async def _wait_ready(self) -> None:
-        """Until each local host's service listens (or is crash-looping), then until the LB has
-        every droplet whose service answers its health check healthy. Never an error: a broken
-        version is a legitimate thing for a sandbox to run."""
+        """Until each local host's service listens (or is crash-looping), then until the LB counts
+        in every droplet whose service says it is healthy. Never an error: a broken or slow
+        version is a legitimate thing for a sandbox to run (it is reported as it is)."""
         assert self.api is not None and self.hosts is not None
         lb = self.lb
         if lb is None:
@@ -423,11 +447,11 @@ class Sandbox:
                 c = h.inspect() if h else None
                 if h is None or c is None or c["state"] != "running":
                     continue  # external, empty or crash-looping: nothing to wait for
-                if not await _answers_health(t.address, probe_port, hc.get("path") or "/"):
-                    pending.append(did)
-                    continue
-                if not lb.health_view().get(did):
-                    pending.append(did)
+                status = await _health_status(t.address, probe_port, hc.get("path") or "/")
+                if status is None:
+                    pending.append(did)  # not listening yet
+                elif 200 <= status < 400 and not lb.health_view().get(did):
+                    pending.append(did)  # healthy: wait for the LB to count it in
             if not pending:
                 return
             await asyncio.sleep(0.1)
@@ -454,12 +478,22 @@ class Sandbox:
                 "name": o.lb_name,
                 "entry_port": lb["forwarding_rules"][0]["entry_port"],
                 "target_port": lb["forwarding_rules"][0]["target_port"],
-                "health_check": {k: hc[k] for k in (
-                    "protocol", "path", "port", "check_interval_seconds", "response_timeout_seconds",
-                    "unhealthy_threshold", "healthy_threshold")},
+                # zdd.yaml holds DO-valid values (3 s at least); a faster sandbox LB (tests) runs
+                # faster than its file says, and the engine reads the live values from the API.
+                "health_check": {
+                    k: (max(3, hc[k]) if k in ("check_interval_seconds", "response_timeout_seconds") else hc[k])
+                    for k in (
+                        "protocol", "path", "port", "check_interval_seconds", "response_timeout_seconds",
+                        "unhealthy_threshold", "healthy_threshold")
+                },
             },
             "registry": {"name": o.registry_name, "repository": o.repository, "server": server},
-            "service": {"port": o.service_port, "admin_port": o.admin_port},
+            "service": {
+                "port": o.service_port,
+                "admin_port": o.admin_port,
+                # The service drains within the engine's stop grace (its own default is 30 s).
+                "env": {"ZDD_GRACE_SECONDS": str(o.stop_grace_seconds)},
+            },
             "deploy": {"stop_grace_seconds": o.stop_grace_seconds},
             "sandbox": {"state_dir": str(self.state_dir)},
         }
@@ -487,10 +521,7 @@ class Sandbox:
                     "tag": c["tag"] if c else None,
                 }
             )
-        tags = []
-        if self.o.registry_backend is None:
-            for t in self.api.state.registry_tags(self.o.repository):
-                tags.append({"tag": t["tag"], "behaviour": t.get("_behaviour", "ok")})
+        tags = [{"tag": t["tag"], "behaviour": t.get("_behaviour", "ok")} for t in self._tag_records]
         return {
             "api_url": self.api.url,
             "lb_url": self.lb.url if self.lb else None,
@@ -538,21 +569,21 @@ class Sandbox:
         await self.stop()
 
 
-async def _answers_health(address: str | None, port: int, path: str) -> bool:
-    """A marked probe (not counted as an LB check): does the service say it is healthy?"""
+async def _health_status(address: str | None, port: int, path: str) -> int | None:
+    """A marked probe (not counted as an LB check): the HTTP status, None when no answer."""
     if not address:
-        return False
+        return None
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 1.0)
     except (OSError, asyncio.TimeoutError):
-        return False
+        return None
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: {address}\r\nX-Zdd-Probe: zdd-sandbox\r\nConnection: close\r\n\r\n".encode())
         line = await asyncio.wait_for(reader.readline(), 2.0)
         parts = line.split()
-        return len(parts) >= 2 and parts[1].isdigit() and 200 <= int(parts[1]) < 400
+        return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
     except (OSError, asyncio.TimeoutError):
-        return False
+        return None
     finally:
         writer.close()
 

@@ -215,12 +215,18 @@ class Setup:
     # --- 1. token --------------------------------------------------------------------------
 
     async def _preview_token(self) -> Preview:
-        source = "the token you entered" if self._typed_token is not None else "the credential store / DIGITALOCEAN_TOKEN"
+        typed = self._typed_token is not None
+        store = typed and not self.config.is_sandbox
         return Preview(
             step="token",
             title="DigitalOcean token",
-            creates=(f"check {source} against /v2/account" + ("; keep it in the OS keyring" if self._typed_token else ""),),
+            # Checking creates nothing; only keeping a newly typed token is a change to confirm.
+            creates=(f"the token in the OS keyring (context '{self.context}')",) if store else (),
             cost_detail="free",
+            notes=(
+                "checks " + ("the token you entered" if typed else "the stored token (or DIGITALOCEAN_TOKEN)")
+                + " against /v2/account",
+            ),
         )
 
     async def _apply_token(self) -> StepDone:

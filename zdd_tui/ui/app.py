@@ -17,9 +17,9 @@ from textual.theme import Theme
 
 from zdd_tui.ui import keys
 from zdd_tui.ui.messages import FleetData, SourceFailed, SourceReady
-from zdd_tui.ui.poller import Poller, RealClock, Task
+from zdd_tui.ui.poller import Poller, RealClock
 from zdd_tui.ui.settings import DEFAULT_THEME, NO_COLOR_THEME, ThemeSpec, UiSettings, load_theme_specs, no_color
-from zdd_tui.ui.source import PERIODS, FleetSource, RunHandle, poll_functions
+from zdd_tui.ui.source import FleetSource, RunHandle, build_tasks
 from zdd_tui.ui.state import FleetState
 
 Opener = Callable[[], Awaitable[FleetSource]]
@@ -167,10 +167,8 @@ class ZddApp(App[int]):
     def start_polling(self) -> None:
         assert self.source is not None
         src = self.source
-        fns = poll_functions(src)
-        tasks = [Task(name, fns[name], idle, busy, api) for name, (idle, busy, api) in PERIODS.items()]
         self.poller = Poller(
-            tasks=tasks,
+            tasks=build_tasks(src),
             sink=self._sink,
             request_counter=lambda: src.requests_made,
             clock=self.poll_clock,

@@ -33,3 +33,7 @@ class SourceFailed(Message):
     def __init__(self, text: str):
         super().__init__()
         self.text = text
+
+
+class RolloutReturned(Message):
+    """The engine call returned (after RolloutFinished: the lock is released by then)."""

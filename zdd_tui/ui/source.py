@@ -93,6 +93,14 @@ def poll_functions(source: FleetSource) -> dict[str, Callable[[], Awaitable[Any]
     }
 
 
+def build_tasks(source: "FleetSource"):
+    """The console's poll tasks for a source (the app and the request-count test share this)."""
+    from zdd_tui.ui.poller import Task
+
+    fns = poll_functions(source)
+    return [Task(name, fns[name], idle, busy, api) for name, (idle, busy, api) in PERIODS.items()]
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 

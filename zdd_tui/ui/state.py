@@ -125,7 +125,7 @@ class FleetState:
             return
         self.errors.pop(task, None)
         if task == "droplets":
-            self.droplets = sorted(result, key=lambda d: d.name)
+            self.droplets = sorted(result, key=lambda d: natural_key(d.name))
         elif task == "lb":
             self.lb, self.lb_loaded = result, True
         elif task == "lb_health":
@@ -136,6 +136,13 @@ class FleetState:
             self.hosts = dict(result)
         elif task == "rollout":
             self.rollout = result
+
+
+def natural_key(name: str) -> tuple:
+    """app-2 before app-10, as a person counts."""
+    import re
+
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
 def _error_text(exc: BaseException) -> str:

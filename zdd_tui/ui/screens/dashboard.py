@@ -96,8 +96,8 @@ class DashboardScreen(Screen):
         self.query_one("#status-error", Label).update(Text(f"✖ {text}", style=theme_style(self.app, "error")))
 
     def fleet_changed(self, task: str) -> None:
-        if not self.query("#lb-summary"):
-            import sys; print("DBG", task, self.is_mounted, self.is_attached, list(self.children), [type(s).__name__ for s in self.app.screen_stack], file=sys.__stderr__)
+        if not self.is_attached or not self.children:
+            return  # the app is closing: late poll results have nowhere to go
         for pane in _PANES.get(task, ()):
             self._paint(pane)
         self._paint_status()

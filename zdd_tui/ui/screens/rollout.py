@@ -23,7 +23,7 @@ from zdd_tui.rollout.events import (
     RolloutPlanned,
 )
 from zdd_tui.ui import keys
-from zdd_tui.ui.messages import RolloutEvent
+from zdd_tui.ui.messages import RolloutEvent, RolloutReturned
 from zdd_tui.ui.state import human_elapsed
 from zdd_tui.ui.widgets import HostRow, TopBar, theme_style
 
@@ -94,6 +94,8 @@ class RolloutScreen(Screen):
             outcome = Outcome(OutcomeStatus.ERROR, f"{type(exc).__name__}: {exc}", self.plan.to_tag)
         if self.outcome is None:  # the engine returned without a finished event
             self.post_message(RolloutEvent(RolloutFinished(outcome)))
+        # Only now (the engine returned: lock released, journal closed) may the app quit.
+        self.post_message(RolloutReturned())
 
     def _listener(self, event) -> None:
         self.post_message(RolloutEvent(event))
@@ -129,7 +131,10 @@ class RolloutScreen(Screen):
             if ev.outcome.status is OutcomeStatus.SUCCESS:
                 self.query_one("#overall", ProgressBar).update(progress=1.0)
             self._show_outcome(ev.outcome)
-            self.app.rollout_finished()
+
+    @on(RolloutReturned)
+    def _returned(self) -> None:
+        self.app.rollout_finished()
 
     def _t0(self, at: float) -> float:
         if not hasattr(self, "_start_at"):

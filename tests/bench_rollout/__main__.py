@@ -1,0 +1,189 @@
+"""Rollout benchmark: zdd-tui's evidence-driven rollout vs the seed's fixed-sleep algorithm.
+
+Run on demand (not part of the test run), from the repository root:
+
+    python -m tests.bench_rollout [--rounds 1] [--hosts 3] [--rate 250]
+
+Starts its own `zdd-tui sandbox up` (LB interval 3 s, timeout 3 s, unhealthy 2, healthy 3), then,
+under load through the LB (counting every failed request), alternates the fleet between two good
+versions with: zdd-tui at batch size 1, the seed's algorithm (one host at a time: pull, drain,
+sleep (unhealthy+1) x interval, stop, run, sleep (healthy+1) x interval, check health), and
+zdd-tui at batch size 2. Prints wall times, the lower bound for the strategy (per batch
+(unhealthy + healthy - 1) x interval, which is how long the LB needs on average to notice a host
+leave and come back, plus the measured stop and start time), the ratios, and failed requests.
+Figures only: nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
+
+from loadgen import Load  # noqa: E402
+
+from zdd_tui import fleetstatus, operations as ops  # noqa: E402
+from zdd_tui.config import load_config  # noqa: E402
+from zdd_tui.rollout.events import OutcomeStatus, Phase, PhaseChanged  # noqa: E402
+from zdd_tui.rollout.headless import HeadlessRenderer  # noqa: E402
+from zdd_tui.rollout.listeners import Recorder  # noqa: E402
+
+TRACE = False
+
+INTERVAL, TIMEOUT, UNHEALTHY, HEALTHY = 3, 3, 2, 3
+
+
+@dataclasses.dataclass
+class Run:
+    name: str
+    batch: int
+    wall: float
+    stop_start: float  # mean measured stop + start (until the new container is healthy) per host
+    batches: int
+    failed: int
+    sent: int
+    pull: float = 0.0  # measured pull before the first drain (zdd-tui pulls all hosts at once)
+
+    @property
+    def bound(self) -> float:
+        return self.pull + self.batches * ((UNHEALTHY + HEALTHY - 1) * INTERVAL + self.stop_start)
+
+
+def start_sandbox(state: Path, hosts: int) -> tuple[subprocess.Popen, dict]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--json", "--state-dir", str(state), "--hosts", str(hosts),
+         "--lb-interval", str(INTERVAL), "--lb-timeout", str(TIMEOUT), "--lb-unhealthy", str(UNHEALTHY),
+         "--lb-healthy", str(HEALTHY)], stdout=subprocess.PIPE, stderr=open(state / "sandbox.err", "w"), text=True)
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(f"sandbox up failed: see {state / 'sandbox.err'}")
+    return proc, json.loads(line)
+
+
+async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str) -> Run:
+    session.config = dataclasses.replace(session.config, deploy=dataclasses.replace(session.config.deploy,
+                                                                                     batch_size=batch))
+    plan = await ops.plan_deploy(session, tag)
+    rec = Recorder()
+    listeners = [rec] + ([HeadlessRenderer(sys.stdout)] if TRACE else [])
+    load = await Load(lb_url + "/", rate, max_seconds=600).start()
+    t0 = time.monotonic()
+    outcome = await ops.run_deploy(session, plan, listeners)
+    wall = time.monotonic() - t0
+    res = await load.stop()
+    if outcome.status != OutcomeStatus.SUCCESS:
+        raise SystemExit(f"zdd-tui rollout failed: {outcome.message}")
+    # stop + start per host from the event times: STOPPING -> WAITING_LB_IN (healthy on its own)
+    marks: dict[str, dict[Phase, float]] = {}
+    for e in rec.of(PhaseChanged):
+        marks.setdefault(e.host, {})[e.phase] = e.at
+    spans = [m[Phase.WAITING_LB_IN] - m[Phase.STOPPING] for m in marks.values() if Phase.WAITING_LB_IN in m]
+    first_drain = min(m[Phase.DRAINING] for m in marks.values() if Phase.DRAINING in m)
+    t_start = min(e.at for e in rec.events)
+    return Run("zdd-tui", batch, wall, statistics.mean(spans), len(plan.batches), res.failed, res.sent,
+               pull=first_drain - t_start)
+
+
+async def seed_rollout(session, tag: str, rate: float, lb_url: str) -> Run:
+    """The seed's per-host job, faithfully: fixed sleeps, one host at a time."""
+    runtimes = await ops.host_runtimes(session)
+    ref = ops.image_ref(session.config, tag)
+    load = await Load(lb_url + "/", rate, max_seconds=600).start()
+    t0 = time.monotonic()
+    spans = []
+    pulls = []
+    for name, rt in runtimes.items():
+        p0 = time.monotonic()
+        await rt.pull(ref)
+        pulls.append(time.monotonic() - p0)
+        await rt.drain()  # the seed's `curl /shutdown`
+        await asyncio.sleep((UNHEALTHY + 1) * INTERVAL)
+        s0 = time.monotonic()
+        await rt.stop(session.config.deploy.stop_grace_seconds)
+        await rt.run(ref)
+        while not (await rt.probe_health()).healthy:  # measured only: the seed does not wait here
+            if time.monotonic() - s0 > 60:
+                break
+            await asyncio.sleep(0.1)
+        spans.append(time.monotonic() - s0)
+        await asyncio.sleep(max(0.0, (HEALTHY + 1) * INTERVAL - (time.monotonic() - s0 - spans[-1])))
+        if not (await rt.probe_health()).healthy:  # `curl --fail /health`
+            raise SystemExit(f"seed: {name} not healthy")
+    wall = time.monotonic() - t0
+    res = await load.stop()
+    return Run("seed (fixed sleeps)", 1, wall, statistics.mean(spans), len(runtimes), res.failed, res.sent,
+               pull=sum(pulls))
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench_rollout")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--hosts", type=int, default=3)
+    ap.add_argument("--rate", type=float, default=250)
+    ap.add_argument("--only", choices=("zdd1", "seed", "zdd2"), action="append", help="run only these")
+    ap.add_argument("--trace", action="store_true", help="print zdd-tui's event lines")
+    a = ap.parse_args()
+    global TRACE
+    TRACE = a.trace
+    with tempfile.TemporaryDirectory(prefix="zdd-bench-") as tmp:
+        proc, info = start_sandbox(Path(tmp), a.hosts)
+        try:
+            ok = [t["tag"] for t in info["tags"] if t["behaviour"] == "ok" and t["tag"].startswith("sha-")]
+            v1 = info["hosts"][0]["tag"]
+            v2 = next(t for t in ok if t != v1)
+            session = await fleetstatus.open_session(load_config(info["config"]))
+            runs: list[Run] = []
+            try:
+                cur = v1
+                for r in range(a.rounds):
+                    for kind in a.only or ("zdd1", "seed", "zdd2"):
+                        nxt = v2 if cur == v1 else v1
+                        if kind == "seed":
+                            run = await seed_rollout(session, nxt, a.rate, info["lb_url"])
+                        else:
+                            run = await zdd_rollout(session, nxt, 1 if kind == "zdd1" else 2, a.rate, info["lb_url"])
+                        cur = nxt
+                        runs.append(run)
+                        print(f"round {r + 1} {run.name} batch {run.batch}: {run.wall:.1f}s, "
+                              f"{run.failed} failed of {run.sent}", flush=True)
+            finally:
+                await session.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    report(runs, a)
+
+
+def report(runs: list[Run], a) -> None:
+    def mean(xs):
+        return statistics.mean(xs) if xs else float("nan")
+
+    groups = {}
+    for r in runs:
+        groups.setdefault((r.name, r.batch), []).append(r)
+    seed = mean([r.wall for r in groups.get(("seed (fixed sleeps)", 1), [])]) if ("seed (fixed sleeps)", 1) in groups else float("nan")
+    print()
+    print(f"{a.hosts} hosts, LB interval {INTERVAL}s timeout {TIMEOUT}s unhealthy {UNHEALTHY} healthy {HEALTHY}, "
+          f"load {a.rate:.0f} req/s, {a.rounds} round(s)")
+    print(f"{'strategy':<22}{'batch':>6}{'wall s':>9}{'bound s':>9}{'wall/bound':>12}{'wall/seed':>11}"
+          f"{'pull s':>8}{'stop+start s':>14}{'failed':>8}{'requests':>10}")
+    for (name, batch), rs in groups.items():
+        wall, bound = mean([r.wall for r in rs]), mean([r.bound for r in rs])
+        print(f"{name:<22}{batch:>6}{wall:>9.1f}{bound:>9.1f}{wall / bound:>12.2f}{wall / seed:>11.2f}"
+              f"{mean([r.pull for r in rs]):>8.2f}{mean([r.stop_start for r in rs]):>14.2f}{sum(r.failed for r in rs):>8}{sum(r.sent for r in rs):>10}")
+    print("bound = measured pull + batches x ((unhealthy + healthy - 1) x interval + measured stop+start)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

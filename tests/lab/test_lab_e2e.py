@@ -1,0 +1,580 @@
+"""End to end through the real product commands against the lab (only the API URL differs from
+real use): the sandbox API in lab mode (the lab hosts as external droplets, the lab registry as the
+registry, the sandbox LB proxying to the lab hosts), `zdd-tui setup` over SSH, `zdd-tui build
+--push` on the builder engine, `zdd-tui deploy` twice, a failing version halted and restored,
+`zdd-tui rollback`; >= 200 req/s through the LB during every phase, 0 failed requests; no token,
+registry password or private key on any host, in any container's config or in any process list.
+
+The tests run in order and share one module-scoped setup; a failed step skips the rest (saying so).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import labkit
+from labkit import report
+from loadgen import LoadGenerator, SecretWatcher
+
+REPO = Path(__file__).resolve().parents[2]
+CONTEXT = "lab"
+REGISTRY_NAME = "zdd-lab"
+LB_INTERVAL = 3
+LOAD_RATE = 250.0  # req/s (>= 200 required)
+FIGURES = Path("/work/notes/H8-figures.md")
+
+_state: dict = {"failed": None, "soft": []}
+
+
+def zdd_argv() -> list[str]:
+    exe = shutil.which("zdd-tui")
+    return [exe] if exe else [sys.executable, "-m", "zdd_tui"]
+
+
+class E2E:
+    def __init__(self, lab: labkit.Lab, workdir: Path):
+        self.lab = lab
+        self.work = workdir
+        self.project = workdir / "project"
+        self.sandbox_dir = workdir / "sandbox"
+        self.sandbox: subprocess.Popen | None = None
+        self.info: dict = {}
+        self.token = ""
+        self.tags: dict[str, str] = {}  # v1/v2/v3 -> sha tag
+        self.load: LoadGenerator | None = None
+        self.watch: SecretWatcher | None = None
+        self.timings: dict[str, float] = {}
+
+    # environment of the operator's zdd-tui: the lab keyring, a throwaway HOME/XDG (known_hosts
+    # lands there), the builder engine, and no credentials in the environment.
+    def env(self) -> dict[str, str]:
+        env = self.lab.env(**self.lab.keyring_env)
+        env["XDG_STATE_HOME"] = str(self.work / "xdg-state")
+        env["XDG_CACHE_HOME"] = str(self.work / "xdg-cache")
+        env["DOCKER_HOST"] = self.lab.builder.docker_host
+        for k in ("DIGITALOCEAN_TOKEN", "ZDD_SSH_PRIVATE_KEY", "ZDD_KNOWN_HOSTS", "DOCKER_CONFIG"):
+            env.pop(k, None)
+        return env
+
+    def zdd(self, *args: str, timeout: float = 600, expect: int | None = 0, label: str | None = None,
+            stdin: str | None = None) -> subprocess.CompletedProcess:
+        t0 = time.monotonic()
+        cp = subprocess.run(zdd_argv() + list(args), cwd=self.project, env=self.env(), capture_output=True,
+                            text=True, timeout=timeout, input=stdin)
+        dt = time.monotonic() - t0
+        name = label or " ".join(args[:2])
+        self.timings[name] = dt
+        print(f"$ zdd-tui {' '.join(args)}  -> exit {cp.returncode} in {dt:.1f} s\n{cp.stdout[-6000:]}\n"
+              f"--- stderr\n{cp.stderr[-4000:]}", flush=True)
+        if expect is not None and cp.returncode != expect:
+            raise AssertionError(f"zdd-tui {' '.join(args)} exited {cp.returncode}, expected {expect}:\n"
+                                 f"{cp.stdout[-3000:]}\n{cp.stderr[-3000:]}")
+        return cp
+
+    def git(self, *args: str) -> str:
+        env = {**os.environ, "GIT_AUTHOR_NAME": "zdd lab", "GIT_AUTHOR_EMAIL": "lab@zdd.invalid",
+               "GIT_COMMITTER_NAME": "zdd lab", "GIT_COMMITTER_EMAIL": "lab@zdd.invalid"}
+        return labkit.run(["git", "-C", str(self.project), *args], env=env).stdout.strip()
+
+    def commit(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        return "sha-" + self.git("rev-parse", "--short=7", "HEAD")
+
+    def host_versions(self) -> dict[str, str]:
+        """What each host serves, asked directly (not through the LB)."""
+        out = {}
+        for h in self.lab.hosts:
+            try:
+                status, body = labkit.http_get(h.ip, 8080, "/", timeout=3)
+                out[h.name] = json.loads(body).get("version") if status == 200 else f"HTTP {status}"
+            except OSError as exc:
+                out[h.name] = f"down ({type(exc).__name__})"
+        return out
+
+    def host_images(self) -> dict[str, str]:
+        out = {}
+        for h in self.lab.hosts:
+            cp = self.lab.ssh(h, "docker inspect --format '{{.Config.Image}}' app 2>/dev/null || true")
+            out[h.name] = cp.stdout.strip()
+        return out
+
+
+def _step(name: str):
+    """Skip when an earlier step failed; record this one's failure for the next ones."""
+    if _state["failed"]:
+        pytest.skip(f"skipped: the earlier step '{_state['failed']}' failed")
+    _state["current"] = name
+
+
+@pytest.fixture(autouse=True)
+def _mark_failure(request):
+    yield
+    rep = getattr(request.node, "rep_call", None)  # set by conftest's makereport hook
+    if rep is not None and rep.failed and not _state["failed"]:
+        _state["failed"] = request.node.name
+
+
+def _need_product() -> None:
+    missing = []
+    for mod in ("zdd_tui.secrets", "zdd_tui.hosts.runtime", "zdd_tui.setup.steps", "zdd_tui.images.build",
+                "zdd_tui.rollout.engine", "zdd_tui.sandbox.supervisor", "zdd_tui.sandbox.registry"):
+        try:
+            __import__(mod)
+        except Exception as exc:  # noqa: BLE001
+            missing.append(f"{mod} ({type(exc).__name__}: {exc})")
+    if missing:
+        pytest.fail("the product modules the lab drives are not importable: " + "; ".join(missing), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def e2e(lab):
+    _need_product()
+    t0 = time.monotonic()
+    work = lab.dir / "e2e"
+    work.mkdir(mode=0o700)
+    e = E2E(lab, work)
+    try:
+        _make_project(e)
+        _start_sandbox(e)
+        yield e
+    finally:
+        if e.load:
+            e.load.stop()
+        if e.watch:
+            e.watch.stop()
+        _stop_sandbox(e)
+        report(f"e2e duration: {time.monotonic() - t0:.1f} s")
+        for k, v in e.timings.items():
+            report(f"  {k:<40} {v:7.1f} s")
+
+
+def _make_project(e: E2E) -> None:
+    """A small git project: the service (copied from service/) and zdd.yaml for the lab."""
+    e.project.mkdir()
+    shutil.copytree(REPO / "service", e.project / "service",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests", ".pytest_cache"))
+    labkit.run(["git", "init", "-q", "-b", "main", str(e.project)])
+    (e.project / ".gitignore").write_text("__pycache__/\n")
+
+
+def _write_config(e: E2E) -> None:
+    lab = e.lab
+    names = [h.name for h in lab.hosts]
+    cfg = f"""# zdd.yaml for the lab: real SSH hosts and registry; the DO API and LB are the sandbox's.
+app: app
+context: {CONTEXT}
+runtime: ssh
+digitalocean:
+  api_url: {e.info['api_url']}
+  region: nyc3
+droplets:
+  tag: zdd-app
+  names: [{', '.join(names)}]
+load_balancer:
+  name: zdd-app-lb
+  health_check:
+    protocol: http
+    path: /health
+    check_interval_seconds: {LB_INTERVAL}
+    response_timeout_seconds: 3
+    unhealthy_threshold: 2
+    healthy_threshold: 2
+registry:
+  name: {REGISTRY_NAME}
+  repository: app
+  server: "{lab.registry_addr}"
+service:
+  port: 8080
+  admin_port: 9090
+build:
+  dockerfile: service/Dockerfile
+  context: service
+deploy:
+  batch_size: 1
+  start_timeout_seconds: 20
+  stop_grace_seconds: 10
+  margin_seconds: 5
+ssh:
+  user: root
+  state_dir: /var/lib/zdd
+  connect_timeout_seconds: 10
+"""
+    (e.project / "zdd.yaml").write_text(cfg)
+
+
+def _start_sandbox(e: E2E) -> None:
+    lab = e.lab
+    e.sandbox_dir.mkdir(mode=0o700)
+    spec = {
+        "hosts": 0,
+        "external": [{"name": h.name, "ip": h.ip} for h in lab.hosts],
+        "registry": {"url": f"http://{lab.registry_addr}", "name": REGISTRY_NAME, "username": lab.registry_user,
+                     "password_env": "ZDD_LAB_REGISTRY_PASSWORD"},
+    }
+    spec_path = e.work / "lab-spec.json"
+    spec_path.write_text(json.dumps(spec))
+    env = e.env()
+    env["ZDD_LAB_REGISTRY_PASSWORD"] = lab.registry_password
+    log = open(e.work / "sandbox.log", "ab")
+    t0 = time.monotonic()
+    e.sandbox = subprocess.Popen(
+        zdd_argv() + ["sandbox", "up", "--json", "--state-dir", str(e.sandbox_dir), "--hosts", "0",
+                      "--lab-spec", str(spec_path), "--lb-interval", str(LB_INTERVAL), "--lb-timeout", "3",
+                      "--lb-unhealthy", "2", "--lb-healthy", "2"],
+        cwd=e.work, env=env, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+    log.close()
+    lab.procs.append(("sandbox", e.sandbox))
+    line = _readline(e.sandbox, 90)
+    if not line:
+        raise RuntimeError(f"`zdd-tui sandbox up` gave no JSON line (exit {e.sandbox.poll()}): "
+                           f"{(e.work / 'sandbox.log').read_text()[-3000:]}")
+    e.info = json.loads(line)
+    e.timings["sandbox up (lab mode)"] = time.monotonic() - t0
+    e.token = (e.sandbox_dir / "token").read_text().strip()
+    _write_config(e)
+
+
+def _readline(p: subprocess.Popen, timeout: float) -> str:
+    import selectors
+
+    assert p.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while time.monotonic() < deadline and p.poll() is None:
+        if sel.select(timeout=0.5):
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buf += chunk
+            if b"\n" in buf:
+                return buf.split(b"\n", 1)[0].decode()
+    return ""
+
+
+def _stop_sandbox(e: E2E) -> None:
+    p = e.sandbox
+    if p is None or p.poll() is not None:
+        return
+    os.kill(p.pid, signal.SIGTERM)
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def test_01_credentials_and_setup(e2e):
+    _step("setup")
+    e = e2e
+    # the DO token (the sandbox's throwaway) into the credential store, over stdin
+    code = "import sys; from zdd_tui.secrets import set_token; set_token(sys.argv[1], sys.stdin.read().strip())"
+    cp = subprocess.run([sys.executable, "-c", code, CONTEXT], input=e.token, env=e.env(), capture_output=True,
+                        text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    # setup: token check, the lab's key imported into the keyring and uploaded, droplets/LB/registry
+    # found (the lab made them), hosts bootstrapped over SSH with their host keys pinned
+    cp = e.zdd("setup", "--yes", "--accept-new-host-keys", "--import-key", str(e.lab.client_key), "--json",
+               label="setup (first)")
+    events = [json.loads(x) for x in cp.stdout.splitlines() if x.startswith("{")]
+    result = [x for x in events if x.get("kind") == "result"]
+    assert result and all(v in ("exists", "created", "ok", "done") for v in result[-1]["steps"].values()), result
+    # every host pinned in the operator's known_hosts with the key the lab generated for it
+    kh = (e.work / "xdg-state" / "zdd-tui" / "known_hosts").read_text()
+    for h in e.lab.hosts:
+        assert (h.dir / "ssh_host_ed25519_key.pub").read_text().split()[1] in kh, h.name
+        # the state directory exists on each host (its own /var/lib/zdd)
+        assert (h.dir / "varlibzdd").exists()
+    # a second run creates nothing
+    cp = e.zdd("setup", "--yes", "--json", label="setup (again)")
+    result = [json.loads(x) for x in cp.stdout.splitlines() if x.startswith("{") and '"result"' in x]
+    assert result and "created" not in result[-1]["steps"].values(), result
+
+
+def test_02_build_and_push_v1(e2e):
+    _step("build v1")
+    e = e2e
+    e.tags["v1"] = e.commit("v1")
+    cp = e.zdd("build", "--push", "--build-arg", f"BASE={e.lab.base_image}", label="build --push v1")
+    assert e.tags["v1"] in cp.stdout
+    _assert_registry_has(e, ["latest", e.tags["v1"]])
+
+
+def _assert_registry_has(e: E2E, tags: list[str]) -> None:
+    env = e.lab.builder_env()
+    for t in tags:
+        ref = f"{e.lab.registry_addr}/{REGISTRY_NAME}/app:{t}"
+        cp = labkit.run(["docker", "-H", e.lab.builder.docker_host, "manifest", "inspect", "--insecure", ref],
+                        check=False, env=env)
+        assert cp.returncode == 0, f"{ref} not in the registry: {cp.stderr}"
+
+
+def test_03_deploy_v1_to_three_hosts(e2e):
+    _step("deploy v1")
+    e = e2e
+    cp = e.zdd("deploy", "--tag", e.tags["v1"], "--yes", expect=None, label="deploy v1 (first, no load)")
+    if cp.returncode == 3 and "no other host healthy" in cp.stdout and "lab-1=nothing" in cp.stdout:
+        # Known product gap (engine): a first deploy onto hosts that run nothing waits for "another
+        # host in the LB" that cannot exist. Recorded as a failure (test_99), and worked around so
+        # the rest of the lab still runs: v1 is started on lab-2 and lab-3 with the product's own
+        # `docker run` argv (zdd_tui.hosts.commands), then `zdd-tui deploy` does lab-1.
+        _state["soft"].append("first `zdd-tui deploy` onto empty hosts halts: 'no other host healthy in the LB' "
+                              "(rollout/engine.py _wait_others_in_lb; nothing runs anywhere yet)")
+        _seed(e, e.lab.hosts[1:], e.tags["v1"])
+        time.sleep(3 * LB_INTERVAL)
+        e.zdd("deploy", "--tag", e.tags["v1"], "--yes", label="deploy v1 (after the workaround)")
+    elif cp.returncode != 0:
+        raise AssertionError(f"first deploy exited {cp.returncode}:\n{cp.stdout[-3000:]}\n{cp.stderr[-2000:]}")
+    assert set(e.host_versions().values()) == {e.tags["v1"]}, e.host_versions()
+    # from here on: load through the LB, and a watch on every process list
+    e.watch = SecretWatcher(_secrets(e), [h.netns for h in e.lab.hosts]).start()
+    e.load = LoadGenerator(f"{e.info['lb_url'].rstrip('/')}/", rate=LOAD_RATE, first_phase="steady on v1").start()
+    time.sleep(3 * LB_INTERVAL)
+    ph = _close_phase(e, "build v2")
+    assert set(ph.versions) == {e.tags["v1"]}, ph.versions
+    assert len(ph.ids) == 3, f"expected the LB to spread over 3 instances, saw {len(ph.ids)}"
+
+
+def _seed(e: E2E, hosts, tag: str) -> None:
+    import shlex
+
+    from zdd_tui.hosts import commands as C
+
+    ref = f"{e.lab.registry_addr}/{REGISTRY_NAME}/app:{tag}"
+    for h in hosts:
+        argv = C.docker_run("app", ref, port=8080, admin_port=9090, version=tag,
+                            labels={"zdd.app": "app", "zdd.tag": tag})
+        e.lab.ssh(h, shlex.join(argv))
+    for h in hosts:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if labkit.http_get(h.ip, 8080, "/health", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+
+
+def _close_phase(e: E2E, next_phase: str):
+    """End the current load phase (and start the next); every phase: >= 200 req/s, 0 failed."""
+    ph = e.load.phase(next_phase)
+    report("load " + ph.summary())
+    assert e.load.error is None, e.load.error
+    assert ph.sent > 0
+    assert ph.rate >= 200, f"{ph.name}: only {ph.rate:.0f} req/s"
+    assert ph.failed == 0, f"{ph.name}: {ph.failed} of {ph.sent} requests failed: {ph.failures}"
+    return ph
+
+
+def test_04_deploy_v2_under_load(e2e):
+    _step("deploy v2")
+    e = e2e
+    (e.project / "service" / "zdd_service" / "lab_note.txt").write_text("v2: a change for the lab\n")
+    e.tags["v2"] = e.commit("v2")
+    e.zdd("build", "--push", "--build-arg", f"BASE={e.lab.base_image}", label="build --push v2")
+    _assert_registry_has(e, [e.tags["v2"]])
+    _close_phase(e, "deploy v2")
+    e.zdd("deploy", "--tag", e.tags["v2"], "--yes", label="deploy v2 (under load)")
+    ph = _close_phase(e, "build v3")
+    assert set(e.host_versions().values()) == {e.tags["v2"]}, e.host_versions()
+    assert ph.versions.get(e.tags["v2"], 0) > 0 and ph.versions.get(e.tags["v1"], 0) > 0, ph.versions
+
+
+def test_05_failing_v3_is_halted_and_restored(e2e):
+    _step("deploy v3 (failing health)")
+    e = e2e
+    df = e.project / "service" / "Dockerfile"
+    df.write_text(df.read_text() + "\n# lab: a broken version (its health check always fails)\nENV ZDD_FAIL_HEALTH=1\n")
+    e.tags["v3"] = e.commit("v3: broken health")
+    e.zdd("build", "--push", "--build-arg", f"BASE={e.lab.base_image}", label="build --push v3")
+    _close_phase(e, "deploy v3 (halted)")
+    cp = e.zdd("deploy", "--tag", e.tags["v3"], "--yes", expect=3, label="deploy v3 (halted, restored)")
+    ph = _close_phase(e, "rollback to v1")
+    versions = e.host_versions()
+    assert set(versions.values()) == {e.tags["v2"]}, versions
+    assert set(ph.versions) == {e.tags["v2"]}, ph.versions  # the broken version never served
+    assert "halt" in (cp.stdout + cp.stderr).lower()
+
+
+def test_06_rollback_to_v1(e2e):
+    _step("rollback")
+    e = e2e
+    e.zdd("rollback", e.tags["v1"], "--yes", label="rollback to v1 (under load)")
+    ph = _close_phase(e, "steady on v1 after rollback")
+    assert set(e.host_versions().values()) == {e.tags["v1"]}, e.host_versions()
+    assert ph.versions.get(e.tags["v1"], 0) > 0
+    time.sleep(2 * LB_INTERVAL)
+    ph = _close_phase(e, "end")
+    assert set(ph.versions) == {e.tags["v1"]}, ph.versions
+    e.load.stop()
+
+
+def _secrets(e: E2E) -> dict[str, str]:
+    lab = e.lab
+    return {
+        "DO token": e.token,
+        "registry password": lab.registry_password,
+        "registry basic auth": base64.b64encode(f"{lab.registry_user}:{lab.registry_password}".encode()).decode(),
+        "private key armour": "PRIVATE KEY-----",
+        "private key body": _key_body_line(lab.client_key),
+    }
+
+
+def _key_body_line(path: Path) -> str:
+    lines = [x for x in path.read_text().splitlines() if x and not x.startswith("-----")]
+    return lines[len(lines) // 2]
+
+
+def _private_seed(path: Path) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
+    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                             serialization.NoEncryption())
+
+
+def test_07_no_secret_on_any_host(e2e):
+    _step("no secrets on hosts")
+    e = e2e
+    lab = e.lab
+    seed = _private_seed(lab.client_key)
+    needles = {k: v.encode() for k, v in _secrets(e).items() if k != "private key armour"}
+    needles["private key (raw)"] = seed
+    needles["private key (hex)"] = seed.hex().encode()
+    needles["private key (base64)"] = base64.b64encode(seed).rstrip(b"=")
+    # Any armoured private key block, outside the image layers (Debian's libgnutls carries self-test
+    # keys): in the host's own dirs, docker's metadata and each container's writable layer.
+    armour = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----\r?\n(?:[A-Za-z0-9+/=]{60,76}\r?\n){2,}")
+    # a canary proves the scans can fail: planted in a host's /tmp and in one process's argv
+    canary = f"zdd-lab-canary-{os.urandom(8).hex()}"
+    needles["canary"] = canary.encode()
+    (lab.hosts[0].dir / "tmp" / "canary.txt").write_text(canary)
+    hits = []
+    scanned = 0
+    for h in lab.hosts:
+        uppers = lab.ssh(h, "docker ps -aq | xargs -r docker inspect --format '{{.GraphDriver.Data.UpperDir}}'").stdout.split()
+        layers = str(h.engine.dir / "data" / "overlay2") + os.sep
+        for root in h.fs_dirs:
+            for dirpath, _dirs, files in os.walk(root):
+                in_image_layer = dirpath.startswith(layers) and not any(dirpath.startswith(u) for u in uppers)
+                for f in files:
+                    p = os.path.join(dirpath, f)
+                    try:
+                        if not os.path.isfile(p) or os.path.islink(p):
+                            continue
+                        with open(p, "rb") as fh:
+                            data = fh.read(64 * 1024 * 1024)
+                    except OSError:
+                        continue
+                    scanned += 1
+                    for name, n in needles.items():
+                        if n in data:
+                            hits.append(f"{name} in {p}")
+                    if not in_image_layer and b"PRIVATE KEY-----" in data and armour.search(data):
+                        hits.append(f"an armoured private key in {p}")
+        # docker inspect: env, args, labels of every container there
+        cp = lab.ssh(h, "docker ps -aq | xargs -r docker inspect")
+        for name, n in needles.items():
+            if n.decode(errors="ignore") in cp.stdout:
+                hits.append(f"{name} in docker inspect on {h.name}")
+    assert e.watch is not None
+    e.watch.stop()
+    e.watch.secrets["canary"] = canary.encode()
+    p = subprocess.Popen(["sh", "-c", "sleep 5", canary])
+    try:
+        e.watch.sample()
+    finally:
+        p.kill()
+        p.wait()
+    assert [x for x in e.watch.hits if x.startswith("canary")], "the process-list watch missed the canary"
+    assert [x for x in hits if x.startswith("canary in ")], "the file scan missed the canary"
+    (lab.hosts[0].dir / "tmp" / "canary.txt").unlink()
+    e.watch.hits = [x for x in e.watch.hits if not x.startswith("canary")]
+    hits = [x for x in hits if not x.startswith("canary")]
+    report(f"secret scan: {scanned} files on {len(lab.hosts)} hosts, {e.watch.samples} process-list samples, "
+           f"{len(e.watch.secrets)} needles; hits: {len(hits) + len(e.watch.hits)}")
+    assert scanned > 1000
+    assert e.watch.samples > 10
+    assert not e.watch.hits, e.watch.hits
+    assert not hits, hits
+    # and no docker login left behind on a host
+    for h in lab.hosts:
+        cfg = h.dir / "root" / ".docker" / "config.json"
+        assert not cfg.exists() or lab.registry_password not in cfg.read_text()
+
+
+def test_08_figures(e2e):
+    """Image size and container start-to-healthy time, measured here; printed, never asserted on timing."""
+    _step("figures")
+    e = e2e
+    lab = e.lab
+    ref = f"{lab.registry_addr}/{REGISTRY_NAME}/app:{e.tags['v1']}"
+    size = int(lab.builder.docker("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip())
+    h = lab.hosts[0]
+    times = []
+    for i in range(3):
+        name = f"zdd-lab-startup-{i}"
+        port, admin = 18100 + i, 19100 + i
+        t0 = time.monotonic()
+        lab.ssh(h, f"docker run -d --name {name} --network host -e ZDD_HOST={h.ip} -e ZDD_PORT={port} "
+                   f"-e ZDD_ADMIN_PORT={admin} {ref}")
+        try:
+            deadline = t0 + 60
+            while time.monotonic() < deadline:
+                try:
+                    if labkit.http_get(h.ip, port, "/health", timeout=1)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.02)
+            else:
+                pytest.fail("the service did not become healthy within 60 s")
+            times.append(time.monotonic() - t0)
+        finally:
+            lab.ssh(h, f"docker rm -f {name}", check=False)
+    lines = [
+        "# H8 figures (measured by tests/lab; printed by the lab run, never asserted on)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this machine (2 cores), lab hosts in network namespaces.",
+        "",
+        f"- service image ({e.tags['v1']}, base: debootstrap bookworm minbase + python3 + python3-aiohttp): "
+        f"{size / 1e6:.1f} MB uncompressed (docker image inspect .Size)",
+        f"- container start to healthy (docker run over SSH -> GET /health 200 from the root namespace), 3 runs: "
+        + ", ".join(f"{t:.2f} s" for t in times) + f"; median {statistics.median(times):.2f} s",
+        "",
+        "Load through the sandbox LB during the lab's phases:",
+        "",
+    ]
+    if e.load:
+        lines += ["    " + ph.summary() for ph in e.load.phases if ph.name != "end"]
+    lines += ["", "Command durations:", ""] + [f"    {k:<40} {v:7.1f} s" for k, v in e.timings.items()]
+    text = "\n".join(lines) + "\n"
+    report(text)
+    if not os.environ.get("CI") and FIGURES.parent.is_dir():
+        try:
+            FIGURES.write_text(text)
+        except OSError as exc:
+            report(f"(could not write {FIGURES}: {exc})")
+
+
+def test_99_no_workaround_was_needed():
+    """Fails when a product gap had to be worked around above so the lab could go on."""
+    assert not _state["soft"], "worked around in this run: " + "; ".join(_state["soft"])

@@ -1,0 +1,230 @@
+"""zdd.yaml: the corpus of bad files, round trips, and the rules across fields."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zdd_tui.commands.init import COMMENTS, SECTION_COMMENTS, project_config, render
+from zdd_tui.config import (
+    Config,
+    ConfigError,
+    DeployConfig,
+    DigitalOceanConfig,
+    DropletsConfig,
+    HealthCheckConfig,
+    LoadBalancerConfig,
+    RegistryConfig,
+    SandboxConfig,
+    ServiceConfig,
+    SSHConfig,
+    BuildConfig,
+    dump_config,
+    load_config,
+    parse_config,
+    schema_paths,
+)
+
+from corpus import corpus_dir
+
+CONFIGS = corpus_dir()
+EXPECTED = yaml.safe_load((CONFIGS / "expected.yaml").read_text())
+
+
+def test_every_corpus_file_has_an_expectation():
+    files = {p.name for p in CONFIGS.glob("*.yaml")} - {"expected.yaml"}
+    assert files == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_file_gives_its_precise_error(name):
+    line, key, expected, found = EXPECTED[name]
+    path = CONFIGS / name
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.exit_code == 2
+    [issue] = err.value.issues  # exactly one problem, the intended one
+    assert (issue.file, issue.line, issue.key) == (str(path), line, key)
+    assert expected in issue.expected
+    assert found in issue.found
+    assert str(err.value).startswith(f"{path}:{line}:")  # the message leads with file:line:column
+
+
+def test_typo_suggests_the_closest_key():
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "typo-key.yaml")
+    assert "did you mean 'health_check'?" in str(err.value)
+
+
+def test_secrets_are_never_echoed_and_the_hint_says_where_they_belong():
+    for name in ("token-key.yaml", "token-value.yaml", "private-key.yaml"):
+        text = (CONFIGS / name).read_text()
+        secret = text.split(": ", 3)[-1].strip() if "dop_v1_" in text else "b3BlbnNzaC1rZXktdjEAAAAA"
+        with pytest.raises(ConfigError) as err:
+            load_config(CONFIGS / name)
+        message = str(err.value)
+        assert "dop_v1_" not in message and "b3BlbnNzaC1rZXktdjEAAAAA" not in message and secret not in message
+        assert "zdd-tui login" in message and "OS keyring" in message
+
+
+def test_secret_under_a_wrongly_typed_key_is_not_echoed():
+    token = "dop_v1_" + "9" * 64
+    with pytest.raises(ConfigError) as err:
+        parse_config(f"service:\n  port: {token}\n")
+    assert token not in str(err.value)
+    assert "secret-looking value (not shown)" in str(err.value)
+
+
+def test_missing_file_suggests_init(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "zdd.yaml")
+    assert f"{tmp_path / 'zdd.yaml'}: no such file" in str(err.value)
+    assert "zdd-tui init" in err.value.hint
+    assert err.value.exit_code == 2
+
+
+def test_not_utf8(tmp_path):
+    p = tmp_path / "zdd.yaml"
+    p.write_bytes(b"app: shop\nregion: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"zdd.yaml:2:0: \(document\): expected UTF-8 text"):
+        load_config(p)
+
+
+def test_several_problems_are_all_reported_in_line_order():
+    with pytest.raises(ConfigError) as err:
+        parse_config("ssh:\n  port: 0\nservice:\n  port: x\nbogus: 1\n", "f.yaml")
+    assert [(i.line, i.key) for i in err.value.issues] == [(2, "ssh.port"), (4, "service.port"), (5, "bogus")]
+    assert str(err.value).startswith("f.yaml: 3 problems:\n  f.yaml:2:9: ssh.port:")
+
+
+def test_quoted_number_and_unquoted_string_hints():
+    with pytest.raises(ConfigError) as err:
+        parse_config("service:\n  port: '8080'\ndroplets:\n  tag: 2024\n")
+    text = str(err.value)
+    assert "service.port: expected an integer from 1 to 65535; found string '8080'\n    hint: remove the quotes" in text
+    assert 'droplets.tag: expected a string; found integer 2024\n    hint: YAML reads 2024 as an integer; quote it: "2024"' in text
+
+
+def test_booleans_are_not_integers():
+    with pytest.raises(ConfigError, match="ssh.port: expected an integer from 1 to 65535; found boolean true"):
+        parse_config("ssh:\n  port: true\n")
+
+
+@pytest.mark.parametrize(
+    "url, ok",
+    [
+        ("https://api.digitalocean.com", True),
+        ("http://127.0.0.1:8765", True),
+        ("http://localhost:1", True),
+        ("http://10.20.0.1:8080", True),  # a lab's private test network
+        ("http://api.digitalocean.com", False),  # the token would cross the internet in clear
+        ("ftp://api.digitalocean.com", False),
+        ("api.digitalocean.com", False),
+    ],
+)
+def test_api_url(url, ok):
+    text = f"digitalocean:\n  api_url: {url}\n"
+    if ok:
+        assert parse_config(text).digitalocean.api_url == url
+    else:
+        with pytest.raises(ConfigError, match="digitalocean.api_url: expected an https:// URL"):
+            parse_config(text)
+
+
+def test_health_port_must_be_the_service_port():
+    with pytest.raises(ConfigError, match=r"load_balancer.health_check.port: expected 9000 \(service.port\); found 9001"):
+        parse_config("service:\n  port: 9000\nload_balancer:\n  health_check:\n    port: 9001\n")
+    cfg = parse_config("service:\n  port: 9000\nload_balancer:\n  target_port: 9000\n  health_check:\n    port: 9000\n")
+    assert (cfg.target_port, cfg.health_port) == (9000, 9000)
+
+
+def test_admin_port_differs_from_service_port():
+    with pytest.raises(ConfigError, match=r"service.admin_port: expected a port other than service.port \(8080\)"):
+        parse_config("service:\n  admin_port: 8080\n")
+
+
+def test_batch_must_leave_a_healthy_droplet():
+    with pytest.raises(ConfigError, match="deploy.batch_size: expected at most 1 with 2 droplets; found 2"):
+        parse_config("deploy:\n  batch_size: 2\n")
+    assert parse_config("droplets:\n  names: [solo]\ndeploy:\n  batch_size: 1\n").deploy.batch_size == 1
+
+
+def test_env_values_keep_their_text_and_reject_bad_names():
+    cfg = parse_config("service:\n  env:\n    PORT_HINT: 8080\n    FLAG: true\n    NAME: x\n")
+    assert cfg.service.env == {"PORT_HINT": "8080", "FLAG": "true", "NAME": "x"}
+    with pytest.raises(ConfigError, match=r"service.env.1BAD: expected a variable name"):
+        parse_config("service:\n  env:\n    1BAD: x\n")
+
+
+def test_partial_file_takes_defaults_and_derived_values():
+    cfg = parse_config("app: shop\nservice:\n  port: 8081\n")
+    assert cfg.droplets == DropletsConfig() and cfg.service.port == 8081
+    assert (cfg.target_port, cfg.health_port, cfg.container_name, cfg.is_sandbox) == (8081, 8081, "shop", False)
+    assert cfg.image_repo == "registry.digitalocean.com/zdd-registry/app"
+
+
+def _custom() -> Config:
+    """Every field different from its default (so a dropped field breaks the round trip)."""
+    return Config(
+        app="shop",
+        context="prod",
+        runtime="sandbox",
+        digitalocean=DigitalOceanConfig(api_url="http://127.0.0.1:9999", region="fra1"),
+        droplets=DropletsConfig(tag="shop", names=("shop-1", "shop-2", "shop-3"), size="s-2vcpu-2gb", image="ubuntu-24-04-x64"),
+        load_balancer=LoadBalancerConfig(
+            name="shop-lb", size_unit=2, entry_port=8000, target_port=8081,
+            health_check=HealthCheckConfig(protocol="https", path="/healthz", port=8081, check_interval_seconds=3,
+                                           response_timeout_seconds=300, unhealthy_threshold=2, healthy_threshold=10),
+        ),
+        registry=RegistryConfig(name="shopreg", repository="team/shop", server="127.0.0.1:5000", tier="basic", region="fra1"),
+        service=ServiceConfig(port=8081, admin_port=9091, container_name="shop-web", env={"A": "1", "B": "two words"}),
+        build=BuildConfig(dockerfile="docker/Dockerfile", context="src", args={"BASE": "debian:12"}),
+        deploy=DeployConfig(batch_size=2, pull_timeout_seconds=60, start_timeout_seconds=30, stop_grace_seconds=10, margin_seconds=0),
+        ssh=SSHConfig(user="deploy", port=2222, state_dir="/srv/zdd", connect_timeout_seconds=3),
+        sandbox=SandboxConfig(state_dir="/tmp/zdd-sandbox"),
+    )
+
+
+def test_the_custom_config_differs_from_the_defaults_in_every_section():
+    for f in dataclasses.fields(Config):
+        if f.name != "path":
+            assert getattr(_custom(), f.name) != getattr(Config(), f.name), f.name
+
+
+@pytest.mark.parametrize("cfg", [Config(), _custom()], ids=["defaults", "custom"])
+def test_round_trip(cfg, tmp_path):
+    text = dump_config(cfg)
+    assert parse_config(text) == cfg
+    p = tmp_path / "zdd.yaml"
+    p.write_text(text)
+    loaded = load_config(p)
+    assert loaded == cfg and loaded.path == p
+    assert dump_config(loaded) == text
+
+
+def test_a_good_file_round_trips(tmp_path):
+    p = tmp_path / "zdd.yaml"
+    p.write_text("app: shop\nruntime: ssh\ndroplets:\n  names: [web-1, web-2]\nload_balancer:\n  health_check:\n    path: /ready\n")
+    cfg = load_config(p)
+    assert cfg.droplets.names == ("web-1", "web-2") and cfg.load_balancer.health_check.path == "/ready"
+    assert parse_config(dump_config(cfg)) == cfg
+
+
+def test_init_template_covers_every_key_and_loads(tmp_path):
+    assert set(COMMENTS) == set(schema_paths())
+    sections = {p.rsplit(".", 1)[0] for p in schema_paths() if "." in p}
+    assert sections <= set(SECTION_COMMENTS)
+    project = tmp_path / "Shop API"
+    cfg = project_config(project)
+    text = render(cfg)
+    assert parse_config(text) == cfg
+    assert cfg.app == "shop-api" and cfg.droplets.names == ("shop-api-1", "shop-api-2")
+    for path in schema_paths():
+        if not path.startswith("sandbox."):
+            assert f"{path.rsplit('.', 1)[-1]}:" in text, path
+    # the sandbox section renders too, when there is one
+    sandboxed = dataclasses.replace(cfg, runtime="sandbox", sandbox=SandboxConfig(state_dir="/tmp/s"))
+    assert parse_config(render(sandboxed)) == sandboxed

@@ -1,0 +1,94 @@
+"""The console's DO API requests in 5 minutes against a 200-droplet sandbox: at most 200.
+
+Method. The sandbox is real (H4's supervisor: its DO API on 127.0.0.1, its load balancer, its
+registry), with 200 droplets ("external" ones: no local process each, which is what makes 200
+affordable here). The console's own poll tasks (`zdd_tui.ui.source.build_tasks`, the same list
+the app runs) are driven by the console's own `Poller` on a virtual clock: each sleep advances
+time at once, so five minutes of schedule take seconds, while every DO API call is a real HTTP
+request to the sandbox API. Two minutes of the five run on the faster rollout schedule. Host
+probes and lock reads are not DO API requests (they go to the hosts) and are replaced by no-ops
+here so the virtual five minutes stay quick; `test_flows_sandbox` exercises them for real.
+
+Counted twice, independently: by the DO client (`requests_made`) and by the sandbox API's own
+per-route counters (`/v2/...` routes only). Both must be <= 200, and no 60-second window may
+hold more than 40.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from zdd_tui.ui.poller import Poller, VirtualClock
+from zdd_tui.ui.source import SessionSource, build_tasks, open_session
+
+from .conftest import sandbox_config
+
+pytestmark = pytest.mark.slow
+
+N_DROPLETS = 200
+
+
+@pytest.fixture
+async def big_sandbox(tmp_path):
+    from zdd_tui.sandbox.supervisor import ExternalDroplet, Sandbox, SandboxOptions
+
+    # 127.0.3.N: nothing listens there, and the LB checks them only every 30 s.
+    external = [ExternalDroplet(f"app-{i:03d}", f"127.0.3.{i}") for i in range(1, N_DROPLETS + 1)]
+    sb = Sandbox(SandboxOptions(state_dir=tmp_path / "big", hosts=0, external=external, lb_interval=30, lb_timeout=3))
+    await sb.start()
+    try:
+        yield sb
+    finally:
+        await sb.stop()
+
+
+def v2_requests(api) -> int:
+    return sum(n for route, n in api.stats["by_route"].items() if " /v2/" in route)
+
+
+async def test_console_requests_in_five_minutes_with_200_droplets(big_sandbox):
+    session = await open_session(sandbox_config(big_sandbox))
+    src = SessionSource(session, sandbox=True, label="count")
+
+    async def no_hosts():
+        return {}
+
+    async def no_rollout():
+        return None
+
+    src.hosts, src.rollout = no_hosts, no_rollout  # not DO API requests (see the docstring)
+    clock = VirtualClock()
+    got: dict[str, object] = {}
+    errors: list[str] = []
+
+    def sink(task, result, error):
+        if error is not None:
+            errors.append(f"{task}: {error}")
+        else:
+            got[task] = result
+
+    poller = Poller(build_tasks(src), sink=sink, request_counter=lambda: src.requests_made, clock=clock)
+    spent: list[tuple[float, int]] = []
+    orig = poller.budget.spend
+    poller.budget.spend = lambda now, n: (spent.append((now, n)), orig(now, n))
+    api = big_sandbox.api
+    before_client, before_api = src.requests_made, v2_requests(api)
+    try:
+        await poller.run(until=120)
+        poller.set_rollout(True)  # a rollout from 2:00 to 4:00: LB health polled faster
+        await poller.run(until=240)
+        poller.set_rollout(False)
+        await poller.run(until=300)
+    finally:
+        made_client = src.requests_made - before_client
+        made_api = v2_requests(api) - before_api
+        await src.close()
+
+    assert not errors, errors
+    assert len(got["droplets"]) == N_DROPLETS  # the data really came back, 200 per page
+    assert got["lb"] is not None and got["tags"]
+    print(f"\nDO API requests in 5 virtual minutes, {N_DROPLETS} droplets: client {made_client}, sandbox API {made_api}")
+    assert made_api == made_client  # nothing hidden from the client's count
+    assert 0 < made_api <= 200
+    worst = max(sum(n for t, n in spent if s <= t < s + 60) for s, _ in spent)
+    assert worst <= 40, f"{worst} requests in one minute"

@@ -1,0 +1,285 @@
+"""Credentials: the DigitalOcean token and the SSH private key, in the OS keyring, per context.
+
+Keyring service "zdd-tui"; users "<context>:do-token" and "<context>:ssh-key" (a context is a
+named DigitalOcean account, like doctl's). CI overrides with DIGITALOCEAN_TOKEN and
+ZDD_SSH_PRIVATE_KEY (the key's text). A sandbox config reads `<sandbox.state_dir>/token`, a
+throwaway local token. There is deliberately no plain-file fallback: without a usable keyring
+backend every call raises CredentialsError saying what is missing and how to fix it.
+No message built here contains a secret: errors from backends are reduced to their type and a
+text scrubbed of the secret, and are never chained (a traceback would show their text).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import keyring
+import keyring.backend
+import keyring.core
+import keyring.errors
+from keyring.backends import chainer, fail, null
+
+from zdd_tui.errors import UsageError
+
+if TYPE_CHECKING:
+    from zdd_tui.config import Config
+
+SERVICE = "zdd-tui"
+TOKEN_ENV = "DIGITALOCEAN_TOKEN"
+SSH_KEY_ENV = "ZDD_SSH_PRIVATE_KEY"
+_INDEX_USER = "contexts"  # a non-secret entry listing the contexts that hold credentials
+_CI_HINT = f"in CI or on a headless server without a keyring, set {TOKEN_ENV} and {SSH_KEY_ENV} instead"
+
+
+class CredentialsError(UsageError):
+    """A credential is missing or the keyring cannot be used. Never contains a secret."""
+
+
+def _token_user(context: str) -> str:
+    return f"{context}:do-token"
+
+
+def _ssh_user(context: str) -> str:
+    return f"{context}:ssh-key"
+
+
+def _usable(kr: keyring.backend.KeyringBackend) -> bool:
+    if isinstance(kr, (fail.Keyring, null.Keyring)):  # null "stores" by discarding: never usable
+        return False
+    if isinstance(kr, chainer.ChainerBackend) and not kr.backends:
+        return False
+    return True
+
+
+def _why_no_secret_service() -> str:
+    """Why the freedesktop Secret Service (the Linux keyring) is not usable, as precisely as we can."""
+    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return "there is no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)"
+    try:
+        from keyring.backends import SecretService
+
+        SecretService.Keyring.priority  # noqa: B018 (raises with the reason when not viable)
+    except Exception as exc:  # the backend reports its reason as an exception
+        address = os.environ["DBUS_SESSION_BUS_ADDRESS"]
+        return f"the Secret Service is not reachable on the D-Bus session bus {address}: {exc}"
+    return "no keyring backend was selected"
+
+
+def _secret_service_gone() -> str | None:
+    """Why the Secret Service cannot be used now, if the keyring in use is the Secret Service."""
+    from keyring.backends import SecretService
+
+    if not isinstance(keyring.get_keyring(), SecretService.Keyring):
+        return None
+    reason = _why_no_secret_service()
+    return None if reason == "no keyring backend was selected" else reason
+
+
+def _no_backend_error(reason: str) -> CredentialsError:
+    return CredentialsError(
+        f"no usable OS keyring for zdd-tui's credentials: {reason}",
+        "start a Secret Service in your session (e.g. gnome-keyring-daemon --unlock --components=secrets, "
+        "inside a D-Bus session: dbus-run-session), or use another keyring backend via "
+        f"PYTHON_KEYRING_BACKEND; {_CI_HINT}. zdd-tui never stores credentials in a plain file",
+    )
+
+
+def _keyring() -> keyring.backend.KeyringBackend:
+    """The keyring backend to use now, or CredentialsError.
+
+    keyring picks its backend once per process; the session bus may have appeared since (a
+    test's private Secret Service), so a fail backend gets one more look at the Secret Service.
+    """
+    kr = keyring.core.load_env() or keyring.get_keyring()
+    if _usable(kr):
+        return kr
+    if os.environ.get("PYTHON_KEYRING_BACKEND"):
+        raise _no_backend_error(f"PYTHON_KEYRING_BACKEND={os.environ['PYTHON_KEYRING_BACKEND']} cannot store anything")
+    try:
+        from keyring.backends import SecretService
+
+        SecretService.Keyring.priority  # noqa: B018
+        return SecretService.Keyring()
+    except Exception:
+        raise _no_backend_error(_why_no_secret_service()) from None
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, "[secret]") if secret else text
+
+
+def _backend_error(action: str, exc: Exception, secret: str | None = None) -> CredentialsError:
+    name = type(exc).__name__
+    if isinstance(exc, keyring.errors.KeyringLocked) or "locked" in str(exc).lower():
+        return CredentialsError(
+            f"cannot {action}: the keyring is locked",
+            "unlock your login keyring (log in to the desktop session, or start gnome-keyring-daemon --unlock); "
+            + _CI_HINT,
+        )
+    if isinstance(exc, keyring.errors.NoKeyringError):
+        return _no_backend_error(_why_no_secret_service())
+    reason = _secret_service_gone()
+    if reason:  # the backend was chosen while a session bus was there; it has gone since
+        return _no_backend_error(reason)
+    reason = f"{name}: {_scrub(str(exc), secret)}"
+    return CredentialsError(
+        f"cannot {action}: the OS keyring failed ({reason})",
+        "check that the Secret Service (gnome-keyring, KeePassXC, ...) is running and unlocked; " + _CI_HINT,
+    )
+
+
+def _get(user: str, what: str) -> str | None:
+    kr = _keyring()
+    try:
+        return kr.get_password(SERVICE, user)
+    except Exception as exc:
+        raise _backend_error(f"read the {what} from the keyring", exc) from None
+
+
+def _set(user: str, value: str, what: str) -> None:
+    kr = _keyring()
+    try:
+        kr.set_password(SERVICE, user, value)
+    except Exception as exc:
+        raise _backend_error(f"store the {what} in the keyring", exc, value) from None
+
+
+def _delete(user: str, what: str) -> bool:
+    kr = _keyring()
+    try:
+        if kr.get_password(SERVICE, user) is None:
+            return False
+        kr.delete_password(SERVICE, user)
+        return True
+    except keyring.errors.PasswordDeleteError:
+        return False
+    except Exception as exc:
+        raise _backend_error(f"delete the {what} from the keyring", exc) from None
+
+
+def _check_context(context: str) -> str:
+    if not context or ":" in context or any(c.isspace() for c in context):
+        raise CredentialsError(f"invalid context name {context!r}", "use letters, digits, '_', '.', '-'")
+    return context
+
+
+# ---- the index of contexts (so `list_contexts` works on every backend) -----------------------
+
+
+def list_contexts() -> list[str]:
+    """Contexts that hold a token or an SSH key in the keyring (sorted)."""
+    raw = _get(_INDEX_USER, "list of contexts") or ""
+    return sorted({c for c in raw.split("\n") if c})
+
+
+def _index(context: str, present: bool) -> None:
+    contexts = set(list_contexts())
+    if (context in contexts) == present:
+        return
+    contexts = contexts | {context} if present else contexts - {context}
+    _set(_INDEX_USER, "\n".join(sorted(contexts)), "list of contexts")
+
+
+# ---- public API -----------------------------------------------------------------------------
+
+
+def check_backend() -> str:
+    """The keyring backend in use, after one real read through it; CredentialsError if unusable."""
+    kr = _keyring()
+    _get(_INDEX_USER, "list of contexts")
+    return f"{type(kr).__module__}.{type(kr).__name__}"
+
+
+def get_token(config: Config | None = None, context: str | None = None) -> str:
+    """The DigitalOcean token: the sandbox's token file for sandbox configs; else env
+    DIGITALOCEAN_TOKEN; else the keyring entry of the context (default: the config's context)."""
+    # A sandbox config always uses the sandbox's own throwaway token: a real token from the
+    # environment must never be sent to a local stand-in.
+    if config is not None and config.is_sandbox and config.sandbox is not None:
+        path = Path(config.sandbox.state_dir) / "token"
+        try:
+            token = path.read_text().strip()
+        except FileNotFoundError:
+            raise CredentialsError(
+                f"the sandbox's token file {path} does not exist",
+                "start the sandbox with `zdd-tui sandbox up` (it writes the token and this zdd.yaml)",
+            ) from None
+        except OSError as exc:
+            raise CredentialsError(f"cannot read the sandbox's token file {path}: {exc.strerror}") from None
+        if not token:
+            raise CredentialsError(f"the sandbox's token file {path} is empty", "restart `zdd-tui sandbox up`")
+        return token
+    env = os.environ.get(TOKEN_ENV, "").strip()
+    if env:
+        return env
+    context = _check_context(context or (config.context if config is not None else "default"))
+    token = _get(_token_user(context), "DigitalOcean token")
+    if not token:
+        raise CredentialsError(
+            f"no DigitalOcean token for context '{context}' in the keyring (service '{SERVICE}')",
+            f"run `zdd-tui login --context {context}`, or set {TOKEN_ENV}",
+        )
+    return token
+
+
+def set_token(context: str, token: str) -> None:
+    token = token.strip()
+    if not token or any(c.isspace() for c in token):
+        raise CredentialsError("the DigitalOcean token is empty or contains whitespace", "paste the token alone")
+    _set(_token_user(_check_context(context)), token, "DigitalOcean token")
+    _index(context, True)
+
+
+def delete_token(context: str) -> bool:
+    """Remove the context's token; True if there was one."""
+    deleted = _delete(_token_user(_check_context(context)), "DigitalOcean token")
+    _reindex(context)
+    return deleted
+
+
+def has_token(context: str) -> bool:
+    """Whether the keyring holds a token for the context (the env override is not considered)."""
+    return bool(_get(_token_user(_check_context(context)), "DigitalOcean token"))
+
+
+def get_ssh_key(context: str = "default") -> str:
+    """The SSH private key (OpenSSH/PEM text): env ZDD_SSH_PRIVATE_KEY, else the keyring."""
+    env = os.environ.get(SSH_KEY_ENV, "")
+    if env.strip():
+        return env if env.endswith("\n") else env + "\n"
+    context = _check_context(context)
+    key = _get(_ssh_user(context), "SSH private key")
+    if not key:
+        raise CredentialsError(
+            f"no SSH private key for context '{context}' in the keyring (service '{SERVICE}')",
+            f"run `zdd-tui login --context {context} --ssh-key FILE` (or `zdd-tui setup`), or set {SSH_KEY_ENV}",
+        )
+    return key
+
+
+def set_ssh_key(context: str, private_key: str) -> None:
+    if "PRIVATE KEY-----" not in private_key:
+        raise CredentialsError(
+            "that is not a private key (no '-----BEGIN ... PRIVATE KEY-----' block)",
+            "give the private key file (e.g. ~/.ssh/id_ed25519), not the .pub file",
+        )
+    _set(_ssh_user(_check_context(context)), private_key, "SSH private key")
+    _index(context, True)
+
+
+def delete_ssh_key(context: str) -> bool:
+    """Remove the context's SSH key; True if there was one."""
+    deleted = _delete(_ssh_user(_check_context(context)), "SSH private key")
+    _reindex(context)
+    return deleted
+
+
+def has_ssh_key(context: str) -> bool:
+    return bool(_get(_ssh_user(_check_context(context)), "SSH private key"))
+
+
+def _reindex(context: str) -> None:
+    if not (has_token(context) or has_ssh_key(context)):
+        _index(context, False)
