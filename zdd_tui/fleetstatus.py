@@ -232,45 +232,7 @@ def render_text(st: FleetStatus) -> str:
 
 
 async def open_session(config, context: str | None = None):
-    """A Session for status. A sandbox config uses the sandbox's own throwaway token (its
-    `<state_dir>/token`), never a DIGITALOCEAN_TOKEN from the environment (a real account's)."""
-    if not config.is_sandbox:
-        from zdd_tui.session import Session
+    """A Session for status (a sandbox config gets the sandbox's own throwaway token)."""
+    from zdd_tui.session import Session
 
-        return await Session.open(config, context)
-    from zdd_tui.cloud.client import DOClient
-    from zdd_tui.cloud.fleet import CloudFleet
-    from zdd_tui.sandbox.runtime import sandbox_token
-
-    client = DOClient(config.digitalocean.api_url, sandbox_token(config))
-    await client.__aenter__()
-    try:
-        from zdd_tui.session import Session
-    except ImportError:  # the credential store is not needed for a sandbox
-        Session = _SandboxSession  # noqa: N806
-    return Session(config=config, client=client, fleet=CloudFleet(client, config))
-
-
-@dataclass
-class _SandboxSession:
-    """The subset of zdd_tui.session.Session that status needs, for a sandbox config."""
-
-    config: Any
-    client: Any
-    fleet: Any
-    _runtimes: dict = field(default_factory=dict)
-
-    async def droplets(self) -> list[Droplet]:
-        return sorted(await self.client.list_droplets(self.config.droplets.tag), key=lambda d: d.name)
-
-    def runtime(self, droplet: Droplet):
-        from zdd_tui.runtimes import open_runtime
-
-        if droplet.id not in self._runtimes:
-            self._runtimes[droplet.id] = open_runtime(self.config, droplet)
-        return self._runtimes[droplet.id]
-
-    async def close(self) -> None:
-        for rt in self._runtimes.values():
-            await rt.close()
-        await self.client.__aexit__(None, None, None)
+    return await Session.open(config, context)

@@ -198,7 +198,10 @@ def get_token(config: Config | None = None, context: str | None = None) -> str:
     # A sandbox config always uses the sandbox's own throwaway token: a real token from the
     # environment must never be sent to a local stand-in.
     if config is not None and config.is_sandbox and config.sandbox is not None:
-        path = Path(config.sandbox.state_dir) / "token"
+        path = Path(config.sandbox.state_dir)
+        if not path.is_absolute() and config.path is not None:
+            path = Path(config.path).resolve().parent / path  # relative to the zdd.yaml
+        path = path / "token"
         try:
             token = path.read_text().strip()
         except FileNotFoundError:

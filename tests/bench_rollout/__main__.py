@@ -7,8 +7,9 @@ Run on demand (not part of the test run), from the repository root:
 Starts its own `zdd-tui sandbox up` (LB interval 3 s, timeout 3 s, unhealthy 2, healthy 3), then,
 under load through the LB (counting every failed request), alternates the fleet between two good
 versions with: zdd-tui at batch size 1, the seed's algorithm (one host at a time: pull, drain,
-sleep (unhealthy+1) x interval, stop, run, sleep (healthy+1) x interval, check health), and
-zdd-tui at batch size 2. Prints wall times, the lower bound for the strategy (per batch
+sleep (unhealthy+1) x interval, stop, run, sleep (healthy+1) x interval, check health), zdd-tui
+at batch size 2, and zdd-tui at batch size 1 without overlap (the next batch drained only after
+the previous one is back, the strategy the bound describes). Prints wall times, the lower bound for the strategy (per batch
 (unhealthy + healthy - 1) x interval, which is how long the LB needs on average to notice a host
 leave and come back, plus the measured stop and start time), the ratios, and failed requests.
 Figures only: nothing here asserts on time.
@@ -35,6 +36,7 @@ from loadgen import Load  # noqa: E402
 
 from zdd_tui import fleetstatus, operations as ops  # noqa: E402
 from zdd_tui.config import load_config  # noqa: E402
+from zdd_tui.rollout.engine import EngineOptions  # noqa: E402
 from zdd_tui.rollout.events import OutcomeStatus, Phase, PhaseChanged  # noqa: E402
 from zdd_tui.rollout.headless import HeadlessRenderer  # noqa: E402
 from zdd_tui.rollout.listeners import Recorder  # noqa: E402
@@ -71,7 +73,7 @@ def start_sandbox(state: Path, hosts: int) -> tuple[subprocess.Popen, dict]:
     return proc, json.loads(line)
 
 
-async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str) -> Run:
+async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str, overlap: bool = True) -> Run:
     session.config = dataclasses.replace(session.config, deploy=dataclasses.replace(session.config.deploy,
                                                                                      batch_size=batch))
     plan = await ops.plan_deploy(session, tag)
@@ -79,7 +81,7 @@ async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str) -
     listeners = [rec] + ([HeadlessRenderer(sys.stdout)] if TRACE else [])
     load = await Load(lb_url + "/", rate, max_seconds=600).start()
     t0 = time.monotonic()
-    outcome = await ops.run_deploy(session, plan, listeners)
+    outcome = await ops.run_deploy(session, plan, listeners, options=EngineOptions(overlap=overlap))
     wall = time.monotonic() - t0
     res = await load.stop()
     if outcome.status != OutcomeStatus.SUCCESS:
@@ -91,7 +93,7 @@ async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str) -
     spans = [m[Phase.WAITING_LB_IN] - m[Phase.STOPPING] for m in marks.values() if Phase.WAITING_LB_IN in m]
     first_drain = min(m[Phase.DRAINING] for m in marks.values() if Phase.DRAINING in m)
     t_start = min(e.at for e in rec.events)
-    return Run("zdd-tui", batch, wall, statistics.mean(spans), len(plan.batches), res.failed, res.sent,
+    return Run("zdd-tui" if overlap else "zdd-tui (no overlap)", batch, wall, statistics.mean(spans), len(plan.batches), res.failed, res.sent,
                pull=first_drain - t_start)
 
 
@@ -131,7 +133,7 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--hosts", type=int, default=3)
     ap.add_argument("--rate", type=float, default=250)
-    ap.add_argument("--only", choices=("zdd1", "seed", "zdd2"), action="append", help="run only these")
+    ap.add_argument("--only", choices=("zdd1", "seed", "zdd2", "zdd1-seq"), action="append", help="run only these")
     ap.add_argument("--trace", action="store_true", help="print zdd-tui's event lines")
     a = ap.parse_args()
     global TRACE
@@ -147,12 +149,13 @@ async def main() -> None:
             try:
                 cur = v1
                 for r in range(a.rounds):
-                    for kind in a.only or ("zdd1", "seed", "zdd2"):
+                    for kind in a.only or ("zdd1", "seed", "zdd2", "zdd1-seq"):
                         nxt = v2 if cur == v1 else v1
                         if kind == "seed":
                             run = await seed_rollout(session, nxt, a.rate, info["lb_url"])
                         else:
-                            run = await zdd_rollout(session, nxt, 1 if kind == "zdd1" else 2, a.rate, info["lb_url"])
+                            run = await zdd_rollout(session, nxt, 2 if kind == "zdd2" else 1, a.rate, info["lb_url"],
+                                                    overlap=kind != "zdd1-seq")
                         cur = nxt
                         runs.append(run)
                         print(f"round {r + 1} {run.name} batch {run.batch}: {run.wall:.1f}s, "

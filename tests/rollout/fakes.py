@@ -130,6 +130,7 @@ class World:
         self.ok = 0
         self.log: list[tuple[float, str, str]] = []  # (t, host, op)
         self.lb_frozen: set[str] = set()  # hosts whose LB state no longer changes (a stuck LB)
+        self.skip_checks: set[str] = set()  # hosts the LB does not check for now (a late check)
         self.lb_health_calls: list[float] = []
         self._ids = itertools.count(1)
         self.hosts = {n: FakeHost(self, n, f"10.0.0.{i + 1}") for i, n in enumerate(names)}
@@ -156,6 +157,8 @@ class World:
         t = self.clock.now()
         s = self.settings
         for name, h in self.hosts.items():
+            if name in self.skip_checks:
+                continue
             svc = h.container.service if h.container else None
             ok = svc is not None and svc.healthy(t)
             if svc is not None:  # the service counts the check it answered

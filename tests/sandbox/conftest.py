@@ -8,7 +8,8 @@ import time
 import pytest
 
 from zdd_tui.cloud.models import Droplet
-from zdd_tui.sandbox.supervisor import Sandbox, SandboxOptions, load_sandbox_config
+from zdd_tui.config import load_config
+from zdd_tui.sandbox.supervisor import Sandbox, SandboxOptions
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ async def sandbox(tmp_path):
 
 @pytest.fixture
 def config(sandbox):
-    return load_sandbox_config(sandbox.config_path)
+    return load_config(sandbox.config_path)
 
 
 def droplet_of(sb: Sandbox, name: str) -> Droplet:

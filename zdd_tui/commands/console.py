@@ -16,7 +16,18 @@ from pathlib import Path
 
 from zdd_tui.errors import UsageError
 
-SANDBOX_HOSTS = 3
+SANDBOX_HOSTS = 3  # enough to see batches; ZDD_TUI_SANDBOX_HOSTS (1-20) changes it (tests use 2)
+
+
+def _sandbox_hosts() -> int:
+    import os
+
+    raw = os.environ.get("ZDD_TUI_SANDBOX_HOSTS")
+    if raw is None:
+        return SANDBOX_HOSTS
+    if not raw.isdigit() or not 1 <= int(raw) <= 20:
+        raise UsageError(f"ZDD_TUI_SANDBOX_HOSTS must be a whole number from 1 to 20, found {raw!r}")
+    return int(raw)
 
 
 def _load_config(path: Path):
@@ -55,12 +66,13 @@ def run_console(args) -> int:
     if theme:
         check_theme(theme, specs)
 
+    hosts = _sandbox_hosts()
     started: list = []  # the sandbox child, once started (stopped in `finally`)
 
     async def open_sandbox():
         from zdd_tui.ui.sandbox_proc import start_sandbox
 
-        sp = await asyncio.to_thread(start_sandbox, SANDBOX_HOSTS)
+        sp = await asyncio.to_thread(start_sandbox, hosts)
         started.append(sp)
 
         async def stop_child() -> None:

@@ -30,10 +30,9 @@ def register(sub, common):
 
 
 def load_project_config(path: str):
-    """H1's validating loader (through the sandbox's helper, which falls back while it is absent)."""
-    from zdd_tui.sandbox.supervisor import load_sandbox_config
+    from zdd_tui.config import load_config
 
-    return load_sandbox_config(Path(path))
+    return load_config(Path(path))
 
 
 class TextRenderer:

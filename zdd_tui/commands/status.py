@@ -18,9 +18,9 @@ def register(sub, common):
 
 async def run(args) -> int:
     from zdd_tui import fleetstatus
-    from zdd_tui.sandbox.supervisor import load_sandbox_config
+    from zdd_tui.config import load_config
 
-    config = load_sandbox_config(Path(args.config))
+    config = load_config(Path(args.config))
     session = await fleetstatus.open_session(config, args.context)
     try:
         st = await fleetstatus.gather(session, hosts=not args.no_hosts)

@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import docker
-import docker.errors
-
 from zdd_tui.cloud.models import DockerCredentials
 from zdd_tui.config import Config
 from zdd_tui.errors import RefusedError, UsageError, ZddError
@@ -130,6 +127,9 @@ def auth_config_for(credentials: DockerCredentials | dict | None, server: str) -
 
 def docker_api(docker_host: str | None = None) -> docker.APIClient:
     """The low-level client for DOCKER_HOST or the given host (the lab passes a unix socket)."""
+    import docker  # imported here: slow to import, and only build/push need it
+    import docker.errors
+
     try:
         if docker_host:
             return docker.APIClient(base_url=docker_host, version="auto")
@@ -205,6 +205,7 @@ class ImageBuilder:
         emit(BuildStarted(tags=refs, context=str(context), dockerfile=dockerfile))
 
         def work() -> str:
+            import docker.errors  # lazily, as in docker_api()
             image_id = None
             try:
                 stream = self.api.build(
@@ -248,6 +249,7 @@ class ImageBuilder:
         digests: dict[str, str] = {}
 
         def push_one(tag: str) -> None:
+            import docker.errors  # lazily, as in docker_api()
             ref = f"{result.repo}:{tag}"
             try:
                 stream = self.api.push(result.repo, tag=tag, stream=True, decode=True, auth_config=auth)

@@ -503,8 +503,10 @@ class Engine:
         for h in nxt:
             h.started_at = self.wallclock()
             h.pre_drained = True
-            await self._phase(h, Phase.DRAINING, f"early: leaves the LB after {', '.join(c.name for c in cur)} "
-                                                 f"is back (~{plan[h.name][1] - self.clock.now():.1f}s)")
+            names = ", ".join(c.name for c in cur)
+            await self._phase(h, Phase.DRAINING, f"early: leaves the LB after {names} "
+                                                 f"{'is' if len(cur) == 1 else 'are'} back "
+                                                 f"(~{plan[h.name][1] - self.clock.now():.1f}s)")
             await h.rt.drain()
         # Before the next batch's last failing check: is the current batch back? If not, undrain.
         while not all(c.outcome == "done" for c in cur):

@@ -29,20 +29,11 @@ PROBE_HEADER = {"X-Zdd-Probe": "zdd"}
 
 
 def sandbox_token(config: Config) -> str:
-    """The sandbox's throwaway API token (`<state_dir>/token`).
+    """The sandbox's throwaway API token (`<state_dir>/token`), through the credential chain,
+    which gives a sandbox config its own token and never a real one from the environment."""
+    from zdd_tui.secrets import get_token
 
-    Read directly rather than through the credential chain: a DIGITALOCEAN_TOKEN in the
-    environment (a real account's) must never be sent to, nor be needed by, a local sandbox.
-    """
-    if not config.sandbox or not config.sandbox.state_dir:
-        raise RuntimeFailure("the config has no sandbox.state_dir: not a sandbox project")
-    path = Path(config.sandbox.state_dir)
-    if not path.is_absolute() and config.path is not None:
-        path = Path(config.path).resolve().parent / path
-    try:
-        return (path / "token").read_text().strip()
-    except OSError as exc:
-        raise HostUnreachable(f"sandbox token not readable at {path / 'token'}: {exc.strerror}") from None
+    return get_token(config)
 
 
 def _container(d: dict) -> ContainerInfo:

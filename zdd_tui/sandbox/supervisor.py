@@ -24,13 +24,13 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from zdd_tui.config import Config
+from zdd_tui.config import load_config
 from zdd_tui.errors import UsageError
 from zdd_tui.sandbox.agent import agent_routes
 from zdd_tui.sandbox.api import SandboxAPI
@@ -81,51 +81,6 @@ class SandboxOptions:
     # Ready means ready: start() returns once every host runs a listening service and the LB
     # counts the healthy ones in (bounded by the LB's own settings).
     wait_ready: bool = True
-
-
-def _dc_from_dict(cls, data: dict):
-    """Build a config dataclass tree from a dict (used when H1's load_config is unavailable)."""
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        v = data[f.name]
-        target = {
-            "digitalocean": "DigitalOceanConfig",
-            "droplets": "DropletsConfig",
-            "load_balancer": "LoadBalancerConfig",
-            "health_check": "HealthCheckConfig",
-            "registry": "RegistryConfig",
-            "service": "ServiceConfig",
-            "build": "BuildConfig",
-            "deploy": "DeployConfig",
-            "ssh": "SSHConfig",
-            "sandbox": "SandboxConfig",
-        }.get(f.name)
-        if target and isinstance(v, dict):
-            import zdd_tui.config as c
-
-            v = _dc_from_dict(getattr(c, target), v)
-        elif isinstance(v, list):
-            v = tuple(v)
-        kwargs[f.name] = v
-    return cls(**kwargs)
-
-
-def load_sandbox_config(path: Path) -> Config:
-    """The written zdd.yaml as a Config: H1's validating loader when present."""
-    try:
-        from zdd_tui.config import load_config  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            data = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"{path}: expected a mapping at the top")
-        cfg = _dc_from_dict(Config, data)
-        return Config(**{**{f.name: getattr(cfg, f.name) for f in fields(Config)}, "path": Path(path)})
-    return load_config(path)
 
 
 def image_from_record(rec: dict) -> SandboxImage:
@@ -505,7 +460,7 @@ class Sandbox:
         tmp = self.config_path.with_name(f".{self.config_path.name}.tmp")
         tmp.write_text(head + yaml.safe_dump(doc, sort_keys=False))
         os.replace(tmp, self.config_path)
-        load_sandbox_config(self.config_path)  # fail loudly here if it does not validate
+        load_config(self.config_path)  # fail loudly here if it does not validate
 
     def _info(self) -> dict:
         assert self.api is not None and self.hosts is not None
@@ -603,4 +558,7 @@ def read_running_info(state_dir: str | Path) -> dict:
         return {}
 
 
-__all__ = ["ExternalDroplet", "Sandbox", "SandboxOptions", "load_sandbox_config", "read_running_info"]
+__all__ = ["ExternalDroplet", "Sandbox", "SandboxOptions", "read_running_info"]
+
+# Transitional name still used by modules being finished in parallel; removed at integration.
+load_sandbox_config = load_config

@@ -23,8 +23,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-import asyncssh
-
 from zdd_tui.cloud.models import Droplet, HealthCheck, LoadBalancer, SSHKey
 from zdd_tui.config import Config
 from zdd_tui.errors import RefusedError, UsageError, ZddError
@@ -279,6 +277,7 @@ class Setup:
         return Preview("ssh-key", "SSH key", tuple(creates), tuple(existing), 0.0, "free")
 
     async def _apply_ssh_key(self) -> StepDone:
+        import asyncssh  # imported here: it is slow to import and most commands never need it
         c = await self.client()
         created = []
         text = self._stored_key()
@@ -567,11 +566,13 @@ class Setup:
 
 
 def _public_line(private_text: str) -> str:
+    import asyncssh  # imported here: it is slow to import and most commands never need it
     key = asyncssh.import_private_key(private_text)
     return " ".join(key.export_public_key("openssh").decode().split()[:2])
 
 
 def _fp(private_text: str) -> str:
+    import asyncssh  # imported here: it is slow to import and most commands never need it
     return asyncssh.import_private_key(private_text).get_fingerprint("sha256")
 
 

@@ -101,6 +101,7 @@ class ZddApp(App[int]):
         return variables
 
     def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
         if self.first_run and self.source is None:
@@ -221,8 +222,9 @@ class ZddApp(App[int]):
         self.theme = names[(i + 1) % len(names)]
         self.notify(f"theme: {self.theme}", timeout=2)
 
-    def watch_theme(self, theme: str) -> None:
-        # Cells are Rich text coloured from theme variables: repaint them in the new colours.
+    def _theme_changed(self, theme) -> None:
+        # Cells are Rich text coloured from theme variables: repaint them in the new colours
+        # (on the signal, which fires once the new variables are in place).
         for s in self.screen_stack:
             repaint = getattr(s, "theme_changed", None)
             if repaint:

@@ -1,0 +1,171 @@
+"""The real `zdd-tui --sandbox` in a real terminal (tmux): a person's keys, read off the screen.
+
+Starts the console in a private tmux server (its own socket, so nothing else is touched),
+waits for the dashboard, deploys (d, y), rolls back to the tag the hosts ran before (/ to filter
+the registry pane, Enter, r, y), quits (q) and checks that every process that ran under the
+console (the console, the sandbox child, each host's service) is gone, by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+if shutil.which("tmux") is None:
+    pytest.skip("tmux is not installed", allow_module_level=True)
+
+
+class Tmux:
+    def __init__(self, tmp_path):
+        self.socket = f"zdd-ui-{uuid.uuid4().hex[:8]}"
+        self.tmp = tmp_path
+        self.seen_pids: set[int] = set()
+
+    def run(self, *args: str, check: bool = True) -> str:
+        out = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=20)
+        if check and out.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)}: {out.stderr}")
+        return out.stdout
+
+    def start(self, command: str, env: dict[str, str]) -> None:
+        exports = " ".join(f"{k}={v}" for k, v in env.items())
+        self.run("new-session", "-d", "-s", "zdd", "-x", "140", "-y", "44",
+                 f"cd {self.tmp} && env {exports} {command}; echo EXIT=$? > {self.tmp}/exit; sleep 600")
+        # A detached session may keep the default 80x24 until told otherwise.
+        self.run("set-option", "-t", "zdd", "window-size", "manual", check=False)
+        self.run("resize-window", "-t", "zdd", "-x", "140", "-y", "44", check=False)
+
+    def screen(self) -> str:
+        self.collect_pids()
+        return self.run("capture-pane", "-p", "-t", "zdd")
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", "zdd", *keys)
+
+    def text(self, s: str) -> None:
+        self.run("send-keys", "-t", "zdd", "-l", s)
+
+    def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            m = re.search(pattern, screen)
+            if m:
+                return m
+            time.sleep(0.3)
+        raise AssertionError(f"no {pattern!r} on screen after {timeout}s:\n{screen}")
+
+    def collect_pids(self) -> None:
+        """Every process under the pane's shell, now (they are checked for exit at the end)."""
+        out = self.run("list-panes", "-t", "zdd", "-F", "#{pane_pid}", check=False).strip()
+        if not out.isdigit():
+            return
+        todo = [int(out)]
+        while todo:
+            pid = todo.pop()
+            for task in _tasks(pid):
+                try:
+                    kids = open(f"/proc/{pid}/task/{task}/children").read().split()
+                except OSError:
+                    continue
+                for k in map(int, kids):
+                    if k not in self.seen_pids:
+                        self.seen_pids.add(k)
+                        todo.append(k)
+
+    def kill(self) -> None:
+        self.run("kill-server", check=False)
+
+
+def _tasks(pid: int) -> list[str]:
+    try:
+        return os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_real_console_in_tmux_deploy_rollback_quit(tmp_path):
+    t = Tmux(tmp_path)
+    env = {
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "TERM": "xterm-256color",
+        "ZDD_TUI_SANDBOX_HOSTS": "2",
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+    }
+    t.start(f"{sys.executable} -m zdd_tui --sandbox", env)
+    try:
+        t.wait_for(r"SANDBOX", timeout=20)
+        screen = t.wait_for(r"Droplets \(2\)", timeout=60).string
+        t.wait_for(r"app-2 .*sha-[0-9a-f]{7}.*✔ healthy", timeout=30)
+        screen = t.screen()
+        old = re.search(r"app-1 .*?(sha-[0-9a-f]{7})", screen).group(1)
+        assert re.search(r"API \d+/\d+ left", screen)
+
+        t.keys("d")
+        m = t.wait_for(r"Deploy to (sha-[0-9a-f]{7}) on 2 hosts\?", timeout=30)
+        new = m.group(1)
+        assert new != old
+        t.keys("y")
+        t.wait_for(r"SUCCESS: ", timeout=150)
+        assert re.search(rf"fleet now: {new} on 2", t.screen())
+        t.keys("Escape")
+        t.wait_for(rf"app-1 .*{new}", timeout=20)
+        t.wait_for(rf"app-2 .*{new}", timeout=20)
+
+        # Roll back: focus the registry pane (Tab), filter it to the old tag, pick it, r.
+        t.keys("Tab", "Tab")
+        t.keys("/")
+        t.text(old)
+        t.keys("Enter")
+        t.keys("r")
+        t.wait_for(rf"Roll back to {old} on 2 hosts\?", timeout=30)
+        screen = t.screen()
+        assert "app-1" in screen and "app-2" in screen
+        t.keys("y")
+        t.wait_for(r"SUCCESS: ", timeout=150)
+        assert re.search(rf"fleet now: {old} on 2", t.screen())
+        t.keys("Escape")
+        t.wait_for(rf"app-1 .*{old}", timeout=20)
+        t.wait_for(rf"app-2 .*{old}", timeout=20)
+
+        t.collect_pids()
+        ours = {p for p in t.seen_pids if "zdd_service" in _cmdline(p) or "zdd_tui" in _cmdline(p)}
+        assert len(ours) >= 4, {p: _cmdline(p) for p in t.seen_pids}  # console, sandbox, 2 hosts
+        t.keys("q")
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "exit").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (tmp_path / "exit").read_text().strip() == "EXIT=0"
+        deadline = time.monotonic() + 15
+        while any(_alive(p) for p in t.seen_pids if p in ours) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = {p: _cmdline(p) for p in ours if _alive(p)}
+        assert not left, f"left running: {left}"
+        assert not list(tmp_path.glob("zdd-sandbox-*"))
+    finally:
+        t.kill()
