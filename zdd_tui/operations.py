@@ -34,7 +34,7 @@ from zdd_tui.rollout.journal import (
     unfinished,
     versions_that_ran,
 )
-from zdd_tui.rollout.lock import LockHeld, LockInfo, acquire, operator_name, read_locks, release
+from zdd_tui.rollout.lock import LockHeld, LockInfo, acquire, read_locks, release
 from zdd_tui.rollout.plan import HostFact, build_plan
 
 EXIT_INTERRUPTED = 130  # like Ctrl-C: the operator stopped it; the host in progress was settled
@@ -258,6 +258,7 @@ async def run_deploy(
     await acquire(runtimes, me, break_lock=break_lock)
     try:
         journal = Journal(runtimes)
+        await journal.compact()
         state = await state_of(runtimes)
         opts = options or EngineOptions()
         # Hosts left with no container by an interrupted rollout restore to what they ran before it.

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -34,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
 
 from loadgen import Load  # noqa: E402
 
-from zdd_tui import fleetstatus, operations as ops  # noqa: E402
+from zdd_tui import operations as ops  # noqa: E402
+from zdd_tui.session import Session  # noqa: E402
 from zdd_tui.config import load_config  # noqa: E402
 from zdd_tui.rollout.engine import EngineOptions  # noqa: E402
 from zdd_tui.rollout.events import OutcomeStatus, Phase, PhaseChanged  # noqa: E402
@@ -144,7 +144,7 @@ async def main() -> None:
             ok = [t["tag"] for t in info["tags"] if t["behaviour"] == "ok" and t["tag"].startswith("sha-")]
             v1 = info["hosts"][0]["tag"]
             v2 = next(t for t in ok if t != v1)
-            session = await fleetstatus.open_session(load_config(info["config"]))
+            session = await Session.open(load_config(info["config"]))
             runs: list[Run] = []
             try:
                 cur = v1

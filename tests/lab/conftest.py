@@ -32,6 +32,23 @@ def pytest_runtest_makereport(item, call):
         setattr(item, "rep_" + rep.when, rep)
 
 
+def _in_lab(item) -> bool:
+    return item is not None and str(item.fspath).startswith(_LAB_DIR + os.sep)
+
+
+_ACTIVE: dict = {}  # "finish": tears the session's lab down (idempotent)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Tear the lab down right after the last lab test (not at the end of the whole session), so
+    its daemons and containers do not run on while the other suites do."""
+    result = yield
+    if _in_lab(item) and not _in_lab(nextitem) and "finish" in _ACTIVE:
+        _ACTIVE.pop("finish")()
+    return result
+
+
 def pytest_terminal_summary(terminalreporter):
     if labkit.REPORT:
         terminalreporter.section("zdd-tui lab")
@@ -92,12 +109,22 @@ def lab(lab_lock):
             report(f"LEFTOVERS after a failed bring-up: {left}")
         raise
     report(the_lab.print_timings("lab timings (bring-up)"))
-    try:
-        yield the_lab
-    finally:
+    done = []
+
+    def finish() -> None:
+        if done:
+            return
+        done.append(True)
         left = the_lab.down()
         report(f"lab down: {the_lab.timings.get('lab down', 0):.2f} s; lab duration (up + tests + down): "
                f"{time.monotonic() - t0:.1f} s")
         if any(left.values()):
             report(f"LEFTOVERS after teardown: {left}")
             pytest.fail(f"the lab left things behind: {left}", pytrace=False)
+
+    _ACTIVE["finish"] = finish
+    try:
+        yield the_lab
+    finally:
+        _ACTIVE.pop("finish", None)
+        finish()

@@ -289,6 +289,7 @@ def clean_previous_runs() -> dict[str, list]:
 def lab_lock(wait: float = 0.0):
     """An exclusive lock so two pytest sessions never run labs at once. Yields False if busy."""
     fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o600)
+    got = False
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -305,10 +306,10 @@ def lab_lock(wait: float = 0.0):
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode())
         yield got
+    finally:
         if got:
             with contextlib.suppress(OSError):
                 os.unlink(LOCK_PATH)
-    finally:
         os.close(fd)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -39,7 +41,7 @@ class LoadResult:
 
 class Load:
     def __init__(self, url: str, rate: float = 250.0, *, max_seconds: float = 300.0,
-                 max_requests: int | None = None, timeout: float = 10.0, concurrency: int = 64):
+                 max_requests: int | None = None, timeout: float = 10.0, concurrency: int = 256):
         self.url = url
         self.rate = rate
         self.max_seconds = max_seconds
@@ -121,16 +123,46 @@ class Load:
         self.result.seconds = time.monotonic() - self._t0
 
 
+class LoadProcess:
+    """The same load from its own process (its own CPU share on a busy 2-core CI machine).
+    `stop()` sends SIGTERM and reads the JSON result line."""
+
+    def __init__(self, url: str, rate: float = 250.0, *, max_seconds: float = 300.0):
+        self.args = [sys.executable, __file__, url, "--rate", str(rate), "--seconds", str(max_seconds)]
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> "LoadProcess":
+        self.proc = await asyncio.create_subprocess_exec(*self.args, stdout=asyncio.subprocess.PIPE)
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)  # "ready"
+        assert line.strip() == b"ready", line
+        return self
+
+    async def stop(self) -> LoadResult:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(self.proc.communicate(), 60)
+        d = json.loads(out.decode().strip().splitlines()[-1])
+        d.pop("rate", None)
+        d["statuses"] = {int(k): v for k, v in d["statuses"].items()}
+        return LoadResult(**d)
+
+
 async def _main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
     ap.add_argument("--rate", type=float, default=250)
     ap.add_argument("--seconds", type=float, default=30)
     a = ap.parse_args()
-    load = await Load(a.url, a.rate, max_seconds=a.seconds).start()
+    load = Load(a.url, a.rate, max_seconds=a.seconds)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, load._stop.set)
+    await load.start()
+    print("ready", flush=True)
     await load._task
     r = load.result
-    print(json.dumps({**r.__dict__, "rate": r.rate}))
+    print(json.dumps({**r.__dict__, "rate": r.rate}), flush=True)
 
 
 if __name__ == "__main__":

@@ -434,3 +434,25 @@ async def test_overlap_guard_undrains_next_host_when_current_is_late(clock):
     assert any(e.host == "app-2" and e.phase == Phase.PENDING and "early drain undone" in e.detail
                for e in rec.of(PhaseChanged))
     assert world.tags() == {n: NEW for n in world.hosts}
+
+
+async def test_cancel_with_next_host_drained_early_undrains_it(clock):
+    world = World(clock)
+    world.add_version(NEW)
+    plan, deploy = make(world)
+    cancel = asyncio.Event()
+    rec = Recorder()
+    eng = engine(world, clock, plan, deploy, rec, cancel=cancel)
+
+    def on_time(t, task):
+        if not cancel.is_set() and Phase.DONE in phases(rec, "app-1"):
+            cancel.set()
+        return False
+
+    out = await clock.run(eng.run(), on_time=on_time)
+    assert out.status == OutcomeStatus.INTERRUPTED
+    assert world.ops("app-2") == ["pull", "drain", "undrain"]  # drained early, then undone
+    assert "lb-out" not in [op for _, n, op in world.log if n == "app-2"]
+    assert world.tags() == {"app-1": NEW, "app-2": OLD, "app-3": OLD}
+    assert world.failed == 0 and all(world.lb_state.values())
+    assert "never out of the LB: app-2" in out.message

@@ -327,3 +327,53 @@ async def test_operations_halt_exit_code():
     out = await clock.run(ops.run_deploy(s, await ops.plan_deploy(s, "sha-ccccccc"), clock=clock))
     assert out.status == OutcomeStatus.HALTED and ops.exit_code_for(out) == EXIT_HALTED
     assert (await ops.rollout_state(s)).lock is None  # released after a halt too
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+def test_deploy_without_yes_and_without_a_terminal_refuses(monkeypatch, capsys, tmp_path):
+    from zdd_tui.cli import main
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))  # not a tty: no one to ask
+    rc = main(["deploy", "--tag", "sha-abc1234", "--config", str(tmp_path / "none.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "refusing to deploy without confirmation" in err and "--yes" in err
+    rc = main(["rollback", "sha-abc1234", "--config", str(tmp_path / "none.yaml")])
+    assert rc == 2 and "refusing to rollback" in capsys.readouterr().err
+
+
+def test_deploy_bad_tag_is_bad_input_before_any_config_or_network(capsys, tmp_path):
+    from zdd_tui.cli import main
+
+    rc = main(["deploy", "--tag", "sha abc", "--yes", "--config", str(tmp_path / "none.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'sha abc' is not a valid image tag" in err
+
+
+def test_engine_imports_no_textual_ssh_or_pydo():
+    code = ("import sys; import zdd_tui.rollout.engine, zdd_tui.rollout.plan, zdd_tui.rollout.lock, "
+            "zdd_tui.rollout.journal, zdd_tui.rollout.headless, zdd_tui.rollout.listeners; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'asyncssh', 'pydo', 'docker')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+async def test_journal_compaction_keeps_the_last_rollouts_and_unfinished_one():
+    from zdd_tui.rollout import journal as jmod
+
+    w = _world(1)
+    j = Journal(w.hosts, wallclock=lambda: 1.0)
+    n = jmod.COMPACT_AT + 5
+    for i in range(n):
+        await j.start(rollout_id=f"r{i:04d}", action="deploy", to_tag=f"sha-{i}", image_ref="x", operator="o",
+                      hosts=["h1"], from_tags={}, batch_size=1)
+        if i != n - 1:  # the last one is unfinished (interrupted)
+            await j.end(f"r{i:04d}", "success", "ok", {})
+    await j.compact()
+    rollouts = summarize((await read_records(w.hosts))[0])
+    assert len(rollouts) == jmod.KEEP_ROLLOUTS
+    assert rollouts[-1].rollout_id == f"r{n - 1:04d}" and not rollouts[-1].finished
+    assert rollouts[0].rollout_id == f"r{n - jmod.KEEP_ROLLOUTS:04d}"
+    before = w.hosts["h1"].files["journal.jsonl"]
+    await j.compact()  # under the threshold now: untouched
+    assert w.hosts["h1"].files["journal.jsonl"] == before

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .loadgen import Load
+from .loadgen import LoadProcess as Load
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,7 @@ async def wait_lb_all_healthy(info, seconds: float = 15) -> dict:
 
 
 async def deploy_under_load(info, *args: str) -> tuple[int, str, str, object]:
-    load = await Load(info["lb_url"] + "/", RATE, max_seconds=300, timeout=10).start()
+    load = await Load(info["lb_url"] + "/", RATE, max_seconds=300).start()
     try:
         rc, out, err = await cli(*args)
     finally:
@@ -271,4 +271,44 @@ async def test_killed_deploy_shows_interrupted_and_next_deploy_resumes_cleanly(s
     st = await wait_lb_all_healthy(sandbox)
     assert tags(st) == {n: sandbox["v2"] for n in tags(st)}
     assert st["rollout"]["interrupted"] is None and st["rollout"]["lock"] is None
+    assert res.rate >= 200 and res.failed == 0, (res.summary(), res.first_failures)
+
+
+async def test_ctrl_c_stops_cooperatively_restoring_the_host_in_progress(sandbox):
+    before = await status(sandbox)
+    assert set(tags(before).values()) == {sandbox["v2"]}
+    load = await Load(sandbox["lb_url"] + "/", RATE, max_seconds=300).start()
+    try:
+        p = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "zdd_tui", "deploy", "--tag", sandbox["v1"], "--yes", "--json",
+            "--config", sandbox["config1"], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL)
+        events = []
+        try:
+            while True:
+                line = await asyncio.wait_for(p.stdout.readline(), 60)
+                assert line, "deploy ended before Ctrl-C"
+                ev = json.loads(line)
+                events.append(ev)
+                if ev["kind"] == "phase" and ev["host"] == "app-1" and ev["phase"] == "waiting-lb-out":
+                    break
+            p.send_signal(signal.SIGINT)
+            rest, err = await asyncio.wait_for(p.communicate(), 120)
+        finally:
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+    finally:
+        res = await load.stop()
+    events += [json.loads(l) for l in rest.decode().splitlines()]
+    assert p.returncode == 130, err.decode()
+    fin = events[-1]["outcome"]
+    assert fin["status"] == "interrupted"
+    assert "stopping after the current step" in err.decode()
+    app1 = [e["phase"] for e in events if e["kind"] == "phase" and e["host"] == "app-1"]
+    assert app1[-2:] == ["restoring", "restored"] and "stopping" not in app1
+    st = await wait_lb_all_healthy(sandbox)
+    assert tags(st) == {n: sandbox["v2"] for n in tags(st)}
+    assert started(st) == started(before)  # nothing was restarted
+    assert st["rollout"]["lock"] is None and st["rollout"]["interrupted"] is None
     assert res.rate >= 200 and res.failed == 0, (res.summary(), res.first_failures)

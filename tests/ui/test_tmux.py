@@ -37,12 +37,10 @@ class Tmux:
         return out.stdout
 
     def start(self, command: str, env: dict[str, str]) -> None:
+        # COLUMNS/LINES from the test runner's environment would override the pane's real size.
         exports = " ".join(f"{k}={v}" for k, v in env.items())
         self.run("new-session", "-d", "-s", "zdd", "-x", "140", "-y", "44",
-                 f"cd {self.tmp} && env {exports} {command}; echo EXIT=$? > {self.tmp}/exit; sleep 600")
-        # A detached session may keep the default 80x24 until told otherwise.
-        self.run("set-option", "-t", "zdd", "window-size", "manual", check=False)
-        self.run("resize-window", "-t", "zdd", "-x", "140", "-y", "44", check=False)
+                 f"cd {self.tmp} && env -u COLUMNS -u LINES {exports} {command}; echo EXIT=$? > {self.tmp}/exit; sleep 600")
 
     def screen(self) -> str:
         self.collect_pids()
@@ -70,28 +68,30 @@ class Tmux:
         out = self.run("list-panes", "-t", "zdd", "-F", "#{pane_pid}", check=False).strip()
         if not out.isdigit():
             return
+        parents = _ppids()
         todo = [int(out)]
         while todo:
             pid = todo.pop()
-            for task in _tasks(pid):
-                try:
-                    kids = open(f"/proc/{pid}/task/{task}/children").read().split()
-                except OSError:
-                    continue
-                for k in map(int, kids):
-                    if k not in self.seen_pids:
-                        self.seen_pids.add(k)
-                        todo.append(k)
+            for child, parent in parents.items():
+                if parent == pid:
+                    self.seen_pids.add(child)
+                    todo.append(child)
 
     def kill(self) -> None:
         self.run("kill-server", check=False)
 
 
-def _tasks(pid: int) -> list[str]:
-    try:
-        return os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return []
+def _ppids() -> dict[int, int]:
+    """pid -> parent pid for every process (from /proc/PID/stat)."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = open(f"/proc/{name}/stat").read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            out[int(name)] = int(fields[1])
+    return out
 
 
 def _alive(pid: int) -> bool:
@@ -140,8 +140,11 @@ def test_real_console_in_tmux_deploy_rollback_quit(tmp_path):
         # Roll back: focus the registry pane (Tab), filter it to the old tag, pick it, r.
         t.keys("Tab", "Tab")
         t.keys("/")
+        t.wait_for(r"filter tags…", timeout=10)  # the filter box is open (a person looks first)
         t.text(old)
+        t.wait_for(rf"▊  {old}", timeout=10)
         t.keys("Enter")
+        time.sleep(0.5)  # a person's pause: Enter hands focus back to the table
         t.keys("r")
         t.wait_for(rf"Roll back to {old} on 2 hosts\?", timeout=30)
         screen = t.screen()
@@ -168,4 +171,13 @@ def test_real_console_in_tmux_deploy_rollback_quit(tmp_path):
         assert not left, f"left running: {left}"
         assert not list(tmp_path.glob("zdd-sandbox-*"))
     finally:
+        # Closing the terminal (SIGHUP) must also stop everything; leftovers are then ended by
+        # PID (only processes that ran under this test's console).
+        t.collect_pids()
         t.kill()
+        deadline = time.monotonic() + 20
+        while any(_alive(p) for p in t.seen_pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for p in t.seen_pids:
+            if _alive(p) and ("zdd_" in _cmdline(p)):
+                os.kill(p, 9)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 
@@ -15,21 +14,6 @@ def add_rollout_options(p) -> None:
     p.add_argument("--json", action="store_true", help="print JSON event lines instead of text")
     p.add_argument("--break-lock", action="store_true",
                    help="break a stale deploy lock left by a process that is gone (on purpose only)")
-
-
-def load_project_config(path):
-    """H1's validating loader; until it lands, the sandbox's plain reader (same schema)."""
-    try:
-        from zdd_tui.config import load_config  # type: ignore[attr-defined]
-    except ImportError:
-        from pathlib import Path
-
-        from zdd_tui.sandbox.supervisor import load_sandbox_config
-
-        if not Path(path).exists():
-            raise UsageError(f"no project file at {path}", "run 'zdd-tui init' or 'zdd-tui sandbox up'")
-        return load_sandbox_config(Path(path))
-    return load_config(path)
 
 
 def _confirm(question: str) -> bool:
@@ -47,16 +31,16 @@ async def execute(args, *, action: str, tag: str | None) -> int:
     from zdd_tui import operations as ops
     from zdd_tui.rollout.headless import HeadlessRenderer, render_plan
     from zdd_tui.rollout.events import OutcomeStatus
-    from zdd_tui.fleetstatus import open_session
+    from zdd_tui.config import load_config
+    from zdd_tui.session import Session
 
     if not args.yes and not sys.stdin.isatty():
         raise UsageError(f"refusing to {action} without confirmation: there is no terminal to ask on",
                          "pass --yes to run without asking (CI)")
     if tag is not None:
         ops.check_tag(tag)
-    config = load_project_config(args.config)
-    # H4's opener: a sandbox config uses its own throwaway token, a real one the credential chain.
-    session = await open_session(config, getattr(args, "context", None))
+    config = load_config(args.config)
+    session = await Session.open(config, getattr(args, "context", None))
     try:
         plan = await (ops.plan_rollback(session, tag) if action == "rollback" else ops.plan_deploy(session, tag))
         if not args.yes:

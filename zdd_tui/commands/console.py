@@ -70,10 +70,11 @@ def run_console(args) -> int:
     started: list = []  # the sandbox child, once started (stopped in `finally`)
 
     async def open_sandbox():
-        from zdd_tui.ui.sandbox_proc import start_sandbox
+        from zdd_tui.ui.sandbox_proc import launch_sandbox, wait_ready
 
-        sp = await asyncio.to_thread(start_sandbox, hosts)
+        sp = launch_sandbox(hosts)  # here, on the main thread (see launch_sandbox)
         started.append(sp)
+        await asyncio.to_thread(wait_ready, sp)
 
         async def stop_child() -> None:
             await asyncio.to_thread(sp.stop)
@@ -105,6 +106,7 @@ def run_console(args) -> int:
         theme=theme,
         first_run=first_run,
         theme_specs=specs,
+        handle_signals=True,
     )
     try:
         app.run()

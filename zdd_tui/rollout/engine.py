@@ -100,6 +100,7 @@ class _Host:
     direct: bool | None = None
     outcome: str = "pending"  # done | restored | failed | interrupted | skipped | pulled
     pre_drained: bool = False  # drained early, while the previous batch came back (overlap)
+    early_undone: bool = False  # drained early and undrained again before the LB took it out
 
     @property
     def name(self) -> str:
@@ -152,10 +153,11 @@ class Engine:
 
     async def _phase(self, h: _Host, phase: Phase, detail: str = "") -> None:
         h.phase = phase
+        if self.journal:
+            # Journal first: what the operator has seen must survive the process being killed.
+            await self.journal.step(self.plan.rollout_id, h.name, phase.value, detail)
         await self._emit(PhaseChanged(host=h.name, phase=phase, detail=detail))
         await self._progress(h, _FRACTION[phase])
-        if self.journal:
-            await self.journal.step(self.plan.rollout_id, h.name, phase.value, detail)
 
     async def _progress(self, h: _Host, fraction: float) -> None:
         self._fractions[h.name] = max(fraction, 0.0)
@@ -517,14 +519,20 @@ class Engine:
             await self.clock.sleep(poll)
 
     async def _undo_pre_drain(self, nxt: list[_Host], why: str) -> None:
+        """Undrain hosts drained early (before the LB took them out, by the guard's timing) and
+        make sure the LB still sends them traffic."""
         for h in nxt:
-            if h.pre_drained:
-                h.pre_drained = False
-                try:
-                    await h.rt.undrain()
-                except Exception as exc:  # noqa: BLE001 - its own cycle drains/undrains again anyway
-                    await self._log(h.name, f"undrain failed: {type(exc).__name__}: {exc}", "warning")
+            if not h.pre_drained:
+                continue
+            h.pre_drained = False
+            h.early_undone = True
+            try:
+                await h.rt.undrain()
                 await self._phase(h, Phase.PENDING, f"early drain undone: {why}")
+                seen = await self._wait_lb_in(h, Phase.PENDING)
+                await self._log(h.name, f"undrained; still in the LB: {seen}")
+            except Exception as exc:  # noqa: BLE001 - reported; its own cycle or status shows the rest
+                await self._log(h.name, f"undoing the early drain: {type(exc).__name__}: {exc}", "warning")
 
     # ---- per host -----------------------------------------------------------------------
     async def _pull(self, h: _Host) -> None:
@@ -745,10 +753,12 @@ class Engine:
             return exc
 
     async def _skip_rest_events(self) -> None:
+        await self._undo_pre_drain([h for h in self.hosts if h.pre_drained], "the rollout stops here")
         for h in self.hosts:
             if h.phase == Phase.PENDING:
                 h.outcome = "skipped"
-                await self._phase(h, Phase.SKIPPED, "rollout halted earlier")
+                await self._phase(h, Phase.SKIPPED, "drained early and undrained before the LB took it out; "
+                                  "not changed" if h.early_undone else "rollout halted earlier")
 
     async def _interrupted(self) -> Outcome:
         await self._skip_rest_events()
@@ -774,7 +784,8 @@ class Engine:
         fleet = await self._fleet_now()
         duration = self.clock.now() - self._t0
         done = [h.name for h in self.hosts if h.outcome == "done"]
-        untouched = [h.name for h in self.hosts if h.phase in (Phase.SKIPPED, Phase.PENDING)]
+        untouched = [h.name for h in self.hosts if h.phase in (Phase.SKIPPED, Phase.PENDING) and not h.early_undone]
+        undone = [h.name for h in self.hosts if h.phase in (Phase.SKIPPED, Phase.PENDING) and h.early_undone]
         if status == OutcomeStatus.SUCCESS and not message:
             message = f"{self.plan.to_tag} runs on {len(fleet)} host(s); deployed to {', '.join(done)} in {duration:.0f}s"
         elif status == OutcomeStatus.INTERRUPTED:
@@ -783,6 +794,8 @@ class Engine:
                        f"or restored; {', '.join(untouched) or 'none'} not touched")
         if untouched and status in (OutcomeStatus.HALTED, OutcomeStatus.ERROR):
             message += f"; not touched: {', '.join(untouched)}"
+        if undone:
+            message += f"; drained early then undrained, never out of the LB: {', '.join(undone)}"
         message += " | fleet now: " + ", ".join(f"{n}={t or 'nothing'}" for n, t in fleet.items())
         outcome = Outcome(status=status, message=message, to_tag=self.plan.to_tag,
                           failed_host=failed.name if failed else None, failed_step=step, seen=seen,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import TextIO
 
 from zdd_tui.rollout.events import (
@@ -117,6 +116,3 @@ class HeadlessRenderer:
         except (BrokenPipeError, ValueError):
             pass  # a closed pipe (| head) must not break the rollout
 
-
-def now() -> float:
-    return time.monotonic()

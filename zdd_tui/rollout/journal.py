@@ -23,6 +23,8 @@ from typing import Callable, Mapping
 from zdd_tui.rollout.interfaces import HostRuntime
 
 JOURNAL_FILE = "journal.jsonl"
+KEEP_ROLLOUTS = 100  # per host, after compaction: plenty of history, a bounded file
+COMPACT_AT = 2 * KEEP_ROLLOUTS
 
 
 class Journal:
@@ -48,6 +50,38 @@ class Journal:
                 self.errors.append((name, f"{type(exc).__name__}: {exc}"))
                 if self.on_error:
                     self.on_error(name, exc)
+
+    async def compact(self) -> None:
+        """Keep each host's journal bounded: past COMPACT_AT rollouts, rewrite it with the last
+        KEEP_ROLLOUTS. Called under the deploy lock, so no other writer races the rewrite."""
+        for name in sorted(self.runtimes):
+            rt = self.runtimes[name]
+            try:
+                text = await rt.state_read(JOURNAL_FILE)
+                if not text:
+                    continue
+                lines = [l for l in text.splitlines() if l.strip()]
+                order: list[str] = []
+                for line in lines:
+                    try:
+                        rid = str(json.loads(line).get("rollout_id"))
+                    except (ValueError, AttributeError):
+                        continue
+                    if rid not in order:
+                        order.append(rid)
+                if len(order) <= COMPACT_AT:
+                    continue
+                keep = set(order[-KEEP_ROLLOUTS:])
+                kept = []
+                for line in lines:
+                    try:
+                        if str(json.loads(line).get("rollout_id")) in keep:
+                            kept.append(line)
+                    except (ValueError, AttributeError):
+                        pass
+                await rt.state_write(JOURNAL_FILE, "\n".join(kept) + "\n")
+            except Exception as exc:  # noqa: BLE001 - a long journal is not worth failing a deploy
+                self.errors.append((name, f"compacting: {type(exc).__name__}: {exc}"))
 
     async def start(self, *, rollout_id: str, action: str, to_tag: str, image_ref: str, operator: str,
                     hosts: list[str], from_tags: dict[str, str | None], batch_size: int,

@@ -63,6 +63,7 @@ class ZddApp(App[int]):
         poll: str = "live",  # live | once (snapshot tests: one deterministic fetch, no loop)
         clock: Any = None,
         theme_specs: dict[str, ThemeSpec] | None = None,
+        handle_signals: bool = False,
     ):
         super().__init__()
         self.source = source
@@ -82,6 +83,7 @@ class ZddApp(App[int]):
         self._theme_wanted = theme or self.settings.theme or (NO_COLOR_THEME if no_color() else DEFAULT_THEME)
         self.painted = asyncio.Event()  # set when the dashboard first shows fleet data (benchmark)
         self.failure: str | None = None
+        self._handle_signals = handle_signals
         # Register before the first stylesheet parse: app.tcss uses our themes' own variables.
         for spec in self._specs.values():
             self.register_theme(to_theme(spec))
@@ -101,6 +103,14 @@ class ZddApp(App[int]):
         return variables
 
     def on_mount(self) -> None:
+        if self._handle_signals:
+            # A closed terminal (SIGHUP) or a polite kill: stop like `q` but without asking
+            # (nobody is there to answer): a running rollout settles its current step first.
+            import signal
+
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.request_exit)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
@@ -264,6 +274,13 @@ class ZddApp(App[int]):
             ),
             answer,
         )
+
+    def request_exit(self) -> None:
+        if self.rollout is None:
+            self.run_worker(self.shutdown(), exclusive=True, group="quit")
+        else:
+            self.quit_when_done = True
+            self.rollout.cancel.set()
 
     async def shutdown(self) -> None:
         if self.poller:

@@ -56,13 +56,35 @@ class SandboxProcess:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
-def start_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[str, ...] = ()) -> SandboxProcess:
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the console dies, however it dies (a closed
+    terminal, SIGKILL), so a sandbox is never left running on its own. Linux only; harmless
+    elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def launch_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[str, ...] = ()) -> SandboxProcess:
+    """Start the child. Call from the main thread: the death signal is tied to the thread that
+    forks, and a worker thread that ends would take the sandbox with it."""
     owns = state_dir is None
     state_dir = Path(state_dir or tempfile.mkdtemp(prefix="zdd-sandbox-"))
-    log = open(state_dir / "sandbox.log", "wb")
     cmd = [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--json", "--state-dir", str(state_dir), "--hosts", str(hosts), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
+    with open(state_dir / "sandbox.log", "wb") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+    return SandboxProcess(proc, state_dir, {}, owns)
+
+
+def wait_ready(sp: SandboxProcess) -> SandboxProcess:
+    """Block until the child prints its JSON line (fills sp.info); stop it on any failure."""
+    proc, state_dir = sp.proc, sp.state_dir
     deadline = time.monotonic() + START_TIMEOUT
     buf = b""
     try:
@@ -79,9 +101,12 @@ def start_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[st
                 if not chunk and proc.poll() is not None:
                     continue
                 buf += chunk
-        info = json.loads(buf.split(b"\n", 1)[0])
+        sp.info = json.loads(buf.split(b"\n", 1)[0])
     except BaseException:
-        sp = SandboxProcess(proc, state_dir, {}, owns)
         sp.stop()
         raise
-    return SandboxProcess(proc, state_dir, info, owns)
+    return sp
+
+
+def start_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[str, ...] = ()) -> SandboxProcess:
+    return wait_ready(launch_sandbox(hosts, state_dir, extra))

@@ -1,7 +1,8 @@
-"""`s`: the setup wizard (steps from zdd_tui/setup/, each with what it will cost).
+"""`s`: the setup wizard on H6's steps (zdd_tui.setup.steps): preview with costs, then apply.
 
 The token Input is masked and not focused at start: a focused Input swallows single-key
-bindings, so the screen opens on the step list and Tab (or a click) reaches the Input.
+bindings, so the screen opens on the step list; Tab (or a click) reaches the Input and Esc
+leaves it. The typed token goes only to the Setup object (which keeps it in the keyring).
 """
 
 from __future__ import annotations
@@ -10,101 +11,179 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, RichLog, Static
 
 from zdd_tui.ui.widgets import TopBar, theme_style
 
 
-def load_steps(config):
-    """The setup steps as (title, cost text) pairs, from zdd_tui.setup if it provides them."""
-    try:
-        from zdd_tui import setup as setup_pkg
-    except Exception:
-        return None
-    fn = getattr(setup_pkg, "steps", None) or getattr(setup_pkg, "plan_steps", None)
-    if fn is None:
-        return None
-    out = []
-    for s in fn(config):
-        title = getattr(s, "title", None) or getattr(s, "name", str(s))
-        cost = getattr(s, "cost", None) or getattr(s, "monthly_cost", None)
-        out.append((str(title), "" if cost in (None, "") else str(cost)))
-    return out
+class TokenInput(Input):
+    BINDINGS = [Binding("escape", "leave", "Leave field")]
+
+    def action_leave(self) -> None:
+        self.screen.query_one("#steps", Static).focus()
 
 
 class SetupScreen(Screen):
-    BINDINGS = [Binding("escape", "close", "Back", id="setup-back")]
+    BINDINGS = [
+        Binding("escape", "close", "Back", id="setup-back"),
+        Binding("p", "preview", "Preview costs", id="setup-preview"),
+        Binding("a", "apply", "Apply steps", id="setup-apply"),
+    ]
 
     def __init__(self, sandbox: bool = False):
         super().__init__(id="setup")
         self.sandbox = sandbox
+        self._token: str | None = None  # only until the Setup object has it
 
     def compose(self) -> ComposeResult:
         yield TopBar("zdd-tui · setup", "", self.sandbox)
         with VerticalScroll(id="setup-body"):
             yield Label("DigitalOcean API token", classes="pane-title")
             yield Static(
-                "Stored in the OS keyring, never in a file. Create one at "
-                "cloud.digitalocean.com/account/api/tokens (read+write).",
+                "Kept in the OS keyring, never in a file. Create one at "
+                "cloud.digitalocean.com/account/api/tokens (read and write). Tab to type, Esc to leave.",
                 classes="hint",
             )
             with Horizontal(id="token-row"):
-                yield Input(password=True, placeholder="dop_v1_…", id="token")
-                yield Button("Save", id="save-token", variant="primary")
-            yield Label("Steps", classes="pane-title")
+                yield TokenInput(password=True, placeholder="dop_v1_…", id="token")
+                yield Button("Use token", id="save-token", variant="primary")
+            yield Label("Steps  (p: preview with costs · a: apply, one confirmation per step)", classes="pane-title")
             yield Static("", id="steps")
+            yield RichLog(id="setup-log", wrap=True, markup=False, max_lines=500)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#steps", Static).focus()
-        self.show_steps()
+        steps = self.query_one("#steps", Static)
+        steps.can_focus = True
+        steps.focus()
+        self.show_steps({})
 
-    def show_steps(self) -> None:
+    def _config(self):
         config = getattr(self.app.source, "config", None)
-        steps = None
-        try:
+        if config is None:
             from zdd_tui.config import Config
 
-            steps = load_steps(config or Config())
+            config = Config()
+        return config
+
+    def show_steps(self, previews: dict) -> None:
+        try:
+            from zdd_tui.setup.steps import STEPS
         except Exception as exc:
-            self.query_one("#steps", Static).update(f"✖ could not list the setup steps: {exc}")
-            return
-        if steps is None:
-            self.query_one("#steps", Static).update("The setup steps are not available in this build (zdd_tui.setup).")
+            self.query_one("#steps", Static).update(f"The setup steps are not available: {exc}")
             return
         t = Text()
         total = 0.0
-        for i, (title, cost) in enumerate(steps, 1):
-            t.append(f"{i:>2}. {title}")
-            if cost:
-                t.append(f"  ({cost})", style=theme_style(self.app, "warning"))
-            t.append("\n")
+        for i, spec in enumerate(STEPS, 1):
+            t.append(f"{i}. {spec.title}", style="bold")
+            p = previews.get(spec.id)
+            if p is None:
+                t.append(f"  {spec.description}\n", style=theme_style(self.app, "foreground-muted"))
+                continue
+            if isinstance(p, str):
+                t.append(f"  ✖ {p}\n", style=theme_style(self.app, "error"))
+                continue
+            if not p.applies:
+                t.append("  (does not apply here)\n", style=theme_style(self.app, "foreground-muted"))
+                continue
+            total += p.monthly_usd
+            cost = f"  +${p.monthly_usd:.2f}/month" if p.monthly_usd else "  no added cost"
+            t.append(cost + "\n", style=theme_style(self.app, "warning" if p.monthly_usd else "success"))
+            for line in p.creates:
+                t.append(f"     + {line}\n")
+            for line in p.existing:
+                t.append(f"     = {line} (exists, reused)\n", style=theme_style(self.app, "foreground-muted"))
+            if p.cost_detail:
+                t.append(f"     {p.cost_detail}\n", style=theme_style(self.app, "foreground-muted"))
+        if previews:
+            t.append(f"\nAdded monthly cost in total: ${total:.2f}", style="bold")
         self.query_one("#steps", Static).update(t)
+
+    def _setup(self):
+        from zdd_tui.setup.steps import Setup
+
+        log = self.query_one("#setup-log", RichLog)
+        client = getattr(getattr(self.app.source, "session", None), "client", None)
+        return Setup(
+            self._config(),
+            token=self._token,
+            client=client if self._token is None else None,
+            emit=lambda ev: _write(log, _event_line(ev)),
+        )
 
     @on(Button.Pressed, "#save-token")
     @on(Input.Submitted, "#token")
-    def _save(self) -> None:
+    def _use_token(self) -> None:
         box = self.query_one("#token", Input)
         value = box.value.strip()
-        box.value = ""  # never keep the token on screen or in the widget longer than needed
+        box.value = ""  # never left in the widget
         if not value:
             self.app.notify("Paste a token first.", severity="warning")
             return
-        self.save_token(value)
+        self._token = value
+        self.query_one("#steps", Static).focus()
+        self.app.notify("Token taken; p previews, a applies (the token step checks and stores it).")
 
-    @work(exclusive=True, group="setup", exit_on_error=False, thread=True)
-    def save_token(self, value: str) -> None:
+    @work(exclusive=True, group="setup", exit_on_error=False)
+    async def action_preview(self) -> None:
+        from zdd_tui.setup.steps import STEPS
+
+        previews: dict = {}
+        setup = self._setup()
         try:
-            from zdd_tui.secrets import set_token
+            for spec in STEPS:
+                try:
+                    previews[spec.id] = await setup.preview(spec.id)
+                except Exception as exc:  # e.g. no token yet: say so per step, go on
+                    previews[spec.id] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.show_steps(previews)
+        finally:
+            await setup.close()
 
-            context = getattr(getattr(self.app.source, "config", None), "context", "default")
-            set_token(context, value)
-        except Exception as exc:  # message only: the exception text never includes the token
-            self.app.call_from_thread(self.app.notify, f"Could not store the token: {type(exc).__name__}", severity="error")
-            return
-        self.app.call_from_thread(self.app.notify, "Token stored in the keyring.")
+    @work(exclusive=True, group="setup", exit_on_error=False)
+    async def action_apply(self) -> None:
+        from zdd_tui.ui.screens.confirm import ConfirmScreen
+
+        async def confirm(preview) -> bool:
+            body = Text()
+            for line in preview.creates:
+                body.append(f"+ {line}\n")
+            body.append(f"\nAdds ${preview.monthly_usd:.2f}/month. {preview.cost_detail}")
+            return bool(await self.app.push_screen_wait(ConfirmScreen(f"Setup: {preview.title}?", body, yes="Create")))
+
+        setup = self._setup()
+        log = self.query_one("#setup-log", RichLog)
+        try:
+            done = await setup.run(confirm=confirm)
+            log.write(f"✔ setup finished: {', '.join(f'{d.step} {d.status}' for d in done)}")
+        except Exception as exc:
+            log.write(f"✖ {exc}")
+        finally:
+            await setup.close()
+            self._token = None
 
     def action_close(self) -> None:
+        self._token = None
         self.app.pop_screen()
+
+
+def _write(log, line: str) -> None:
+    if line:
+        log.write(line)
+
+
+def _event_line(ev) -> str:
+    kind = getattr(ev, "kind", type(ev).__name__)
+    if kind == "step-started":
+        return f"▶ {ev.title}"
+    if kind == "step-progress":
+        return f"  {ev.message}"
+    if kind == "step-done":
+        return f"✔ {ev.step}: {ev.status} {ev.detail}"
+    if kind == "step-failed":
+        return f"✖ {ev.step}: {ev.message}" + (f" (hint: {ev.hint})" if ev.hint else "")
+    if kind == "host-report":
+        return f"  {ev.host} {ev.address}: {'ok' if ev.ok else 'NOT ok'} {ev.checks}"
+    return ""
