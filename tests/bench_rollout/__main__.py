@@ -56,6 +56,7 @@ class Run:
     failed: int
     sent: int
     pull: float = 0.0  # measured pull before the first drain (zdd-tui pulls all hosts at once)
+    undone: int = 0  # early drains the guard undid (the previous batch came back late)
 
     @property
     def bound(self) -> float:
@@ -94,7 +95,8 @@ async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str, o
     first_drain = min(m[Phase.DRAINING] for m in marks.values() if Phase.DRAINING in m)
     t_start = min(e.at for e in rec.events)
     return Run("zdd-tui" if overlap else "zdd-tui (no overlap)", batch, wall, statistics.mean(spans), len(plan.batches), res.failed, res.sent,
-               pull=first_drain - t_start)
+               pull=first_drain - t_start,
+               undone=sum(1 for e in rec.of(PhaseChanged) if "early drain undone" in e.detail))
 
 
 async def seed_rollout(session, tag: str, rate: float, lb_url: str) -> Run:
@@ -158,7 +160,9 @@ async def main() -> None:
                                                     overlap=kind != "zdd1-seq")
                         cur = nxt
                         runs.append(run)
-                        print(f"round {r + 1} {run.name} batch {run.batch}: {run.wall:.1f}s, "
+                        print(f"round {r + 1} {run.name} batch {run.batch}: {run.wall:.1f}s "
+                              f"(bound {run.bound:.1f}s, stop+start {run.stop_start:.2f}s"
+                              f"{f', {run.undone} early drain(s) undone' if run.undone else ''}), "
                               f"{run.failed} failed of {run.sent}", flush=True)
             finally:
                 await session.close()

@@ -35,7 +35,7 @@ LB_INTERVAL = 3
 LOAD_RATE = 250.0  # req/s (>= 200 required)
 FIGURES = Path("/work/notes/H8-figures.md")
 
-_state: dict = {"failed": None, "soft": []}
+_state: dict = {"failed": None}
 
 
 def zdd_argv() -> list[str]:
@@ -331,19 +331,8 @@ def _assert_registry_has(e: E2E, tags: list[str]) -> None:
 def test_03_deploy_v1_to_three_hosts(e2e):
     _step("deploy v1")
     e = e2e
-    cp = e.zdd("deploy", "--tag", e.tags["v1"], "--yes", expect=None, label="deploy v1 (first, no load)")
-    if cp.returncode == 3 and "no other host healthy" in cp.stdout and "lab-1=nothing" in cp.stdout:
-        # Known product gap (engine): a first deploy onto hosts that run nothing waits for "another
-        # host in the LB" that cannot exist. Recorded as a failure (test_99), and worked around so
-        # the rest of the lab still runs: v1 is started on lab-2 and lab-3 with the product's own
-        # `docker run` argv (zdd_tui.hosts.commands), then `zdd-tui deploy` does lab-1.
-        _state["soft"].append("first `zdd-tui deploy` onto empty hosts halts: 'no other host healthy in the LB' "
-                              "(rollout/engine.py _wait_others_in_lb; nothing runs anywhere yet)")
-        _seed(e, e.lab.hosts[1:], e.tags["v1"])
-        time.sleep(3 * LB_INTERVAL)
-        e.zdd("deploy", "--tag", e.tags["v1"], "--yes", label="deploy v1 (after the workaround)")
-    elif cp.returncode != 0:
-        raise AssertionError(f"first deploy exited {cp.returncode}:\n{cp.stdout[-3000:]}\n{cp.stderr[-2000:]}")
+    # The hosts run nothing yet: a first deploy onto an empty fleet.
+    e.zdd("deploy", "--tag", e.tags["v1"], "--yes", label="deploy v1 (first, no load)")
     assert set(e.host_versions().values()) == {e.tags["v1"]}, e.host_versions()
     # from here on: load through the LB, and a watch on every process list
     e.watch = SecretWatcher(_secrets(e), [h.netns for h in e.lab.hosts]).start()
@@ -363,27 +352,6 @@ def test_03_deploy_v1_to_three_hosts(e2e):
         with pytest.raises(OSError):
             labkit.http_get(h.ip, 9090, "/admin/stats", timeout=2)
         assert labkit.http_get(h.ip, 8080, "/admin/stats", timeout=2)[0] == 404
-
-
-def _seed(e: E2E, hosts, tag: str) -> None:
-    import shlex
-
-    from zdd_tui.hosts import commands as C
-
-    ref = f"{e.lab.registry_addr}/{REGISTRY_NAME}/app:{tag}"
-    for h in hosts:
-        argv = C.docker_run("app", ref, port=8080, admin_port=9090, version=tag,
-                            labels={"zdd.app": "app", "zdd.tag": tag})
-        e.lab.ssh(h, shlex.join(argv))
-    for h in hosts:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if labkit.http_get(h.ip, 8080, "/health", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
 
 
 def _close_phase(e: E2E, next_phase: str):
@@ -592,8 +560,3 @@ def test_08_figures(e2e):
             FIGURES.write_text(text)
         except OSError as exc:
             report(f"(could not write {FIGURES}: {exc})")
-
-
-def test_99_no_workaround_was_needed(e2e):
-    """Fails when a product gap had to be worked around above so the lab could go on."""
-    assert not _state["soft"], "worked around in this run: " + "; ".join(_state["soft"])

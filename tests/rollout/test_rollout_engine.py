@@ -274,6 +274,19 @@ async def test_refuses_to_take_hosts_out_when_no_other_is_in_the_lb(clock):
     assert world.ops("app-1") == ["pull"]
 
 
+async def test_first_deploy_onto_hosts_that_run_nothing_needs_no_host_in_the_lb(clock):
+    # A fresh fleet (after setup): nothing runs, so nothing is in the LB and nothing can leave it.
+    world = World(clock)
+    world.add_version(NEW)
+    for h in world.hosts.values():
+        h.container = None
+    plan, deploy = make(world)
+    out = await clock.run(engine(world, clock, plan, deploy).run())
+    assert out.status == OutcomeStatus.SUCCESS, out
+    assert world.tags() == {n: NEW for n in world.hosts}
+    assert all(world.lb_state.values())
+
+
 async def test_cancel_while_waiting_lb_out_restores_and_stops(clock):
     world = World(clock)
     world.add_version(NEW)

@@ -693,7 +693,10 @@ class Engine:
             nxt = batches[order[pos + 1]] if pos + 1 < len(order) else []
             if self._cancelled():
                 return await self._interrupted()
-            if len(self.runtimes) > 1:
+            # Only a batch that serves now can leave the LB without another host in it; hosts
+            # that run nothing (a first deploy) are not in the LB, so there is nothing to protect.
+            serving = any(h.prev is not None and h.prev.state == "running" for h in batch)
+            if len(self.runtimes) > 1 and serving:
                 try:
                     await self._wait_others_in_lb(batch)
                 except Cancelled:

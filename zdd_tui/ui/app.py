@@ -8,6 +8,7 @@ the rollout screen; engine events come back as RolloutEvent messages.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
 from textual import on, work
@@ -47,7 +48,7 @@ def check_theme(name: str, specs: dict[str, ThemeSpec]) -> None:
 
 
 class ZddApp(App[int]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses live elsewhere
     TITLE = "zdd-tui"
     BINDINGS = keys.bindings("app")
 
