@@ -587,7 +587,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> Config:
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such file (zdd-tui reads its settings from a zdd.yaml project file)",
-            f"run `zdd-tui init` in the project directory to write one, or pass --config PATH",
+            "run `zdd-tui init` in the project directory to write one, or pass --config PATH",
         ) from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, expected a zdd.yaml file", "pass --config PATH/zdd.yaml") from None

@@ -224,7 +224,7 @@ def render_text(st: FleetStatus) -> str:
         out.append(f"  {d.name:<12} {d.public_ipv4 or '-':<15} {d.status:<7} {lbw:<13} {hostw}")
     out.append(f"registry tags ({len(st.tags)}): " + ", ".join(t.tag for t in st.tags))
     if st.rollout:
-        # H5: the engine's own words (lock, interrupted rollout, last rollout) when it gives them.
+        # The engine's own words (lock, interrupted rollout, last rollout) when it gives them.
         out.extend(st.rollout.get("lines") or [f"rollout: {st.rollout}"])
     for e in st.errors:
         out.append(f"error: {e}")

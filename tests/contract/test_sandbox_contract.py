@@ -187,7 +187,7 @@ OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBU
 
 
 async def drive_raw(api) -> None:
-    """The DO routes the adapter does not call (H4's tools and people's scripts may)."""
+    """The DO routes the adapter does not call (the sandbox's own tools and people's scripts may)."""
     TOKEN = api.test_token
     base = api.url
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as s:

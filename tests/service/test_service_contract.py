@@ -1,4 +1,4 @@
-"""The service contract (notes/CONTRACTS.md), against real processes on loopback."""
+"""The service contract (service/README.md), against real processes on loopback."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Setup tests run against H3's in-process sandbox DO API, with an in-memory keyring."""
+"""Setup tests run against the in-process sandbox DO API, with an in-memory keyring."""
 
 from __future__ import annotations
 

@@ -14,12 +14,15 @@ import base64
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from zdd_tui.cloud.models import DockerCredentials
 from zdd_tui.config import Config
 from zdd_tui.errors import RefusedError, UsageError, ZddError
 from zdd_tui.images.git import GitState, git_state
+
+if TYPE_CHECKING:  # the docker SDK is imported where it is used: it is slow to import
+    import docker
 
 
 class BuildError(ZddError):

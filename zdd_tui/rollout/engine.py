@@ -210,7 +210,7 @@ class Engine:
         return [c for c in st.health_checkers if c.last_age_seconds <= 2 * self.settings.interval]
 
     def _out_evidence(self, st: ServiceStats, lb: bool | None) -> tuple[bool, str]:
-        """Has the LB stopped sending this (drained) service traffic? (CONTRACTS "Service contract")"""
+        """Has the LB stopped sending this (drained) service traffic? (service/README.md, "counter meanings")"""
         u = self.settings.unhealthy_threshold
         if st.in_flight > 0:
             return False, f"{st.in_flight} request(s) in flight"

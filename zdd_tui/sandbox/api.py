@@ -24,7 +24,7 @@ Sandbox-only endpoints (same bearer token, not rate limited):
 - GET /sandbox/registry/{repository}/tags: the in-memory tags with their `behaviour`;
   POST the same path {"tag", "behaviour", "manifest_digest"?, "extra"?} adds or replaces one.
 
-Hooks for the rest of the sandbox (H4):
+Hooks for the rest of the sandbox (load balancer, hosts):
 - `address_allocator(droplet_dict) -> (public_ipv4, private_ipv4 | None)`: constructor argument;
   picks a new droplet's addresses (default 127.0.1.N, lowest free N).
 - `api.on_droplet_created(droplet_dict)` / `api.on_droplet_deleted(droplet_dict)`: sync or async

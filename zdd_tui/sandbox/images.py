@@ -2,7 +2,7 @@
 
 A sandbox registry tag names one of these. Pulling it on a local host records it; running it
 starts `python -m zdd_service` with the image's environment (ZDD_VERSION plus its behaviour
-switches). The behaviours are the service's own switches (service contract in CONTRACTS.md):
+switches). The behaviours are the service's own switches (service/README.md):
 ok (none), unhealthy (health always 503), crash (exits during start-up), slow (health answers
 503 "starting" for a while after start).
 """

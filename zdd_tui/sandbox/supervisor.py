@@ -35,7 +35,7 @@ from zdd_tui.errors import UsageError
 from zdd_tui.sandbox.agent import agent_routes
 from zdd_tui.sandbox.api import SandboxAPI
 from zdd_tui.sandbox.hosts import HostError, HostManager, can_bind
-from zdd_tui.sandbox.images import SandboxImage, parse_ref, seed_images
+from zdd_tui.sandbox.images import SandboxImage, seed_images
 from zdd_tui.sandbox.lb import SandboxLB
 
 log = logging.getLogger(__name__)
