@@ -14,7 +14,7 @@ import inspect
 import sys
 
 from zdd_tui import __version__
-from zdd_tui.errors import EXIT_ERROR, EXIT_USAGE, ZddError
+from zdd_tui.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, ZddError
 
 COMMANDS = ("init", "login", "logout", "sandbox", "status", "build", "deploy", "rollback", "setup")
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("zdd-tui: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # last resort: never a traceback with possible secrets in locals
         print(f"zdd-tui: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR

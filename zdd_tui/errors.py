@@ -12,6 +12,7 @@ EXIT_ERROR = 1  # something failed and was not restored, or an unexpected error
 EXIT_USAGE = 2  # bad command line, bad config, bad input: nothing was changed
 EXIT_HALTED = 3  # a rollout halted on a failure and the failed host was restored
 EXIT_REFUSED = 4  # refused before changing anything (deploy lock held, unknown tag, ...)
+EXIT_INTERRUPTED = 130  # the operator stopped it (like Ctrl-C); the step in progress was settled
 
 
 class ZddError(Exception):

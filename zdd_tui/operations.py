@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from zdd_tui.errors import EXIT_ERROR, EXIT_HALTED, EXIT_OK, EXIT_REFUSED, RefusedError, UsageError, ZddError
+from zdd_tui.errors import EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, RefusedError, UsageError, ZddError
 from zdd_tui.rollout.engine import Engine, EngineOptions
 from zdd_tui.rollout.events import Listener, Outcome, OutcomeStatus, Plan
 from zdd_tui.rollout.interfaces import Clock, HostRuntime
@@ -37,7 +37,6 @@ from zdd_tui.rollout.journal import (
 from zdd_tui.rollout.lock import LockHeld, LockInfo, acquire, read_locks, release
 from zdd_tui.rollout.plan import HostFact, build_plan
 
-EXIT_INTERRUPTED = 130  # like Ctrl-C: the operator stopped it; the host in progress was settled
 
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
