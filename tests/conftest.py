@@ -14,6 +14,9 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+import keyring
+import keyring.backend
+import keyring.core
 import pytest
 
 # A session bus without service directories: nothing gets D-Bus-activated behind our back, so
@@ -122,8 +125,15 @@ def keyring_env(secret_service, monkeypatch) -> dict[str, str]:
     for key in ("DIGITALOCEAN_TOKEN", "ZDD_SSH_PRIVATE_KEY", "PYTHON_KEYRING_BACKEND"):
         monkeypatch.delenv(key, raising=False)
     _clear_zdd_items(secret_service.env["DBUS_SESSION_BUS_ADDRESS"])
+    # keyring finds the viable backends once per process and keeps the one it chose: find them
+    # again in this environment, so what earlier tests saw (no D-Bus yet) or set cannot stand in
+    # for the Secret Service.
+    previous = keyring.get_keyring()
+    keyring.backend.get_all_keyring.reset()
+    keyring.core.init_backend()
     yield dict(os.environ)
     _clear_zdd_items(secret_service.env["DBUS_SESSION_BUS_ADDRESS"])
+    keyring.set_keyring(previous)
 
 
 def _clear_zdd_items(address: str) -> None:

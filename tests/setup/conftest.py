@@ -16,6 +16,9 @@ class MemoryKeyring(keyring.backend.KeyringBackend):
     """A real keyring backend object kept in memory, so tests can see what was stored."""
 
     priority = 1
+    # Never chosen by keyring's own backend detection (which sees every subclass): it is set
+    # explicitly by the fixture below and must not become the process's default elsewhere.
+    viable = False
 
     def __init__(self):
         super().__init__()

@@ -181,3 +181,31 @@ def test_real_console_in_tmux_deploy_rollback_quit(tmp_path):
         for p in t.seen_pids:
             if _alive(p) and ("zdd_" in _cmdline(p)):
                 os.kill(p, 9)
+
+
+def test_closing_the_terminal_leaves_no_process(tmp_path):
+    """The terminal goes away (tmux server killed: SIGHUP) while the dashboard is live: the
+    console, the sandbox and every host process it started must all exit on their own."""
+    t = Tmux(tmp_path)
+    env = {
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "TERM": "xterm-256color",
+        "ZDD_TUI_SANDBOX_HOSTS": "2",
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+    }
+    t.start(f"{sys.executable} -m zdd_tui --sandbox", env)
+    ours: set[int] = set()
+    try:
+        t.wait_for(r"app-2 .*sha-[0-9a-f]{7}.*✔ healthy", timeout=60)
+        t.collect_pids()
+        ours = {p for p in t.seen_pids if "zdd_service" in _cmdline(p) or "zdd_tui" in _cmdline(p)}
+        assert len(ours) >= 4, {p: _cmdline(p) for p in t.seen_pids}
+    finally:
+        t.kill()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in ours) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = {p: _cmdline(p) for p in ours if _alive(p)}
+    for p in left:  # only to leave nothing behind; the assertion below still fails the test
+        os.kill(p, 9)
+    assert not left, f"left running after SIGHUP: {left}"

@@ -41,19 +41,6 @@ def _load_config(path: Path):
     return load_sandbox_config(path)
 
 
-def _have_token() -> bool:
-    import os
-
-    if os.environ.get("DIGITALOCEAN_TOKEN"):
-        return True
-    try:
-        from zdd_tui.secrets import get_token
-
-        return bool(get_token(None, "default"))
-    except Exception:
-        return False
-
-
 def run_console(args) -> int:
     from zdd_tui.ui.app import ZddApp, check_theme
     from zdd_tui.ui.keys import BINDING_IDS

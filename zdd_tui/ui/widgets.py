@@ -9,6 +9,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.color import Color
 from textual.containers import Horizontal
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from zdd_tui.rollout.events import Phase
@@ -123,47 +127,33 @@ class FleetTable(DataTable):
         return self._order[self.cursor_row]
 
 
-class HostRow(Horizontal):
-    """One host in the rollout view: name, bar, phase in words, LB and direct health, elapsed."""
+class HostRow:
+    """One host's state in the rollout view (a model; HostTable draws it)."""
 
-    def __init__(self, name: str, from_tag: str | None, **kw):
-        super().__init__(classes="host-row", **kw)
+    def __init__(self, name: str, from_tag: str | None):
         self.host = name
         self.from_tag = from_tag
         self.phase = Phase.PENDING
+        self.detail = ""
+        self.fraction = 0.0
         self.started_at: float | None = None
         self.ended_at: float | None = None
+        self.now = 0.0
         self.lb = Health.UNKNOWN
         self.direct = Health.UNKNOWN
 
-    def compose(self) -> ComposeResult:
-        yield Label(self.host, classes="host-name")
-        yield ProgressBar(total=1.0, show_eta=False, show_percentage=True, classes="host-bar")
-        yield Label(Phase.PENDING.words, classes="host-phase")
-        yield Label("", classes="host-lb")
-        yield Label("", classes="host-direct")
-        yield Label("0:00", classes="host-elapsed")
-
-    def on_mount(self) -> None:
-        self.paint_health()
-
     def set_phase(self, phase: Phase, detail: str, at: float) -> None:
-        self.phase = phase
+        self.phase, self.detail = phase, detail
         if self.started_at is None and phase not in (Phase.PENDING, Phase.SKIPPED):
             self.started_at = at
         if phase in (Phase.DONE, Phase.RESTORED, Phase.FAILED, Phase.SKIPPED):
             self.ended_at = at if self.started_at is not None else None
-        words = phase.words + (f": {detail}" if detail and phase in (Phase.FAILED, Phase.RESTORED) else "")
-        label = self.query_one(".host-phase", Label)
-        label.update(words)
-        self.set_class(phase is Phase.FAILED, "-failed")
-        self.set_class(phase in (Phase.RESTORING, Phase.RESTORED), "-restored")
-        self.set_class(phase is Phase.DONE, "-done")
         if phase is Phase.DONE:
-            self.query_one(ProgressBar).update(progress=1.0)
+            self.fraction = 1.0
+        self.now = max(self.now, at)
 
     def set_progress(self, fraction: float) -> None:
-        self.query_one(ProgressBar).update(progress=max(0.0, min(fraction, 1.0)))
+        self.fraction = max(0.0, min(fraction, 1.0))
 
     def set_health(self, view: str, healthy: bool | None, detail: str) -> None:
         h = Health.DRAINING if (healthy is False and "drain" in detail) else Health.from_bool(healthy)
@@ -171,19 +161,92 @@ class HostRow(Horizontal):
             self.lb = h
         else:
             self.direct = h
-        self.paint_health()
-
-    def paint_health(self) -> None:
-        self.query_one(".host-lb", Label).update(Text("LB ") + health_text(self.app, self.lb))
-        self.query_one(".host-direct", Label).update(Text("direct ") + health_text(self.app, self.direct))
 
     def tick(self, now: float) -> None:
+        self.now = max(self.now, now)
+
+    @property
+    def elapsed(self) -> float:
         if self.started_at is None:
-            return
-        end = self.ended_at if self.ended_at is not None else now
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else self.now
+        return max(end - self.started_at, 0.0)
+
+
+_PHASE_VAR = {Phase.DONE: "success", Phase.FAILED: "error", Phase.RESTORING: "warning", Phase.RESTORED: "warning"}
+BAR_WIDTH = 20
+
+
+class HostTable(ScrollView, can_focus=True):
+    """Every host of a rollout, one line each: name, progress bar, percentage, phase in words,
+    LB and direct health, elapsed.
+
+    One widget drawing only the lines in view (Textual's line API), so 200 hosts streaming
+    events never cause a relayout: an update repaints ~30 lines, and keys stay immediate.
+    The bar is drawn with the same glyphs as Textual's ProgressBar.
+    """
+
+    BINDINGS = [
+        Binding("up", "scroll_up", "Up", show=False),
+        Binding("down", "scroll_down", "Down", show=False),
+        Binding("pageup", "page_up", show=False),
+        Binding("pagedown", "page_down", show=False),
+        Binding("home", "scroll_home", show=False),
+        Binding("end", "scroll_end", show=False),
+    ]
+
+    def __init__(self, rows: dict[str, HostRow], **kw):
+        super().__init__(**kw)
+        self.rows = rows
+        self.order = list(rows)
+        self.lines_rendered = 0  # for tests and the benchmark
+
+    def on_mount(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.order))
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.order))
+
+    def visible_names(self) -> list[str]:
+        top = int(self.scroll_y)
+        return self.order[top : top + max(self.size.height, 1)]
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        idx = int(self.scroll_y) + y
+        base = self.rich_style
+        if idx >= len(self.order):
+            return Strip.blank(width, base)
+        self.lines_rendered += 1
+        r = self.rows[self.order[idx]]
+        text = self._line(r)
+        segments = list(text.render(self.app.console))
+        return Strip(segments).adjust_cell_length(width, base).apply_style(base)
+
+    def _line(self, r: HostRow) -> Text:
         from zdd_tui.ui.state import human_elapsed
 
-        self.query_one(".host-elapsed", Label).update(human_elapsed(end - self.started_at))
+        app = self.app
+        t = Text(no_wrap=True, end="")
+        t.append(f" {r.host[:13]:<13} ", style="bold")
+        filled = int(r.fraction * BAR_WIDTH)
+        done_style = theme_style(app, "success" if r.fraction >= 1.0 else "primary")
+        rest_style = theme_style(app, "foreground-muted")
+        t.append("━" * filled, style=done_style)
+        if filled < BAR_WIDTH:
+            t.append("╺", style=rest_style)
+            t.append("━" * (BAR_WIDTH - filled - 1), style=rest_style)
+        words = r.phase.words + (f": {r.detail}" if r.detail and r.phase in (Phase.FAILED, Phase.RESTORED) else "")
+        var = _PHASE_VAR.get(r.phase)
+        t.append(f" {int(r.fraction * 100):>3}%  ")
+        t.append(f"{words[:34]:<34}", style=theme_style(app, var, bold=r.phase is Phase.FAILED) if var else "")
+        t.append("  LB ")
+        t.append_text(health_text(app, r.lb))
+        t.append(" " * max(1, 13 - len(r.lb.label)) + "direct ")
+        t.append_text(health_text(app, r.direct))
+        t.append(" " * max(1, 13 - len(r.direct.label)))
+        t.append(f"{human_elapsed(r.elapsed):>6}")
+        return t
 
 
 class KeyValue(Static):

@@ -11,7 +11,6 @@ from textual.widgets import Label, Static
 
 from zdd_tui.ui import keys
 from zdd_tui.ui.screens.confirm import PausingModal
-from zdd_tui.ui.settings import user_config_path
 
 
 class HelpScreen(PausingModal):

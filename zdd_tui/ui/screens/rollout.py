@@ -7,7 +7,6 @@ import asyncio
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
@@ -25,15 +24,15 @@ from zdd_tui.rollout.events import (
 from zdd_tui.ui import keys
 from zdd_tui.ui.messages import RolloutEvent, RolloutReturned
 from zdd_tui.ui.state import human_elapsed
-from zdd_tui.ui.widgets import HostRow, TopBar, theme_style
+from zdd_tui.ui.widgets import HostRow, HostTable, TopBar, theme_style
 
-# Hosts shown as full rows; beyond this the view would cost more to lay out than it tells.
-# With more hosts every row is still there, in a scrollable list.
 LOG_LINES = 2000
+FLUSH_SECONDS = 0.1  # engine events are painted in batches, at most 10 times a second
 
 
 class RolloutScreen(Screen):
     BINDINGS = keys.bindings("rollout")
+    AUTO_FOCUS = "#hosts"  # arrow keys scroll the hosts
 
     def __init__(self, plan: Plan, cancel: asyncio.Event, sandbox: bool = False, where: str = ""):
         super().__init__(id="rollout")
@@ -44,16 +43,18 @@ class RolloutScreen(Screen):
         self.outcome: Outcome | None = None
         self.rows: dict[str, HostRow] = {}
         self.events_seen = 0
+        self._pending: list = []
+        self._flush_scheduled = False
+        self._finished_queued = False
+        self._stale: set[str] = set()  # rows whose model changed but are not painted yet
 
     def compose(self) -> ComposeResult:
         yield TopBar("zdd-tui · rollout", self.where, self.sandbox)
         yield Static(self._plan_text(), id="plan")
         yield ProgressBar(total=1.0, show_eta=False, id="overall")
-        with VerticalScroll(id="hosts"):
-            for h in self.plan.hosts:
-                row = HostRow(h.name, h.from_tag, id=f"host-{_css_id(h.name)}")
-                self.rows[h.name] = row
-                yield row
+        for h in self.plan.hosts:
+            self.rows[h.name] = HostRow(h.name, h.from_tag)
+        yield HostTable(self.rows, id="hosts")
         yield RichLog(id="log", max_lines=LOG_LINES, wrap=False, markup=False, auto_scroll=True)
         yield Static("", id="outcome")
         yield Footer()
@@ -74,17 +75,29 @@ class RolloutScreen(Screen):
         self.run_rollout()
 
     def theme_changed(self) -> None:
-        for row in self.rows.values():
-            row.paint_health()
+        self._stale |= set(self.rows)
+        self.paint_visible()
         self.query_one("#plan", Static).update(self._plan_text())
         if self.outcome is not None:
             self._show_outcome(self.outcome)
+
+    def paint_visible(self) -> None:
+        """Repaint the host lines if any line in view changed (lines out of view are drawn when
+        scrolled to, from the current model)."""
+        if not self._stale or not self.is_mounted:
+            return
+        table = self.query_one("#hosts", HostTable)
+        if self._stale.intersection(table.visible_names()):
+            table.refresh()
+        self._stale.clear()
 
     def _tick(self) -> None:
         now = self.app.source.now() if self.app.source else 0.0
         for row in self.rows.values():
             if row.started_at is not None and row.ended_at is None:
                 row.tick(now)
+                self._stale.add(row.host)
+        self.paint_visible()
 
     @work(exclusive=True, group="rollout", exit_on_error=False)
     async def run_rollout(self) -> None:
@@ -92,48 +105,74 @@ class RolloutScreen(Screen):
             outcome = await self.app.source.run(self.plan, self._listener, self.cancel)
         except Exception as exc:  # the engine's own errors become an outcome on screen
             outcome = Outcome(OutcomeStatus.ERROR, f"{type(exc).__name__}: {exc}", self.plan.to_tag)
-        if self.outcome is None:  # the engine returned without a finished event
+        if not self._finished_queued:  # the engine returned without a finished event
             self.post_message(RolloutEvent(RolloutFinished(outcome)))
         # Only now (the engine returned: lock released, journal closed) may the app quit.
         self.post_message(RolloutReturned())
 
     def _listener(self, event) -> None:
-        self.post_message(RolloutEvent(event))
+        # Called by the engine on this event loop: queue it; a flush paints the batch. An engine
+        # can emit thousands of events a second (200 hosts); one message each would starve keys.
+        self._pending.append(event)
+        if isinstance(event, RolloutFinished):
+            self._finished_queued = True
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.set_timer(FLUSH_SECONDS, self._flush)
 
     @on(RolloutEvent)
     def _event(self, message: RolloutEvent) -> None:
-        ev = message.event
-        self.events_seen += 1
-        log = self.query_one("#log", RichLog)
-        if isinstance(ev, PhaseChanged):
-            row = self.rows.get(ev.host)
-            if row:
+        self._pending.append(message.event)
+        self._flush()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        events, self._pending = self._pending, []
+        if not events or not self.is_mounted:
+            return
+        dirty: set[str] = set()
+        log_lines: list[Text] = []
+        overall = None
+        finished = None
+        for ev in events:
+            self.events_seen += 1
+            row = self.rows.get(getattr(ev, "host", None) or "")
+            if isinstance(ev, PhaseChanged) and row:
                 row.set_phase(ev.phase, ev.detail, ev.at)
-                row.tick(ev.at)
-        elif isinstance(ev, Progress):
-            row = self.rows.get(ev.host)
-            if row:
-                row.set_progress(ev.fraction)
-            self.query_one("#overall", ProgressBar).update(progress=ev.overall)
-        elif isinstance(ev, HealthChanged):
-            row = self.rows.get(ev.host)
-            if row:
+                dirty.add(ev.host)
+            elif isinstance(ev, Progress):
+                if row:
+                    row.set_progress(ev.fraction)
+                    dirty.add(ev.host)
+                overall = ev.overall
+            elif isinstance(ev, HealthChanged) and row:
                 row.set_health(ev.view, ev.healthy, ev.detail)
-        elif isinstance(ev, LogLine):
-            style = {"error": "error", "warning": "warning"}.get(ev.level)
-            line = Text(f"{human_elapsed(ev.at - self._t0(ev.at))} {ev.host or '-':<12} ")
-            line.append(ev.line, style=theme_style(self.app, style) if style else "")
-            log.write(line)
-        elif isinstance(ev, RolloutPlanned):
-            self._start_at = ev.at
-        elif isinstance(ev, RolloutFinished):
-            self.outcome = ev.outcome
-            if ev.outcome.status is OutcomeStatus.SUCCESS:
+                dirty.add(ev.host)
+            elif isinstance(ev, LogLine):
+                style = {"error": "error", "warning": "warning"}.get(ev.level)
+                line = Text(f"{human_elapsed(ev.at - self._t0(ev.at))} {ev.host or '-':<12} ")
+                line.append(ev.line, style=theme_style(self.app, style) if style else "")
+                log_lines.append(line)
+            elif isinstance(ev, RolloutPlanned):
+                self._start_at = ev.at
+            elif isinstance(ev, RolloutFinished):
+                finished = ev.outcome
+        self._stale |= dirty
+        self.paint_visible()
+        if log_lines:
+            # One write per flush: RichLog lays out each write, so a batch costs as much as a line.
+            self.query_one("#log", RichLog).write(Text("\n").join(log_lines[-LOG_LINES:]))
+        if overall is not None:
+            self.query_one("#overall", ProgressBar).update(progress=overall)
+        if finished is not None:
+            self.outcome = finished
+            if finished.status is OutcomeStatus.SUCCESS:
                 self.query_one("#overall", ProgressBar).update(progress=1.0)
-            self._show_outcome(ev.outcome)
+            self._show_outcome(finished)
 
     @on(RolloutReturned)
     def _returned(self) -> None:
+        self._flush()
         self.app.rollout_finished()
 
     def _t0(self, at: float) -> float:
@@ -175,5 +214,3 @@ class RolloutScreen(Screen):
         self.app.pop_screen()
 
 
-def _css_id(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
