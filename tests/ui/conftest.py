@@ -57,7 +57,7 @@ def sandbox_config(sandbox):
     the file's copy is clamped to 3 s for loading only (a no-op at the 3 s the fixture uses)."""
     import yaml
 
-    from zdd_tui.sandbox.supervisor import load_sandbox_config
+    from zdd_tui.config import load_config
 
     doc = yaml.safe_load(sandbox.config_path.read_text())
     hc = doc.get("load_balancer", {}).get("health_check", {})
@@ -68,7 +68,7 @@ def sandbox_config(sandbox):
     doc.setdefault("deploy", {})["start_timeout_seconds"] = 12
     path = sandbox.config_path.with_name("zdd-console-test.yaml")
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return load_sandbox_config(path)
+    return load_config(path)
 
 
 @pytest.fixture

@@ -31,14 +31,9 @@ def _sandbox_hosts() -> int:
 
 
 def _load_config(path: Path):
-    from zdd_tui import config as config_module
+    from zdd_tui.config import load_config
 
-    load = getattr(config_module, "load_config", None)
-    if load is not None:
-        return load(path)
-    from zdd_tui.sandbox.supervisor import load_sandbox_config  # before H1's loader lands
-
-    return load_sandbox_config(path)
+    return load_config(path)
 
 
 def run_console(args) -> int:

@@ -559,6 +559,3 @@ def read_running_info(state_dir: str | Path) -> dict:
 
 
 __all__ = ["ExternalDroplet", "Sandbox", "SandboxOptions", "read_running_info"]
-
-# Transitional name still used by modules being finished in parallel; removed at integration.
-load_sandbox_config = load_config

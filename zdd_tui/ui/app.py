@@ -82,7 +82,6 @@ class ZddApp(App[int]):
         self._specs = theme_specs if theme_specs is not None else load_theme_specs()
         self.zdd_themes = [s.name for s in self._specs.values()]
         self._theme_wanted = theme or self.settings.theme or (NO_COLOR_THEME if no_color() else DEFAULT_THEME)
-        self.painted = asyncio.Event()  # set when the dashboard first shows fleet data (benchmark)
         self.failure: str | None = None
         self._handle_signals = handle_signals
         # Register before the first stylesheet parse: app.tcss uses our themes' own variables.
@@ -277,6 +276,7 @@ class ZddApp(App[int]):
         )
 
     def request_exit(self) -> None:
+        self._signalled = True
         if self.rollout is None:
             self.run_worker(self.shutdown(), exclusive=True, group="quit")
         else:
@@ -288,9 +288,18 @@ class ZddApp(App[int]):
             self.poller.stop()
         if self.source is not None:
             try:
-                await self.source.close()
+                await self.source.close()  # stops the sandbox child and its hosts, if any
             except Exception:
                 pass
+        if getattr(self, "_signalled", False):
+            # The terminal may be gone (SIGHUP): restoring it can block forever. Everything we
+            # started is stopped by now, so if a normal exit has not happened in 3 s, force it.
+            import os
+            import threading
+
+            timer = threading.Timer(3.0, os._exit, args=(0,))
+            timer.daemon = True  # a normal exit does not wait for it
+            timer.start()
         self.exit(0)
 
     def start_rollout(self, plan) -> None:

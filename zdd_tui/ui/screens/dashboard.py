@@ -101,8 +101,6 @@ class DashboardScreen(Screen):
         for pane in _PANES.get(task, ()):
             self._paint(pane)
         self._paint_status()
-        if task in ("droplets", "hosts") and self.app.fleet.droplets is not None:
-            self.app.painted.set()
 
     def _paint(self, pane: str) -> None:
         fleet = self.app.fleet
