@@ -108,6 +108,27 @@ def test_unknown_command_is_a_usage_error():
     assert proc.returncode == 2 and "unknown command 'logni'. Did you mean 'login'?" in proc.stderr
 
 
+def test_command_modules_load_only_when_used_and_the_help_registry_matches_them():
+    """`zdd-tui --help` lists COMMAND_HELP without importing the commands; each line is its
+    module's own help, and a command's module is imported when that command is parsed."""
+    code = (
+        "import sys, zdd_tui.cli as c\n"
+        "p = c.build_parser(); p.format_help()\n"
+        "assert not [m for m in sys.modules if m.startswith('zdd_tui.commands.')], sys.modules\n"
+        "lazy = p.format_help()\n"
+        "a = p.parse_args(['status', '--no-hosts'])\n"
+        "assert a.no_hosts and callable(a.func) and 'zdd_tui.commands.status' in sys.modules\n"
+        "assert 'zdd_tui.commands.deploy' not in sys.modules\n"
+        "assert p.format_help() == lazy == c.build_parser(eager=True).format_help()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    from zdd_tui.cli import COMMAND_HELP, build_parser
+
+    sub = next(a for a in build_parser(eager=True)._actions if a.dest == "command")
+    assert {a.dest: a.help for a in sub._choices_actions} == COMMAND_HELP
+
+
 # ---- login / logout -----------------------------------------------------------------------------
 
 

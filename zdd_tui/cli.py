@@ -2,6 +2,9 @@
 
 Each subcommand lives in `zdd_tui/commands/<name>.py` with `register(subparsers, common)` that
 adds its parser and sets `func` to an `async def run(args) -> int` or `def run(args) -> int`.
+A command's module is imported only when that command is parsed (run or `<command> --help`):
+`COMMANDS` holds each one's one-line help for `zdd-tui --help`, so the console's start and the
+other commands do not pay for every command's imports (tests/test_cli.py checks it matches).
 """
 
 from __future__ import annotations
@@ -16,7 +19,54 @@ import sys
 from zdd_tui import __version__
 from zdd_tui.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, ZddError
 
-COMMANDS = ("init", "login", "logout", "sandbox", "status", "build", "deploy", "rollback", "setup")
+# name -> the help line of its parser (the same text as its module's `register` gives it).
+COMMAND_HELP = {
+    "init": "write a commented zdd.yaml for the current project",
+    "login": "check a DigitalOcean token and store it in the OS keyring",
+    "logout": "delete the context's DigitalOcean token and SSH key from the OS keyring",
+    "sandbox": "a local stand-in for DigitalOcean",
+    "status": "show droplets, load balancer, tags and hosts",
+    "build": "build (and push) the service image",
+    "deploy": "rolling deploy of a tag to every host",
+    "rollback": "rolling deploy of an earlier tag",
+    "setup": "create the droplets, load balancer and registry; bootstrap the hosts",
+}
+COMMANDS = tuple(COMMAND_HELP)
+
+
+class _LazySubParsers(argparse._SubParsersAction):
+    """Subparsers whose full parsers are registered (their modules imported) on first use.
+
+    Until then each command has a placeholder parser carrying only its help line, which is all
+    `zdd-tui --help` shows. `load(name)` swaps in the real one from `zdd_tui.commands.<name>`.
+    """
+
+    common: argparse.ArgumentParser
+    _loaded: set
+
+    def load(self, name: str) -> None:
+        if name in self._loaded or name not in COMMAND_HELP:
+            return
+        self._loaded.add(name)
+        placeholder = self._name_parser_map.pop(name)
+        at = next(i for i, a in enumerate(self._choices_actions) if a.dest == name)
+        del self._choices_actions[at]
+        module = importlib.import_module(f"zdd_tui.commands.{name}")
+        module.register(self, self.common)
+        if self._name_parser_map.get(name) is None:  # pragma: no cover - a module that registers nothing
+            self._name_parser_map[name] = placeholder
+        # keep the help listing in COMMANDS order
+        moved = next(i for i, a in enumerate(self._choices_actions) if a.dest == name)
+        self._choices_actions.insert(at, self._choices_actions.pop(moved))
+
+    def load_all(self) -> None:
+        for name in COMMANDS:
+            self.load(name)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values:
+            self.load(values[0])
+        super().__call__(parser, namespace, values, option_string)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,17 +96,21 @@ def json_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(eager: bool = False) -> argparse.ArgumentParser:
+    """The parser; `eager` registers every command's full parser now (else on first use)."""
     parser = _Parser(prog="zdd-tui", description="Zero-downtime rolling deploys to DigitalOcean, from the terminal.")
     parser.add_argument("--version", action="version", version=f"zdd-tui {__version__}")
     parser.add_argument("--sandbox", action="store_true", help="start the console on a fresh local sandbox")
     parser.add_argument("--theme", default=None, help="colour theme for the console")
     parser.add_argument("--config", default="zdd.yaml", metavar="PATH", help="project file (default: ./zdd.yaml)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    common = common_options()
-    for name in COMMANDS:
-        module = importlib.import_module(f"zdd_tui.commands.{name}")
-        module.register(sub, common)
+    parser.register("action", "lazy_parsers", _LazySubParsers)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, action="lazy_parsers")
+    sub.common = common_options()
+    sub._loaded = set()
+    for name, text in COMMAND_HELP.items():
+        sub.add_parser(name, help=text)
+    if eager:
+        sub.load_all()
     return parser
 
 

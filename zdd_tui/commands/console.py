@@ -36,6 +36,32 @@ def _load_config(path: Path):
     return load_config(path)
 
 
+# What opening a session imports: pydo and azure-core (~30 MB, the slowest imports of the
+# console), the cloud client and the hosts' runtimes. Imported in a thread by the openers below,
+# so the event loop paints the first frame meanwhile instead of waiting for them.
+_SESSION_MODULES = (
+    "zdd_tui.session",
+    "zdd_tui.cloud.client",
+    "zdd_tui.cloud.fleet",
+    "zdd_tui.runtimes",
+    "zdd_tui.sandbox.runtime",
+)
+
+
+def _import_session_modules() -> None:
+    import importlib
+
+    for name in _SESSION_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # open_session reports (or works around) what is missing
+            pass
+
+
+async def _preload_session_modules() -> None:
+    await asyncio.to_thread(_import_session_modules)
+
+
 def run_console(args) -> int:
     from zdd_tui.ui.app import ZddApp, check_theme
     from zdd_tui.ui.keys import BINDING_IDS
@@ -62,6 +88,7 @@ def run_console(args) -> int:
             await asyncio.to_thread(sp.stop)
 
         config = _load_config(sp.config_path)
+        await _preload_session_modules()
         session = await open_session(config)
         api = sp.info.get("api_url", "")
         return SessionSource(session, sandbox=True, label=f"sandbox {api} · pid {sp.pid}", on_close=stop_child)
@@ -74,6 +101,7 @@ def run_console(args) -> int:
             config = _load_config(config_path)  # a bad file fails here, before the screen opens
 
             async def open_project():
+                await _preload_session_modules()
                 session = await open_session(config)
                 where = "sandbox" if config.is_sandbox else f"DigitalOcean {config.digitalocean.region}"
                 return SessionSource(session, sandbox=config.is_sandbox, label=f"{where} · {config_path}")

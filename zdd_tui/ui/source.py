@@ -81,6 +81,10 @@ class FleetSource(Protocol):
 
     async def close(self) -> None: ...
 
+    # Optional (build and push, `b`); a source without them has nothing to push to:
+    #   def image_builder(self, docker_host: str | None = None) -> zdd_tui.images.build.ImageBuilder
+    #   async def push_credentials(self) -> DockerCredentials  (short-lived, read-write)
+
 
 def poll_functions(source: FleetSource) -> dict[str, Callable[[], Awaitable[Any]]]:
     return {
@@ -224,6 +228,22 @@ class SessionSource:
             return await operations.run_deploy(self.session, plan, [listener], cancel)
         finally:
             self._running_id = None
+
+    # -- build and push (`b`): the same builder and credentials as `zdd-tui build --push` ------
+    def image_builder(self, docker_host: str | None = None):
+        """An ImageBuilder for the project (the config's directory holds the git repository and
+        the build paths); the Docker engine is DOCKER_HOST's unless given. Nothing is contacted yet."""
+        from zdd_tui.images.build import ImageBuilder
+
+        return ImageBuilder(self.config, docker_host=docker_host)
+
+    async def push_credentials(self):
+        """Short-lived read-write registry credentials (one API request), for one push."""
+        from zdd_tui.commands.build import PUSH_CREDENTIALS_SECONDS
+
+        return await self.session.client.docker_credentials(
+            self.config.registry.name, read_write=True, expiry_seconds=PUSH_CREDENTIALS_SECONDS
+        )
 
     async def logs(self, host: str, tail: int = 200) -> list[str]:
         d = next((d for d in self._droplets if d.name == host), None)

@@ -47,6 +47,11 @@ class RolloutScreen(Screen):
         self._flush_scheduled = False
         self._finished_queued = False
         self._stale: set[str] = set()  # rows whose model changed but are not painted yet
+        # While a dialog (help, a confirmation) is over this view, the models still follow the
+        # engine but painting waits: each repaint of a screen under a modal makes Textual redraw
+        # the modal over a tinted copy of it (~the whole terminal), which starves keys.
+        self._log_backlog: list[Text] = []
+        self._overall: float | None = None
 
     def compose(self) -> ComposeResult:
         yield TopBar("zdd-tui · rollout", self.where, self.sandbox)
@@ -81,14 +86,23 @@ class RolloutScreen(Screen):
         if self.outcome is not None:
             self._show_outcome(self.outcome)
 
+    def _covered(self) -> bool:
+        try:
+            return self.app.screen is not self
+        except Exception:  # no screen stack (the app is shutting down): nothing to paint over
+            return False
+
+    def on_screen_resume(self) -> None:
+        self.paint_visible()
+        self._paint_log_and_overall()
+
     def paint_visible(self) -> None:
         """Repaint the host lines if any line in view changed (lines out of view are drawn when
         scrolled to, from the current model)."""
-        if not self._stale or not self.is_mounted:
+        if not self._stale or not self.is_mounted or self._covered():
             return
         table = self.query_one("#hosts", HostTable)
-        if self._stale.intersection(table.visible_names()):
-            table.refresh()
+        table.refresh_rows(self._stale)  # only the changed lines in view, not the whole table
         self._stale.clear()
 
     def _tick(self) -> None:
@@ -160,15 +174,28 @@ class RolloutScreen(Screen):
         self._stale |= dirty
         self.paint_visible()
         if log_lines:
-            # One write per flush: RichLog lays out each write, so a batch costs as much as a line.
-            self.query_one("#log", RichLog).write(Text("\n").join(log_lines[-LOG_LINES:]))
+            self._log_backlog.extend(log_lines)
+            del self._log_backlog[:-LOG_LINES]
         if overall is not None:
-            self.query_one("#overall", ProgressBar).update(progress=overall)
+            self._overall = overall
+        self._paint_log_and_overall()
         if finished is not None:
             self.outcome = finished
             if finished.status is OutcomeStatus.SUCCESS:
+                self._overall = None  # a held-back value must not undo the 100% on resume
                 self.query_one("#overall", ProgressBar).update(progress=1.0)
             self._show_outcome(finished)
+
+    def _paint_log_and_overall(self) -> None:
+        if self._covered() or not self.is_mounted:
+            return
+        if self._log_backlog:
+            # One write per flush: RichLog lays out each write, so a batch costs as much as a line.
+            lines, self._log_backlog = self._log_backlog, []
+            self.query_one("#log", RichLog).write(Text("\n").join(lines))
+        if self._overall is not None:
+            overall, self._overall = self._overall, None
+            self.query_one("#overall", ProgressBar).update(progress=overall)
 
     @on(RolloutReturned)
     def _returned(self) -> None:

@@ -30,6 +30,11 @@ class SetupScreen(Screen):
         Binding("escape", "close", "Back", id="setup-back"),
         Binding("p", "preview", "Preview costs", id="setup-preview"),
         Binding("a", "apply", "Apply steps", id="setup-apply"),
+        # One step alone (e.g. add the load balancer to droplets made elsewhere): its number.
+        *(
+            Binding(str(i), f"apply_step({i})", f"Apply step {i}", show=False, id=f"setup-apply-{i}")
+            for i in range(1, 7)
+        ),
     ]
 
     def __init__(self, sandbox: bool = False):
@@ -49,7 +54,7 @@ class SetupScreen(Screen):
             with Horizontal(id="token-row"):
                 yield TokenInput(password=True, placeholder="dop_v1_…", id="token")
                 yield Button("Use token", id="save-token", variant="primary")
-            yield Label("Steps  (p: preview with costs · a: apply, one confirmation per step)", classes="pane-title")
+            yield Label("Steps  (p: preview with costs · a: apply all · 1-6: apply one step; one confirmation per step)", classes="pane-title")
             yield Static("", id="steps")
             yield RichLog(id="setup-log", wrap=True, markup=False, max_lines=500)
         yield Footer()
@@ -142,8 +147,14 @@ class SetupScreen(Screen):
         finally:
             await setup.close()
 
+    def action_apply_step(self, number: int) -> None:
+        from zdd_tui.setup.steps import STEPS
+
+        if 1 <= number <= len(STEPS):
+            self.action_apply(STEPS[number - 1].id)
+
     @work(exclusive=True, group="setup", exit_on_error=False)
-    async def action_apply(self) -> None:
+    async def action_apply(self, only: str | None = None) -> None:
         from zdd_tui.ui.screens.confirm import ConfirmScreen
 
         async def confirm(preview) -> bool:
@@ -156,7 +167,7 @@ class SetupScreen(Screen):
         setup = self._setup()
         log = self.query_one("#setup-log", RichLog)
         try:
-            done = await setup.run(confirm=confirm)
+            done = await setup.run(only=only, confirm=confirm)
             log.write(f"✔ setup finished: {', '.join(f'{d.step} {d.status}' for d in done)}")
         except Exception as exc:
             log.write(f"✖ {exc}")
