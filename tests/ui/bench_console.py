@@ -38,6 +38,17 @@ ANSI = re.compile(rb"\x1b\[[0-9;?<>=]*[A-Za-z~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|
 COLS, ROWS = 140, 44
 
 
+def _die_with_parent() -> None:
+    """Linux: the child is killed if the benchmark dies first (else a streaming child, which
+    handles its own signals, can outlive an interrupted run and load the machine)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class PtyProc:
     """A child in a pseudo-terminal of COLS x ROWS; `expect` reads until a pattern shows."""
 
@@ -45,6 +56,7 @@ class PtyProc:
         self.t0 = time.perf_counter()
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
+            _die_with_parent()
             os.execvpe(argv[0], argv, env)
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         self.buf = b""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from zdd_tui.ui.poller import Poller, RequestBudget, Task, VirtualClock
 

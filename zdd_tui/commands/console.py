@@ -93,7 +93,7 @@ def run_console(args) -> int:
         api = sp.info.get("api_url", "")
         return SessionSource(session, sandbox=True, label=f"sandbox {api} · pid {sp.pid}", on_close=stop_child)
 
-    open_project = None
+    project_opener = None
     first_run = False
     config_path = Path(getattr(args, "config", None) or "zdd.yaml")
     if not args.sandbox:
@@ -106,11 +106,13 @@ def run_console(args) -> int:
                 where = "sandbox" if config.is_sandbox else f"DigitalOcean {config.digitalocean.region}"
                 return SessionSource(session, sandbox=config.is_sandbox, label=f"{where} · {config_path}")
 
+            project_opener = open_project
+
         else:
             first_run = True
 
     app = ZddApp(
-        open_source=open_sandbox if args.sandbox else open_project,
+        open_source=open_sandbox if args.sandbox else project_opener,
         open_sandbox=open_sandbox,
         settings=settings,
         theme=theme,

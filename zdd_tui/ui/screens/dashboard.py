@@ -20,7 +20,6 @@ from zdd_tui.ui.state import (
     Health,
     droplet_rows,
     fleet_health_counts,
-    hosts_on,
     lb_rows,
     lb_summary,
     rate_limit_text,

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
+from textual.widgets import Footer, ProgressBar, RichLog, Static
 
 from zdd_tui.rollout.events import (
     HealthChanged,
