@@ -64,8 +64,8 @@ async def execute(args, *, action: str, tag: str | None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, on_signal)
-            except (NotImplementedError, RuntimeError):
-                pass
+            except (NotImplementedError, RuntimeError):  # event loops without signal support
+                pass  # Ctrl-C then falls back to KeyboardInterrupt
         renderer = HeadlessRenderer(sys.stdout, json_lines=args.json)
         try:
             outcome = await ops.run_deploy(session, plan, [renderer], cancel, break_lock=args.break_lock)
