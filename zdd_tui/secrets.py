@@ -15,16 +15,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import keyring
-import keyring.backend
-import keyring.core
-import keyring.errors
-from keyring.backends import chainer, fail, null
-
 from zdd_tui.errors import UsageError
 
 if TYPE_CHECKING:
+    import keyring.backend
+
     from zdd_tui.config import Config
+
+# keyring (and its backends' imports, ~45 ms) is imported where a keyring is used: a sandbox
+# config or the environment variables need none, and the console starts faster without it.
 
 SERVICE = "zdd-tui"
 TOKEN_ENV = "DIGITALOCEAN_TOKEN"
@@ -46,6 +45,8 @@ def _ssh_user(context: str) -> str:
 
 
 def _usable(kr: keyring.backend.KeyringBackend) -> bool:
+    from keyring.backends import chainer, fail, null
+
     if isinstance(kr, (fail.Keyring, null.Keyring)):  # null "stores" by discarding: never usable
         return False
     if isinstance(kr, chainer.ChainerBackend) and not kr.backends:
@@ -69,6 +70,7 @@ def _why_no_secret_service() -> str:
 
 def _secret_service_gone() -> str | None:
     """Why the Secret Service cannot be used now, if the keyring in use is the Secret Service."""
+    import keyring
     from keyring.backends import SecretService
 
     if not isinstance(keyring.get_keyring(), SecretService.Keyring):
@@ -92,6 +94,9 @@ def _keyring() -> keyring.backend.KeyringBackend:
     keyring picks its backend once per process; the session bus may have appeared since (a
     test's private Secret Service), so a fail backend gets one more look at the Secret Service.
     """
+    import keyring
+    import keyring.core
+
     kr = keyring.core.load_env() or keyring.get_keyring()
     if _usable(kr):
         return kr
@@ -111,6 +116,8 @@ def _scrub(text: str, secret: str | None) -> str:
 
 
 def _backend_error(action: str, exc: Exception, secret: str | None = None) -> CredentialsError:
+    import keyring.errors
+
     name = type(exc).__name__
     if isinstance(exc, keyring.errors.KeyringLocked) or "locked" in str(exc).lower():
         return CredentialsError(
@@ -147,6 +154,8 @@ def _set(user: str, value: str, what: str) -> None:
 
 
 def _delete(user: str, what: str) -> bool:
+    import keyring.errors
+
     kr = _keyring()
     try:
         if kr.get_password(SERVICE, user) is None:

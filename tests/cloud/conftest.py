@@ -1,4 +1,4 @@
-"""An in-process sandbox API and a DOClient (real pydo) pointed at it."""
+"""An in-process sandbox API and a DOClient (real httpx reads, real pydo writes) pointed at it."""
 
 from __future__ import annotations
 

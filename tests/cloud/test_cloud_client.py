@@ -1,4 +1,5 @@
-"""DOClient against the in-process sandbox API, through real pydo and real HTTP on 127.0.0.1."""
+"""DOClient against the in-process sandbox API, through its real transports (httpx reads, pydo
+writes) and real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ async def test_lists_every_page_beyond_200(sandbox, do):
 
 
 async def test_not_found_bodies_become_typed_errors(sandbox, do):
-    # pydo returns (does not raise) these 404 bodies: the adapter must notice them.
+    # Reads (httpx) and writes (pydo, which returns rather than raises many 404 bodies) alike.
     with pytest.raises(NotFoundError) as e:
         await do.get_droplet(12345)
     err = e.value

@@ -1,6 +1,6 @@
 """Every sandbox API answer the adapter uses validates against DigitalOcean's OpenAPI spec.
 
-The adapter (real pydo underneath) drives the sandbox through each operation it has, plus the
+The adapter (httpx reads, pydo writes underneath) drives the sandbox through each operation it has, plus the
 errors it handles (401, 404, 422, 429, 500); every exchange is recorded and checked, requests
 (what the adapter sends) and responses (what the sandbox answers), with openapi-core.
 """

@@ -169,6 +169,80 @@ async def test_every_action_is_in_the_footer_help_and_palette():
             assert k.help[:30] in help_text, k.id
 
 
+async def test_dialogs_pause_polling_and_the_one_help_screen_follows_the_theme():
+    app = ZddApp(FakeSource(), poll="once")
+    async with app.run_test(size=SIZE) as pilot:
+        await filled(pilot)
+        assert app.poller is not None and not app.poller.paused
+        await pilot.press("question_mark")
+        await pilot.pause()
+        first = app.screen
+        assert isinstance(first, HelpScreen) and app.poller.paused
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen) and not app.poller.paused
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert app.screen is first and app.poller.paused  # the same help screen, reused
+        await pilot.press("escape")
+        await pilot.pause()
+        # A confirmation pauses too.
+        await pilot.press("d")
+        for _ in range(50):
+            if isinstance(app.screen, ConfirmScreen):
+                break
+            await pilot.pause(0.02)
+        assert isinstance(app.screen, ConfirmScreen) and app.poller.paused
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen) and not app.poller.paused
+        # A theme switch while help is closed: the next opening draws the keys in its colours.
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        keys_text = app.screen.query_one("#help-keys").content  # the Rich Text we drew
+        accent = app.get_css_variables()["accent"].lower()
+        colours = {sp.style.color.triplet.hex.lower() for sp in keys_text.spans if not isinstance(sp.style, str) and sp.style.color}
+        assert accent in colours, (accent, colours)
+
+
+async def test_rollout_log_follows_the_end_keeps_a_bounded_tail_and_stays_where_scrolled():
+    from textual.app import App
+
+    from zdd_tui.ui.widgets import LogView
+
+    class LogApp(App):
+        def compose(self):
+            yield LogView(500, id="log")
+
+    def last_visible(view) -> str:
+        rows = view.scrollable_content_region.height  # less the horizontal scrollbar
+        return "".join(seg.text for seg in view.render_line(rows - 1)).strip()
+
+    app = LogApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        view = app.query_one(LogView)
+        view.focus()
+        view.write_entries((f"{i:04d} ", f"line {i}", None) for i in range(300))
+        await pilot.pause()
+        assert last_visible(view) == "0299 line 299"  # follows the end
+        view.write_entries((f"{i:04d} ", f"line {i}", "error" if i % 2 else None) for i in range(300, 900))
+        await pilot.pause()
+        assert len(view.entries) == 500 and view.entries[0][1] == "line 400"  # a bounded tail
+        assert last_visible(view) == "0899 line 899"
+        await pilot.press("pageup")
+        await pilot.pause()
+        shown = last_visible(view)
+        assert shown != "0899 line 899"
+        view.write_entries([("0900 ", "line 900", None)])
+        await pilot.pause()
+        assert last_visible(view) == shown  # scrolled up: new lines do not move the view
+        await pilot.press("end")
+        await pilot.pause()
+        assert last_visible(view) == "0900 line 900"
+
+
 # -- dashboard behaviour --------------------------------------------------------------------------
 
 async def test_filter_focused_table_then_escape():

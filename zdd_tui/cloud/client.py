@@ -1,16 +1,21 @@
-"""The one place that talks to DigitalOcean (or the sandbox's local copy of its API), through pydo.
+"""The one place that talks to DigitalOcean (or the sandbox's local copy of its API).
 
     async with DOClient(api_url, token) as do:
         droplets = await do.list_droplets("zdd-app")
 
-Every call goes through `_call`, which
-- gets the HTTP status with the body (pydo *returns* DO's error body for many 404s instead of
-  raising) and turns any error into a CloudError subclass with DO's message and request id;
+Reads (GET) go through one httpx client; writes go through pydo, imported on the first write.
+Importing pydo's generated client costs ~80 MB of memory and up to 0.9 s, more than the console's
+whole budget, and the console only ever reads; the few read paths are simple to send by hand (the
+same paths and query parameters pydo 0.44 sends).
+
+Both transports share `_call`, which
+- turns any error answer into a CloudError subclass with DO's message and request id (pydo
+  *returns* DO's error body for many 404s instead of raising: that is an error too);
 - honours 429 `retry-after` (waits and retries, `max_retry_wait` seconds in all at most);
-- retries reads on 5xx / connection errors a few times, never a create: pydo's own retry policy is
-  off (retry_total=0) because it re-sends POSTs, and creates re-list after a 5xx before deciding;
+- retries on 5xx / no answer a few times, never a create: pydo's own retry policy is off
+  (retry_total=0) because it re-sends POSTs, and creates re-list after a 5xx before deciding;
 - records the `ratelimit-*` headers (`.rate_limit`) and counts HTTP requests (`.requests_made`).
-The token is only handed to pydo's auth policy; it never appears in errors, reprs or logs.
+The token is only in the transports' auth headers; it never appears in errors, reprs or logs.
 """
 
 from __future__ import annotations
@@ -21,13 +26,10 @@ import logging
 import time
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Awaitable, Callable, Iterable
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from urllib.parse import parse_qs, quote, urlsplit
 
-from azure.core.credentials import AzureKeyCredential
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-from azure.core.pipeline.policies import AzureKeyCredentialPolicy
-from pydo.aio import Client as PydoClient
+import httpx
 
 from zdd_tui.cloud.errors import (
     CloudError,
@@ -52,6 +54,9 @@ from zdd_tui.cloud.models import (
     Repository,
     SSHKey,
 )
+
+if TYPE_CHECKING:
+    from pydo.aio import Client as PydoClient
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +85,19 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
+def _seg(value: Any) -> str:
+    """One URL path segment, percent-encoded the way pydo does it."""
+    return quote(str(value), safe="")
+
+
 def _capture(pipeline_response, deserialized, headers):
-    """pydo's `cls=` hook: keep the HTTP status next to the body."""
-    return pipeline_response.http_response.status_code, deserialized
+    """pydo's `cls=` hook: keep the HTTP status and headers next to the body."""
+    response = pipeline_response.http_response
+    return response.status_code, deserialized, response.headers
+
+
+class _NoAnswer(Exception):
+    """A transport got no HTTP answer (refused, reset, timeout, TLS, DNS)."""
 
 
 # ---- dict -> model -------------------------------------------------------------------------------
@@ -246,7 +261,8 @@ class DOClient:
                 f"refusing to send the DigitalOcean token over plain http to {parts.hostname}",
                 "use https, or a sandbox API on 127.0.0.1",
             )
-        self._pydo: PydoClient | None = None
+        self._http: httpx.AsyncClient | None = None  # reads; made by open()
+        self._pydo: PydoClient | None = None  # writes; made on the first write
 
     def __repr__(self) -> str:
         return f"DOClient(api_url={self.api_url!r}, requests_made={self.requests_made})"
@@ -254,27 +270,27 @@ class DOClient:
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> "DOClient":
-        if self._pydo is None:
-            kwargs: dict[str, Any] = {
-                "endpoint": self.api_url,
-                "retry_total": 0,  # pydo would re-send POSTs on 5xx; _call retries what is safe
-                "raw_response_hook": self._on_response,
-                "timeout": self.timeout,
-                "connection_timeout": min(self.timeout, 10),
-                "read_timeout": self.timeout,
-            }
-            if self._plain_http:
-                # pydo's bearer policy refuses non-TLS URLs; the key policy sends the same header.
-                kwargs["authentication_policy"] = AzureKeyCredentialPolicy(
-                    AzureKeyCredential(self.__token), "Authorization", prefix="Bearer"
-                )
-            self._pydo = PydoClient(self.__token, **kwargs)
+        if self._http is None:
+            # Plain http (the sandbox, a lab API): no TLS can happen, since redirects are not
+            # followed there, so no certificate store is loaded (~20 ms of the console's start).
+            # Over https, redirects are followed as pydo does (httpx drops the token when a
+            # redirect leaves the origin) and certificates are verified.
+            self._http = httpx.AsyncClient(
+                base_url=self.api_url,
+                headers={"Authorization": f"Bearer {self.__token}", "Accept": "application/json"},
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10)),
+                follow_redirects=not self._plain_http,
+                verify=not self._plain_http,
+                event_hooks={"response": [self._on_httpx_response]},
+            )
         return self
 
     async def close(self) -> None:
-        if self._pydo is not None:
-            await self._pydo.close()
-            self._pydo = None
+        http, pydo, self._http, self._pydo = self._http, self._pydo, None, None
+        if http is not None:
+            await http.aclose()
+        if pydo is not None:
+            await pydo.close()
 
     async def __aenter__(self) -> "DOClient":
         return await self.open()
@@ -284,24 +300,47 @@ class DOClient:
 
     @property
     def pydo(self) -> PydoClient:
-        if self._pydo is None:
+        """pydo's client, for writes: built, and pydo imported, on first use (see the docstring)."""
+        if self._http is None:
             raise RuntimeError("DOClient is not open: use `async with DOClient(...)`")
+        if self._pydo is None:
+            from azure.core.credentials import AzureKeyCredential
+            from azure.core.pipeline.policies import AzureKeyCredentialPolicy
+            from pydo.aio import Client
+
+            kwargs: dict[str, Any] = {
+                "endpoint": self.api_url,
+                "retry_total": 0,  # pydo would re-send POSTs on 5xx; _call retries what is safe
+                "raw_response_hook": lambda pipeline_response: self._on_response(pipeline_response.http_response.headers),
+                "timeout": self.timeout,
+                "connection_timeout": min(self.timeout, 10),
+                "read_timeout": self.timeout,
+            }
+            if self._plain_http:
+                # pydo's bearer policy refuses non-TLS URLs; the key policy sends the same header.
+                kwargs["authentication_policy"] = AzureKeyCredentialPolicy(
+                    AzureKeyCredential(self.__token), "Authorization", prefix="Bearer"
+                )
+            self._pydo = Client(self.__token, **kwargs)
         return self._pydo
 
-    # ---- the call wrapper --------------------------------------------------------------------
+    # ---- the call wrapper, shared by both transports ------------------------------------------
 
-    def _on_response(self, pipeline_response) -> None:
+    def _on_response(self, headers: Any) -> None:
+        """Every HTTP answer, on either transport (retries included)."""
         self.requests_made += 1
-        h = pipeline_response.http_response.headers
         try:
-            if h.get("ratelimit-limit") is not None:
+            if headers.get("ratelimit-limit") is not None:
                 self.rate_limit = RateLimit(
-                    limit=int(h["ratelimit-limit"]),
-                    remaining=int(h.get("ratelimit-remaining", 0)),
-                    reset_epoch=int(float(h.get("ratelimit-reset", 0))),
+                    limit=int(headers["ratelimit-limit"]),
+                    remaining=int(headers.get("ratelimit-remaining", 0)),
+                    reset_epoch=int(float(headers.get("ratelimit-reset", 0))),
                 )
         except (TypeError, ValueError):
             pass
+
+    async def _on_httpx_response(self, response: httpx.Response) -> None:
+        self._on_response(response.headers)
 
     def _redact(self, text: str) -> str:
         return text.replace(self.__token, "[token]") if self.__token else text
@@ -325,8 +364,9 @@ class DOClient:
             cls = RateLimitedError
         return cls(text, hint_for(status, do_id), status=status, do_id=do_id, request_id=request_id)
 
-    async def _call(self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any, create: bool = False, **kwargs: Any) -> tuple[int, Any]:
-        """Run one pydo operation; returns (status, body) for a success, raises CloudError otherwise.
+    async def _call(self, what: str, send: Callable[[], Awaitable[tuple[int, Any, Any]]], *, create: bool = False) -> Any:
+        """`send()` makes one HTTP request and returns (status, body, headers) for any answer, or
+        raises _NoAnswer. Returns the body of a success; raises CloudError otherwise.
 
         `create=True`: never retry on 5xx or a lost connection (the create may have happened);
         the caller re-lists and decides. 429 is always safe to retry: DO did not process it.
@@ -336,49 +376,84 @@ class DOClient:
         while True:
             attempt += 1
             try:
-                status, body = await fn(*args, cls=_capture, **kwargs)
+                status, body, headers = await send()
+            except _NoAnswer as e:
+                if not create and attempt <= self.max_retries:
+                    await self._sleep(min(self.retry_backoff * 2 ** (attempt - 1), 4))
+                    continue
+                raise UnreachableError(
+                    self._redact(f"{what}: no answer from {self.api_url} ({e})"),
+                    "check the network and digitalocean.api_url; for the sandbox, is `zdd-tui sandbox up` running?",
+                ) from None
+            if status < 400:
+                return body
+            if status == 429:
+                retry_after = _retry_after(headers)
+                if waited + retry_after <= self.max_retry_wait:
+                    log.info("%s: rate limited, retrying in %.0f s", what, retry_after)
+                    waited += retry_after
+                    self.waited_seconds += retry_after
+                    await self._sleep(retry_after)
+                    continue
+                err = self._error(what, status, body, headers)
+                err.retry_after = retry_after
+                raise err
+            if status in RETRYABLE and not create and attempt <= self.max_retries:
+                await self._sleep(min(self.retry_backoff * 2 ** (attempt - 1), 4))
+                continue
+            raise self._error(what, status, body, headers)
+
+    async def _read(self, what: str, path: str, **params: Any) -> Any:
+        """GET `path` (with query `params`) through httpx; the body of a success."""
+        if self._http is None:
+            raise RuntimeError("DOClient is not open: use `async with DOClient(...)`")
+        http = self._http
+
+        async def send() -> tuple[int, Any, Any]:
+            try:
+                response = await http.get(path, params=params)
+            except httpx.TransportError as e:
+                raise _NoAnswer(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
+            try:
+                body = response.json() if response.content else None
+            except ValueError:
+                if response.is_success:  # not DO's answer (pydo fails these too)
+                    raise self._error(what, response.status_code, None, response.headers) from None
+                body = None
+            return response.status_code, body, response.headers
+
+        return await self._call(what, send)
+
+    async def _write(self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any, create: bool = False, **kwargs: Any) -> Any:
+        """One pydo operation (`fn`, a method of `self.pydo`); the body of a success."""
+        # Already imported with pydo by `self.pydo`, which made `fn`.
+        from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+        async def send() -> tuple[int, Any, Any]:
+            try:
+                return await fn(*args, cls=_capture, **kwargs)  # 404s may come back as a body
             except HttpResponseError as e:
                 resp = e.response
-                status = e.status_code or (resp.status_code if resp is not None else None)
+                status = e.status_code or (resp.status_code if resp is not None else None) or 500
                 headers = resp.headers if resp is not None else {}
                 try:
                     body = resp.json() if resp is not None else None
                 except Exception:
                     body = None
-                if status == 429:
-                    retry_after = _retry_after(headers)
-                    if waited + retry_after <= self.max_retry_wait:
-                        log.info("%s: rate limited, retrying in %.0f s", what, retry_after)
-                        waited += retry_after
-                        self.waited_seconds += retry_after
-                        await self._sleep(retry_after)
-                        continue
-                    err = self._error(what, status, body, headers)
-                    err.retry_after = retry_after
-                    raise err from None
-                if status in RETRYABLE and not create and attempt <= self.max_retries:
-                    await self._sleep(min(self.retry_backoff * 2 ** (attempt - 1), 4))
-                    continue
-                raise self._error(what, status, body, headers) from None
+                if status < 400:  # a success pydo could not read (not JSON), as in _read
+                    raise self._error(what, status, body, headers) from None
+                return status, body, headers
             except (ServiceRequestError, ServiceResponseError) as e:
-                if not create and attempt <= self.max_retries:
-                    await self._sleep(min(self.retry_backoff * 2 ** (attempt - 1), 4))
-                    continue
-                raise UnreachableError(
-                    self._redact(f"{what}: no answer from {self.api_url} ({type(e).__name__}: {e.message if hasattr(e, 'message') else e})"),
-                    "check the network and digitalocean.api_url; for the sandbox, is `zdd-tui sandbox up` running?",
-                ) from None
-            if status >= 400:  # pydo returned an error body instead of raising
-                raise self._error(what, status, body)
-            return status, body
+                raise _NoAnswer(f"{type(e).__name__}: {getattr(e, 'message', e)}") from None
 
-    async def _list_all(self, what: str, fn: Callable[..., Awaitable[Any]], key: str, *args: Any, **kwargs: Any) -> list[dict]:
+        return await self._call(what, send, create=create)
+
+    async def _list_all(self, what: str, path: str, key: str, **params: Any) -> list[dict]:
         """Every page of a list (per_page=200), following links.pages.next."""
         items: list[dict] = []
         page = 1
         for _ in range(MAX_PAGES):
-            _, body = await self._call(what, fn, *args, per_page=PER_PAGE, page=page, **kwargs)
-            body = body or {}
+            body = await self._read(what, path, per_page=PER_PAGE, page=page, **params) or {}
             items.extend(body.get(key) or [])
             nxt = ((body.get("links") or {}).get("pages") or {}).get("next")
             if not nxt:
@@ -395,7 +470,7 @@ class DOClient:
     # ---- account -----------------------------------------------------------------------------
 
     async def account(self) -> Account:
-        _, body = await self._call("read the account", self.pydo.account.get)
+        body = await self._read("read the account", "/v2/account")
         a = body["account"]
         return Account(email=a.get("email", ""), uuid=a.get("uuid", ""), status=a.get("status", ""), droplet_limit=int(a.get("droplet_limit", 0)))
 
@@ -403,15 +478,15 @@ class DOClient:
 
     async def list_droplets(self, tag: str | None = None) -> list[Droplet]:
         kw = {"tag_name": tag} if tag else {}
-        items = await self._list_all(f"list droplets{f' tagged {tag}' if tag else ''}", self.pydo.droplets.list, "droplets", **kw)
+        items = await self._list_all(f"list droplets{f' tagged {tag}' if tag else ''}", "/v2/droplets", "droplets", **kw)
         return [droplet_from(d) for d in items]
 
     async def get_droplet(self, droplet_id: int) -> Droplet:
-        _, body = await self._call(f"read droplet {droplet_id}", self.pydo.droplets.get, int(droplet_id))
+        body = await self._read(f"read droplet {droplet_id}", f"/v2/droplets/{int(droplet_id)}")
         return droplet_from(body["droplet"])
 
     async def find_droplets_by_name(self, name: str) -> list[Droplet]:
-        items = await self._list_all(f"find droplet {name}", self.pydo.droplets.list, "droplets", name=name)
+        items = await self._list_all(f"find droplet {name}", "/v2/droplets", "droplets", name=name)
         return [droplet_from(d) for d in items if d.get("name") == name]
 
     async def _by_names(self, names: Iterable[str], tag: str | None) -> dict[str, Droplet]:
@@ -460,7 +535,7 @@ class DOClient:
                 if user_data:
                     body["user_data"] = user_data
                 try:
-                    _, res = await self._call(f"create droplets {', '.join(chunk)}", self.pydo.droplets.create, body, create=True)
+                    res = await self._write(f"create droplets {', '.join(chunk)}", self.pydo.droplets.create, body, create=True)
                 except (UnreachableError, CloudError) as e:
                     if isinstance(e, UnreachableError) or (e.status or 0) >= 500:
                         last_error = e
@@ -481,7 +556,7 @@ class DOClient:
 
     async def delete_droplet(self, droplet_id: int, *, missing_ok: bool = False) -> None:
         try:
-            await self._call(f"delete droplet {droplet_id}", self.pydo.droplets.destroy, int(droplet_id))
+            await self._write(f"delete droplet {droplet_id}", self.pydo.droplets.destroy, int(droplet_id))
         except NotFoundError:
             if not missing_ok:
                 raise
@@ -489,7 +564,7 @@ class DOClient:
     # ---- load balancer -----------------------------------------------------------------------
 
     async def list_load_balancers(self) -> list[LoadBalancer]:
-        items = await self._list_all("list load balancers", self.pydo.load_balancers.list, "load_balancers")
+        items = await self._list_all("list load balancers", "/v2/load_balancers", "load_balancers")
         return [load_balancer_from(lb) for lb in items]
 
     async def find_load_balancer(self, name: str) -> LoadBalancer | None:
@@ -499,7 +574,7 @@ class DOClient:
         return None
 
     async def get_load_balancer(self, lb_id: str) -> LoadBalancer:
-        _, body = await self._call(f"read load balancer {lb_id}", self.pydo.load_balancers.get, lb_id)
+        body = await self._read(f"read load balancer {lb_id}", f"/v2/load_balancers/{_seg(lb_id)}")
         return load_balancer_from(body["load_balancer"])
 
     async def create_load_balancer(
@@ -532,7 +607,7 @@ class DOClient:
             size_unit=size_unit,
         )
         try:
-            _, body = await self._call(
+            body = await self._write(
                 f"create load balancer {name}", self.pydo.load_balancers.create, load_balancer_body(lb), create=True
             )
         except CloudError as e:
@@ -547,7 +622,7 @@ class DOClient:
     async def update_load_balancer(self, lb: LoadBalancer, **changes: Any) -> LoadBalancer:
         """PUT the whole LB: `lb` (as read) with `changes` (dataclass fields) applied."""
         new = replace(lb, **changes) if changes else lb
-        _, body = await self._call(
+        body = await self._write(
             f"update load balancer {lb.name}", self.pydo.load_balancers.update, lb.id, load_balancer_body(new)
         )
         return load_balancer_from(body["load_balancer"])
@@ -555,9 +630,9 @@ class DOClient:
     async def lb_droplet_health(self, lb_id: str, *, window_seconds: int = 300) -> dict[int, bool | None]:
         """droplet id -> healthy per the LB's last health-check sample (advisory; it lags)."""
         end = int(time.time())
-        _, body = await self._call(
+        body = await self._read(
             "read the load balancer's droplet health",
-            self.pydo.monitoring.get_lb_droplets_health_checks,
+            "/v2/monitoring/metrics/load_balancer/droplets_health_checks",
             lb_id=lb_id,
             start=str(end - window_seconds),
             end=str(end),
@@ -582,7 +657,7 @@ class DOClient:
 
     async def get_registry(self, name: str | None = None) -> Registry | None:
         """The account's registry (the one named `name`, when given); None when there is none."""
-        _, body = await self._call("read the container registry", self.pydo.registries.list)
+        body = await self._read("read the container registry", "/v2/registries")
         regs = [registry_from(r) for r in (body or {}).get("registries") or []]
         if name is not None:
             regs = [r for r in regs if r.name == name]
@@ -596,7 +671,7 @@ class DOClient:
         if region:
             body["region"] = region
         try:
-            _, res = await self._call(f"create registry {name}", self.pydo.registries.create, body, create=True)
+            res = await self._write(f"create registry {name}", self.pydo.registries.create, body, create=True)
         except CloudError as e:
             if isinstance(e, UnreachableError) or (e.status or 0) >= 500:
                 await self._sleep(self.recheck_delay)
@@ -609,7 +684,7 @@ class DOClient:
 
     async def list_repositories(self, registry: str) -> list[Repository]:
         items = await self._list_all(
-            f"list repositories of registry {registry}", self.pydo.registries.list_repositories_v2, "repositories", registry
+            f"list repositories of registry {registry}", f"/v2/registries/{_seg(registry)}/repositoriesV2", "repositories"
         )
         out = []
         for r in items:
@@ -629,7 +704,9 @@ class DOClient:
     async def list_tags(self, registry: str, repository: str) -> list[RegistryTag]:
         """All tags of a repository, newest first."""
         items = await self._list_all(
-            f"list tags of {registry}/{repository}", self.pydo.registries.list_repository_tags, "tags", registry, repository
+            f"list tags of {registry}/{repository}",
+            f"/v2/registries/{_seg(registry)}/repositories/{_seg(repository)}/tags",
+            "tags",
         )
         tags = [tag_from(repository, t) for t in items]
         epoch = datetime.fromtimestamp(0).astimezone()
@@ -638,26 +715,24 @@ class DOClient:
         return tags
 
     async def delete_tag(self, registry: str, repository: str, tag: str) -> None:
-        await self._call(
+        await self._write(
             f"delete tag {repository}:{tag}", self.pydo.registries.delete_repository_tag, registry, repository, tag
         )
 
     async def docker_credentials(self, registry: str, *, read_write: bool = False, expiry_seconds: int = 600) -> DockerCredentials:
         """Short-lived docker config.json `auths` (read-only unless asked). Never log the result."""
-        # pydo's method does not declare these query parameters; they go through params=.
-        params = {"read_write": "true" if read_write else "false", "expiry_seconds": str(int(expiry_seconds))}
-        _, body = await self._call(
+        body = await self._read(
             f"get docker credentials for registry {registry}",
-            self.pydo.registries.get_docker_credentials,
-            registry,
-            params=params,
+            f"/v2/registries/{_seg(registry)}/docker-credentials",
+            read_write="true" if read_write else "false",
+            expiry_seconds=str(int(expiry_seconds)),
         )
         return DockerCredentials(auths=dict((body or {}).get("auths") or {}), expires_in_seconds=int(expiry_seconds), read_write=read_write)
 
     # ---- ssh keys, tags, actions -------------------------------------------------------------
 
     async def list_ssh_keys(self) -> list[SSHKey]:
-        items = await self._list_all("list SSH keys", self.pydo.ssh_keys.list, "ssh_keys")
+        items = await self._list_all("list SSH keys", "/v2/account/keys", "ssh_keys")
         return [ssh_key_from(k) for k in items]
 
     async def create_ssh_key(self, name: str, public_key: str) -> SSHKey:
@@ -666,20 +741,20 @@ class DOClient:
         for k in await self.list_ssh_keys():
             if " ".join(k.public_key.split()[:2]) == material:
                 return k
-        _, body = await self._call(
+        body = await self._write(
             f"add SSH key {name}", self.pydo.ssh_keys.create, {"name": name, "public_key": public_key.strip()}
         )
         return ssh_key_from(body["ssh_key"])
 
     async def create_tag(self, name: str) -> None:
-        await self._call(f"create tag {name}", self.pydo.tags.create, {"name": name})
+        await self._write(f"create tag {name}", self.pydo.tags.create, {"name": name})
 
     async def tag_resources(self, tag: str, droplet_ids: Iterable[int]) -> None:
         resources = [{"resource_id": str(i), "resource_type": "droplet"} for i in droplet_ids]
-        await self._call(f"tag droplets with {tag}", self.pydo.tags.assign_resources, tag, {"resources": resources})
+        await self._write(f"tag droplets with {tag}", self.pydo.tags.assign_resources, tag, {"resources": resources})
 
     async def get_action(self, action_id: int) -> Action:
-        _, body = await self._call(f"read action {action_id}", self.pydo.actions.get, int(action_id))
+        body = await self._read(f"read action {action_id}", f"/v2/actions/{int(action_id)}")
         return action_from(body["action"])
 
     async def wait_action(self, action_id: int, *, timeout: float = 300, interval: float = 2) -> Action:
@@ -699,11 +774,11 @@ class DOClient:
 
     async def sizes(self) -> dict[str, float]:
         """Droplet size slug -> monthly price in USD."""
-        items = await self._list_all("list droplet sizes", self.pydo.sizes.list, "sizes")
+        items = await self._list_all("list droplet sizes", "/v2/sizes", "sizes")
         return {s["slug"]: float(s.get("price_monthly") or 0) for s in items}
 
     async def registry_options(self) -> list[RegistryTier]:
-        _, body = await self._call("read registry options", self.pydo.registries.get_options)
+        body = await self._read("read registry options", "/v2/registries/options")
         tiers = ((body or {}).get("options") or {}).get("subscription_tiers") or []
         return [
             RegistryTier(

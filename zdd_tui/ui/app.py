@@ -132,7 +132,9 @@ class ZddApp(App[int]):
         if self.source is not None:
             self.post_message(SourceReady())
         else:
-            self.open_source()
+            # After the first frame: opening the source imports and connects, which would
+            # otherwise hold the dashboard's first paint back.
+            self.call_after_refresh(self.open_source)
 
     def choose_sandbox(self) -> None:
         """Welcome screen: "Try the local sandbox"."""
@@ -243,8 +245,13 @@ class ZddApp(App[int]):
     def action_help(self) -> None:
         from zdd_tui.ui.screens.help import HelpScreen
 
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+        if isinstance(self.screen, HelpScreen):
+            return
+        # One help screen for the whole session: opening it again costs no composing, and
+        # leaves no screen's worth of garbage for the collector each time.
+        if not self.is_screen_installed("help"):
+            self.install_screen(HelpScreen(), "help")
+        self.push_screen("help")
 
     def action_quit_app(self) -> None:
         from zdd_tui.ui.screens.confirm import ConfirmScreen

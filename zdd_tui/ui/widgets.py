@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Iterable
 
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,7 +16,7 @@ from textual.binding import Binding
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Footer, Label, Static
 
 from zdd_tui.rollout.events import Phase
 from zdd_tui.ui.state import Health, Row
@@ -50,8 +53,15 @@ def _theme_style(variables: dict, var: str, bold: bool) -> Style:
         return Style(bold=bold)
 
 
+def _health_style(app: Any, h: Health) -> Style:
+    return theme_style(app, h.theme_var, bold=h is Health.FAIL)
+
+
 def health_text(app: Any, h: Health) -> Text:
-    return Text(h.label, style=theme_style(app, h.theme_var, bold=h is Health.FAIL))
+    return Text(h.label, style=_health_style(app, h))
+
+
+_BOLD = Style(bold=True)
 
 
 class TopBar(Horizontal):
@@ -70,6 +80,30 @@ class TopBar(Horizontal):
     def set_where(self, where: str) -> None:
         self._where = where
         self.query_one("#where", Label).update(where)
+
+
+class KeyFooter(Footer):
+    """Textual's footer, rebuilt only when the keys it would show change.
+
+    Footer composes its keys again on every bindings signal, and a screen sends one each time
+    a dialog opens over it or closes: that is ~30 widgets mounted and thrown away per `?`,
+    work and garbage (and so collector pauses) while a rollout streams.
+    """
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._shown: tuple | None = None
+
+    def bindings_changed(self, screen) -> None:
+        if screen.app.app_focus and self.is_attached and screen is self.screen:
+            keys_now = tuple(
+                (key, b.action, b.description, b.show, enabled, tooltip)
+                for key, (_node, b, enabled, tooltip) in screen.active_bindings.items()
+            )
+            if keys_now == self._shown:
+                return
+            self._shown = keys_now
+        super().bindings_changed(screen)
 
 
 class FleetTable(DataTable):
@@ -196,7 +230,44 @@ _PHASE_VAR = {Phase.DONE: "success", Phase.FAILED: "error", Phase.RESTORING: "wa
 BAR_WIDTH = 20
 
 
-class HostTable(ScrollView, can_focus=True):
+class InstantScrollView(ScrollView):
+    """A line-drawn ScrollView whose scroll keys (ScrollView's own bindings) move at once.
+    By default Textual animates key scrolls (50 lines/s) and applies them after the next
+    refresh: a row reached ~45 ms after the key, with every line in between painted."""
+
+    _base_style = Style()
+
+    def render_lines(self, crop):
+        # The widget's own style, once per paint rather than once per line (it is ~0.1 ms each).
+        self._base_style = self.rich_style
+        return super().render_lines(crop)
+
+    def action_scroll_up(self) -> None:
+        self.scroll_up(animate=False, immediate=True)
+
+    def action_scroll_down(self) -> None:
+        self.scroll_down(animate=False, immediate=True)
+
+    def action_scroll_left(self) -> None:
+        self.scroll_left(animate=False, immediate=True)
+
+    def action_scroll_right(self) -> None:
+        self.scroll_right(animate=False, immediate=True)
+
+    def action_page_up(self) -> None:
+        self.scroll_page_up(animate=False)
+
+    def action_page_down(self) -> None:
+        self.scroll_page_down(animate=False)
+
+    def action_scroll_home(self) -> None:
+        self.scroll_home(animate=False, immediate=True)
+
+    def action_scroll_end(self) -> None:
+        self.scroll_end(animate=False, immediate=True)
+
+
+class HostTable(InstantScrollView, can_focus=True):
     """Every host of a rollout, one line each: name, progress bar, percentage, phase in words,
     LB and direct health, elapsed.
 
@@ -204,15 +275,6 @@ class HostTable(ScrollView, can_focus=True):
     events never cause a relayout: an update repaints ~30 lines, and keys stay immediate.
     The bar is drawn with the same glyphs as Textual's ProgressBar.
     """
-
-    BINDINGS = [
-        Binding("up", "scroll_up", "Up", show=False),
-        Binding("down", "scroll_down", "Down", show=False),
-        Binding("pageup", "page_up", show=False),
-        Binding("pagedown", "page_down", show=False),
-        Binding("home", "scroll_home", show=False),
-        Binding("end", "scroll_end", show=False),
-    ]
 
     def __init__(self, rows: dict[str, HostRow], **kw):
         super().__init__(**kw)
@@ -222,9 +284,6 @@ class HostTable(ScrollView, can_focus=True):
         self.lines_rendered = 0  # for tests and the benchmark
 
     def on_mount(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.order))
-
-    def on_resize(self) -> None:
         self.virtual_size = Size(self.size.width, len(self.order))
 
     def visible_names(self) -> list[str]:
@@ -253,39 +312,117 @@ class HostTable(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         idx = self.scroll_offset.y + y
-        base = self.rich_style
+        base = self._base_style
         if idx >= len(self.order):
             return Strip.blank(width, base)
         self.lines_rendered += 1
         r = self.rows[self.order[idx]]
-        text = self._line(r)
-        segments = list(text.render(self.app.console))
-        return Strip(segments).adjust_cell_length(width, base).apply_style(base)
+        segments, used = self._segments(r, base)
+        if used < width:
+            segments.append(Segment(" " * (width - used), base))
+            return Strip(segments, width)
+        return Strip(segments, used).crop(0, width)
 
-    def _line(self, r: HostRow) -> Text:
+    def _segments(self, r: HostRow, base: Style) -> tuple[list[Segment], int]:
+        """The line as styled pieces (Segments made here directly: going through a Rich Text
+        and its renderer cost ~3x as much, for ~30 lines 10 times a second)."""
         from zdd_tui.ui.state import human_elapsed
 
         app = self.app
-        t = Text(no_wrap=True, end="")
-        t.append(f" {r.host[:13]:<13} ", style="bold")
+        plain = base
+        pieces: list[tuple[str, Style]] = [(f" {r.host[:13]:<13} ", base + _BOLD)]
         filled = int(r.fraction * BAR_WIDTH)
-        done_style = theme_style(app, "success" if r.fraction >= 1.0 else "primary")
-        rest_style = theme_style(app, "foreground-muted")
-        t.append("━" * filled, style=done_style)
+        pieces.append(("━" * filled, base + theme_style(app, "success" if r.fraction >= 1.0 else "primary")))
         if filled < BAR_WIDTH:
-            t.append("╺", style=rest_style)
-            t.append("━" * (BAR_WIDTH - filled - 1), style=rest_style)
+            pieces.append(("╺" + "━" * (BAR_WIDTH - filled - 1), base + theme_style(app, "foreground-muted")))
         words = r.phase.words + (f": {r.detail}" if r.detail and r.phase in (Phase.FAILED, Phase.RESTORED) else "")
         var = _PHASE_VAR.get(r.phase)
-        t.append(f" {int(r.fraction * 100):>3}%  ")
-        t.append(f"{words[:34]:<34}", style=theme_style(app, var, bold=r.phase is Phase.FAILED) if var else "")
-        t.append("  LB ")
-        t.append_text(health_text(app, r.lb))
-        t.append(" " * max(1, 13 - len(r.lb.label)) + "direct ")
-        t.append_text(health_text(app, r.direct))
-        t.append(" " * max(1, 13 - len(r.direct.label)))
-        t.append(f"{human_elapsed(r.elapsed):>6}")
-        return t
+        pieces.append((f" {int(r.fraction * 100):>3}%  ", plain))
+        pieces.append((set_cell_size(words, 34), base + theme_style(app, var, bold=r.phase is Phase.FAILED) if var else plain))
+        pieces.append(("  LB ", plain))
+        pieces.append((r.lb.label, base + _health_style(app, r.lb)))
+        pieces.append((" " * max(1, 13 - len(r.lb.label)) + "direct ", plain))
+        pieces.append((r.direct.label, base + _health_style(app, r.direct)))
+        pieces.append((" " * max(1, 13 - len(r.direct.label)) + f"{human_elapsed(r.elapsed):>6}", plain))
+        segments = [Segment(text, style) for text, style in pieces if text]
+        return segments, sum(cell_len(text) for text, _ in pieces)
+
+
+class LogView(InstantScrollView, can_focus=True):
+    """A bounded log drawn line by line (Textual's line API), for the rollout's stream.
+
+    Entries are kept as plain (prefix, text, level) tuples and turned into a line only while
+    in view. RichLog keeps a rendered Strip per line (with its caches, ~10 objects each): 2,000
+    of them made every full garbage collection walk ~150,000 more objects, pauses of 100 ms and
+    more while 200 hosts stream.
+
+    It follows the end (drawing the newest lines, whatever the scroll position says) until the
+    reader scrolls up; scrolled up, the lines in view stay put as new ones come and old ones go.
+    """
+
+    LEVEL_VARS = {"error": "error", "warning": "warning"}
+
+    def __init__(self, max_lines: int, **kw):
+        super().__init__(**kw)
+        self.entries: deque[tuple[str, str, str | None]] = deque(maxlen=max_lines)
+        self._widest = 0
+        self._follow = True
+        self._moving = False  # our own scroll, not the reader's
+
+    def write_entries(self, entries: Iterable[tuple[str, str, str | None]]) -> None:
+        dropped = 0
+        for e in entries:
+            dropped += len(self.entries) == self.entries.maxlen
+            self.entries.append(e)
+            self._widest = max(self._widest, cell_len(e[0]) + cell_len(e[1]))
+        # The scrollable height grows in steps: each change of the size is a relayout of the
+        # whole screen (~10 ms), and lines arrive up to 10 times a second. (The width is exact,
+        # or a scrollbar would show for nothing; it stops changing once the longest line is in.)
+        lines = -(-len(self.entries) // 256) * 256
+        size = Size(self._widest, min(lines, self.entries.maxlen or lines))
+        if size != self.virtual_size:
+            self.virtual_size = size
+        if self._follow:
+            self._move_to(len(self.entries) - self._rows_in_view())  # keeps the scrollbar true
+        elif dropped:
+            self._move_to(self.scroll_offset.y - dropped)
+        self.refresh()
+
+    def _move_to(self, y: int) -> None:
+        self._moving = True
+        try:
+            # force: a size just grown is not laid out yet, and Textual would not scroll past
+            # the old one (the new size bounds the scroll all the same).
+            self.scroll_to(y=max(0, y), animate=False, immediate=True, force=True)
+        finally:
+            self._moving = False
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if not self._moving:  # the reader scrolled: follow again once back at the last line
+            self._follow = round(new_value) >= len(self.entries) - self._rows_in_view()
+
+    def _rows_in_view(self) -> int:
+        return max(self.scrollable_content_region.height, 1)  # less a horizontal scrollbar
+
+    def text(self) -> str:
+        """Every entry as plain text (for tests)."""
+        return "\n".join(p + t for p, t, _ in self.entries)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self._base_style
+        top = max(0, len(self.entries) - self._rows_in_view()) if self._follow else self.scroll_offset.y
+        idx = top + y
+        if idx >= len(self.entries):
+            return Strip.blank(width, base)
+        prefix, text, level = self.entries[idx]
+        var = self.LEVEL_VARS.get(level or "")
+        line = Text(prefix, no_wrap=True, end="")
+        line.append(text, style=theme_style(self.app, var) if var else "")
+        x = self.scroll_offset.x
+        strip = Strip(list(line.render(self.app.console)))
+        return strip.crop(x, x + width).adjust_cell_length(width, base).apply_style(base)
 
 
 class KeyValue(Static):

@@ -25,9 +25,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, RichLog, Static
+from textual.widgets import DataTable, Label, RichLog, Static
 
-from zdd_tui.ui.widgets import TopBar, theme_style
+from zdd_tui.ui.widgets import KeyFooter, TopBar, theme_style
 
 SANDBOX_REGISTRY_SERVER = "registry.sandbox.local"  # zdd_tui.sandbox.supervisor's stand-in registry
 DONE_STATUSES = ("Pushed", "Layer already exists", "Mounted from")
@@ -75,7 +75,7 @@ class BuildScreen(Screen):
         yield table
         yield Label("Build output", classes="pane-title")
         yield RichLog(id="build-log", wrap=True, markup=False, max_lines=2000)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.prepare()

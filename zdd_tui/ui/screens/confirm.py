@@ -12,12 +12,13 @@ from textual.widgets import Button, Label, Static
 
 
 class PausingModal(ModalScreen):
-    """A modal that pauses the fleet poller while it is open."""
+    """A modal that pauses the fleet poller while it is on top. (Resume/suspend rather than
+    mount/unmount: an installed screen, like help, is mounted once and shown many times.)"""
 
-    def on_mount(self) -> None:
+    def on_screen_resume(self) -> None:
         self.app.modal_opened()
 
-    def on_unmount(self) -> None:
+    def on_screen_suspend(self) -> None:
         self.app.modal_closed()
 
 

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from zdd_tui.errors import ZddError
 from zdd_tui.rollout.events import Plan
@@ -25,7 +25,7 @@ from zdd_tui.ui.state import (
     rate_limit_text,
     tag_rows,
 )
-from zdd_tui.ui.widgets import FleetTable, KeyValue, TopBar, theme_style
+from zdd_tui.ui.widgets import FleetTable, KeyFooter, KeyValue, TopBar, theme_style
 
 # Which panes each poll task feeds.
 _PANES = {
@@ -80,7 +80,7 @@ class DashboardScreen(Screen):
             yield Label("", id="status-budget")
             yield Label("", id="status-rate")
             yield Label("", id="status-error")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#droplets", FleetTable).focus()

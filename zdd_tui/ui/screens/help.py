@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,31 +19,48 @@ class HelpScreen(PausingModal):
         Binding("q", "close", "Close", show=False),
     ]
 
-    def compose(self) -> ComposeResult:
-        from zdd_tui.ui.widgets import theme_style
+    def __init__(self) -> None:
+        super().__init__()
+        self._theme_shown: str | None = None
 
-        current = keys.effective_keys(self.app.settings.keymap)
-        table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=True)
-        table.add_column("Key", no_wrap=True)
-        table.add_column("Where", no_wrap=True)
-        table.add_column("What it does")
-        table.add_column("Binding id", no_wrap=True)
-        for k in keys.KEYS:
-            table.add_row(
-                Text(keys.display_key(current[k.id]), style=theme_style(self.app, "accent", bold=True)),
-                k.scope,
-                k.help,
-                Text(k.id, style=theme_style(self.app, "foreground-muted")),
-            )
-        table.add_row(Text("ctrl+p", style=theme_style(self.app, "accent", bold=True)), "app", "Command palette: every action and theme by name", "")
+    def compose(self) -> ComposeResult:
         with Vertical(id="help"):
             yield Label("Keys", id="help-title")
-            yield Static(table)
+            yield Static(id="help-keys")
             yield Static(
                 f"Remap keys by binding id in {self.app.settings.source or '$XDG_CONFIG_HOME/zdd-tui/config.yaml'} "
                 "(keymap: {deploy: ctrl+d}). Health is shown as ✔ healthy, ✖ unhealthy, ◐ draining, ◔ starting, ? unknown.",
                 id="help-foot",
             )
+
+    def on_screen_resume(self) -> None:
+        # The app keeps one help screen (installed): build its text again only for a new theme.
+        if self._theme_shown != self.app.theme:
+            self._theme_shown = self.app.theme
+            self.query_one("#help-keys", Static).update(self._table())
+
+    def _table(self) -> Text:
+        """The keys as aligned lines of one Text. (A Rich Table is measured and rendered again
+        for every line of it on each layout; with the keys a fixed list, padding is enough and
+        `?` stays quick while 200 hosts stream.)"""
+        from zdd_tui.ui.widgets import theme_style
+
+        current = keys.effective_keys(self.app.settings.keymap)
+        key_style = theme_style(self.app, "accent", bold=True)
+        muted = theme_style(self.app, "foreground-muted")
+        rows = [(keys.display_key(current[k.id]), k.scope, k.help, k.id) for k in keys.KEYS]
+        rows.append(("ctrl+p", "app", "Command palette: every action and theme by name", ""))
+        w_key = max(len("Key"), *(len(r[0]) for r in rows)) + 2
+        w_where = max(len("Where"), *(len(r[1]) for r in rows)) + 2
+        w_what = max(len("What it does"), *(len(r[2]) for r in rows)) + 2
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f"{'Key':<{w_key}}{'Where':<{w_where}}{'What it does':<{w_what}}Binding id", style="bold")
+        for key, where, what, binding_id in rows:
+            t.append("\n")
+            t.append(f"{key:<{w_key}}", style=key_style)
+            t.append(f"{where:<{w_where}}{what:<{w_what}}")
+            t.append(binding_id, style=muted)
+        return t
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -6,9 +6,9 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, RichLog
+from textual.widgets import RichLog
 
-from zdd_tui.ui.widgets import TopBar
+from zdd_tui.ui.widgets import KeyFooter, TopBar
 
 REFRESH_SECONDS = 2.0
 
@@ -25,7 +25,7 @@ class LogsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield TopBar(f"zdd-tui · logs of {self.host}", "", self.sandbox)
         yield RichLog(id="logs-view", wrap=False, markup=False, max_lines=5000)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.load()

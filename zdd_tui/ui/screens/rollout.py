@@ -8,7 +8,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, ProgressBar, RichLog, Static
+from textual.widgets import ProgressBar, Static
 
 from zdd_tui.rollout.events import (
     HealthChanged,
@@ -24,7 +24,7 @@ from zdd_tui.rollout.events import (
 from zdd_tui.ui import keys
 from zdd_tui.ui.messages import RolloutEvent, RolloutReturned
 from zdd_tui.ui.state import human_elapsed
-from zdd_tui.ui.widgets import HostRow, HostTable, TopBar, theme_style
+from zdd_tui.ui.widgets import HostRow, HostTable, KeyFooter, LogView, TopBar, theme_style
 
 LOG_LINES = 2000
 FLUSH_SECONDS = 0.1  # engine events are painted in batches, at most 10 times a second
@@ -60,7 +60,7 @@ class RolloutScreen(Screen):
         # While a dialog (help, a confirmation) is over this view, the models still follow the
         # engine but painting waits: each repaint of a screen under a modal makes Textual redraw
         # the modal over a tinted copy of it (~the whole terminal), which starves keys.
-        self._log_backlog: list[Text] = []
+        self._log_backlog: list[tuple[str, str, str | None]] = []
         self._overall: float | None = None
 
     def compose(self) -> ComposeResult:
@@ -70,9 +70,9 @@ class RolloutScreen(Screen):
         for h in self.plan.hosts:
             self.rows[h.name] = HostRow(h.name, h.from_tag)
         yield HostTable(self.rows, id="hosts")
-        yield RichLog(id="log", max_lines=LOG_LINES, wrap=False, markup=False, auto_scroll=True)
+        yield LogView(LOG_LINES, id="log")
         yield Static("", id="outcome")
-        yield Footer()
+        yield KeyFooter()
 
     def _plan_text(self) -> Text:
         p = self.plan
@@ -156,7 +156,7 @@ class RolloutScreen(Screen):
         if not events or not self.is_mounted:
             return
         dirty: set[str] = set()
-        log_lines: list[Text] = []
+        log_lines: list[tuple[str, str, str | None]] = []
         overall = None
         finished = None
         for ev in events:
@@ -174,10 +174,7 @@ class RolloutScreen(Screen):
                 row.set_health(ev.view, ev.healthy, ev.detail)
                 dirty.add(ev.host)
             elif isinstance(ev, LogLine):
-                style = {"error": "error", "warning": "warning"}.get(ev.level)
-                line = Text(f"{human_elapsed(ev.at - self._t0(ev.at))} {ev.host or '-':<12} ")
-                line.append(ev.line, style=theme_style(self.app, style) if style else "")
-                log_lines.append(line)
+                log_lines.append((f"{human_elapsed(ev.at - self._t0(ev.at))} {ev.host or '-':<12} ", ev.line, ev.level))
             elif isinstance(ev, RolloutPlanned):
                 self._start_at = ev.at
             elif isinstance(ev, RolloutFinished):
@@ -201,9 +198,8 @@ class RolloutScreen(Screen):
         if self._covered() or not self.is_mounted:
             return
         if self._log_backlog:
-            # One write per flush: RichLog lays out each write, so a batch costs as much as a line.
             lines, self._log_backlog = self._log_backlog, []
-            self.query_one("#log", RichLog).write(Text("\n").join(lines))
+            self.query_one("#log", LogView).write_entries(lines)
         if self._overall is not None:
             overall, self._overall = self._overall, None
             self.query_one("#overall", ProgressBar).update(progress=overall)

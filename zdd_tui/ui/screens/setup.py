@@ -13,9 +13,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, RichLog, Static
+from textual.widgets import Button, Input, Label, RichLog, Static
 
-from zdd_tui.ui.widgets import TopBar, theme_style
+from zdd_tui.ui.widgets import KeyFooter, TopBar, theme_style
 
 
 class TokenInput(Input):
@@ -57,7 +57,7 @@ class SetupScreen(Screen):
             yield Label("Steps  (p: preview with costs · a: apply all · 1-6: apply one step; one confirmation per step)", classes="pane-title")
             yield Static("", id="steps")
             yield RichLog(id="setup-log", wrap=True, markup=False, max_lines=500)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         steps = self.query_one("#steps", Static)

@@ -6,7 +6,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Label, Static
+from textual.widgets import Button, Label, Static
+
+from zdd_tui.ui.widgets import KeyFooter
 
 
 class WelcomeScreen(Screen):
@@ -28,7 +30,7 @@ class WelcomeScreen(Screen):
                 "hosts): nothing is created in your account and nothing costs money.",
                 id="welcome-foot",
             )
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#sandbox", Button).focus()
