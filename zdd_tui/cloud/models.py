@@ -1,6 +1,6 @@
 """Typed views of the DigitalOcean objects zdd-tui uses.
 
-The adapter (`zdd_tui.cloud.client`) turns pydo's dicts into these; everything above the adapter
+The adapter (`zdd_tui.cloud.client`) turns DigitalOcean's JSON into these; everything above the adapter
 (engine, setup, console) sees only these types.
 """
 

@@ -47,6 +47,16 @@ def check_theme(name: str, specs: dict[str, ThemeSpec]) -> None:
         )
 
 
+def _freeze_long_lived() -> None:
+    """Once the console runs with its data (modules, the app, the dashboard, the session: what
+    lives as long as the process), move it out of the collector's reach, so full collections
+    stop walking it again and again: with 200 hosts streaming they were pauses of 100 ms and
+    more. Screens that come and go (a rollout's) are made later and collected as usual."""
+    import gc
+
+    gc.freeze()
+
+
 class ZddApp(App[int]):
     CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses live elsewhere
     TITLE = "zdd-tui"
@@ -79,6 +89,7 @@ class ZddApp(App[int]):
         self.rollout: RunHandle | None = None  # the rollout this console runs, if any
         self.quit_when_done = False
         self._modal_depth = 0
+        self._gc_frozen = False
         self._specs = theme_specs if theme_specs is not None else load_theme_specs()
         self.zdd_themes = [s.name for s in self._specs.values()]
         self._theme_wanted = theme or self.settings.theme or (NO_COLOR_THEME if no_color() else DEFAULT_THEME)
@@ -203,6 +214,9 @@ class ZddApp(App[int]):
 
     @on(FleetData)
     def _fleet_data(self, message: FleetData) -> None:
+        if not self._gc_frozen:
+            self._gc_frozen = True
+            self.call_after_refresh(_freeze_long_lived)
         self.fleet.apply(message.task, message.result, message.error)
         if self.source is not None:
             self.fleet.rate_limit = self.source.rate_limit

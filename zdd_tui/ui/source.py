@@ -262,10 +262,8 @@ class SessionSource:
 async def open_session(config: Config):
     """A Session for `config`. The sandbox's throwaway token comes from its state dir (never the
     keyring or DIGITALOCEAN_TOKEN, so a real account's token is never sent to a local API)."""
-    try:
-        from zdd_tui.session import Session
-    except ImportError:  # the credentials module is not in this build yet: sandbox only
-        Session = _MinimalSession
+    from zdd_tui.session import Session
+
     if config.is_sandbox:
         from zdd_tui.cloud.client import DOClient
         from zdd_tui.cloud.fleet import CloudFleet
@@ -275,39 +273,3 @@ async def open_session(config: Config):
         await client.__aenter__()
         return Session(config=config, client=client, fleet=CloudFleet(client, config))
     return await Session.open(config)
-
-
-@dataclass
-class _MinimalSession:
-    """Just what operations/fleetstatus use of a Session, for a build without zdd_tui.secrets."""
-
-    config: Config
-    client: Any
-    fleet: Any
-
-    def __post_init__(self) -> None:
-        self._runtimes: dict[int, Any] = {}
-
-    async def droplets(self) -> list[Droplet]:
-        return sorted(await self.client.list_droplets(self.config.droplets.tag), key=lambda d: d.name)
-
-    def runtime(self, droplet: Droplet):
-        from zdd_tui.runtimes import open_runtime
-
-        if droplet.id not in self._runtimes:
-            self._runtimes[droplet.id] = open_runtime(self.config, droplet)
-        return self._runtimes[droplet.id]
-
-    async def close(self) -> None:
-        for rt in self._runtimes.values():
-            try:
-                await rt.close()
-            except Exception:
-                pass
-        await self.client.__aexit__(None, None, None)
-
-    @classmethod
-    async def open(cls, config: Config):
-        from zdd_tui.errors import UsageError
-
-        raise UsageError("DigitalOcean credentials are not available in this build (zdd_tui.secrets missing)")

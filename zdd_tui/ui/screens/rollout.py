@@ -30,16 +30,6 @@ LOG_LINES = 2000
 FLUSH_SECONDS = 0.1  # engine events are painted in batches, at most 10 times a second
 
 
-def _freeze_gc() -> None:
-    """Move every object alive now (modules, the app, its screens, this view's 200 rows) out of
-    the collector's reach. Otherwise each full collection walks them all again: with 200 hosts
-    streaming, those were pauses of 100-350 ms on the event loop, the keys' worst latencies.
-    Garbage made from here on is collected as before."""
-    import gc
-
-    gc.freeze()
-
-
 class RolloutScreen(Screen):
     BINDINGS = keys.bindings("rollout")
     AUTO_FOCUS = "#hosts"  # arrow keys scroll the hosts
@@ -88,7 +78,6 @@ class RolloutScreen(Screen):
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick)
         self.run_rollout()
-        self.call_after_refresh(_freeze_gc)
 
     def theme_changed(self) -> None:
         self._stale |= set(self.rows)
