@@ -205,6 +205,14 @@ async def test_dialogs_pause_polling_and_the_one_help_screen_follows_the_theme()
         accent = app.get_css_variables()["accent"].lower()
         colours = {sp.style.color.triplet.hex.lower() for sp in keys_text.spans if not isinstance(sp.style, str) and sp.style.color}
         assert accent in colours, (accent, colours)
+        # And while it is open (keys are the dialog's then; the palette or a signal may switch it).
+        assert app.theme == "zdd-light"
+        app.theme = "zdd-dark"
+        await pilot.pause()
+        keys_text = app.screen.query_one("#help-keys").content
+        accent = app.get_css_variables()["accent"].lower()
+        colours = {sp.style.color.triplet.hex.lower() for sp in keys_text.spans if not isinstance(sp.style, str) and sp.style.color}
+        assert isinstance(app.screen, HelpScreen) and accent in colours, (accent, colours)
 
 
 async def test_rollout_log_follows_the_end_keeps_a_bounded_tail_and_stays_where_scrolled():

@@ -36,8 +36,12 @@ class HelpScreen(PausingModal):
     def on_screen_resume(self) -> None:
         # The app keeps one help screen (installed): build its text again only for a new theme.
         if self._theme_shown != self.app.theme:
-            self._theme_shown = self.app.theme
-            self.query_one("#help-keys", Static).update(self._table())
+            self.theme_changed()
+
+    def theme_changed(self) -> None:
+        """Also called by the app when the theme changes while help is open."""
+        self._theme_shown = self.app.theme
+        self.query_one("#help-keys", Static).update(self._table())
 
     def _table(self) -> Text:
         """The keys as aligned lines of one Text. (A Rich Table is measured and rendered again
