@@ -482,6 +482,10 @@ def test_07_no_secret_on_any_host(e2e):
     e.watch.secrets["canary"] = canary.encode()
     p = subprocess.Popen(["sh", "-c", "sleep 5", canary])
     try:
+        # Until the child has exec'd, its argv is still this process's (a fork's copy).
+        deadline = time.monotonic() + 5
+        while canary.encode() not in Path(f"/proc/{p.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         e.watch.sample()
     finally:
         p.kill()
