@@ -12,7 +12,6 @@ Textual is imported only through zdd_tui.ui, and only here, so headless commands
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 
 from zdd_tui.errors import UsageError
@@ -38,8 +37,8 @@ def _load_config(path: Path):
 
 
 # What opening a session imports: the cloud client (httpx; pydo only comes with a first write),
-# the hosts' runtimes. Imported in a thread started before Textual is, so the session can open
-# as soon as the dashboard's first frame is out instead of importing only then.
+# the hosts' runtimes. Imported in a thread by the openers below (which run after the dashboard's
+# first frame), so the event loop stays free for keys and paints meanwhile.
 _SESSION_MODULES = (
     "httpcore",  # httpx imports it with its first client
     "zdd_tui.session",
@@ -56,23 +55,12 @@ def _import_session_modules() -> None:
     for name in _SESSION_MODULES:
         try:
             importlib.import_module(name)
-        except ImportError:  # open_session reports (or works around) what is missing
+        except ImportError:  # opening the session then reports what is missing
             pass
 
 
-_preloading: threading.Thread | None = None
-
-
-def _start_preloading() -> None:
-    global _preloading
-    if _preloading is None:
-        _preloading = threading.Thread(target=_import_session_modules, name="zdd-preload", daemon=True)
-        _preloading.start()
-
-
 async def _preload_session_modules() -> None:
-    _start_preloading()
-    await asyncio.to_thread(_preloading.join)
+    await asyncio.to_thread(_import_session_modules)
 
 
 # Textual paints at most TEXTUAL_FPS frames a second (default 60), and a key's repaint waits
