@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,12 +31,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def service_env(port: int, admin_port: int) -> dict[str, str]:
@@ -69,15 +62,17 @@ def health_ok(port: int) -> bool:
         conn.close()
 
 
-def start_service(cpu: int | None) -> tuple[subprocess.Popen[bytes], int, float]:
+def start_service(cpu: int | None) -> tuple[subprocess.Popen[str], int, float]:
     """Start a service; returns (process, public port, seconds to the first healthy answer)."""
-    port, admin_port = free_port(), free_port()
     t0 = time.perf_counter()
+    # Port 0: the service binds free ports itself and prints the one it got on its "listening" line.
     proc = subprocess.Popen(
         pinned([sys.executable, "-m", "zdd_service"], cpu),
-        env=service_env(port, admin_port),
-        stdout=subprocess.DEVNULL,
+        env=service_env(0, 0),
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    port = listening_port(proc)
     while not health_ok(port):
         if proc.poll() is not None:
             raise SystemExit(f"service exited with {proc.returncode} during start-up")
@@ -88,6 +83,16 @@ def start_service(cpu: int | None) -> tuple[subprocess.Popen[bytes], int, float]
     return proc, port, time.perf_counter() - t0
 
 
+def listening_port(proc: subprocess.Popen[str]) -> int:
+    """The public port from the service's "listening" line (it prints a few lifecycle lines only)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = re.match(r"zdd-service listening public=\S+:(\d+) ", line)
+        if m:
+            return int(m.group(1))
+    raise SystemExit(f"service exited with {proc.wait()} before listening")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (taskset execs, so the PID is the service's)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -95,13 +100,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=35)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 # -- load generators ---------------------------------------------------------------------------

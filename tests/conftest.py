@@ -8,7 +8,6 @@ the environment pointed at it (`keyring_env`) and an empty "zdd-tui" keyring ser
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -19,6 +18,8 @@ import keyring.backend
 import keyring.core
 import keyring.errors
 import pytest
+
+import tiers
 
 # A session bus without service directories: nothing gets D-Bus-activated behind our back, so
 # the only processes are the two we start (and end) ourselves.
@@ -73,9 +74,8 @@ def _wait_for_secret_service(address: str, proc: subprocess.Popen, timeout: floa
 
 @pytest.fixture(scope="session")
 def secret_service(tmp_path_factory) -> SecretServiceProcess:
-    missing = [b for b in ("dbus-daemon", "gnome-keyring-daemon") if shutil.which(b) is None]
-    if missing:
-        pytest.skip(f"needs {' and '.join(missing)} for a real Secret Service (apt-get install dbus gnome-keyring)")
+    tools = tiers.require_tools("dbus-daemon", "gnome-keyring-daemon", why="a real Secret Service",
+                                apt="dbus gnome-keyring")
     root = tmp_path_factory.mktemp("secret-service")
     dirs = {name: root / name for name in ("home", "data", "config", "cache", "runtime")}
     for d in dirs.values():
@@ -93,7 +93,7 @@ def secret_service(tmp_path_factory) -> SecretServiceProcess:
     }
     base = {k: v for k, v in os.environ.items() if k not in ("DIGITALOCEAN_TOKEN", "ZDD_SSH_PRIVATE_KEY", "PYTHON_KEYRING_BACKEND")}
     bus = subprocess.Popen(
-        ["dbus-daemon", f"--config-file={conf}", "--nofork", "--print-address=1"],
+        [tools["dbus-daemon"], f"--config-file={conf}", "--nofork", "--print-address=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**base, **env}, text=True,
     )
     daemon = None
@@ -102,7 +102,7 @@ def secret_service(tmp_path_factory) -> SecretServiceProcess:
         if bus.poll() is not None:
             raise RuntimeError(f"dbus-daemon exited: {bus.stderr.read()}")
         daemon = subprocess.Popen(
-            ["gnome-keyring-daemon", "--unlock", "--components=secrets", "--foreground"],
+            [tools["gnome-keyring-daemon"], "--unlock", "--components=secrets", "--foreground"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**base, **env},
         )
         # --unlock reads the login keyring's password from stdin (it creates the keyring with it).

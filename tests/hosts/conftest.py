@@ -22,23 +22,19 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-SSHD_BIN = "/usr/sbin/sshd"
-
-
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root: sshd with AuthorizedKeysFile for root"
-    if not os.path.exists(SSHD_BIN):
-        return f"no OpenSSH server at {SSHD_BIN} (install openssh-server)"
-    if not shutil.which("unshare"):
-        return "no unshare(1) to give sshd a private /run"
-    return None
+import tiers
 
 
 def free_port() -> int:
+    """A port free right now. sshd cannot take a listening socket from us, so a start that loses
+    the port to another process in the meantime is retried on a new one (sshd_factory)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class PortTaken(RuntimeError):
+    """sshd could not bind its port: another process took it after free_port() chose it."""
 
 
 @dataclass
@@ -47,6 +43,7 @@ class SSHD:
     port: int
     client_key: asyncssh.SSHKey
     host_key: asyncssh.SSHKey
+    sshd_bin: str = "sshd"
     proc: subprocess.Popen | None = None
     extra_config: tuple[str, ...] = ()
 
@@ -103,24 +100,33 @@ class SSHD:
         conf = self.write_files()
         script = (
             "mount -t tmpfs -o mode=755 zdd-sshd /run && mkdir -m 755 /run/sshd && "
-            f'exec {SSHD_BIN} -D -e -f "$1"'
+            'exec "$1" -D -e -f "$2"'
         )
+        log_path = self.dir / "sshd.log"
+        log_start = log_path.stat().st_size if log_path.exists() else 0  # this start's lines only
         # unshare execs sh, which execs sshd: the PID we hold is sshd's.
         self.proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sshd-wrap", str(conf)],
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sshd-wrap", self.sshd_bin, str(conf)],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "sshd.log", "ab"),
+            stderr=open(log_path, "ab"),
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd exited with {self.proc.returncode}: {(self.dir / 'sshd.log').read_text()[-2000:]}")
+                log = log_path.read_bytes()[log_start:].decode(errors="replace")[-2000:]
+                code, self.proc = self.proc.returncode, None
+                if "Address already in use" in log:
+                    raise PortTaken(f"sshd could not bind 127.0.0.1:{self.port}")
+                raise RuntimeError(f"sshd exited with {code}: {log}")
+            # Its own log says it bound the port, so whatever answers there is this sshd.
+            bound = f"Server listening on 127.0.0.1 port {self.port}." in log_path.read_bytes()[log_start:].decode(errors="replace")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    if s.recv(4).startswith(b"SSH-"):
+                    if bound and s.recv(4).startswith(b"SSH-"):
                         return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError("sshd did not start listening within 10s")
 
     def session_pids(self) -> list[int]:
@@ -156,11 +162,31 @@ class SSHD:
 
 
 @pytest.fixture
+def quiet_ports():
+    """quiet_ports(n): n ports of 127.0.0.1 that nothing listens on, for the whole test.
+
+    Each is held by a bound socket that does not listen: no other process can take it, a connect
+    to it is refused, and a listener check (`ss -tln`) sees it free.
+    """
+    held: list[socket.socket] = []
+
+    def take(n: int = 1) -> list[int]:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        return [s.getsockname()[1] for s in held[-n:]]
+
+    yield take
+    for s in held:
+        s.close()
+
+
+@pytest.fixture
 def sshd_factory():
-    reason = _skip_reason()
-    if reason:
-        print(f"SKIP: {reason}")
-        pytest.skip(reason)
+    tiers.require_root("a real OpenSSH server (sshd with AuthorizedKeysFile for root)")
+    # unshare gives each sshd a private /run (util-linux, on every Debian system).
+    tools = tiers.require_tools("sshd", "unshare", why="a real OpenSSH server", apt="openssh-server util-linux")
     home = pwd.getpwuid(0).pw_dir
     made: list[SSHD] = []
     dirs: list[str] = []
@@ -174,11 +200,19 @@ def sshd_factory():
             port=port or free_port(),
             client_key=client_key or asyncssh.generate_private_key("ssh-ed25519"),
             host_key=host_key or asyncssh.generate_private_key("ssh-ed25519"),
+            sshd_bin=tools["sshd"],
         )
         # extra_config: sshd_config lines, or a function of the server's directory returning them.
         s.extra_config = tuple(extra_config(s.dir) if callable(extra_config) else extra_config)
         made.append(s)
-        s.start()
+        for attempt in range(5):
+            try:
+                s.start()
+                break
+            except PortTaken:
+                if port is not None or attempt == 4:
+                    raise
+                s.port = free_port()
         return s
 
     yield make

@@ -181,12 +181,13 @@ async def test_admin_and_health_through_ssh_forwards(sshd, tmp_path):
         await pool.close()
 
 
-async def test_bootstrap_reports_per_host(docker_host, tmp_path):
+async def test_bootstrap_reports_per_host(docker_host, tmp_path, quiet_ports):
     s = docker_host
+    free_port, free_admin_port = quiet_ports(2)
     runners, (admin_port, busy_port), _ = await _service()
     try:
         cfg = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "var-lib-zdd")), service=ServiceConfig(port=busy_port, admin_port=0))
-        cfg_free = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "var-lib-zdd")), service=ServiceConfig(port=_free_port(), admin_port=_free_port()))
+        cfg_free = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "var-lib-zdd")), service=ServiceConfig(port=free_port, admin_port=free_admin_port))
         pool = SSHPool(s.client_key_text, known_hosts=KnownHosts(tmp_path / "kh"), accept_new=True, port=s.port)
         try:
             ok = await bootstrap_host(cfg_free, _droplet(), pool, install_docker=False)
@@ -203,11 +204,3 @@ async def test_bootstrap_reports_per_host(docker_host, tmp_path):
     finally:
         for r in runners:
             await r.cleanup()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        return so.getsockname()[1]

@@ -25,16 +25,9 @@ async def do_api():
     await api.stop()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def test_bootstrap_step_pins_only_when_allowed(docker_host, do_api, tmp_path, monkeypatch):
+async def test_bootstrap_step_pins_only_when_allowed(docker_host, do_api, tmp_path, monkeypatch, quiet_ports):
     s = docker_host
+    service_port, admin_port = quiet_ports(2)
     monkeypatch.setenv("ZDD_SSH_PRIVATE_KEY", s.client_key_text)
     d = do_api.state.create_droplet("edge-1", tags=["edge"], public_ipv4="127.0.0.1", sandbox={"external": True})
     await do_api.notify_created(d)
@@ -44,7 +37,7 @@ async def test_bootstrap_step_pins_only_when_allowed(docker_host, do_api, tmp_pa
         runtime="ssh",
         digitalocean=DigitalOceanConfig(api_url=do_api.url),
         droplets=DropletsConfig(tag="edge", names=("edge-1",)),
-        service=ServiceConfig(port=_free_port(), admin_port=_free_port()),
+        service=ServiceConfig(port=service_port, admin_port=admin_port),
         ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "zdd-state")),
     )
     kh = tmp_path / "known_hosts"

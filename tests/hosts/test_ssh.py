@@ -204,10 +204,8 @@ async def test_connect_timeout(kh):
         srv.close()
 
 
-async def test_connection_refused_is_unreachable(kh):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+async def test_connection_refused_is_unreachable(kh, quiet_ports):
+    (port,) = quiet_ports(1)
     key = asyncssh.generate_private_key("ssh-ed25519").export_private_key("openssh").decode()
     async with SSHPool(key, known_hosts=kh, port=port, connect_timeout=2) as pool:
         with pytest.raises(SSHUnreachable, match="cannot connect"):

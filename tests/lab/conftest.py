@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import labkit  # noqa: E402
+import tiers  # noqa: E402
 
 _LAB_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -60,12 +61,8 @@ report = labkit.report
 
 
 def require_root_and_tools() -> None:
-    if not labkit.is_root():
-        pytest.skip("needs root: the lab creates network namespaces, a bridge, sshd and dockerd")
-    missing = labkit.missing_tools()
-    if missing:
-        pytest.fail(f"lab tools missing (apt-get install openssh-server docker.io docker-registry debootstrap "
-                    f"gnome-keyring dbus): {', '.join(missing)}", pytrace=False)
+    tiers.require_root("the lab (network namespaces, a bridge, sshd and dockerd)")
+    tiers.require_tools(*labkit.TOOLS, why="the lab", apt=labkit.APT_PACKAGES)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -73,15 +74,19 @@ def run(argv: list[str], *, check: bool = True, timeout: float = 120, **kw) -> s
     return cp
 
 
-def is_root() -> bool:
-    return os.geteuid() == 0
+# The programs the lab runs, found on PATH (root's PATH has the sbin directories), and the
+# Debian packages that install them.
+TOOLS = ("sshd", "dockerd", "docker-registry", "debootstrap", "gnome-keyring-daemon", "dbus-daemon", "ip",
+         "nsenter", "ssh", "ssh-keygen", "docker")
+APT_PACKAGES = "openssh-server openssh-client docker.io docker-registry debootstrap gnome-keyring dbus iproute2 util-linux"
 
 
-def missing_tools() -> list[str]:
-    need = ["/usr/sbin/sshd", "/usr/sbin/dockerd", "/usr/bin/docker-registry", "/usr/sbin/debootstrap",
-            "/usr/bin/gnome-keyring-daemon", "/usr/bin/dbus-daemon", "ip", "nsenter", "ssh", "ssh-keygen",
-            "docker"]
-    return [t for t in need if not (os.path.exists(t) if t.startswith("/") else shutil.which(t))]
+def tool(name: str) -> str:
+    """The full path of a program the lab runs (sshd wants one to re-exec itself)."""
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} not found on PATH (apt-get install {APT_PACKAGES})")
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -642,7 +647,7 @@ class Lab:
             "  headers:\n    X-Content-Type-Options: [nosniff]\n"
             f"auth:\n  htpasswd:\n    realm: zdd-lab\n    path: {rd / 'htpasswd'}\n"
         )
-        self._spawn("registry", ["/usr/bin/docker-registry", "serve", str(cfg)])
+        self._spawn("registry", [tool("docker-registry"), "serve", str(cfg)])
 
     def _engines(self) -> None:
         engines = ([self.builder] if self.builder else []) + [h.engine for h in self.hosts]
@@ -653,7 +658,7 @@ class Lab:
             e.sock = str(e.dir / "docker.sock")
             # the trust key would go to /etc/docker/key.json (shared, left behind): keep it here
             (e.dir / "daemon.json").write_text(json.dumps({"deprecated-key-path": str(e.dir / "key.json")}) + "\n")
-            argv = ["nsenter", f"--net=/run/netns/{e.netns}", "/usr/sbin/dockerd",
+            argv = ["nsenter", f"--net=/run/netns/{e.netns}", tool("dockerd"),
                     "--config-file", str(e.dir / "daemon.json"),
                     "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-forward=false",
                     "--ip-masq=false", "--data-root", str(e.dir / "data"), "--exec-root", str(e.dir / "exec"),
@@ -700,7 +705,7 @@ class Lab:
             # a private /run: the host's own /run/sshd etc.; keep /run/netns reachable? not needed.
             f"mount --bind {h.dir / 'run'} /run\n"
             "mkdir -p -m 0755 /run/sshd\n"
-            f"exec /usr/sbin/sshd -D -e -f {cfg}\n"
+            f"exec {shlex.quote(tool('sshd'))} -D -e -f {cfg}\n"
         )
         h.sshd = self._spawn(f"sshd-{h.name}", ["ip", "netns", "exec", h.netns, "sh", "-c", script])
 

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from service_testkit import ServiceProcess, StartService, free_port, service_env
+from service_testkit import ServiceProcess, StartService, service_env
 
 
 @pytest.fixture
@@ -16,12 +16,14 @@ def start_service() -> Iterator[StartService]:
 
     def start(wait: bool = True, **env: str) -> ServiceProcess:
         env.setdefault("ZDD_HOST", "127.0.0.1")
-        env.setdefault("ZDD_PORT", str(free_port(env["ZDD_HOST"])))
-        env.setdefault("ZDD_ADMIN_PORT", str(free_port()))
+        # Port 0: the service binds free ports itself and prints them (no port picked here that
+        # another process could take before the service binds it).
+        env.setdefault("ZDD_PORT", "0")
+        env.setdefault("ZDD_ADMIN_PORT", "0")
         svc = ServiceProcess(service_env(**env))
         started.append(svc)
         if wait:
-            svc.wait_line("zdd-service listening")
+            svc.wait_listening()
         return svc
 
     yield start

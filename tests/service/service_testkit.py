@@ -25,12 +25,6 @@ SERVICE_DIR = Path(
 PYTHON = os.environ.get("ZDD_SERVICE_PYTHON", sys.executable)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def service_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZDD_")}
     env["PYTHONPATH"] = os.pathsep.join(
@@ -75,14 +69,20 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+def _given_port(value: str) -> int | None:
+    return int(value) if value.isdigit() and int(value) != 0 else None
+
+
 class ServiceProcess:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.host = env.get("ZDD_HOST", "0.0.0.0")
-        # Tests of bad values pass non-numbers; those processes never listen.
-        self.port = int(env["ZDD_PORT"]) if env["ZDD_PORT"].isdigit() else -1
         self.admin_host = env.get("ZDD_ADMIN_HOST", "127.0.0.1")
-        self.admin_port = int(env["ZDD_ADMIN_PORT"]) if env["ZDD_ADMIN_PORT"].isdigit() else -1
+        # The ports it bound, read from its "listening" line (wait_listening): port 0 lets the
+        # service pick free ones itself, so no other process can take them first. A port given
+        # as a number is known from the start (tests of bad values pass non-numbers: never bound).
+        self.port = _given_port(env.get("ZDD_PORT", ""))
+        self.admin_port = _given_port(env.get("ZDD_ADMIN_PORT", ""))
         self.lines: list[str] = []
         self.err_lines: list[str] = []
         self._changed = threading.Condition()
@@ -127,6 +127,14 @@ class ServiceProcess:
                         f"no line starting {prefix!r}; stdout={self.lines} stderr={self.err_lines}"
                     )
                 self._changed.wait(min(left, 0.2))
+
+    def wait_listening(self, timeout: float = 10.0) -> str:
+        """Its "listening" line, once printed; the ports it bound are read from it."""
+        line = self.wait_line("zdd-service listening", timeout)
+        fields = dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
+        self.port = int(fields["public"].rsplit(":", 1)[1])
+        self.admin_port = int(fields["admin"].rsplit(":", 1)[1])
+        return line
 
     def wait_exit(self, timeout: float) -> int:
         # Popen.wait reaps our own child; /proc polling is not needed for a direct child.

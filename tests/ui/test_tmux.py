@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -18,20 +17,21 @@ import uuid
 
 import pytest
 
+import tiers
+
 pytestmark = pytest.mark.slow
 
-if shutil.which("tmux") is None:
-    pytest.skip("tmux is not installed", allow_module_level=True)
 
 
 class Tmux:
     def __init__(self, tmp_path):
+        self.bin = tiers.require_tools("tmux", why="the console in a real terminal", apt="tmux")["tmux"]
         self.socket = f"zdd-ui-{uuid.uuid4().hex[:8]}"
         self.tmp = tmp_path
         self.seen_pids: set[int] = set()
 
     def run(self, *args: str, check: bool = True) -> str:
-        out = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=20)
+        out = subprocess.run([self.bin, "-L", self.socket, *args], capture_output=True, text=True, timeout=20)
         if check and out.returncode != 0:
             raise AssertionError(f"tmux {' '.join(args)}: {out.stderr}")
         return out.stdout
