@@ -1,6 +1,10 @@
-"""The project file, zdd.yaml: schema, defaults and loading.
+"""The project file, zdd.yaml: its keys, their defaults, and loading.
 
-The schema is a tree of frozen dataclasses; every field has a default where one makes sense.
+Each key is declared once, as a field of a frozen dataclass: the field's default is the key's
+default, and its `key(...)` record holds the one-line explanation and what the key allows (a
+range, choices, a pattern). Validation, `zdd-tui init`'s comments and README's configuration
+reference all read those records, so a key's facts cannot drift apart.
+
 `load_config(path)` parses and validates the file and raises `ConfigError` naming the file,
 line, key path, what was expected and what was found.
 """
@@ -13,6 +17,7 @@ import ipaddress
 import re
 import types
 import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -53,105 +58,252 @@ class ConfigError(UsageError):
         self.issues = list(issues)
 
 
+# ---- what a key is -------------------------------------------------------------------------------
+
+_KEY = "zdd_key"  # the dataclasses.field metadata entry that holds a field's Key
+
+
+@dataclass(frozen=True)
+class Range:
+    """Inclusive integer bounds. `why` names who set them when it is not us (DigitalOcean): errors
+    say it, and `zdd-tui init` shows such a range beside the value (a port's range goes without saying)."""
+
+    lo: int
+    hi: int | None = None
+    why: str | None = None
+
+    def text(self) -> str:
+        return f" from {self.lo} to {self.hi}" if self.hi is not None else f" of at least {self.lo}"
+
+
+DO_RANGE = "DigitalOcean's allowed range"  # the API rejects other values
+PORT = Range(1, 65535)
+AT_LEAST_1 = Range(1)
+
+
+@dataclass(frozen=True)
+class Key:
+    """A key's one-line explanation and the values it allows, kept beside its default (see `key`)."""
+
+    help: str
+    bounds: Range | None = None  # integers
+    choices: tuple[tuple[str, str], ...] = ()  # (value, what it means; "" when the value says it)
+    pattern: str | None = None  # a string value must match it whole
+    pattern_text: str = ""  # what the pattern allows, in words
+    check: Callable[[str], str | None] | None = None  # returns what was expected, or None
+
+    @property
+    def choice_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.choices)
+
+    def problem(self, value: object) -> str | None:
+        """What was expected, if `value` (of the key's type) is not allowed; None if it is."""
+        if isinstance(value, int) and self.bounds is not None:
+            b = self.bounds
+            if value < b.lo or (b.hi is not None and value > b.hi):
+                return "an integer" + b.text() + (f" ({b.why})" if b.why else "")
+        if isinstance(value, str):
+            if self.choices and value not in self.choice_names:
+                return "one of " + ", ".join(self.choice_names)
+            if self.pattern is not None and not re.fullmatch(self.pattern, value):
+                return self.pattern_text
+            if self.check is not None:
+                return self.check(value)
+        return None
+
+
+def key(
+    help: str,
+    *,
+    bounds: Range | None = None,
+    choices: dict[str, str] | None = None,
+    pattern: tuple[str, str] | None = None,
+    check: Callable[[str], str | None] | None = None,
+) -> dict[str, Key]:
+    """A key's field metadata: `port: int = field(default=8080, metadata=key("what it is", bounds=PORT))`.
+
+    `pattern` is (regular expression, what it allows in words); `check` returns what was expected
+    when it refuses a value."""
+    regex, regex_text = pattern or (None, "")
+    return {_KEY: Key(help, bounds, tuple((choices or {}).items()), regex, regex_text, check)}
+
+
+def api_url_problem(url: str) -> str | None:
+    """What was expected, if `url` cannot be the DigitalOcean API's URL; None if it can."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "an https:// URL such as https://api.digitalocean.com"
+    if parts.scheme == "http":
+        # The token travels in the Authorization header: plain http only where it cannot be sniffed
+        # on the way (loopback: the sandbox) or to a private test network (the lab).
+        host = parts.hostname
+        try:
+            ip = ipaddress.ip_address(host)
+            ok = ip.is_loopback or ip.is_private
+        except ValueError:
+            ok = host == "localhost"
+        if not ok:
+            return "an https:// URL (plain http only to a loopback or private address, such as the sandbox's)"
+    return None
+
+
+_DOCKER_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"  # Docker's container-name rule
+_SLUG = r"[a-z0-9][a-z0-9-]*"
+
+# ---- the keys ------------------------------------------------------------------------------------
+# One field per key: `field(default=..., metadata=key(explanation, what it allows))`.
+
+
 @dataclass(frozen=True)
 class DigitalOceanConfig:
-    api_url: str = DEFAULT_API_URL
-    region: str = "nyc3"
+    api_url: str = field(default=DEFAULT_API_URL, metadata=key(
+        "the DigitalOcean API (the sandbox writes its own local URL)", check=api_url_problem))
+    region: str = field(default="nyc3", metadata=key(
+        "region slug for new droplets and the load balancer",
+        pattern=(_SLUG, "a DigitalOcean region slug such as nyc3")))
 
 
 @dataclass(frozen=True)
 class DropletsConfig:
-    tag: str = "zdd-app"
-    names: tuple[str, ...] = ("app-1", "app-2")
-    size: str = "s-1vcpu-1gb"
-    image: str = "debian-12-x64"
+    tag: str = field(default="zdd-app", metadata=key(
+        "tag that marks this app's droplets (the load balancer targets it)",
+        pattern=(r"[A-Za-z0-9_:-]{1,255}", "a DigitalOcean tag (letters, digits, ':', '-', '_')")))
+    # Hostnames, unique: checked with the other rules across fields (_Loader.cross_checks).
+    names: tuple[str, ...] = field(default=("app-1", "app-2"), metadata=key(
+        "droplet names (hostnames), in rollout order"))
+    size: str = field(default="s-1vcpu-1gb", metadata=key(
+        "size slug for new droplets", pattern=(_SLUG, "a droplet size slug such as s-1vcpu-1gb")))
+    image: str = field(default="debian-12-x64", metadata=key(
+        "image slug for new droplets", pattern=(r"[a-z0-9][a-z0-9._-]*", "an image slug such as debian-12-x64")))
 
 
 @dataclass(frozen=True)
 class HealthCheckConfig:
-    # DigitalOcean's ranges: interval 3-300, timeout 3-300, thresholds 2-10.
-    protocol: str = "http"
-    path: str = "/health"
-    port: int | None = None  # None: the service port
-    check_interval_seconds: int = 10
-    response_timeout_seconds: int = 5
-    unhealthy_threshold: int = 3
-    healthy_threshold: int = 5
+    protocol: str = field(default="http", metadata=key("", choices={"http": "", "https": ""}))
+    path: str = field(default="/health", metadata=key(
+        "path the load balancer checks; 200-399 is healthy",
+        pattern=(r"/\S*", "an absolute URL path starting with '/'")))
+    port: int | None = field(default=None, metadata=key("null = service.port", bounds=PORT))
+    check_interval_seconds: int = field(default=10, metadata=key(
+        "seconds between checks", bounds=Range(3, 300, DO_RANGE)))
+    response_timeout_seconds: int = field(default=5, metadata=key(
+        "seconds to wait for an answer", bounds=Range(3, 300, DO_RANGE)))
+    unhealthy_threshold: int = field(default=3, metadata=key(
+        "failed checks before a droplet is taken out", bounds=Range(2, 10, DO_RANGE)))
+    healthy_threshold: int = field(default=5, metadata=key(
+        "passed checks before a droplet gets traffic again", bounds=Range(2, 10, DO_RANGE)))
 
 
 @dataclass(frozen=True)
 class LoadBalancerConfig:
-    name: str = "zdd-app-lb"
-    size_unit: int = 1
-    entry_port: int = 80
-    target_port: int | None = None  # None: the service port (containers use host networking)
-    health_check: HealthCheckConfig = field(default_factory=HealthCheckConfig)
+    name: str = field(default="zdd-app-lb", metadata=key(
+        "load balancer name",
+        pattern=(r"[A-Za-z0-9][A-Za-z0-9.-]*", "a load balancer name (letters, digits, '.', '-')")))
+    size_unit: int = field(default=1, metadata=key("load balancer size units", bounds=Range(1, 100, DO_RANGE)))
+    entry_port: int = field(default=80, metadata=key("public port clients connect to (HTTP)", bounds=PORT))
+    target_port: int | None = field(default=None, metadata=key(
+        "null = service.port (host networking: it must be service.port)", bounds=PORT))
+    health_check: HealthCheckConfig = field(default_factory=HealthCheckConfig, metadata=key(
+        "how the load balancer decides a droplet is healthy (DigitalOcean's ranges)"))
 
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    name: str = "zdd-registry"
-    repository: str = "app"
-    server: str = "registry.digitalocean.com"  # a lab points this at its own registry
-    tier: str = "starter"  # starter | basic | professional
-    region: str | None = None  # None: DigitalOcean's default for registries
+    name: str = field(default="zdd-registry", metadata=key(
+        "DigitalOcean container registry name",
+        pattern=(r"[a-z0-9][a-z0-9-]{0,62}", "a registry name (lowercase letters, digits, '-', up to 63)")))
+    repository: str = field(default="app", metadata=key(
+        "repository in the registry (tags: latest, sha-<gitsha>)",
+        pattern=(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*",
+                 "a repository name (lowercase letters, digits, '.', '_', '-', '/')")))
+    server: str = field(default="registry.digitalocean.com", metadata=key(  # a lab points it at its own
+        "registry host", pattern=(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?", "a registry host[:port]")))
+    tier: str = field(default="starter", metadata=key("", choices={"starter": "", "basic": "", "professional": ""}))
+    region: str | None = field(default=None, metadata=key(
+        "null = DigitalOcean's default region for registries",
+        pattern=(_SLUG, "a DigitalOcean region slug such as fra1")))
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    port: int = 8080  # the port the service listens on (host networking)
-    admin_port: int = 9090  # admin endpoints, bound to the host's 127.0.0.1 only
-    container_name: str | None = None  # None: the app name
-    env: dict[str, str] = field(default_factory=dict)  # non-secret environment for the container
+    port: int = field(default=8080, metadata=key(
+        "port the service listens on, on each droplet (host networking)", bounds=PORT))
+    admin_port: int = field(default=9090, metadata=key(
+        "admin endpoints (drain, stats), bound to the host's 127.0.0.1 only", bounds=PORT))
+    container_name: str | None = field(default=None, metadata=key(
+        "null = the app name", pattern=(_DOCKER_NAME, "a Docker container name")))
+    env: dict[str, str] = field(default_factory=dict, metadata=key(
+        "environment for the container; never secrets (NAME: value)"))
 
 
 @dataclass(frozen=True)
 class BuildConfig:
-    dockerfile: str = "Dockerfile"
-    context: str = "."
-    args: dict[str, str] = field(default_factory=dict)
+    dockerfile: str = field(default="Dockerfile", metadata=key(
+        "Dockerfile path, relative to the context", pattern=(r".+", "a Dockerfile path")))
+    context: str = field(default=".", metadata=key(
+        "build context directory", pattern=(r".+", "a build context directory")))
+    args: dict[str, str] = field(default_factory=dict, metadata=key("docker build arguments (NAME: value)"))
 
 
 @dataclass(frozen=True)
 class DeployConfig:
-    strategy: str = "lb-drain"
-    batch_size: int = 1
-    pull_timeout_seconds: int = 300
-    start_timeout_seconds: int = 60  # the new container's own health
-    stop_grace_seconds: int = 30  # SIGTERM -> SIGKILL
-    margin_seconds: int = 5  # added to the bounds derived from the LB's settings
+    strategy: str = field(default="lb-drain", metadata=key("", choices={
+        "lb-drain": "drain each host out of the load balancer, replace, bring back"}))
+    batch_size: int = field(default=1, metadata=key(
+        "hosts replaced at a time (always fewer than the droplets)", bounds=AT_LEAST_1))
+    pull_timeout_seconds: int = field(default=300, metadata=key(
+        "limit for pulling the new image on a host", bounds=AT_LEAST_1))
+    start_timeout_seconds: int = field(default=60, metadata=key(
+        "limit for the new container to report healthy", bounds=AT_LEAST_1))
+    stop_grace_seconds: int = field(default=30, metadata=key(
+        "SIGTERM to SIGKILL: time for in-flight requests to finish", bounds=AT_LEAST_1))
+    margin_seconds: int = field(default=5, metadata=key(
+        "added to the waits derived from the health check settings", bounds=Range(0)))
 
 
 @dataclass(frozen=True)
 class SSHConfig:
-    user: str = "root"
-    port: int = 22
-    state_dir: str = "/var/lib/zdd"  # lock and journal on each host
-    connect_timeout_seconds: int = 10
+    user: str = field(default="root", metadata=key(
+        "SSH user on the droplets", pattern=(r"[a-z_][a-z0-9_-]*", "a Unix user name")))
+    port: int = field(default=22, metadata=key("SSH port", bounds=PORT))
+    state_dir: str = field(default="/var/lib/zdd", metadata=key(
+        "deploy lock and journal on each host", pattern=(r"/.*", "an absolute path on the hosts")))
+    connect_timeout_seconds: int = field(default=10, metadata=key("SSH connection timeout", bounds=AT_LEAST_1))
 
 
 @dataclass(frozen=True)
 class SandboxConfig:
     """Present only in a zdd.yaml written by `zdd-tui sandbox up`."""
 
-    state_dir: str = ""
+    state_dir: str = field(default="", metadata=key(
+        "the sandbox's state directory", pattern=(r".+", "the sandbox's state directory")))
 
 
 @dataclass(frozen=True)
 class Config:
-    app: str = "app"
-    context: str = "default"  # credentials context (like doctl's)
-    runtime: str = "ssh"  # ssh: Docker over SSH on droplets; sandbox: the local sandbox's hosts
-    digitalocean: DigitalOceanConfig = field(default_factory=DigitalOceanConfig)
-    droplets: DropletsConfig = field(default_factory=DropletsConfig)
-    load_balancer: LoadBalancerConfig = field(default_factory=LoadBalancerConfig)
-    registry: RegistryConfig = field(default_factory=RegistryConfig)
-    service: ServiceConfig = field(default_factory=ServiceConfig)
-    build: BuildConfig = field(default_factory=BuildConfig)
-    deploy: DeployConfig = field(default_factory=DeployConfig)
-    ssh: SSHConfig = field(default_factory=SSHConfig)
-    sandbox: SandboxConfig | None = None
-    path: Path | None = field(default=None, compare=False)  # where it was loaded from
+    app: str = field(default="app", metadata=key(
+        "application name: container name and state directory on the hosts",
+        pattern=(_DOCKER_NAME, "a name of letters, digits, '_', '.', '-' that starts with a letter or digit")))
+    context: str = field(default="default", metadata=key(
+        "credentials context in the OS keyring (`zdd-tui login --context NAME`)",
+        pattern=(_DOCKER_NAME, "a context name of letters, digits, '_', '.', '-'")))
+    runtime: str = field(default="ssh", metadata=key("", choices={
+        "ssh": "Docker over SSH on droplets", "sandbox": "the local sandbox's hosts"}))
+    digitalocean: DigitalOceanConfig = field(default_factory=DigitalOceanConfig, metadata=key(
+        "DigitalOcean account and region"))
+    droplets: DropletsConfig = field(default_factory=DropletsConfig, metadata=key(
+        "the hosts that run the service (found by tag)"))
+    load_balancer: LoadBalancerConfig = field(default_factory=LoadBalancerConfig, metadata=key(
+        "the DigitalOcean load balancer in front of the droplets"))
+    registry: RegistryConfig = field(default_factory=RegistryConfig, metadata=key(
+        "the container registry the hosts pull from"))
+    service: ServiceConfig = field(default_factory=ServiceConfig, metadata=key("the container on each droplet"))
+    build: BuildConfig = field(default_factory=BuildConfig, metadata=key("`zdd-tui build`: docker build of the image"))
+    deploy: DeployConfig = field(default_factory=DeployConfig, metadata=key("the rolling deploy"))
+    ssh: SSHConfig = field(default_factory=SSHConfig, metadata=key("how zdd-tui reaches the droplets"))
+    sandbox: SandboxConfig | None = field(default=None, metadata=key(
+        "the local sandbox (written by `zdd-tui sandbox up`)"))
+    path: Path | None = field(default=None, compare=False)  # where it was loaded from; not a key
 
     # Derived values every layer uses; kept here so nobody recomputes them differently.
     @property
@@ -176,62 +328,44 @@ class Config:
         return self.runtime == "sandbox"
 
 
-# ---- validation rules ----------------------------------------------------------------------------
-# Keyed by dotted path. Ranges for health checks are DigitalOcean's own (the API rejects others).
+def keys_of(cls: type) -> list[tuple[str, Key]]:
+    """The keys a section accepts, in order, with their Key records."""
+    return [(f.name, f.metadata[_KEY]) for f in dataclasses.fields(cls) if _KEY in f.metadata]
 
-_DO_RANGE = "DigitalOcean's allowed range"
-_INT_RANGES: dict[str, tuple[int, int | None, str | None]] = {
-    "load_balancer.size_unit": (1, 100, _DO_RANGE),
-    "load_balancer.entry_port": (1, 65535, None),
-    "load_balancer.target_port": (1, 65535, None),
-    "load_balancer.health_check.port": (1, 65535, None),
-    "load_balancer.health_check.check_interval_seconds": (3, 300, _DO_RANGE),
-    "load_balancer.health_check.response_timeout_seconds": (3, 300, _DO_RANGE),
-    "load_balancer.health_check.unhealthy_threshold": (2, 10, _DO_RANGE),
-    "load_balancer.health_check.healthy_threshold": (2, 10, _DO_RANGE),
-    "service.port": (1, 65535, None),
-    "service.admin_port": (1, 65535, None),
-    "deploy.batch_size": (1, None, None),
-    "deploy.pull_timeout_seconds": (1, None, None),
-    "deploy.start_timeout_seconds": (1, None, None),
-    "deploy.stop_grace_seconds": (1, None, None),
-    "deploy.margin_seconds": (0, None, None),
-    "ssh.port": (1, 65535, None),
-    "ssh.connect_timeout_seconds": (1, None, None),
-}
 
-RUNTIMES = ("ssh", "sandbox")
-STRATEGIES = ("lb-drain",)
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "runtime": RUNTIMES,
-    "load_balancer.health_check.protocol": ("http", "https"),
-    "deploy.strategy": STRATEGIES,
-    "registry.tier": ("starter", "basic", "professional"),
-}
+def key_paths(cls: type | None = None, prefix: str = "") -> Iterator[tuple[str, Key, type | None]]:
+    """Every key of the schema, sections included, depth first: (dotted path, Key, section class or None)."""
+    cls = cls or Config
+    hints = typing.get_type_hints(cls)
+    for name, rule in keys_of(cls):
+        path = prefix + name
+        inner = _section_class(hints[name])
+        yield path, rule, inner
+        if inner is not None:
+            yield from key_paths(inner, path + ".")
 
-_DOCKER_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"  # Docker's container-name rule
-_SLUG = r"[a-z0-9][a-z0-9-]*"
-_PATTERNS: dict[str, tuple[str, str]] = {
-    "app": (_DOCKER_NAME, "a name of letters, digits, '_', '.', '-' that starts with a letter or digit"),
-    "context": (_DOCKER_NAME, "a context name of letters, digits, '_', '.', '-'"),
-    "digitalocean.region": (_SLUG, "a DigitalOcean region slug such as nyc3"),
-    "droplets.tag": (r"[A-Za-z0-9_:-]{1,255}", "a DigitalOcean tag (letters, digits, ':', '-', '_')"),
-    "droplets.size": (_SLUG, "a droplet size slug such as s-1vcpu-1gb"),
-    "droplets.image": (r"[a-z0-9][a-z0-9._-]*", "an image slug such as debian-12-x64"),
-    "load_balancer.name": (r"[A-Za-z0-9][A-Za-z0-9.-]*", "a load balancer name (letters, digits, '.', '-')"),
-    "load_balancer.health_check.path": (r"/\S*", "an absolute URL path starting with '/'"),
-    "registry.name": (r"[a-z0-9][a-z0-9-]{0,62}", "a registry name (lowercase letters, digits, '-', up to 63)"),
-    "registry.repository": (r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*",
-                            "a repository name (lowercase letters, digits, '.', '_', '-', '/')"),
-    "registry.server": (r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?", "a registry host[:port]"),
-    "registry.region": (_SLUG, "a DigitalOcean region slug such as fra1"),
-    "service.container_name": (_DOCKER_NAME, "a Docker container name"),
-    "ssh.user": (r"[a-z_][a-z0-9_-]*", "a Unix user name"),
-    "ssh.state_dir": (r"/.*", "an absolute path on the hosts"),
-    "sandbox.state_dir": (r".+", "the sandbox's state directory"),
-    "build.dockerfile": (r".+", "a Dockerfile path"),
-    "build.context": (r".+", "a build context directory"),
-}
+
+def key_for(path: str) -> Key:
+    """The Key of a dotted path, e.g. key_for("registry.name"); KeyError for an unknown path."""
+    for p, rule, _ in key_paths():
+        if p == path:
+            return rule
+    raise KeyError(path)
+
+
+def schema_paths(cls: type | None = None, prefix: str = "") -> list[str]:
+    """Every leaf key path of the schema (sections left out), in order."""
+    return [path for path, _, inner in key_paths(cls, prefix) if inner is None]
+
+
+def _section_class(tp: object) -> type | None:
+    """The dataclass a field's type names (`X` or `X | None`), or None for a plain value."""
+    inner = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    return inner[0] if len(inner) == 1 and isinstance(inner[0], type) and dataclasses.is_dataclass(inner[0]) else None
+
+
+# ---- loading ------------------------------------------------------------------------------------
+
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
@@ -301,7 +435,8 @@ class _Loader:
                 sub = f"{path}.{name}" if path else name
                 if isinstance(k, ScalarNode) and _SECRET_KEY.search(name):
                     self.secret_keys.add(id(k))
-                    self.issue(k, sub, "no secrets in zdd.yaml", f"a key named {name!r} that looks like a secret", SECRETS_HINT)
+                    self.issue(k, sub, "no secrets in zdd.yaml", f"a key named {name!r} that looks like a secret",
+                               SECRETS_HINT)
                     continue
                 self.scan_secrets(v, sub)
         elif isinstance(node, SequenceNode):
@@ -310,12 +445,14 @@ class _Loader:
         elif isinstance(node, ScalarNode) and node.tag == _TAG + "str":
             kind = _secret_kind(node.value)
             if kind:
-                self.issue(node, path or "(document)", "no secrets in zdd.yaml", f"{kind}; the value is not shown", SECRETS_HINT)
+                self.issue(node, path or "(document)", "no secrets in zdd.yaml", f"{kind}; the value is not shown",
+                           SECRETS_HINT)
 
     # -- schema --
     def section(self, cls: type, node: Node, path: str):
         hints = typing.get_type_hints(cls)
-        names = _field_names(cls)
+        rules = dict(keys_of(cls))
+        names = list(rules)
         if not isinstance(node, MappingNode):
             self.issue(node, path or "(document)", f"a mapping with keys {', '.join(names)}", _describe(node))
             return cls()
@@ -328,7 +465,8 @@ class _Loader:
             name = k.value
             sub = f"{path}.{name}" if path else name
             if name in seen:
-                self.issue(k, sub, "each key once", f"a second {name!r} (the first is on line {seen[name].start_mark.line + 1})")
+                first = seen[name].start_mark.line + 1
+                self.issue(k, sub, "each key once", f"a second {name!r} (the first is on line {first})")
                 continue
             seen[name] = k
             if id(k) in self.secret_keys:
@@ -337,11 +475,12 @@ class _Loader:
                 close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}?" if close else None
                 where = f"in {path}" if path else "at the top level"
-                self.issue(k, sub, f"one of the keys allowed {where}: {', '.join(names)}", f"unknown key {name!r}", hint)
+                self.issue(k, sub, f"one of the keys allowed {where}: {', '.join(names)}", f"unknown key {name!r}",
+                           hint)
                 continue
             self.keys[sub] = k
             self.nodes[sub] = v
-            value = self.value(hints[name], v, sub)
+            value = self.value(hints[name], v, sub, rules[name])
             if value is not _BAD:
                 kwargs[name] = value
         return cls(**kwargs)
@@ -352,44 +491,44 @@ class _Loader:
         except ConstructorError:
             return _BAD
 
-    def value(self, tp, node: Node, path: str):
+    def value(self, tp, node: Node, path: str, rule: Key):
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             return self.section(tp, node, path)
         if origin in (typing.Union, types.UnionType):
             if isinstance(node, ScalarNode) and node.tag == _TAG + "null":
                 return None
             inner = next(a for a in args if a is not type(None))
-            return self.value(inner, node, path)
+            return self.value(inner, node, path, rule)
         if tp is int:
             v = self.scalar(node) if isinstance(node, ScalarNode) and node.tag == _TAG + "int" else _BAD
             if v is _BAD:
-                lo, hi, _ = _INT_RANGES.get(path, (None, None, None))
-                self.issue(node, path, "an integer" + _range_text(lo, hi), _describe(node), _quote_hint(node, "int"))
+                bounds = rule.bounds.text() if rule.bounds else ""
+                self.issue(node, path, "an integer" + bounds, _describe(node), _quote_hint(node, "int"))
                 return _BAD
-            return self.check_int(v, node, path)
+            return self.check(v, node, path, rule)
         if tp is str:
             if not (isinstance(node, ScalarNode) and node.tag == _TAG + "str"):
                 self.issue(node, path, "a string", _describe(node), _quote_hint(node, "str"))
                 return _BAD
-            return self.check_str(node.value, node, path)
+            return self.check(node.value, node, path, rule)
         if origin is tuple:
             if not isinstance(node, SequenceNode):
                 self.issue(node, path, "a list of strings", _describe(node))
                 return _BAD
-            out = []
+            items = []
             for i, item in enumerate(node.value):
                 if not (isinstance(item, ScalarNode) and item.tag == _TAG + "str"):
                     self.issue(item, f"{path}[{i}]", "a string", _describe(item), _quote_hint(item, "str"))
                     return _BAD
-                out.append(item.value)
-            return tuple(out)
+                items.append(item.value)
+            return tuple(items)
         if origin is dict:
             if not isinstance(node, MappingNode):
                 self.issue(node, path, "a mapping of NAME: value", _describe(node))
                 return _BAD
-            out: dict[str, str] = {}
+            mapping: dict[str, str] = {}
             for k, v in node.value:
                 if id(k) in self.secret_keys:
                     continue
@@ -400,38 +539,23 @@ class _Loader:
                 if not isinstance(v, ScalarNode) or v.tag == _TAG + "null":
                     self.issue(v, f"{path}.{name}", "a value (string or number)", _describe(v))
                     continue
-                out[name] = v.value  # the text as written: `PORT: 8080` -> "8080"
-            return out
+                mapping[name] = v.value  # the text as written: `PORT: 8080` -> "8080"
+            return mapping
         raise TypeError(f"config schema type {tp!r} at {path} has no loader")  # a bug in the schema
 
-    def check_int(self, v: int, node: Node, path: str):
-        lo, hi, why = _INT_RANGES.get(path, (None, None, None))
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            self.issue(node, path, "an integer" + _range_text(lo, hi) + (f" ({why})" if why else ""), str(v))
-            return _BAD
-        return v
-
-    def check_str(self, v: str, node: Node, path: str):
-        if path in _CHOICES:
-            choices = _CHOICES[path]
-            if v not in choices:
-                close = difflib.get_close_matches(v, choices, n=1)
-                self.issue(node, path, "one of " + ", ".join(choices), _describe(node), f"did you mean {close[0]!r}?" if close else None)
-                return _BAD
-        if path in _PATTERNS:
-            pattern, what = _PATTERNS[path]
-            if not re.fullmatch(pattern, v):
-                self.issue(node, path, what, _describe(node))
-                return _BAD
-        if path == "digitalocean.api_url":
-            problem = api_url_problem(v)
-            if problem:
-                self.issue(node, path, problem, _describe(node))
-                return _BAD
-        return v
+    def check(self, v, node: Node, path: str, rule: Key):
+        expected = rule.problem(v)
+        if expected is None:
+            return v
+        hint = None
+        if rule.choices and isinstance(v, str):
+            close = difflib.get_close_matches(v, rule.choice_names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else None
+        self.issue(node, path, expected, str(v) if isinstance(v, int) else _describe(node), hint)
+        return _BAD
 
     # -- rules across fields --
-    def cross_checks(self, cfg: "Config") -> None:
+    def cross_checks(self, cfg: Config) -> None:
         port = cfg.service.port
         why = (
             "containers use host networking, so the service listens on service.port on each droplet "
@@ -444,14 +568,16 @@ class _Loader:
             if value is not None and value != port:
                 self.issue(self.nodes.get(path), path, f"{port} (service.port)", str(value), why)
         if cfg.service.admin_port == port and "service.admin_port" in self.nodes:
-            self.issue(self.nodes["service.admin_port"], "service.admin_port", f"a port other than service.port ({port})",
-                       str(cfg.service.admin_port), "the admin port is bound to 127.0.0.1 only; the public port serves traffic")
+            self.issue(self.nodes["service.admin_port"], "service.admin_port",
+                       f"a port other than service.port ({port})", str(cfg.service.admin_port),
+                       "the admin port is bound to 127.0.0.1 only; the public port serves traffic")
         if cfg.runtime == "sandbox" and cfg.sandbox is None:
             self.issue(self.nodes.get("runtime"), "sandbox", "a sandbox section with state_dir when runtime is sandbox",
                        "no sandbox section", "`zdd-tui sandbox up` writes a zdd.yaml with it")
         if cfg.runtime != "sandbox" and cfg.sandbox is not None:
             self.issue(self.keys.get("sandbox"), "sandbox", "no sandbox section unless runtime is sandbox",
-                       f"a sandbox section with runtime {cfg.runtime!r}", "remove the sandbox section, or set runtime: sandbox")
+                       f"a sandbox section with runtime {cfg.runtime!r}",
+                       "remove the sandbox section, or set runtime: sandbox")
         names_node = self.nodes.get("droplets.names")
         items = names_node.value if isinstance(names_node, SequenceNode) else []
         if not cfg.droplets.names:
@@ -460,8 +586,9 @@ class _Loader:
         for i, name in enumerate(cfg.droplets.names):
             node = items[i] if i < len(items) else names_node
             if not _is_hostname(name):
-                self.issue(node, f"droplets.names[{i}]", "a valid hostname (labels of letters, digits, '-', "
-                           "not starting or ending with '-', separated by '.')", _describe(node) if node else repr(name))
+                self.issue(node, f"droplets.names[{i}]",
+                           "a valid hostname (labels of letters, digits, '-', not starting or ending with '-', "
+                           "separated by '.')", _describe(node) if node else repr(name))
             elif name in first:
                 self.issue(node, f"droplets.names[{i}]", "unique droplet names",
                            f"{name!r} again (also droplets.names[{first[name]}])")
@@ -476,22 +603,10 @@ class _Loader:
 _BAD = object()
 
 
-def _field_names(cls: type) -> list[str]:
-    """The keys a section accepts (Config.path records where the file was, it is not a key)."""
-    return [f.name for f in dataclasses.fields(cls) if f.init and not (cls is Config and f.name == "path")]
-
-
-def _range_text(lo: int | None, hi: int | None) -> str:
-    if lo is not None and hi is not None:
-        return f" from {lo} to {hi}"
-    if lo is not None:
-        return f" of at least {lo}"
-    return ""
-
-
 def _quote_hint(node: Node, want: str) -> str | None:
     if want == "str" and isinstance(node, ScalarNode) and node.tag != _TAG + "null":
-        kind = {"int": "an integer", "float": "a number", "bool": "a boolean"}.get(node.tag.removeprefix(_TAG), "another type")
+        kinds = {"int": "an integer", "float": "a number", "bool": "a boolean"}
+        kind = kinds.get(node.tag.removeprefix(_TAG), "another type")
         return f"YAML reads {node.value} as {kind}; quote it: \"{node.value}\""
     if want == "int" and isinstance(node, ScalarNode) and node.tag == _TAG + "str" and node.style in ("'", '"'):
         return "remove the quotes"
@@ -500,24 +615,6 @@ def _quote_hint(node: Node, want: str) -> str | None:
 
 def _is_hostname(name: str) -> bool:
     return 0 < len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in name.split("."))
-
-
-def api_url_problem(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "an https:// URL such as https://api.digitalocean.com"
-    if parts.scheme == "http":
-        # The token travels in the Authorization header: plain http only where it cannot be sniffed
-        # on the way (loopback: the sandbox) or to a private test network (the lab).
-        host = parts.hostname
-        try:
-            ip = ipaddress.ip_address(host)
-            ok = ip.is_loopback or ip.is_private
-        except ValueError:
-            ok = host == "localhost"
-        if not ok:
-            return "an https:// URL (plain http only to a loopback or private address, such as the sandbox's)"
-    return None
 
 
 def _key_near(text: str, line: int) -> str:
@@ -597,7 +694,8 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> Config:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        issue = ConfigIssue(str(path), line, 0, "(document)", "UTF-8 text", f"a byte that is not UTF-8 at offset {e.start}")
+        found = f"a byte that is not UTF-8 at offset {e.start}"
+        issue = ConfigIssue(str(path), line, 0, "(document)", "UTF-8 text", found)
         raise ConfigError(str(issue), issues=[issue]) from None
     return dataclasses.replace(parse_config(text, str(path)), path=path)
 
@@ -607,7 +705,7 @@ def config_to_dict(config: Config) -> dict:
 
     def plain(obj):
         if dataclasses.is_dataclass(obj):
-            return {name: plain(getattr(obj, name)) for name in _field_names(type(obj))}
+            return {name: plain(getattr(obj, name)) for name, _ in keys_of(type(obj))}
         if isinstance(obj, tuple):
             return [plain(x) for x in obj]
         if isinstance(obj, dict):
@@ -623,17 +721,3 @@ def config_to_dict(config: Config) -> dict:
 def dump_config(config: Config) -> str:
     """YAML that `parse_config`/`load_config` read back to an equal Config."""
     return yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=False, allow_unicode=True)
-
-
-def schema_paths(cls: type = None, prefix: str = "") -> list[str]:
-    """Every leaf key path of the schema (for `zdd-tui init` and the docs)."""
-    cls = cls or Config
-    hints = typing.get_type_hints(cls)
-    out: list[str] = []
-    for name in _field_names(cls):
-        tp = hints[name]
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        sub = f"{prefix}{name}"
-        target = tp if dataclasses.is_dataclass(tp) else (inner[0] if len(inner) == 1 and dataclasses.is_dataclass(inner[0]) else None)
-        out.extend(schema_paths(target, sub + ".") if target else [sub])
-    return out

@@ -1,8 +1,9 @@
 """`zdd-tui init [--config PATH] [--force]`: write a commented zdd.yaml for the current project.
 
 Every key appears with its default and a one-line comment; names derive from the directory.
-The text is generated from the schema (so a new key cannot be forgotten: the tests check every
-schema path has a comment) and is checked to load before it is written.
+The text is generated from the schema in zdd_tui/config.py (each key's default, explanation and
+allowed values are declared there once; README's configuration reference is this same text), and
+is checked to load before it is written.
 """
 
 from __future__ import annotations
@@ -19,70 +20,13 @@ from zdd_tui.config import (
     Config,
     ConfigError,
     DropletsConfig,
+    Key,
     LoadBalancerConfig,
     RegistryConfig,
+    keys_of,
     parse_config,
 )
 from zdd_tui.errors import RefusedError, UsageError
-
-SECTION_COMMENTS = {
-    "digitalocean": "DigitalOcean account and region",
-    "droplets": "the hosts that run the service (found by tag)",
-    "load_balancer": "the DigitalOcean load balancer in front of the droplets",
-    "load_balancer.health_check": "how the load balancer decides a droplet is healthy (DigitalOcean's ranges)",
-    "registry": "the container registry the hosts pull from",
-    "service": "the container on each droplet",
-    "build": "`zdd-tui build`: docker build of the image",
-    "deploy": "the rolling deploy",
-    "ssh": "how zdd-tui reaches the droplets",
-    "sandbox": "the local sandbox (written by `zdd-tui sandbox up`)",
-}
-
-COMMENTS = {
-    "app": "application name: container name and state directory on the hosts",
-    "context": "credentials context in the OS keyring (`zdd-tui login --context NAME`)",
-    "runtime": "ssh (Docker over SSH on droplets) | sandbox (the local sandbox's hosts)",
-    "digitalocean.api_url": "the DigitalOcean API (the sandbox writes its own local URL)",
-    "digitalocean.region": "region slug for new droplets and the load balancer",
-    "droplets.tag": "tag that marks this app's droplets (the load balancer targets it)",
-    "droplets.names": "droplet names (hostnames), in rollout order",
-    "droplets.size": "size slug for new droplets",
-    "droplets.image": "image slug for new droplets",
-    "load_balancer.name": "load balancer name",
-    "load_balancer.size_unit": "load balancer size units (1-100)",
-    "load_balancer.entry_port": "public port clients connect to (HTTP)",
-    "load_balancer.target_port": "null = service.port (host networking: it must be service.port)",
-    "load_balancer.health_check.protocol": "http | https",
-    "load_balancer.health_check.path": "path the load balancer checks; 200-399 is healthy",
-    "load_balancer.health_check.port": "null = service.port",
-    "load_balancer.health_check.check_interval_seconds": "seconds between checks (3-300)",
-    "load_balancer.health_check.response_timeout_seconds": "seconds to wait for an answer (3-300)",
-    "load_balancer.health_check.unhealthy_threshold": "failed checks before a droplet is taken out (2-10)",
-    "load_balancer.health_check.healthy_threshold": "passed checks before a droplet gets traffic again (2-10)",
-    "registry.name": "DigitalOcean container registry name",
-    "registry.repository": "repository in the registry (tags: latest, sha-<gitsha>)",
-    "registry.server": "registry host",
-    "registry.tier": "starter | basic | professional",
-    "registry.region": "null = DigitalOcean's default region for registries",
-    "service.port": "port the service listens on, on each droplet (host networking)",
-    "service.admin_port": "admin endpoints (drain, stats), bound to the host's 127.0.0.1 only",
-    "service.container_name": "null = the app name",
-    "service.env": "environment for the container; never secrets (NAME: value)",
-    "build.dockerfile": "Dockerfile path, relative to the context",
-    "build.context": "build context directory",
-    "build.args": "docker build arguments (NAME: value)",
-    "deploy.strategy": "lb-drain: drain each host out of the load balancer, replace, bring back",
-    "deploy.batch_size": "hosts replaced at a time (always fewer than the droplets)",
-    "deploy.pull_timeout_seconds": "limit for pulling the new image on a host",
-    "deploy.start_timeout_seconds": "limit for the new container to report healthy",
-    "deploy.stop_grace_seconds": "SIGTERM to SIGKILL: time for in-flight requests to finish",
-    "deploy.margin_seconds": "added to the waits derived from the health check settings",
-    "ssh.user": "SSH user on the droplets",
-    "ssh.port": "SSH port",
-    "ssh.state_dir": "deploy lock and journal on each host",
-    "ssh.connect_timeout_seconds": "SSH connection timeout",
-    "sandbox.state_dir": "the sandbox's state directory",
-}
 
 HEADER = """\
 # zdd.yaml: zdd-tui's project file (reference: README.md, "Configuration").
@@ -122,30 +66,40 @@ def _scalar(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=1000).removesuffix("\n...\n").strip()
 
 
+def comment(rule: Key) -> str:
+    """The one-line comment beside a key: its explanation, its choices, and a range set by
+    DigitalOcean (ports and plain minimums go without saying)."""
+    choices = " | ".join(f"{name} ({meaning})" if meaning else name for name, meaning in rule.choices)
+    text = ": ".join(part for part in (rule.help, choices) if part)
+    b = rule.bounds
+    if b is not None and b.why and b.hi is not None:
+        text += f" ({b.lo}-{b.hi})"
+    return text
+
+
 def render(config: Config) -> str:
-    """The commented YAML text of a config (every key, in schema order)."""
+    """The commented YAML text of a config (every key, in schema order; `sandbox` only when set)."""
     lines = [HEADER]
 
-    def walk(obj, prefix: str, indent: int) -> None:
-        for f in dataclasses.fields(obj):
-            if obj is config and (f.name == "path" or (f.name == "sandbox" and config.sandbox is None)):
+    def walk(obj, indent: int) -> None:
+        for name, rule in keys_of(type(obj)):
+            value = getattr(obj, name)
+            if value is None and name == "sandbox" and obj is config:
                 continue
-            value = getattr(obj, f.name)
-            path = f"{prefix}{f.name}"
             pad = "  " * indent
             if dataclasses.is_dataclass(value):
                 if indent == 0:
                     lines.append("")
-                lines.append(f"{pad}{f.name}:  # {SECTION_COMMENTS[path]}")
-                walk(value, path + ".", indent + 1)
+                lines.append(f"{pad}{name}:  # {comment(rule)}")
+                walk(value, indent + 1)
             elif isinstance(value, dict) and value:
-                lines.append(f"{pad}{f.name}:  # {COMMENTS[path]}")
+                lines.append(f"{pad}{name}:  # {comment(rule)}")
                 for k, v in value.items():
                     lines.append(f"{pad}  {k}: {_scalar(v)}")
             else:
-                lines.append(f"{pad}{f.name}: {_scalar(value)}  # {COMMENTS[path]}")
+                lines.append(f"{pad}{name}: {_scalar(value)}  # {comment(rule)}")
 
-    walk(config, "", 0)
+    walk(config, 0)
     return "\n".join(lines) + "\n"
 
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from zdd_tui.cloud.models import Droplet, HealthCheck, LoadBalancer, SSHKey
-from zdd_tui.config import Config
+from zdd_tui.config import Config, key_for
 from zdd_tui.errors import RefusedError, UsageError, ZddError
 from zdd_tui.setup.events import (
     HostReport,
@@ -50,8 +49,6 @@ runcmd:
   - [systemctl, enable, --now, docker]
 """
 
-_REGISTRY_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-
 
 @dataclass(frozen=True)
 class StepSpec:
@@ -72,12 +69,10 @@ STEP_IDS = tuple(s.id for s in STEPS)
 
 
 def validate_registry_name(name: str) -> str:
-    if not name or len(name) > 63 or not _REGISTRY_NAME.match(name):
-        raise UsageError(
-            f"registry name {name!r} is invalid: use 1-63 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit",
-            "set registry.name in zdd.yaml",
-        )
+    """registry.name's rule from zdd.yaml, checked again: a Config can also be built in code."""
+    expected = key_for("registry.name").problem(name)
+    if expected is not None:
+        raise UsageError(f"registry name {name!r} is invalid: expected {expected}", "set registry.name in zdd.yaml")
     return name
 
 
