@@ -181,7 +181,9 @@ async def test_login_stores_a_good_token_in_the_keyring(keyring_env, fake_do, tm
     (tmp_path / "zdd.yaml").write_text(f"context: staging\ndigitalocean:\n  api_url: {fake_do.url}\n")
     code, out, err = await azdd("login", "--token-stdin", "--json", cwd=tmp_path, env=keyring_env, stdin=GOOD_TOKEN)
     assert code == 0, err
-    assert json.loads(out) == {"context": "staging", "api_url": fake_do.url, "email": "ops@example.com", "status": "active"}
+    assert json.loads(out) == {
+        "context": "staging", "api_url": fake_do.url, "email": "ops@example.com", "status": "active",
+    }
     assert GOOD_TOKEN not in out + err
     assert secrets.get_token(None, "staging") == GOOD_TOKEN
 
@@ -193,7 +195,8 @@ async def test_login_stores_a_good_token_in_the_keyring(keyring_env, fake_do, tm
 async def test_login_without_a_keyring_fails_before_asking_for_the_token(fake_do, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DIGITALOCEAN_TOKEN", "PYTHON_KEYRING_BACKEND")}
     env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={tmp_path}/no-bus-here"
-    code, out, err = await azdd("login", "--token-stdin", "--api-url", fake_do.url, cwd=tmp_path, env=env, stdin=GOOD_TOKEN)
+    code, out, err = await azdd("login", "--token-stdin", "--api-url", fake_do.url, cwd=tmp_path, env=env,
+                                stdin=GOOD_TOKEN)
     assert code == 2
     assert "zdd-tui: error: no usable OS keyring for zdd-tui's credentials" in err
     assert "no-bus-here" in err and "gnome-keyring-daemon" in err and "DIGITALOCEAN_TOKEN" in err

@@ -94,7 +94,7 @@ def test_env_override_works_without_any_keyring(monkeypatch, tmp_path):
 def test_sandbox_config_reads_the_state_dir_token(tmp_path, monkeypatch):
     monkeypatch.delenv("DIGITALOCEAN_TOKEN", raising=False)
     cfg = Config(runtime="sandbox", sandbox=SandboxConfig(state_dir=str(tmp_path)))
-    with pytest.raises(CredentialsError, match="token file .* does not exist") as err:
+    with pytest.raises(CredentialsError, match=r"token file .* does not exist") as err:
         secrets.get_token(cfg)
     assert "zdd-tui sandbox up" in str(err.value)
     (tmp_path / "token").write_text("sandbox-token-123\n")

@@ -10,7 +10,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def probe_url(env: Mapping[str, str] = os.environ) -> str:

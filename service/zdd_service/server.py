@@ -287,7 +287,7 @@ async def _wait_idle(service: Service, deadline: float) -> bool:
         return False
     try:
         await asyncio.wait_for(service.idle.wait(), remaining)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return service.active == 0
     return True
 

@@ -9,9 +9,10 @@ under load through the LB (counting every failed request), alternates the fleet 
 versions with: zdd-tui at batch size 1, the seed's algorithm (one host at a time: pull, drain,
 sleep (unhealthy+1) x interval, stop, run, sleep (healthy+1) x interval, check health), zdd-tui
 at batch size 2, and zdd-tui at batch size 1 without overlap (the next batch drained only after
-the previous one is back, the strategy the bound describes). Prints wall times, the lower bound for the strategy (per batch
-(unhealthy + healthy - 1) x interval, which is how long the LB needs on average to notice a host
-leave and come back, plus the measured stop and start time), the ratios, and failed requests.
+the previous one is back, the strategy the bound describes). Prints wall times, the lower bound
+for the strategy (per batch (unhealthy + healthy - 1) x interval, which is how long the LB needs
+on average to notice a host leave and come back, plus the measured stop and start time), the
+ratios, and failed requests.
 Figures only: nothing here asserts on time.
 """
 
@@ -31,15 +32,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
 
-from loadgen import Load  # noqa: E402
+from zdd_tui import operations as ops
+from zdd_tui.config import load_config
+from zdd_tui.rollout.engine import EngineOptions
+from zdd_tui.rollout.events import OutcomeStatus, Phase, PhaseChanged
+from zdd_tui.rollout.headless import HeadlessRenderer
+from zdd_tui.rollout.listeners import Recorder
+from zdd_tui.session import Session
 
-from zdd_tui import operations as ops  # noqa: E402
-from zdd_tui.session import Session  # noqa: E402
-from zdd_tui.config import load_config  # noqa: E402
-from zdd_tui.rollout.engine import EngineOptions  # noqa: E402
-from zdd_tui.rollout.events import OutcomeStatus, Phase, PhaseChanged  # noqa: E402
-from zdd_tui.rollout.headless import HeadlessRenderer  # noqa: E402
-from zdd_tui.rollout.listeners import Recorder  # noqa: E402
+from loadgen import Load
 
 TRACE = False
 
@@ -94,7 +95,8 @@ async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str, o
     spans = [m[Phase.WAITING_LB_IN] - m[Phase.STOPPING] for m in marks.values() if Phase.WAITING_LB_IN in m]
     first_drain = min(m[Phase.DRAINING] for m in marks.values() if Phase.DRAINING in m)
     t_start = min(e.at for e in rec.events)
-    return Run("zdd-tui" if overlap else "zdd-tui (no overlap)", batch, wall, statistics.mean(spans), len(plan.batches), res.failed, res.sent,
+    return Run("zdd-tui" if overlap else "zdd-tui (no overlap)", batch, wall, statistics.mean(spans),
+               len(plan.batches), res.failed, res.sent,
                pull=first_drain - t_start,
                undone=sum(1 for e in rec.of(PhaseChanged) if "early drain undone" in e.detail))
 
@@ -179,7 +181,7 @@ def report(runs: list[Run], a) -> None:
     groups = {}
     for r in runs:
         groups.setdefault((r.name, r.batch), []).append(r)
-    seed = mean([r.wall for r in groups.get(("seed (fixed sleeps)", 1), [])]) if ("seed (fixed sleeps)", 1) in groups else float("nan")
+    seed = mean([r.wall for r in groups.get(("seed (fixed sleeps)", 1), [])])
     print()
     print(f"{a.hosts} hosts, LB interval {INTERVAL}s timeout {TIMEOUT}s unhealthy {UNHEALTHY} healthy {HEALTHY}, "
           f"load {a.rate:.0f} req/s, {a.rounds} round(s)")
@@ -188,7 +190,8 @@ def report(runs: list[Run], a) -> None:
     for (name, batch), rs in groups.items():
         wall, bound = mean([r.wall for r in rs]), mean([r.bound for r in rs])
         print(f"{name:<22}{batch:>6}{wall:>9.1f}{bound:>9.1f}{wall / bound:>12.2f}{wall / seed:>11.2f}"
-              f"{mean([r.pull for r in rs]):>8.2f}{mean([r.stop_start for r in rs]):>14.2f}{sum(r.failed for r in rs):>8}{sum(r.sent for r in rs):>10}")
+              f"{mean([r.pull for r in rs]):>8.2f}{mean([r.stop_start for r in rs]):>14.2f}"
+              f"{sum(r.failed for r in rs):>8}{sum(r.sent for r in rs):>10}")
     print("bound = measured pull + batches x ((unhealthy + healthy - 1) x interval + measured stop+start)")
 
 

@@ -67,7 +67,8 @@ async def drive_adapter(api) -> None:
         await do.create_ssh_key("zdd", PUBLIC_KEY)
         await do.list_ssh_keys()
         droplets = await do.create_droplets(
-            ["app-1", "app-2"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64", ssh_key_ids=[1], tags=["zdd-app"]
+            ["app-1", "app-2"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64", ssh_key_ids=[1],
+            tags=["zdd-app"],
         )
         await do.create_droplets(["app-3"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64")
         await do.find_droplets_by_name("app-3")
@@ -81,7 +82,8 @@ async def drive_adapter(api) -> None:
         with pytest.raises(NotFoundError):
             await do.tag_resources("no-such-tag", [droplets[0].id])
         hc = HealthCheck("http", 8080, "/health", 10, 5, 3, 5)
-        lb = await do.create_load_balancer("zdd-app-lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080, health_check=hc)
+        lb = await do.create_load_balancer("zdd-app-lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080,
+                                           health_check=hc)
         with pytest.raises(CloudError) as e422:
             await do.update_load_balancer(lb, health_check=HealthCheck("http", 8080, "/health", 1, 5, 3, 5))
         assert e422.value.status == 422
@@ -142,7 +144,8 @@ def validate(openapi, ex) -> list[str]:
         ex.body,
         status_code=ex.status,
         headers=ex.headers,
-        content_type=ex.headers.get("Content-Type", "application/json").split(";")[0] if ex.body else "application/json",
+        content_type=(ex.headers.get("Content-Type", "application/json").split(";")[0] if ex.body
+                      else "application/json"),
     )
     try:
         openapi.validate_response(request, response)
@@ -203,7 +206,8 @@ async def drive_raw(api) -> None:
         await call("DELETE", f"/v2/account/keys/{key['id']}", 204)
         await call("GET", f"/v2/account/keys/{key['id']}", 404)
         await call("POST", "/v2/account/keys", 422, json={"name": "k", "public_key": "not a key"})
-        d = (await call("POST", "/v2/droplets", 202, json={"name": "one", "size": "s-1vcpu-1gb", "image": "debian-12-x64", "tags": ["t1"]}))["droplet"]
+        droplet_body = {"name": "one", "size": "s-1vcpu-1gb", "image": "debian-12-x64", "tags": ["t1"]}
+        d = (await call("POST", "/v2/droplets", 202, json=droplet_body))["droplet"]
         await call("GET", "/v2/actions", 200, params={"per_page": "1"})
         await call("POST", "/v2/tags", 201, json={"name": "t2"})
         await call("GET", "/v2/tags", 200)
@@ -215,20 +219,25 @@ async def drive_raw(api) -> None:
         await call("DELETE", "/v2/tags/t2", 204)
         lb_body = {
             "name": "raw-lb", "region": "nyc3", "tag": "t1",
-            "forwarding_rules": [{"entry_protocol": "http", "entry_port": 80, "target_protocol": "http", "target_port": 8080}],
+            "forwarding_rules": [
+                {"entry_protocol": "http", "entry_port": 80, "target_protocol": "http", "target_port": 8080},
+            ],
         }
         lb = (await call("POST", "/v2/load_balancers", 202, json=lb_body))["load_balancer"]
         await call("POST", "/v2/load_balancers", 422, json=dict(lb_body, droplet_ids=[d["id"]]))
         await call("DELETE", f"/v2/load_balancers/{lb['id']}", 204)
         await call("DELETE", f"/v2/load_balancers/{lb['id']}", 404)
-        await call("GET", "/v2/monitoring/metrics/load_balancer/droplets_health_checks", 400, params={"lb_id": lb["id"]})
+        await call("GET", "/v2/monitoring/metrics/load_balancer/droplets_health_checks", 400,
+                   params={"lb_id": lb["id"]})
         await call("GET", "/v2/registries/nothing", 404)
         await call("GET", "/v2/registries/subscription", 200)  # the adapter's registry
         await call("DELETE", "/v2/registries/zdd-registry", 204)
         await call("GET", "/v2/registries/subscription", 404)
-        await call("POST", "/v2/registries", 201, json={"name": "raw-reg", "subscription_tier_slug": "starter", "region": "nyc3"})
+        await call("POST", "/v2/registries", 201,
+                   json={"name": "raw-reg", "subscription_tier_slug": "starter", "region": "nyc3"})
         await call("GET", "/v2/registries/raw-reg", 200)
-        await call("GET", "/v2/registries/raw-reg/docker-credentials", 200, params={"read_write": "true", "expiry_seconds": "60"})
+        await call("GET", "/v2/registries/raw-reg/docker-credentials", 200,
+                   params={"read_write": "true", "expiry_seconds": "60"})
         await call("DELETE", "/v2/registries/raw-reg", 204)
         await call("DELETE", "/v2/droplets", 204, params={"tag_name": "t1"})
         await call("GET", f"/v2/droplets/{d['id']}", 404)

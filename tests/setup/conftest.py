@@ -20,13 +20,13 @@ async def do_api():
 
 
 def make_config(api_url: str, *, sandbox: bool = True, **over) -> Config:
-    kw = dict(
-        app="shop",
-        context="test",
-        runtime="sandbox" if sandbox else "ssh",
-        digitalocean=DigitalOceanConfig(api_url=api_url, region="nyc3"),
-        droplets=DropletsConfig(tag="shop-web", names=("web-1", "web-2"), size="s-1vcpu-1gb"),
-    )
+    kw = {
+        "app": "shop",
+        "context": "test",
+        "runtime": "sandbox" if sandbox else "ssh",
+        "digitalocean": DigitalOceanConfig(api_url=api_url, region="nyc3"),
+        "droplets": DropletsConfig(tag="shop-web", names=("web-1", "web-2"), size="s-1vcpu-1gb"),
+    }
     if sandbox:
         kw["sandbox"] = SandboxConfig(state_dir="/nonexistent-sandbox-dir")
     kw.update(over)

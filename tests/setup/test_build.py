@@ -85,7 +85,9 @@ def test_build_args():
 
 def test_auth_config_from_docker_credentials():
     auths = {"auths": {"reg.test:5000": {"auth": base64.b64encode(b"tok-user:tok:pass").decode()}}}
-    assert auth_config_for(auths, "reg.test:5000") == {"username": "tok-user", "password": "tok:pass", "serveraddress": "reg.test:5000"}
+    assert auth_config_for(auths, "reg.test:5000") == {
+        "username": "tok-user", "password": "tok:pass", "serveraddress": "reg.test:5000",
+    }
     assert auth_config_for(auths, "other") is None
     assert auth_config_for(None, "reg.test:5000") is None
 
@@ -157,8 +159,12 @@ async def test_builder_builds_tags_and_pushes_with_events(repo):
     assert [c[2] for c in pushes] == [f"sha-{sha}", "latest"]
     assert all(c[3] == {"username": "u", "password": "p", "serveraddress": "reg.test:5000"} for c in pushes)
     layers = [e for e in events if isinstance(e, LayerProgress)]
-    assert [(e.status, e.current, e.total) for e in layers[:3]] == [("Preparing", None, None), ("Pushing", 512, 1024), ("Pushed", None, None)]
-    assert [e.ref for e in events if isinstance(e, PushFinished)] == [f"reg.test:5000/team/svc:sha-{sha}", "reg.test:5000/team/svc:latest"]
+    assert [(e.status, e.current, e.total) for e in layers[:3]] == [
+        ("Preparing", None, None), ("Pushing", 512, 1024), ("Pushed", None, None),
+    ]
+    assert [e.ref for e in events if isinstance(e, PushFinished)] == [
+        f"reg.test:5000/team/svc:sha-{sha}", "reg.test:5000/team/svc:latest",
+    ]
     assert set(pushed.digests.values()) == {"sha256:" + "b" * 64}
 
 
@@ -194,6 +200,6 @@ async def test_cli_build_refuses_dirty_tree_without_touching_docker(repo):
         sys.executable, "-m", "zdd_tui", "build", "--config", str(repo / "zdd.yaml"),
         cwd=repo, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    _out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 4, err.decode()
     assert "uncommitted changes" in err.decode() and "--allow-dirty" in err.decode()

@@ -167,7 +167,8 @@ async def test_preview_counts_only_missing_droplets(do_api, memkeyring, cfg_for)
         await s.apply("ssh-key")
         key = s._ssh_key
         async with DOClient(do_api.url, TOKEN) as c:
-            await c.create_droplets(["web-1"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64", ssh_key_ids=[key.id], tags=["shop-web"])
+            await c.create_droplets(["web-1"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64",
+                                    ssh_key_ids=[key.id], tags=["shop-web"])
         p = await s.preview("droplets")
         assert p.monthly_usd == pytest.approx(SIZES["s-1vcpu-1gb"][4])
         assert len(p.creates) == 1 and "web-2" in p.creates[0]

@@ -67,8 +67,8 @@ async def test_setup_cli_confirms_then_is_idempotent(do_api, tmp_path):
 
     code, out, err = await _zdd("setup", "--config", str(cfg), "--json", "--yes", env=env)
     assert code == 0, err
-    lines = [json.loads(l) for l in out.splitlines() if l.strip()]
-    previews = {l["preview"]["step"]: l["preview"] for l in lines if l["kind"] == "preview"}
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    previews = {ev["preview"]["step"]: ev["preview"] for ev in lines if ev["kind"] == "preview"}
     assert previews["droplets"]["monthly_usd"] == 6.0  # one s-1vcpu-1gb
     assert previews["registry"]["monthly_usd"] == 5.0  # tier basic
     assert previews["bootstrap"]["applies"] is False
