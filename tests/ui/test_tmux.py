@@ -22,10 +22,15 @@ import tiers
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def tmux_bin() -> str:
+    return tiers.require_tools("tmux", why="the console in a real terminal", apt="tmux")["tmux"]
+
+
 
 class Tmux:
-    def __init__(self, tmp_path):
-        self.bin = tiers.require_tools("tmux", why="the console in a real terminal", apt="tmux")["tmux"]
+    def __init__(self, tmp_path, tmux_bin: str):
+        self.bin = tmux_bin
         self.socket = f"zdd-ui-{uuid.uuid4().hex[:8]}"
         self.tmp = tmp_path
         self.seen_pids: set[int] = set()
@@ -109,8 +114,8 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def test_real_console_in_tmux_deploy_rollback_quit(tmp_path):
-    t = Tmux(tmp_path)
+def test_real_console_in_tmux_deploy_rollback_quit(tmp_path, tmux_bin):
+    t = Tmux(tmp_path, tmux_bin)
     env = {
         "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
         "TERM": "xterm-256color",
@@ -183,10 +188,10 @@ def test_real_console_in_tmux_deploy_rollback_quit(tmp_path):
                 os.kill(p, 9)
 
 
-def test_closing_the_terminal_leaves_no_process(tmp_path):
+def test_closing_the_terminal_leaves_no_process(tmp_path, tmux_bin):
     """The terminal goes away (tmux server killed: SIGHUP) while the dashboard is live: the
     console, the sandbox and every host process it started must all exit on their own."""
-    t = Tmux(tmp_path)
+    t = Tmux(tmp_path, tmux_bin)
     env = {
         "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
         "TERM": "xterm-256color",
