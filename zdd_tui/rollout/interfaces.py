@@ -7,7 +7,7 @@ and Docker over SSH (`zdd_tui.hosts.runtime`). The engine deploys through either
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 
@@ -172,13 +172,3 @@ class SystemClock:
         import asyncio
 
         await asyncio.sleep(seconds)
-
-
-@dataclass(frozen=True)
-class HostTarget:
-    """A host as the planner sees it."""
-
-    name: str
-    address: str
-    droplet_id: int | None = None
-    extra: dict = field(default_factory=dict)
