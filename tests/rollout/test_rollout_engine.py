@@ -22,7 +22,7 @@ from zdd_tui.rollout.journal import Journal, read_records, summarize, unfinished
 from zdd_tui.rollout.listeners import Recorder
 from zdd_tui.rollout.plan import HostFact, bound_lb_in, bound_lb_out, build_plan
 
-from .fakes import FakeClock, FakeFleet, World, ref
+from .fakes import FakeClock, FakeCloud, World, ref
 
 NEW = "sha-bbbbbbb"
 OLD = "sha-aaaaaaa"
@@ -40,8 +40,8 @@ def make(world: World, tag=NEW, batch_size=1, start_timeout=20, margin=2, **plan
     return plan, deploy
 
 
-def engine(world, clock, plan, deploy, rec=None, cancel=None, fleet=None, **kw):
-    return Engine(plan, world.hosts, fleet or FakeFleet(world), world.settings, deploy,
+def engine(world, clock, plan, deploy, rec=None, cancel=None, cloud=None, **kw):
+    return Engine(plan, world.hosts, cloud or FakeCloud(world), world.settings, deploy,
                   listeners=[rec] if rec else [], clock=clock, cancel=cancel,
                   journal=Journal(world.hosts, wallclock=clock.now), operator="tester@box", **kw)
 
@@ -122,7 +122,7 @@ async def test_lb_view_broken_counters_still_decide(clock):
     world.add_version(NEW)
     plan, deploy = make(world)
     rec = Recorder()
-    out = await clock.run(engine(world, clock, plan, deploy, rec, fleet=FakeFleet(world, broken=True)).run())
+    out = await clock.run(engine(world, clock, plan, deploy, rec, cloud=FakeCloud(world, broken=True)).run())
     assert out.status == OutcomeStatus.SUCCESS and world.failed == 0
     assert sum("LB health view unavailable" in e.line for e in rec.of_kind("log")) == 1
 

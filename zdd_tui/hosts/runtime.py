@@ -26,12 +26,11 @@ from zdd_tui.hosts.runner import CommandFailed, HostShell, stderr_tail
 from zdd_tui.hosts.ssh import AcceptPolicy, SSHPool
 from zdd_tui.rollout.interfaces import (
     ContainerInfo,
-    HealthChecker,
     HealthProbe,
     ImageInfo,
     ImageNotFound,
     RuntimeFailure,
-    ServiceStats,
+    ServiceAdmin,
 )
 
 # How long the pull credentials live: long enough for a slow pull, short enough to be useless later.
@@ -42,7 +41,7 @@ CredentialsProvider = Callable[[], Awaitable["DockerCredentials | dict | None"]]
 _NOT_FOUND = re.compile(r"manifest unknown|manifest for \S+ not found|not found: manifest|name unknown|repository does not exist", re.I)
 
 
-class DockerSSHRuntime:
+class DockerSSHRuntime(ServiceAdmin):
     """HostRuntime for a droplet reached over SSH with docker installed.
 
     kw:
@@ -260,32 +259,12 @@ class DockerSSHRuntime:
 
     # --- the service's endpoints (through SSH forwards) ------------------------------------
 
-    async def stats(self) -> ServiceStats | None:
+    async def _admin_get(self, path: str) -> dict | None:
         try:
-            ans = await self.forwards.request("GET", self.config.service.admin_port, "/admin/stats", timeout=self.http_timeout)
-            if ans.status != 200:
-                return None
-            d = ans.json()
+            ans = await self.forwards.request("GET", self.config.service.admin_port, path, timeout=self.http_timeout)
+            return ans.json() if ans.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
-        return ServiceStats(
-            id=str(d.get("id", "")),
-            version=str(d.get("version", "")),
-            draining=bool(d.get("draining")),
-            served=int(d.get("served", 0)),
-            in_flight=int(d.get("in_flight", 0)),
-            last_request_age_seconds=d.get("last_request_age_seconds"),
-            health_checkers=tuple(
-                HealthChecker(
-                    source=str(c.get("source", "")),
-                    consecutive_ok=int(c.get("consecutive_ok", 0)),
-                    consecutive_fail=int(c.get("consecutive_fail", 0)),
-                    last_age_seconds=float(c.get("last_age_seconds", 0.0)),
-                )
-                for c in d.get("health_checkers") or ()
-            ),
-            uptime_seconds=float(d.get("uptime_seconds", 0.0)),
-        )
 
     async def _admin_post(self, path: str) -> None:
         try:
@@ -297,12 +276,6 @@ class DockerSSHRuntime:
             ) from None
         if ans.status != 200:
             raise RuntimeFailure(f"on {self.name}: POST {path} answered HTTP {ans.status}: {ans.body[:200]}")
-
-    async def drain(self) -> None:
-        await self._admin_post("/admin/drain")
-
-    async def undrain(self) -> None:
-        await self._admin_post("/admin/undrain")
 
     async def probe_health(self) -> HealthProbe:
         port = self.config.health_port

@@ -6,7 +6,7 @@ its own health -> wait until the LB sends it traffic again. Every wait is bounde
 settings plus margin, and ends as soon as the evidence is there; none is a fixed sleep.
 
 Evidence comes from the service's admin counters (per-source health-checker counts, in_flight,
-served) and, advisory, the Fleet's LB health view (an API call: polled at most once per interval).
+served) and, advisory, the cloud's LB health view (an API call: polled at most once per interval).
 
 On a failure the rollout halts; the failed host goes back to its previous image (or is undrained
 if it was not stopped yet) and must be back in the LB; hosts not yet reached are not touched.
@@ -39,8 +39,8 @@ from zdd_tui.rollout.events import (
 )
 from zdd_tui.rollout.interfaces import (
     Clock,
+    Cloud,
     ContainerInfo,
-    Fleet,
     HostRuntime,
     ImageNotFound,
     LBSettings,
@@ -112,7 +112,7 @@ class Engine:
         self,
         plan: Plan,
         runtimes: Mapping[str, HostRuntime],
-        fleet: Fleet,
+        cloud: Cloud,
         settings: LBSettings,
         deploy: DeployConfig,
         *,
@@ -127,7 +127,7 @@ class Engine:
         self.operator = operator
         self.plan = plan
         self.runtimes = runtimes  # every host of the fleet (the plan's and the unchanged ones)
-        self.fleet = fleet
+        self.cloud = cloud
         self.settings = settings
         self.deploy = deploy
         self.fanout = Fanout(listeners)
@@ -176,7 +176,7 @@ class Engine:
             if self._lb_fetched_at is None or now - self._lb_fetched_at >= period:
                 self._lb_fetched_at = now
                 try:
-                    view = await self.fleet.lb_health()
+                    view = await self.cloud.lb_health()
                 except Exception as exc:  # noqa: BLE001 - advisory: the counters still decide
                     view = {}
                     if not self._lb_error_reported:

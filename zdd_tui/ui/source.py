@@ -266,10 +266,10 @@ async def open_session(config: Config):
 
     if config.is_sandbox:
         from zdd_tui.cloud.client import DOClient
-        from zdd_tui.cloud.fleet import CloudFleet
+        from zdd_tui.cloud.adapter import DOCloud
         from zdd_tui.sandbox.runtime import sandbox_token
 
         client = DOClient(config.digitalocean.api_url, sandbox_token(config))
         await client.__aenter__()
-        return Session(config=config, client=client, fleet=CloudFleet(client, config))
+        return Session(config=config, client=client, fleet=DOCloud(client, config))
     return await Session.open(config)
