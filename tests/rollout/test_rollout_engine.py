@@ -18,6 +18,7 @@ from zdd_tui.rollout.events import (
     RolloutFinished,
     RolloutPlanned,
 )
+from zdd_tui.rollout.interfaces import RuntimeFailure
 from zdd_tui.rollout.journal import Journal, read_records, summarize, unfinished
 from zdd_tui.rollout.listeners import Recorder
 from zdd_tui.rollout.plan import HostFact, bound_lb_in, bound_lb_out, build_plan
@@ -469,3 +470,26 @@ async def test_cancel_with_next_host_drained_early_undrains_it(clock):
     assert world.tags() == {"app-1": NEW, "app-2": OLD, "app-3": OLD}
     assert world.failed == 0 and all(world.lb_state.values())
     assert "never out of the LB: app-2" in out.message
+
+
+async def test_host_drained_early_that_fails_its_cycle_is_reported_restored_not_skipped(clock):
+    world = World(clock)
+    world.add_version(NEW)
+    plan, deploy = make(world)
+    rec = Recorder()
+    host = world.hosts["app-2"]
+    run_old = host.run
+
+    async def run(image_ref, env=None):
+        if image_ref.endswith(NEW):
+            raise RuntimeFailure("no space left on device")
+        return await run_old(image_ref, env)
+
+    host.run = run
+    out = await clock.run(engine(world, clock, plan, deploy, rec).run())
+    assert out.status == OutcomeStatus.HALTED and out.failed_host == "app-2"
+    assert any(e.host == "app-2" and e.detail.startswith("early") for e in rec.of(PhaseChanged))
+    assert phases(rec, "app-2")[-1] == Phase.RESTORED  # its early drain was part of its own cycle
+    assert world.ops("app-2")[-1] == "run sha-aaaaaaa"  # no second undrain after the restore
+    assert "drained early then undrained" not in out.message
+    assert world.tags() == {"app-1": NEW, "app-2": OLD, "app-3": OLD}
