@@ -1,4 +1,4 @@
-"""The rolling deploy ("lb-drain", DESIGN section 3), one batch of hosts at a time.
+"""The rolling deploy ("lb-drain"), one batch of hosts at a time.
 
 Per host: pull (all hosts up front, so a missing tag fails before anything stops) -> drain ->
 wait until the LB really stopped sending traffic -> stop (SIGTERM, grace) -> run new -> wait for

@@ -1,7 +1,7 @@
 """Where the console's data comes from: the `FleetSource` interface and its Session adapter.
 
 The screens only see a FleetSource. `SessionSource` reads DigitalOcean (or the sandbox's API)
-through the lead's Session, the hosts through their runtimes, and runs rollouts through the
+through the Session, the hosts through their runtimes, and runs rollouts through the
 engine (`zdd_tui.operations`). `zdd_tui.ui.fake.FakeSource` is the fixed, deterministic one the
 snapshot tests and the UI benchmark use.
 """
@@ -146,7 +146,7 @@ class SessionSource:
 
         return time.monotonic()
 
-    # The fetchers are H4's (zdd_tui.fleetstatus), so `zdd-tui status` and the console agree.
+    # The fetchers are zdd_tui.fleetstatus's, so `zdd-tui status` and the console agree.
     async def droplets(self) -> list[Droplet]:
         from zdd_tui import fleetstatus
 
