@@ -43,12 +43,14 @@ class DOCloud:
     async def lb_health(self) -> dict[str, bool | None]:
         """droplet name -> healthy as the LB sees it; None for a droplet it reports nothing for."""
         droplets = await self.client.list_droplets(self.config.droplets.tag)
-        if self._lb_id is None:
+        lb_id = self._lb_id
+        if lb_id is None:
             lb = await self.load_balancer()
             if lb is None:
                 return {d.name: None for d in droplets}
+            lb_id = lb.id
         try:
-            health = await self.client.lb_droplet_health(self._lb_id)
+            health = await self.client.lb_droplet_health(lb_id)
         except NotFoundError:
             self._lb_id = None
             return {d.name: None for d in droplets}

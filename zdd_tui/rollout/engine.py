@@ -83,6 +83,7 @@ class HostState(enum.Enum):
     SKIPPED = ("skipped", Phase.SKIPPED)
     SKIPPED_UNDONE = ("skipped-undone", Phase.SKIPPED)  # drained early and undrained, then not changed
 
+    # The key keeps states that show the same phase distinct members.
     def __init__(self, key: str, phase: Phase):
         self.key = key
         self.phase = phase

@@ -7,8 +7,9 @@ and Docker over SSH (`zdd_tui.hosts.runtime`). The engine deploys through either
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class ImageNotFound(Exception):
