@@ -92,10 +92,6 @@ def common_options() -> argparse.ArgumentParser:
     return p
 
 
-def json_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-
-
 def build_parser(eager: bool = False) -> argparse.ArgumentParser:
     """The parser; `eager` registers every command's full parser now (else on first use)."""
     parser = _Parser(prog="zdd-tui", description="Zero-downtime rolling deploys to DigitalOcean, from the terminal.")

@@ -1,7 +1,7 @@
 """What the console and the headless commands call to deploy, roll back and inspect rollouts.
 
 Everything takes a `Session` (zdd_tui/session.py) and uses only: `session.config`,
-`session.fleet` (rollout.interfaces.Fleet), `await session.droplets()`, `session.runtime(droplet)`
+`session.fleet` (rollout.interfaces.Cloud), `await session.droplets()`, `session.runtime(droplet)`
 and, for rollback choices, `session.client.list_tags` when present. Nothing here prints.
 
 Typical use (console or CLI):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from zdd_tui.cloud.client import DOClient
-from zdd_tui.cloud.fleet import CloudFleet
+from zdd_tui.cloud.adapter import DOCloud
 from zdd_tui.cloud.models import Droplet
 from zdd_tui.config import Config
 from zdd_tui.rollout.interfaces import HostRuntime
@@ -21,7 +21,7 @@ from zdd_tui.secrets import get_token
 class Session:
     config: Config
     client: DOClient
-    fleet: CloudFleet
+    fleet: DOCloud
     runtime_options: dict = field(default_factory=dict)
     context: str = "default"
     _runtimes: dict[int, HostRuntime] = field(default_factory=dict)
@@ -38,7 +38,7 @@ class Session:
         return cls(
             config=config,
             client=client,
-            fleet=CloudFleet(client, config),
+            fleet=DOCloud(client, config),
             runtime_options=runtime_options,
             context=context,
         )

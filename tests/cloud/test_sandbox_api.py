@@ -11,7 +11,7 @@ from aiohttp import web
 
 from zdd_tui.cloud.client import DOClient
 from zdd_tui.cloud.errors import NotFoundError
-from zdd_tui.cloud.fleet import CloudFleet
+from zdd_tui.cloud.adapter import DOCloud
 from zdd_tui.cloud.models import HealthCheck
 from zdd_tui.config import Config
 from zdd_tui.rollout.interfaces import LBSettings
@@ -152,7 +152,7 @@ async def test_sandbox_registry_endpoints_keep_behaviour_private(tmp_path, token
 
 async def test_fleet_maps_lb_health_to_names(sandbox, do):
     cfg = Config()
-    fleet = CloudFleet(do, cfg)
+    fleet = DOCloud(do, cfg)
     assert await fleet.lb_settings() == LBSettings(10.0, 5.0, 3, 5)  # from the config: no LB yet
     assert await fleet.tag_exists("latest") is False  # no registry yet
     ds = await do.create_droplets(["app-1", "app-2", "app-3"], region="nyc3", size="s-1vcpu-1gb", image="x", tags=[cfg.droplets.tag])

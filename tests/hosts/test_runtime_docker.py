@@ -20,7 +20,7 @@ from zdd_tui.hosts.ssh import SSHPool
 from zdd_tui.rollout.events import LogLine
 from zdd_tui.rollout.interfaces import ImageNotFound, RuntimeFailure
 
-TOKEN = "h6-runtime-token"
+TOKEN = "runtime-test-token"
 REPO = "registry.digitalocean.com/team/app"
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from zdd_tui.cloud.models import Droplet
 from zdd_tui.config import Config, SSHConfig
-from zdd_tui.hosts import commands as C
+from zdd_tui.hosts import argv as host_argv
 from zdd_tui.hosts.known_hosts import KnownHosts
 from zdd_tui.hosts.runtime import DockerSSHRuntime
 from zdd_tui.hosts.ssh import SSHPool
@@ -100,7 +100,7 @@ def _run_pull_script(tmp_path, secret_config: str, *, sleep: bool = False):
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "FAKE_OUT": str(out), "TMPDIR": str(tmp_path)}
     if sleep:
         env["FAKE_SLEEP"] = "1"
-    argv = C.docker_pull("r.example/reg/app:sha-1234567", with_credentials_on_stdin=True)
+    argv = host_argv.docker_pull("r.example/reg/app:sha-1234567", with_credentials_on_stdin=True)
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return proc, out
 

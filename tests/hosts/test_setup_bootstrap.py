@@ -12,7 +12,7 @@ from zdd_tui.hosts.known_hosts import KnownHosts
 from zdd_tui.setup.events import HostReport, StepFailed
 from zdd_tui.setup.steps import Setup
 
-TOKEN = "h6-bootstrap-token"
+TOKEN = "bootstrap-test-token"
 
 
 @pytest.fixture

@@ -168,7 +168,7 @@ def test_teardown_leaves_nothing(lab_lock):
 
 
 def test_a_crashed_runs_leftovers_are_swept(lab, lab_lock):
-    """A lab whose owner was SIGKILLed leaves daemons, namespaces, a bridge and mounts; the sweep
+    """A lab whose process was SIGKILLed leaves daemons, namespaces, a bridge and mounts; the sweep
     that runs at session start (by name prefix and the processes' lab mark) removes all of it."""
     code = ("import sys, time; sys.path.insert(0, sys.argv[1]); import labkit\n"
             "lab = labkit.Lab(hosts_count=1, subnet_index=2, with_builder=False, with_registry=True,"

@@ -331,7 +331,7 @@ class FakeHost:
         pass
 
 
-class FakeFleet:
+class FakeCloud:
     """lb_health lags like DO's monitoring metric: it answers the LB state of `lag` seconds ago."""
 
     def __init__(self, world: World, *, broken: bool = False, lag: float = 2.5):

@@ -18,11 +18,12 @@ from zdd_tui.rollout.events import (
     RolloutFinished,
     RolloutPlanned,
 )
+from zdd_tui.rollout.interfaces import RuntimeFailure
 from zdd_tui.rollout.journal import Journal, read_records, summarize, unfinished
 from zdd_tui.rollout.listeners import Recorder
 from zdd_tui.rollout.plan import HostFact, bound_lb_in, bound_lb_out, build_plan
 
-from .fakes import FakeClock, FakeFleet, World, ref
+from .fakes import FakeClock, FakeCloud, World, ref
 
 NEW = "sha-bbbbbbb"
 OLD = "sha-aaaaaaa"
@@ -40,8 +41,8 @@ def make(world: World, tag=NEW, batch_size=1, start_timeout=20, margin=2, **plan
     return plan, deploy
 
 
-def engine(world, clock, plan, deploy, rec=None, cancel=None, fleet=None, **kw):
-    return Engine(plan, world.hosts, fleet or FakeFleet(world), world.settings, deploy,
+def engine(world, clock, plan, deploy, rec=None, cancel=None, cloud=None, **kw):
+    return Engine(plan, world.hosts, cloud or FakeCloud(world), world.settings, deploy,
                   listeners=[rec] if rec else [], clock=clock, cancel=cancel,
                   journal=Journal(world.hosts, wallclock=clock.now), operator="tester@box", **kw)
 
@@ -122,7 +123,7 @@ async def test_lb_view_broken_counters_still_decide(clock):
     world.add_version(NEW)
     plan, deploy = make(world)
     rec = Recorder()
-    out = await clock.run(engine(world, clock, plan, deploy, rec, fleet=FakeFleet(world, broken=True)).run())
+    out = await clock.run(engine(world, clock, plan, deploy, rec, cloud=FakeCloud(world, broken=True)).run())
     assert out.status == OutcomeStatus.SUCCESS and world.failed == 0
     assert sum("LB health view unavailable" in e.line for e in rec.of_kind("log")) == 1
 
@@ -469,3 +470,26 @@ async def test_cancel_with_next_host_drained_early_undrains_it(clock):
     assert world.tags() == {"app-1": NEW, "app-2": OLD, "app-3": OLD}
     assert world.failed == 0 and all(world.lb_state.values())
     assert "never out of the LB: app-2" in out.message
+
+
+async def test_host_drained_early_that_fails_its_cycle_is_reported_restored_not_skipped(clock):
+    world = World(clock)
+    world.add_version(NEW)
+    plan, deploy = make(world)
+    rec = Recorder()
+    host = world.hosts["app-2"]
+    run_old = host.run
+
+    async def run(image_ref, env=None):
+        if image_ref.endswith(NEW):
+            raise RuntimeFailure("no space left on device")
+        return await run_old(image_ref, env)
+
+    host.run = run
+    out = await clock.run(engine(world, clock, plan, deploy, rec).run())
+    assert out.status == OutcomeStatus.HALTED and out.failed_host == "app-2"
+    assert any(e.host == "app-2" and e.detail.startswith("early") for e in rec.of(PhaseChanged))
+    assert phases(rec, "app-2")[-1] == Phase.RESTORED  # its early drain was part of its own cycle
+    assert world.ops("app-2")[-1] == "run sha-aaaaaaa"  # no second undrain after the restore
+    assert "drained early then undrained" not in out.message
+    assert world.tags() == {"app-1": NEW, "app-2": OLD, "app-3": OLD}

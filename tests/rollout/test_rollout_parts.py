@@ -23,7 +23,7 @@ from zdd_tui.rollout.listeners import Fanout, Recorder
 from zdd_tui.rollout.lock import LOCK_FILE, LockHeld, LockInfo, acquire, read_locks, release
 from zdd_tui.rollout.plan import HostFact, batch_seconds, build_plan, effective_batch_size
 
-from .fakes import FakeClock, FakeFleet, World
+from .fakes import FakeClock, FakeCloud, World
 
 S = LBSettings(interval=3, timeout=3, unhealthy_threshold=2, healthy_threshold=3)
 
@@ -225,7 +225,7 @@ class FakeSession:
     def __init__(self, world: World):
         self.world = world
         self.config = Config(deploy=DeployConfig(start_timeout_seconds=10, margin_seconds=2))
-        self.fleet = FakeFleet(world)
+        self.fleet = FakeCloud(world)
 
     async def droplets(self):
         return [_Droplet(i, n) for i, n in enumerate(self.world.hosts)]

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from zdd_tui.cloud.client import DOClient
-from zdd_tui.cloud.fleet import CloudFleet
+from zdd_tui.cloud.adapter import DOCloud
 from zdd_tui.config import BuildConfig, Config, DigitalOceanConfig, RegistryConfig
 from zdd_tui.session import Session
 from zdd_tui.ui.app import ZddApp
@@ -117,7 +117,7 @@ async def project_source(repo, do_api):
     )
     client = DOClient(do_api.url, TOKEN)
     await client.__aenter__()
-    src = SessionSource(Session(config=config, client=client, fleet=CloudFleet(client, config)), sandbox=False, label="test project")
+    src = SessionSource(Session(config=config, client=client, fleet=DOCloud(client, config)), sandbox=False, label="test project")
     try:
         yield src
     finally:

@@ -1,4 +1,4 @@
-"""Nothing outside zdd_tui/ui imports Textual (DESIGN section 2): the engine, adapters and
+"""Nothing outside zdd_tui/ui imports Textual: the engine, adapters and
 headless commands must stay usable without it, and the console stays one replaceable layer.
 
 Reads every module's source with `ast` (imports inside functions count too), and also imports

@@ -1,6 +1,6 @@
 """The console's DO API requests in 5 minutes against a 200-droplet sandbox: at most 200.
 
-Method. The sandbox is real (H4's supervisor: its DO API on 127.0.0.1, its load balancer, its
+Method. The sandbox is real (its supervisor: its DO API on 127.0.0.1, its load balancer, its
 registry), with 200 droplets ("external" ones: no local process each, which is what makes 200
 affordable here). The console's own poll tasks (`zdd_tui.ui.source.build_tasks`, the same list
 the app runs) are driven by the console's own `Poller` on a virtual clock: each sleep advances

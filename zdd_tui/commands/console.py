@@ -43,7 +43,7 @@ _SESSION_MODULES = (
     "httpcore",  # httpx imports it with its first client
     "zdd_tui.session",
     "zdd_tui.cloud.client",
-    "zdd_tui.cloud.fleet",
+    "zdd_tui.cloud.adapter",
     "zdd_tui.runtimes",
     "zdd_tui.sandbox.runtime",
 )

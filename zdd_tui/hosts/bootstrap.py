@@ -8,7 +8,7 @@ from typing import Callable
 
 from zdd_tui.cloud.models import Droplet
 from zdd_tui.config import Config
-from zdd_tui.hosts import commands as C
+from zdd_tui.hosts import argv as host_argv
 from zdd_tui.hosts.known_hosts import fingerprint
 from zdd_tui.hosts.runner import CommandFailed, HostShell
 from zdd_tui.rollout.interfaces import HostUnreachable
@@ -34,13 +34,13 @@ async def bootstrap_host(
         checks["host key"] = f"pinned {fingerprint(key)}" if key is not None else "pinned"
 
         progress("checking Docker")
-        res = await shell.run(C.docker_present(), check=False)
+        res = await shell.run(host_argv.docker_present(), check=False)
         if res.exit_status == 0 and res.stdout.strip():
             checks["docker"] = f"present (engine {res.stdout.strip()})"
         elif install_docker:
             progress("installing Docker (apt-get install docker.io)")
-            await shell.run(C.install_docker_apt(), timeout=900)
-            res = await shell.run(C.docker_present(), check=False)
+            await shell.run(host_argv.install_docker_apt(), timeout=900)
+            res = await shell.run(host_argv.docker_present(), check=False)
             if res.exit_status == 0 and res.stdout.strip():
                 checks["docker"] = f"installed (engine {res.stdout.strip()})"
             else:
@@ -52,11 +52,11 @@ async def bootstrap_host(
 
         state_dir = f"{config.ssh.state_dir.rstrip('/')}/{config.app}"
         progress(f"creating {state_dir}")
-        await shell.run(C.state_init(state_dir))
+        await shell.run(host_argv.state_init(state_dir))
         checks["state dir"] = f"{state_dir} ready"
 
         for label, port in (("service port", config.service.port), ("admin port", config.service.admin_port)):
-            res = await shell.run(C.port_free(port), check=False)
+            res = await shell.run(host_argv.port_free(port), check=False)
             if res.exit_status == 0:
                 checks[f"{label} {port}"] = "free"
             elif res.exit_status == 1 and await _ours_running(shell, config):
@@ -74,7 +74,7 @@ async def bootstrap_host(
 
 
 async def _ours_running(shell: HostShell, config: Config) -> bool:
-    res = await shell.run(C.docker_inspect(config.container_name), check=False)
+    res = await shell.run(host_argv.docker_inspect(config.container_name), check=False)
     if res.exit_status != 0:
         return False
     try:

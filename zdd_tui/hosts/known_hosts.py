@@ -130,13 +130,3 @@ class KnownHosts:
             if (spec, line) not in entries:
                 entries.append((spec, line))
                 self._write(entries)
-
-    def forget(self, host: str, port: int) -> int:
-        """Remove every pin for the host; returns how many were removed."""
-        with self._lock:
-            entries = self._read()
-            spec = host_spec(host, port)
-            kept = [e for e in entries if e[0] != spec]
-            if len(kept) != len(entries):
-                self._write(kept)
-            return len(entries) - len(kept)

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import asyncssh
 
-from zdd_tui.hosts.commands import to_command_line
+from zdd_tui.hosts.argv import to_command_line
 from zdd_tui.hosts.ssh import SSHPool, SSHUnreachable
 from zdd_tui.rollout.interfaces import HostUnreachable, RuntimeFailure
 

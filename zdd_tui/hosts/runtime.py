@@ -20,18 +20,17 @@ import aiohttp
 
 from zdd_tui.cloud.models import DockerCredentials, Droplet
 from zdd_tui.config import Config
-from zdd_tui.hosts import commands as C
+from zdd_tui.hosts import argv as host_argv
 from zdd_tui.hosts.forward import Forwards
 from zdd_tui.hosts.runner import CommandFailed, HostShell, stderr_tail
 from zdd_tui.hosts.ssh import AcceptPolicy, SSHPool
 from zdd_tui.rollout.interfaces import (
     ContainerInfo,
-    HealthChecker,
     HealthProbe,
     ImageInfo,
     ImageNotFound,
     RuntimeFailure,
-    ServiceStats,
+    ServiceAdmin,
 )
 
 # How long the pull credentials live: long enough for a slow pull, short enough to be useless later.
@@ -42,7 +41,7 @@ CredentialsProvider = Callable[[], Awaitable["DockerCredentials | dict | None"]]
 _NOT_FOUND = re.compile(r"manifest unknown|manifest for \S+ not found|not found: manifest|name unknown|repository does not exist", re.I)
 
 
-class DockerSSHRuntime:
+class DockerSSHRuntime(ServiceAdmin):
     """HostRuntime for a droplet reached over SSH with docker installed.
 
     kw:
@@ -143,7 +142,7 @@ class DockerSSHRuntime:
 
     async def pull(self, image_ref: str) -> ImageInfo:
         docker_config = await self._pull_config()
-        argv = C.docker_pull(image_ref, with_credentials_on_stdin=docker_config is not None)
+        argv = host_argv.docker_pull(image_ref, with_credentials_on_stdin=docker_config is not None)
         self._log(f"docker pull {image_ref}")
         try:
             await self.shell.run(
@@ -156,9 +155,9 @@ class DockerSSHRuntime:
             if _NOT_FOUND.search(exc.stderr):
                 raise ImageNotFound(f"{image_ref}: the registry has no such tag ({stderr_tail(exc.stderr, 2)})") from None
             raise
-        digest = await self._repo_digest(C.docker_image_digests(image_ref), image_ref)
+        digest = await self._repo_digest(host_argv.docker_image_digests(image_ref), image_ref)
         self._digests[image_ref] = digest
-        return ImageInfo(ref=image_ref, tag=C.tag_of(image_ref), digest=digest)
+        return ImageInfo(ref=image_ref, tag=host_argv.tag_of(image_ref), digest=digest)
 
     async def _repo_digest(self, argv: list[str], image_ref: str) -> str:
         res = await self.shell.run(argv, check=False)
@@ -168,7 +167,7 @@ class DockerSSHRuntime:
             digests = json.loads(res.stdout or "[]") or []
         except ValueError:
             return ""
-        want = C.repo_of(image_ref) + "@"
+        want = host_argv.repo_of(image_ref) + "@"
         for d in digests:
             if d.startswith(want):
                 return d.split("@", 1)[1]
@@ -177,7 +176,7 @@ class DockerSSHRuntime:
     # --- container -------------------------------------------------------------------------
 
     async def _inspect_raw(self) -> dict | None:
-        res = await self.shell.run(C.docker_inspect(self.config.container_name), check=False)
+        res = await self.shell.run(host_argv.docker_inspect(self.config.container_name), check=False)
         if res.exit_status != 0:
             if "no such" in res.stderr.lower():
                 return None
@@ -193,13 +192,13 @@ class DockerSSHRuntime:
         ref = (raw.get("Config") or {}).get("Image", "")
         digest = labels.get("zdd.digest") or None
         if not digest and raw.get("Image"):
-            digest = await self._repo_digest(C.docker_image_digests_by_id(raw["Image"]), ref) or None
+            digest = await self._repo_digest(host_argv.docker_image_digests_by_id(raw["Image"]), ref) or None
         st = raw.get("State") or {}
         status = st.get("Status", "unknown")
         return ContainerInfo(
             name=(raw.get("Name") or "").lstrip("/"),
             image_ref=ref,
-            tag=labels.get("zdd.tag") or C.tag_of(ref),
+            tag=labels.get("zdd.tag") or host_argv.tag_of(ref),
             digest=digest,
             state=status,
             started_at=_epoch(st.get("StartedAt")),
@@ -213,8 +212,8 @@ class DockerSSHRuntime:
         if current is not None:
             if (current.get("State") or {}).get("Running"):
                 raise RuntimeFailure(f"on {self.name}: container {name} is running; stop it before starting another")
-            await self.shell.run(C.docker_rm(name, force=True))
-        tag = C.tag_of(image_ref)
+            await self.shell.run(host_argv.docker_rm(name, force=True))
+        tag = host_argv.tag_of(image_ref)
         merged = {**self.config.service.env, **(env or {})}
         labels = {"zdd.app": self.config.app, "zdd.tag": tag}
         digest = self._digests.get(image_ref)
@@ -222,7 +221,7 @@ class DockerSSHRuntime:
             labels["zdd.digest"] = digest
         if "ZDD_ROLLOUT_ID" in merged:
             labels["zdd.rollout"] = merged["ZDD_ROLLOUT_ID"]
-        argv = C.docker_run(
+        argv = host_argv.docker_run(
             name,
             image_ref,
             port=self.config.service.port,
@@ -243,15 +242,15 @@ class DockerSSHRuntime:
         if await self._inspect_raw() is None:
             return
         self._log(f"docker stop -t {grace_seconds:g} {name}")
-        res = await self.shell.run(C.docker_stop(name, grace_seconds), check=False, timeout=grace_seconds + 60)
+        res = await self.shell.run(host_argv.docker_stop(name, grace_seconds), check=False, timeout=grace_seconds + 60)
         if res.exit_status != 0 and "no such" not in res.stderr.lower():
             raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
-        res = await self.shell.run(C.docker_rm(name), check=False)
+        res = await self.shell.run(host_argv.docker_rm(name), check=False)
         if res.exit_status != 0 and "no such" not in res.stderr.lower():
             raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
 
     async def logs(self, tail: int = 100) -> list[str]:
-        res = await self.shell.run(C.docker_logs(self.config.container_name, tail), check=False)
+        res = await self.shell.run(host_argv.docker_logs(self.config.container_name, tail), check=False)
         if res.exit_status != 0:
             if "no such" in res.stdout.lower() or "no such" in res.stderr.lower():
                 return []
@@ -260,32 +259,12 @@ class DockerSSHRuntime:
 
     # --- the service's endpoints (through SSH forwards) ------------------------------------
 
-    async def stats(self) -> ServiceStats | None:
+    async def _admin_get(self, path: str) -> dict | None:
         try:
-            ans = await self.forwards.request("GET", self.config.service.admin_port, "/admin/stats", timeout=self.http_timeout)
-            if ans.status != 200:
-                return None
-            d = ans.json()
+            ans = await self.forwards.request("GET", self.config.service.admin_port, path, timeout=self.http_timeout)
+            return ans.json() if ans.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
-        return ServiceStats(
-            id=str(d.get("id", "")),
-            version=str(d.get("version", "")),
-            draining=bool(d.get("draining")),
-            served=int(d.get("served", 0)),
-            in_flight=int(d.get("in_flight", 0)),
-            last_request_age_seconds=d.get("last_request_age_seconds"),
-            health_checkers=tuple(
-                HealthChecker(
-                    source=str(c.get("source", "")),
-                    consecutive_ok=int(c.get("consecutive_ok", 0)),
-                    consecutive_fail=int(c.get("consecutive_fail", 0)),
-                    last_age_seconds=float(c.get("last_age_seconds", 0.0)),
-                )
-                for c in d.get("health_checkers") or ()
-            ),
-            uptime_seconds=float(d.get("uptime_seconds", 0.0)),
-        )
 
     async def _admin_post(self, path: str) -> None:
         try:
@@ -297,12 +276,6 @@ class DockerSSHRuntime:
             ) from None
         if ans.status != 200:
             raise RuntimeFailure(f"on {self.name}: POST {path} answered HTTP {ans.status}: {ans.body[:200]}")
-
-    async def drain(self) -> None:
-        await self._admin_post("/admin/drain")
-
-    async def undrain(self) -> None:
-        await self._admin_post("/admin/undrain")
 
     async def probe_health(self) -> HealthProbe:
         port = self.config.health_port
@@ -321,21 +294,21 @@ class DockerSSHRuntime:
     # --- state files -----------------------------------------------------------------------
 
     async def state_read(self, name: str) -> str | None:
-        res = await self.shell.run(C.state_read(self.state_dir, name), ok_statuses=(0, C.EXIT_ABSENT))
-        return None if res.exit_status == C.EXIT_ABSENT else res.stdout
+        res = await self.shell.run(host_argv.state_read(self.state_dir, name), ok_statuses=(0, host_argv.EXIT_ABSENT))
+        return None if res.exit_status == host_argv.EXIT_ABSENT else res.stdout
 
     async def state_create(self, name: str, content: str) -> bool:
-        res = await self.shell.run(C.state_create(self.state_dir, name), input=content, ok_statuses=(0, C.EXIT_EXISTS))
+        res = await self.shell.run(host_argv.state_create(self.state_dir, name), input=content, ok_statuses=(0, host_argv.EXIT_EXISTS))
         return res.exit_status == 0
 
     async def state_write(self, name: str, content: str) -> None:
-        await self.shell.run(C.state_write(self.state_dir, name), input=content)
+        await self.shell.run(host_argv.state_write(self.state_dir, name), input=content)
 
     async def state_append(self, name: str, line: str) -> None:
-        await self.shell.run(C.state_append(self.state_dir, name), input=line.rstrip("\n") + "\n")
+        await self.shell.run(host_argv.state_append(self.state_dir, name), input=line.rstrip("\n") + "\n")
 
     async def state_remove(self, name: str) -> None:
-        await self.shell.run(C.state_remove(self.state_dir, name))
+        await self.shell.run(host_argv.state_remove(self.state_dir, name))
 
     async def close(self) -> None:
         self.forwards.close()

@@ -1,4 +1,4 @@
-"""The rolling deploy ("lb-drain", DESIGN section 3), one batch of hosts at a time.
+"""The rolling deploy ("lb-drain"), one batch of hosts at a time.
 
 Per host: pull (all hosts up front, so a missing tag fails before anything stops) -> drain ->
 wait until the LB really stopped sending traffic -> stop (SIGTERM, grace) -> run new -> wait for
@@ -6,7 +6,7 @@ its own health -> wait until the LB sends it traffic again. Every wait is bounde
 settings plus margin, and ends as soon as the evidence is there; none is a fixed sleep.
 
 Evidence comes from the service's admin counters (per-source health-checker counts, in_flight,
-served) and, advisory, the Fleet's LB health view (an API call: polled at most once per interval).
+served) and, advisory, the cloud's LB health view (an API call: polled at most once per interval).
 
 On a failure the rollout halts; the failed host goes back to its previous image (or is undrained
 if it was not stopped yet) and must be back in the LB; hosts not yet reached are not touched.
@@ -18,6 +18,7 @@ No Textual, SSH or pydo in here: only the interfaces in `interfaces.py`.
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -39,8 +40,8 @@ from zdd_tui.rollout.events import (
 )
 from zdd_tui.rollout.interfaces import (
     Clock,
+    Cloud,
     ContainerInfo,
-    Fleet,
     HostRuntime,
     ImageNotFound,
     LBSettings,
@@ -57,7 +58,58 @@ _FRACTION = {
     Phase.STOPPING: 0.45, Phase.STARTING: 0.5, Phase.WAITING_HEALTHY: 0.55, Phase.WAITING_LB_IN: 0.65,
     Phase.DONE: 1.0, Phase.FAILED: 1.0, Phase.RESTORING: 1.0, Phase.RESTORED: 1.0, Phase.SKIPPED: 0.0,
 }
-_PRE_STOP = (Phase.PENDING, Phase.PULLING, Phase.DRAINING, Phase.WAITING_LB_OUT)
+
+
+class HostState(enum.Enum):
+    """Where one host stands in the rollout. One value rather than a set of flags, so no
+    contradictory mix can be represented; the phase it shows and its outcome follow from it."""
+
+    PENDING = ("pending", Phase.PENDING)
+    PULLING = ("pulling", Phase.PULLING)
+    DRAINED_EARLY = ("drained-early", Phase.DRAINING)  # while the previous batch came back (overlap)
+    EARLY_UNDONE = ("early-undone", Phase.PENDING)  # drained early, undrained before the LB took it out
+    DRAINING = ("draining", Phase.DRAINING)
+    WAITING_LB_OUT = ("waiting-lb-out", Phase.WAITING_LB_OUT)
+    STOPPING = ("stopping", Phase.STOPPING)
+    STARTING = ("starting", Phase.STARTING)
+    WAITING_HEALTHY = ("waiting-healthy", Phase.WAITING_HEALTHY)
+    WAITING_LB_IN = ("waiting-lb-in", Phase.WAITING_LB_IN)
+    DONE = ("done", Phase.DONE)
+    FAILED = ("failed", Phase.FAILED)  # a step failed (a restore follows), or the pull did
+    RESTORING = ("restoring", Phase.RESTORING)
+    RESTORED = ("restored", Phase.RESTORED)
+    INTERRUPTED = ("interrupted", Phase.RESTORED)  # stopped on request; the previous version is back
+    RESTORE_FAILED = ("restore-failed", Phase.FAILED)
+    SKIPPED = ("skipped", Phase.SKIPPED)
+    SKIPPED_UNDONE = ("skipped-undone", Phase.SKIPPED)  # drained early and undrained, then not changed
+
+    # The key keeps states that show the same phase distinct members.
+    def __init__(self, key: str, phase: Phase):
+        self.key = key
+        self.phase = phase
+
+    @property
+    def old_stopped(self) -> bool:
+        """Reached in the cycle: restoring means running the previous image again."""
+        return self in _OLD_STOPPED
+
+    @property
+    def new_started(self) -> bool:
+        """Reached in the cycle: the new container may have served traffic."""
+        return self in _NEW_STARTED
+
+    @property
+    def outcome(self) -> str:
+        """As the journal records it: done | restored | interrupted | failed | skipped | pending."""
+        return _OUTCOMES.get(self, "pending")
+
+
+_NEW_STARTED = frozenset({HostState.STARTING, HostState.WAITING_HEALTHY, HostState.WAITING_LB_IN, HostState.DONE})
+_OLD_STOPPED = _NEW_STARTED | {HostState.STOPPING}
+_OUTCOMES = {
+    HostState.DONE: "done", HostState.RESTORED: "restored", HostState.INTERRUPTED: "interrupted",
+    HostState.RESTORE_FAILED: "failed", HostState.SKIPPED: "skipped", HostState.SKIPPED_UNDONE: "skipped",
+}
 
 
 class StepFailed(Exception):
@@ -89,22 +141,29 @@ class EngineOptions:
 class _Host:
     planned: PlannedHost
     rt: HostRuntime
-    phase: Phase = Phase.PENDING
+    state: HostState = HostState.PENDING
     prev: ContainerInfo | None = None
     prev_ref: str | None = None
     digest: str | None = None
-    stopped_old: bool = False
-    started_new: bool = False
     started_at: float = 0.0  # wall clock, journal
     lb_view: bool | None = None
     direct: bool | None = None
-    outcome: str = "pending"  # done | restored | failed | interrupted | skipped | pulled
-    pre_drained: bool = False  # drained early, while the previous batch came back (overlap)
-    early_undone: bool = False  # drained early and undrained again before the LB took it out
 
     @property
     def name(self) -> str:
         return self.planned.name
+
+    @property
+    def phase(self) -> Phase:
+        return self.state.phase
+
+    @property
+    def pre_drained(self) -> bool:
+        return self.state is HostState.DRAINED_EARLY
+
+    @property
+    def early_undone(self) -> bool:
+        return self.state in (HostState.EARLY_UNDONE, HostState.SKIPPED_UNDONE)
 
 
 class Engine:
@@ -112,7 +171,7 @@ class Engine:
         self,
         plan: Plan,
         runtimes: Mapping[str, HostRuntime],
-        fleet: Fleet,
+        cloud: Cloud,
         settings: LBSettings,
         deploy: DeployConfig,
         *,
@@ -127,7 +186,7 @@ class Engine:
         self.operator = operator
         self.plan = plan
         self.runtimes = runtimes  # every host of the fleet (the plan's and the unchanged ones)
-        self.fleet = fleet
+        self.cloud = cloud
         self.settings = settings
         self.deploy = deploy
         self.fanout = Fanout(listeners)
@@ -151,8 +210,9 @@ class Engine:
     async def _log(self, host: str | None, line: str, level: str = "info") -> None:
         await self._emit(LogLine(host=host, line=line, level=level))
 
-    async def _phase(self, h: _Host, phase: Phase, detail: str = "") -> None:
-        h.phase = phase
+    async def _enter(self, h: _Host, state: HostState, detail: str = "") -> None:
+        h.state = state
+        phase = state.phase
         if self.journal:
             # Journal first: what the operator has seen must survive the process being killed.
             await self.journal.step(self.plan.rollout_id, h.name, phase.value, detail)
@@ -176,7 +236,7 @@ class Engine:
             if self._lb_fetched_at is None or now - self._lb_fetched_at >= period:
                 self._lb_fetched_at = now
                 try:
-                    view = await self.fleet.lb_health()
+                    view = await self.cloud.lb_health()
                 except Exception as exc:  # noqa: BLE001 - advisory: the counters still decide
                     view = {}
                     if not self._lb_error_reported:
@@ -504,15 +564,14 @@ class Engine:
             await self.clock.sleep(min(poll, drain_at - self.clock.now()))
         for h in nxt:
             h.started_at = self.wallclock()
-            h.pre_drained = True
             names = ", ".join(c.name for c in cur)
-            await self._phase(h, Phase.DRAINING, f"early: leaves the LB after {names} "
+            await self._enter(h, HostState.DRAINED_EARLY, f"early: leaves the LB after {names} "
                                                  f"{'is' if len(cur) == 1 else 'are'} back "
                                                  f"(~{plan[h.name][1] - self.clock.now():.1f}s)")
             await h.rt.drain()
         # Before the next batch's last failing check: is the current batch back? If not, undrain.
-        while not all(c.outcome == "done" for c in cur):
-            if self.clock.now() >= guard or (over.is_set() and not all(c.outcome == "done" for c in cur)) \
+        while not all(c.state is HostState.DONE for c in cur):
+            if self.clock.now() >= guard or (over.is_set() and not all(c.state is HostState.DONE for c in cur)) \
                     or self._cancelled():
                 await self._undo_pre_drain(nxt, f"{', '.join(c.name for c in cur)} not back in time")
                 return
@@ -524,11 +583,9 @@ class Engine:
         for h in nxt:
             if not h.pre_drained:
                 continue
-            h.pre_drained = False
-            h.early_undone = True
             try:
                 await h.rt.undrain()
-                await self._phase(h, Phase.PENDING, f"early drain undone: {why}")
+                await self._enter(h, HostState.EARLY_UNDONE, f"early drain undone: {why}")
                 seen = await self._wait_lb_in(h, Phase.PENDING)
                 await self._log(h.name, f"undrained; still in the LB: {seen}")
             except Exception as exc:  # noqa: BLE001 - reported; its own cycle or status shows the rest
@@ -536,7 +593,7 @@ class Engine:
 
     # ---- per host -----------------------------------------------------------------------
     async def _pull(self, h: _Host) -> None:
-        await self._phase(h, Phase.PULLING, self.plan.image_ref)
+        await self._enter(h, HostState.PULLING, self.plan.image_ref)
         try:
             h.prev = await h.rt.inspect()
         except Exception as exc:  # noqa: BLE001
@@ -549,51 +606,50 @@ class Engine:
                                 self.deploy.pull_timeout_seconds + self.opt.step_timeout_extra)
         h.digest = info.digest
         await self._log(h.name, f"pulled {info.ref} ({info.digest})")
-        await self._phase(h, Phase.PENDING, "image pulled; waiting its turn")
+        await self._enter(h, HostState.PENDING, "image pulled; waiting its turn")
 
     async def _cycle(self, h: _Host) -> None:
         """Drain -> LB out -> stop -> run -> healthy -> LB in. Raises StepFailed or Cancelled."""
         h.started_at = h.started_at or self.wallclock()
         running = h.prev is not None and h.prev.state == "running"
-        if not h.pre_drained:
-            await self._phase(h, Phase.DRAINING)
+        pre_drained = h.pre_drained
+        if not pre_drained:
+            await self._enter(h, HostState.DRAINING)
         if running:
-            if not h.pre_drained:
+            if not pre_drained:
                 await self._call(Phase.DRAINING, h.rt.drain(), 30.0)
-            await self._phase(h, Phase.WAITING_LB_OUT)
+            await self._enter(h, HostState.WAITING_LB_OUT)
             why = await self._wait_lb_out(h, cancellable=True)
             await self._log(h.name, f"LB stopped sending traffic: {why}")
         else:
             await self._log(h.name, "no running container: nothing to drain")
         if self._cancelled():
             raise Cancelled()
-        await self._phase(h, Phase.STOPPING)
+        await self._enter(h, HostState.STOPPING)
         grace = float(self.deploy.stop_grace_seconds)
-        h.stopped_old = True  # from here on, restoring means running the previous image again
         await self._call(Phase.STOPPING, h.rt.stop(grace), grace + self.opt.step_timeout_extra)
-        await self._phase(h, Phase.STARTING, self.plan.to_tag)
-        h.started_new = True
+        await self._enter(h, HostState.STARTING, self.plan.to_tag)
         await self._call(Phase.STARTING, h.rt.run(self.plan.image_ref, self.opt.env), 60.0 + self.opt.step_timeout_extra)
-        await self._phase(h, Phase.WAITING_HEALTHY)
+        await self._enter(h, HostState.WAITING_HEALTHY)
         why = await self._wait_healthy(h)
         await self._log(h.name, f"new container {why}")
-        await self._phase(h, Phase.WAITING_LB_IN)
+        await self._enter(h, HostState.WAITING_LB_IN)
         why = await self._wait_lb_in(h, served_base=0)
         await self._log(h.name, f"LB sends traffic: {why}")
-        h.outcome = "done"
-        await self._phase(h, Phase.DONE, self.plan.to_tag)
+        await self._enter(h, HostState.DONE, self.plan.to_tag)
 
-    async def _restore(self, h: _Host) -> None:
-        """Put the previous version back and wait until the LB sends it traffic. Raises StepFailed."""
-        await self._phase(h, Phase.RESTORING, h.prev_ref or "")
+    async def _restore(self, h: _Host, reached: HostState) -> None:
+        """Put the previous version back and wait until the LB sends it traffic; `reached` is
+        where the cycle stopped. Raises StepFailed."""
+        await self._enter(h, HostState.RESTORING, h.prev_ref or "")
         grace = float(self.deploy.stop_grace_seconds)
-        if not h.stopped_old:
+        if not reached.old_stopped:
             if h.prev is not None and h.prev.state == "running":
                 await self._call(Phase.RESTORING, h.rt.undrain(), 30.0)
                 why = await self._wait_lb_in(h, Phase.RESTORING)
                 await self._log(h.name, f"undrained; {why}")
             return
-        if h.started_new:
+        if reached.new_started:
             st = await self._stats(h)
             if st is not None and (st.served > 0 or st.in_flight > 0):
                 # The LB already sent the new one traffic: take it out properly before stopping.
@@ -623,21 +679,22 @@ class Engine:
             return None, False, None
         except StepFailed as exc:
             failure = exc
-            await self._phase(h, Phase.FAILED, f"{exc.phase.value}: {exc.seen}")
+            reached = h.state
+            await self._enter(h, HostState.FAILED, f"{exc.phase.value}: {exc.seen}")
             await self._log(h.name, f"failed at {exc.phase.value}: {exc.seen}", "error")
         except Cancelled:
             cancelled = True
+            reached = h.state
             await self._log(h.name, "stop requested before the old container was stopped: restoring it", "warning")
         try:
-            await self._restore(h)
+            await self._restore(h, reached)
         except StepFailed as exc:
-            h.outcome = "failed"
-            await self._phase(h, Phase.FAILED, f"restore failed: {exc.seen}")
+            await self._enter(h, HostState.RESTORE_FAILED, f"restore failed: {exc.seen}")
             await self._log(h.name, f"could not restore: {exc.seen}", "error")
             await self._journal_host(h, failure or StepFailed(Phase.RESTORING, "cancelled"), exc.seen)
             return failure, cancelled, exc.seen
-        h.outcome = "interrupted" if cancelled and failure is None else "restored"
-        await self._phase(h, Phase.RESTORED, h.prev.tag if h.prev else "")
+        back = HostState.INTERRUPTED if cancelled and failure is None else HostState.RESTORED
+        await self._enter(h, back, h.prev.tag if h.prev else "")
         return failure, cancelled, None
 
     async def _journal_host(self, h: _Host, failure: StepFailed | None, restore_error: str | None = None) -> None:
@@ -647,7 +704,7 @@ class Engine:
         if restore_error:
             seen = f"{seen}; restore failed: {restore_error}"
         await self.journal.host(
-            self.plan.rollout_id, h.name, outcome=h.outcome, step=failure.phase.value if failure else None,
+            self.plan.rollout_id, h.name, outcome=h.state.outcome, step=failure.phase.value if failure else None,
             from_tag=h.planned.from_tag, to_tag=self.plan.to_tag, digest=h.digest, seen=seen,
             started=h.started_at or self.wallclock())
 
@@ -673,7 +730,7 @@ class Engine:
             if err is not None:
                 for other in self.hosts:
                     if other.phase != Phase.FAILED:
-                        await self._phase(other, Phase.SKIPPED, "pull failed elsewhere; nothing stopped")
+                        await self._enter(other, HostState.SKIPPED, "pull failed elsewhere; nothing stopped")
                 if isinstance(err, ImageNotFound):
                     return await self._finish(
                         OutcomeStatus.REFUSED,
@@ -749,19 +806,20 @@ class Engine:
             await self._pull(h)
             return None
         except ImageNotFound as exc:
-            await self._phase(h, Phase.FAILED, f"image not found: {exc}")
+            await self._enter(h, HostState.FAILED, f"image not found: {exc}")
             return exc
         except StepFailed as exc:
-            await self._phase(h, Phase.FAILED, exc.seen)
+            await self._enter(h, HostState.FAILED, exc.seen)
             return exc
 
     async def _skip_rest_events(self) -> None:
         await self._undo_pre_drain([h for h in self.hosts if h.pre_drained], "the rollout stops here")
         for h in self.hosts:
-            if h.phase == Phase.PENDING:
-                h.outcome = "skipped"
-                await self._phase(h, Phase.SKIPPED, "drained early and undrained before the LB took it out; "
-                                  "not changed" if h.early_undone else "rollout halted earlier")
+            if h.state is HostState.EARLY_UNDONE:
+                await self._enter(h, HostState.SKIPPED_UNDONE,
+                                  "drained early and undrained before the LB took it out; not changed")
+            elif h.state is HostState.PENDING:
+                await self._enter(h, HostState.SKIPPED, "rollout halted earlier")
 
     async def _interrupted(self) -> Outcome:
         await self._skip_rest_events()
@@ -786,9 +844,9 @@ class Engine:
                       step: Phase | None = None, seen: str = "", restored: bool = False) -> Outcome:
         fleet = await self._fleet_now()
         duration = self.clock.now() - self._t0
-        done = [h.name for h in self.hosts if h.outcome == "done"]
-        untouched = [h.name for h in self.hosts if h.phase in (Phase.SKIPPED, Phase.PENDING) and not h.early_undone]
-        undone = [h.name for h in self.hosts if h.phase in (Phase.SKIPPED, Phase.PENDING) and h.early_undone]
+        done = [h.name for h in self.hosts if h.state is HostState.DONE]
+        untouched = [h.name for h in self.hosts if h.state in (HostState.PENDING, HostState.SKIPPED)]
+        undone = [h.name for h in self.hosts if h.early_undone]
         if status == OutcomeStatus.SUCCESS and not message:
             message = f"{self.plan.to_tag} runs on {len(fleet)} host(s); deployed to {', '.join(done)} in {duration:.0f}s"
         elif status == OutcomeStatus.INTERRUPTED:

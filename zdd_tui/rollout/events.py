@@ -75,7 +75,7 @@ class Plan:
     batch_size: int
     estimated_seconds: float
     estimate_basis: str  # how the estimate was derived, in words
-    # Added by the engine owner (compatible: defaults). Hosts already on to_tag and serving,
+    # Hosts already on to_tag and serving,
     # left alone; and warnings for the operator (e.g. batch size lowered).
     unchanged: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -143,7 +143,7 @@ class Outcome:
     restored: bool = False
     fleet: dict[str, str | None] = field(default_factory=dict)  # host -> tag it runs now
     duration_seconds: float = 0.0
-    rollout_id: str = ""  # added by the engine owner (compatible default)
+    rollout_id: str = ""  # empty for an outcome no engine produced (e.g. the console's own error)
 
 
 @dataclass(frozen=True)

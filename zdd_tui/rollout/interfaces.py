@@ -2,13 +2,14 @@
 
 Two host runtimes implement `HostRuntime`: the sandbox's local hosts (`zdd_tui.sandbox.runtime`)
 and Docker over SSH (`zdd_tui.hosts.runtime`). The engine deploys through either unchanged.
-`Fleet` is what the engine needs from the cloud; `Clock` lets tests drive time.
+`Cloud` is what the engine needs from the load balancer and the registry; `Clock` lets tests drive time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 
 class ImageNotFound(Exception):
@@ -64,6 +65,29 @@ class ServiceStats:
     last_request_age_seconds: float | None  # None: no public request yet
     health_checkers: tuple[HealthChecker, ...] = ()
     uptime_seconds: float = 0.0
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ServiceStats:
+        """Parse the admin endpoint's JSON; a missing or null number counts as 0."""
+        age = d.get("last_request_age_seconds")
+        return cls(
+            id=str(d.get("id") or ""),
+            version=str(d.get("version") or ""),
+            draining=bool(d.get("draining")),
+            served=int(d.get("served") or 0),
+            in_flight=int(d.get("in_flight") or 0),
+            last_request_age_seconds=None if age is None else float(age),
+            health_checkers=tuple(
+                HealthChecker(
+                    source=str(c.get("source") or ""),
+                    consecutive_ok=int(c.get("consecutive_ok") or 0),
+                    consecutive_fail=int(c.get("consecutive_fail") or 0),
+                    last_age_seconds=float(c.get("last_age_seconds") or 0.0),
+                )
+                for c in d.get("health_checkers") or ()
+            ),
+            uptime_seconds=float(d.get("uptime_seconds") or 0.0),
+        )
 
 
 @dataclass(frozen=True)
@@ -133,6 +157,29 @@ class HostRuntime(Protocol):
         """Release connections."""
 
 
+class ServiceAdmin:
+    """`stats`, `drain` and `undrain` of HostRuntime over the service's admin endpoints; a
+    runtime supplies only the transport (an SSH port forward, or a direct call in the sandbox)."""
+
+    async def _admin_get(self, path: str) -> Mapping[str, Any] | None:
+        """The endpoint's JSON; None when it does not answer 200 with JSON."""
+        raise NotImplementedError
+
+    async def _admin_post(self, path: str) -> None:
+        """POST to the endpoint; RuntimeFailure unless it answers 200."""
+        raise NotImplementedError
+
+    async def stats(self) -> ServiceStats | None:
+        d = await self._admin_get("/admin/stats")
+        return None if d is None else ServiceStats.from_json(d)
+
+    async def drain(self) -> None:
+        await self._admin_post("/admin/drain")
+
+    async def undrain(self) -> None:
+        await self._admin_post("/admin/undrain")
+
+
 @dataclass(frozen=True)
 class LBSettings:
     """The load balancer's health-check settings the engine derives its bounds from."""
@@ -143,8 +190,8 @@ class LBSettings:
     healthy_threshold: int
 
 
-class Fleet(Protocol):
-    """What the engine needs from the cloud: the LB settings and its health view."""
+class Cloud(Protocol):
+    """What the engine needs from the cloud: the LB's settings and health view, and registry tags."""
 
     async def lb_settings(self) -> LBSettings: ...
 
@@ -172,13 +219,3 @@ class SystemClock:
         import asyncio
 
         await asyncio.sleep(seconds)
-
-
-@dataclass(frozen=True)
-class HostTarget:
-    """A host as the planner sees it."""
-
-    name: str
-    address: str
-    droplet_id: int | None = None
-    extra: dict = field(default_factory=dict)

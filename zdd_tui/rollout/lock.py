@@ -80,7 +80,7 @@ class LockInfo:
 
 
 def _pid_alive(pid: int) -> bool:
-    # kill -0 says a zombie is alive; /proc tells the truth (DESIGN 8).
+    # kill -0 says a zombie is alive; its state in /proc says it is not running.
     try:
         with open(f"/proc/{pid}/stat") as f:
             state = f.read().rpartition(")")[2].split()[0]

@@ -23,11 +23,11 @@ running), 400 (bad input), 500 (the operation failed).
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Callable
 
 from aiohttp import web
 
+from zdd_tui.sandbox.api import json_body
 from zdd_tui.sandbox.hosts import HostError, HostManager
 
 PREFIX = "/sandbox/hosts"
@@ -40,22 +40,6 @@ def _error(status: int, ident: str, message: str) -> web.Response:
 def _host_error(exc: HostError) -> web.Response:
     ident = {404: "not_found", 409: "conflict", 400: "bad_request"}.get(exc.status, "server_error")
     return _error(exc.status, ident, str(exc))
-
-
-async def _json(request: web.Request) -> dict:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"id": "bad_request", "message": "body is not JSON"}), content_type="application/json"
-        )
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"id": "bad_request", "message": "body must be a JSON object"}), content_type="application/json"
-        )
-    return body
 
 
 def agent_routes(manager: HostManager, token: str | Callable[[], str]) -> list[web.RouteDef]:
@@ -87,7 +71,7 @@ def agent_routes(manager: HostManager, token: str | Callable[[], str]) -> list[w
         return web.json_response({"host": host(request).info()})
 
     async def pull(request):
-        body = await _json(request)
+        body = await json_body(request)
         ref = body.get("image_ref")
         if not isinstance(ref, str) or not ref:
             return _error(400, "bad_request", "image_ref (string) is required")
@@ -100,7 +84,7 @@ def agent_routes(manager: HostManager, token: str | Callable[[], str]) -> list[w
         return web.json_response(c)
 
     async def run(request):
-        body = await _json(request)
+        body = await json_body(request)
         ref, env = body.get("image_ref"), body.get("env") or {}
         if not isinstance(ref, str) or not ref:
             return _error(400, "bad_request", "image_ref (string) is required")
@@ -109,7 +93,7 @@ def agent_routes(manager: HostManager, token: str | Callable[[], str]) -> list[w
         return web.json_response(await host(request).run(ref, env), status=201)
 
     async def stop(request):
-        body = await _json(request)
+        body = await json_body(request)
         grace = body.get("grace_seconds", 10)
         if not isinstance(grace, (int, float)) or grace < 0:
             return _error(400, "bad_request", "grace_seconds must be a non-negative number")

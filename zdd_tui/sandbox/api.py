@@ -116,6 +116,19 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+async def json_body(request: web.Request) -> dict:
+    """The request's JSON object ({} when there is no body); a 400 APIError otherwise."""
+    if not request.body_exists:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise APIError(400, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "request body must be a JSON object")
+    return body
+
+
 @dataclass
 class Fault:
     path_regex: str
@@ -381,18 +394,6 @@ class SandboxAPI:
     # ---- helpers -----------------------------------------------------------------------------
 
     @staticmethod
-    async def _body(request: web.Request) -> dict:
-        if not request.body_exists:
-            return {}
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise APIError(400, "request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise APIError(400, "request body must be a JSON object")
-        return body
-
-    @staticmethod
     def _paginate(request: web.Request, items: list, key: str) -> web.Response:
         try:
             per_page = int(request.query.get("per_page", DEFAULT_PER_PAGE))
@@ -498,7 +499,7 @@ class SandboxAPI:
         return self._paginate(request, self.state.ssh_keys(), "ssh_keys")
 
     async def h_keys_create(self, request):
-        body = await self._body(request)
+        body = await json_body(request)
         if not body.get("name") or not body.get("public_key"):
             raise APIError(422, "name and public_key are required")
         key = self._get(self.state.create_ssh_key, str(body["name"]), str(body["public_key"]))
@@ -533,7 +534,7 @@ class SandboxAPI:
         return self._paginate(request, items, "droplets")
 
     async def h_droplets_create(self, request):
-        body = await self._body(request)
+        body = await json_body(request)
         if "names" in body:
             names = body["names"]
             if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
@@ -613,7 +614,7 @@ class SandboxAPI:
         return self._paginate(request, [self.state.tag_obj(t) for t in self.state.data["tags"]], "tags")
 
     async def h_tags_create(self, request):
-        body = await self._body(request)
+        body = await json_body(request)
         name = body.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z0-9_\-:]{1,255}", name):
             raise APIError(422, "name must be 1-255 letters, digits, '_', '-' or ':'")
@@ -627,7 +628,7 @@ class SandboxAPI:
         return web.Response(status=204)
 
     async def _tag_resources(self, request, add: bool):
-        body = await self._body(request)
+        body = await json_body(request)
         resources = body.get("resources")
         if not isinstance(resources, list):
             raise APIError(422, "resources is required")
@@ -650,7 +651,7 @@ class SandboxAPI:
         return self._paginate(request, self.state.load_balancers(), "load_balancers")
 
     async def h_lb_create(self, request):
-        body = await self._body(request)
+        body = await json_body(request)
         lb = self._get(lambda: self.state.create_load_balancer(body, ip=self.lb_ip))
         await self._lb_changed(lb, lb["id"])
         return web.json_response({"load_balancer": public(lb)}, status=202)
@@ -660,7 +661,7 @@ class SandboxAPI:
         return web.json_response({"load_balancer": public(lb)})
 
     async def h_lb_put(self, request):
-        body = await self._body(request)
+        body = await json_body(request)
         lb = self._get(self.state.update_load_balancer, request.match_info["lb_id"], body)
         await self._lb_changed(lb, lb["id"])
         return web.json_response({"load_balancer": public(lb)})
@@ -711,7 +712,7 @@ class SandboxAPI:
         return web.json_response({"registries": [self._registry_obj(reg, True)] if reg else []})
 
     async def h_registry_create(self, request):
-        body = await self._body(request)
+        body = await json_body(request)
         reg = self._get(
             lambda: self.state.create_registry(
                 body.get("name", ""), body.get("subscription_tier_slug", "starter"), body.get("region")
@@ -837,7 +838,7 @@ class SandboxAPI:
         return web.json_response({"faults": [f.to_dict() for f in self.faults]})
 
     async def h_faults_add(self, request):
-        body = await self._body(request)
+        body = await json_body(request)
         try:
             f = self.inject_fault(
                 str(body["path_regex"]),
@@ -865,7 +866,7 @@ class SandboxAPI:
     async def h_sb_tag_put(self, request):
         if not isinstance(self.registry_backend, StateRegistry):
             raise APIError(422, "tags of a real registry are pushed with docker, not added here")
-        body = await self._body(request)
+        body = await json_body(request)
         if not body.get("tag") or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", str(body["tag"])):
             raise APIError(422, "tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
         if body.get("behaviour", "ok") not in BEHAVIOURS:

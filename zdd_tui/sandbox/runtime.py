@@ -15,13 +15,12 @@ from zdd_tui.cloud.models import Droplet
 from zdd_tui.config import Config
 from zdd_tui.rollout.interfaces import (
     ContainerInfo,
-    HealthChecker,
     HealthProbe,
     HostUnreachable,
     ImageInfo,
     ImageNotFound,
     RuntimeFailure,
-    ServiceStats,
+    ServiceAdmin,
 )
 
 PROBE_HEADER = {"X-Zdd-Probe": "zdd"}
@@ -48,7 +47,7 @@ def _container(d: dict) -> ContainerInfo:
     )
 
 
-class SandboxRuntime:
+class SandboxRuntime(ServiceAdmin):
     def __init__(
         self,
         config: Config,
@@ -133,32 +132,12 @@ class SandboxRuntime:
     def _admin_url(self, path: str) -> str:
         return f"http://{self.address}:{self.config.service.admin_port}{path}"
 
-    async def stats(self) -> ServiceStats | None:
+    async def _admin_get(self, path: str) -> dict | None:
         try:
-            r = await self._direct.get(self._admin_url("/admin/stats"))
-            if r.status_code != 200:
-                return None
-            d = r.json()
+            r = await self._direct.get(self._admin_url(path))
+            return r.json() if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
-        return ServiceStats(
-            id=str(d.get("id", "")),
-            version=str(d.get("version", "")),
-            draining=bool(d.get("draining")),
-            served=int(d.get("served") or 0),
-            in_flight=int(d.get("in_flight") or 0),
-            last_request_age_seconds=d.get("last_request_age_seconds"),
-            health_checkers=tuple(
-                HealthChecker(
-                    source=str(c.get("source", "")),
-                    consecutive_ok=int(c.get("consecutive_ok") or 0),
-                    consecutive_fail=int(c.get("consecutive_fail") or 0),
-                    last_age_seconds=float(c.get("last_age_seconds") or 0.0),
-                )
-                for c in d.get("health_checkers") or []
-            ),
-            uptime_seconds=float(d.get("uptime_seconds") or 0.0),
-        )
 
     async def _admin_post(self, path: str) -> None:
         try:
@@ -167,12 +146,6 @@ class SandboxRuntime:
             raise RuntimeFailure(f"{self.name}: POST {path} on the admin port failed: {type(exc).__name__}") from None
         if r.status_code != 200:
             raise RuntimeFailure(f"{self.name}: POST {path} on the admin port -> {r.status_code}")
-
-    async def drain(self) -> None:
-        await self._admin_post("/admin/drain")
-
-    async def undrain(self) -> None:
-        await self._admin_post("/admin/undrain")
 
     async def probe_health(self) -> HealthProbe:
         hc = self.config.load_balancer.health_check

@@ -9,7 +9,6 @@ starts again where it was.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -593,6 +592,3 @@ class SandboxState:
         tags.sort(key=lambda t: t["tag"])
         tags.sort(key=lambda t: t["updated_at"], reverse=True)
         return tags
-
-    def snapshot(self) -> dict:
-        return copy.deepcopy(self.data)

@@ -32,6 +32,7 @@ import yaml
 
 from zdd_tui.config import load_config
 from zdd_tui.errors import UsageError
+from zdd_tui.sandbox import SANDBOX_REGISTRY_SERVER
 from zdd_tui.sandbox.agent import agent_routes
 from zdd_tui.sandbox.api import SandboxAPI
 from zdd_tui.sandbox.hosts import HostError, HostManager, can_bind
@@ -40,7 +41,6 @@ from zdd_tui.sandbox.lb import SandboxLB
 
 log = logging.getLogger(__name__)
 
-SANDBOX_REGISTRY_SERVER = "registry.sandbox.local"
 INFO_FILE = "sandbox.json"  # pid, URLs and config path of the running sandbox
 
 

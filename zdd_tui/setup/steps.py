@@ -107,7 +107,6 @@ class Setup:
         poll_interval: float = 3.0,
         wait_timeout: float = 600.0,
         pool_options: dict | None = None,
-        runtime_options: dict | None = None,
     ):
         self.config = config
         self.context = context or config.context

@@ -1,7 +1,7 @@
 """Where the console's data comes from: the `FleetSource` interface and its Session adapter.
 
 The screens only see a FleetSource. `SessionSource` reads DigitalOcean (or the sandbox's API)
-through the lead's Session, the hosts through their runtimes, and runs rollouts through the
+through the Session, the hosts through their runtimes, and runs rollouts through the
 engine (`zdd_tui.operations`). `zdd_tui.ui.fake.FakeSource` is the fixed, deterministic one the
 snapshot tests and the UI benchmark use.
 """
@@ -146,7 +146,7 @@ class SessionSource:
 
         return time.monotonic()
 
-    # The fetchers are H4's (zdd_tui.fleetstatus), so `zdd-tui status` and the console agree.
+    # The fetchers are zdd_tui.fleetstatus's, so `zdd-tui status` and the console agree.
     async def droplets(self) -> list[Droplet]:
         from zdd_tui import fleetstatus
 
@@ -266,10 +266,10 @@ async def open_session(config: Config):
 
     if config.is_sandbox:
         from zdd_tui.cloud.client import DOClient
-        from zdd_tui.cloud.fleet import CloudFleet
+        from zdd_tui.cloud.adapter import DOCloud
         from zdd_tui.sandbox.runtime import sandbox_token
 
         client = DOClient(config.digitalocean.api_url, sandbox_token(config))
         await client.__aenter__()
-        return Session(config=config, client=client, fleet=CloudFleet(client, config))
+        return Session(config=config, client=client, fleet=DOCloud(client, config))
     return await Session.open(config)

@@ -154,11 +154,12 @@ def _error_text(exc: BaseException) -> str:
 
 
 def human_size(n: int | None) -> str:
+    """Binary units (KiB, MiB, GiB), as the sizes are counted."""
     if n is None:
         return "—"
     size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"

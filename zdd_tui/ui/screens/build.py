@@ -27,9 +27,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, RichLog, Static
 
+from zdd_tui.sandbox import SANDBOX_REGISTRY_SERVER
+from zdd_tui.ui.state import human_size
 from zdd_tui.ui.widgets import KeyFooter, TopBar, theme_style
 
-SANDBOX_REGISTRY_SERVER = "registry.sandbox.local"  # zdd_tui.sandbox.supervisor's stand-in registry
 DONE_STATUSES = ("Pushed", "Layer already exists", "Mounted from")
 
 
@@ -274,7 +275,7 @@ class BuildScreen(Screen):
         elif ev.current is not None and ev.total:
             frac = max(0.0, min(1.0, ev.current / ev.total))
             filled = int(frac * 10)
-            progress = f"{'█' * filled}{'░' * (10 - filled)} {frac:4.0%} {_size(ev.current)}/{_size(ev.total)}"
+            progress = f"{'█' * filled}{'░' * (10 - filled)} {frac:4.0%} {human_size(ev.current)}/{human_size(ev.total)}"
         else:
             progress = "░" * 10 + " waiting"
         row = (ev.layer, ev.tag, ev.status, progress)
@@ -335,12 +336,3 @@ class BuildScreen(Screen):
 
 def _short(image_id: str) -> str:
     return image_id.split(":", 1)[-1][:12]
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"

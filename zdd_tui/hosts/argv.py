@@ -1,4 +1,4 @@
-"""Commands sent to hosts, built as data: pure functions returning argv lists.
+"""The argv lists sent to hosts, built as data by pure functions.
 
 Nothing here runs anything. Every value that comes from outside (image refs, names, file
 contents) is a separate argv element; shell snippets are constant text that reads its inputs
@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 Argv = list[str]
@@ -160,10 +159,6 @@ def docker_logs(name: str, tail: int) -> Argv:
     return ["sh", "-c", 'exec docker logs --tail "$1" -- "$2" 2>&1', "zdd-logs", str(int(tail)), check_container_name(name)]
 
 
-def docker_version() -> Argv:
-    return ["docker", "version", "--format", "{{.Server.Version}}"]
-
-
 # --- state files (lock, journal) ----------------------------------------------------------
 
 # Each snippet gets the state dir as $1 and the file name as $2; content comes on stdin.
@@ -268,15 +263,3 @@ def install_docker_apt() -> Argv:
         "zdd-install-docker",
     ]
 
-
-@dataclass(frozen=True)
-class Step:
-    """A described command (for previews and logs): what it does, the argv, stdin or not."""
-
-    what: str
-    argv: Argv
-    stdin: bool = False
-
-    @property
-    def command_line(self) -> str:
-        return to_command_line(self.argv)

@@ -4,17 +4,17 @@ import shlex
 
 import pytest
 
-from zdd_tui.hosts import commands as C
+from zdd_tui.hosts import argv as host_argv
 
 REF = "registry.digitalocean.com/reg/app:sha-abc1234"
 
 
 def test_pull_without_credentials():
-    assert C.docker_pull(REF, with_credentials_on_stdin=False) == ["docker", "pull", "--", REF]
+    assert host_argv.docker_pull(REF, with_credentials_on_stdin=False) == ["docker", "pull", "--", REF]
 
 
 def test_pull_with_credentials_keeps_them_off_the_command_line():
-    argv = C.docker_pull(REF, with_credentials_on_stdin=True)
+    argv = host_argv.docker_pull(REF, with_credentials_on_stdin=True)
     assert argv[:2] == ["sh", "-c"] and argv[3:] == ["zdd-pull", REF]
     script = argv[2]
     # The config comes from stdin into a private temp dir that a trap removes on exit and hangup.
@@ -25,7 +25,7 @@ def test_pull_with_credentials_keeps_them_off_the_command_line():
 
 
 def test_run_argv_exact():
-    argv = C.docker_run(
+    argv = host_argv.docker_run(
         "app",
         REF,
         port=8080,
@@ -48,24 +48,24 @@ def test_run_argv_exact():
 
 
 def test_operator_env_cannot_expose_admin_port():
-    argv = C.docker_run("app", REF, port=1, admin_port=2, version="v", env={"ZDD_ADMIN_HOST": "0.0.0.0"})
+    argv = host_argv.docker_run("app", REF, port=1, admin_port=2, version="v", env={"ZDD_ADMIN_HOST": "0.0.0.0"})
     assert "ZDD_ADMIN_HOST=0.0.0.0" not in argv
     assert argv.count("ZDD_ADMIN_HOST=127.0.0.1") == 1
 
 
 def test_stop_rm_inspect_logs():
-    assert C.docker_stop("app", 30) == ["docker", "stop", "-t", "30", "--", "app"]
-    assert C.docker_stop("app", 2.1) == ["docker", "stop", "-t", "3", "--", "app"]
-    assert C.docker_rm("app") == ["docker", "rm", "--", "app"]
-    assert C.docker_rm("app", force=True) == ["docker", "rm", "--force", "--", "app"]
-    assert C.docker_inspect("app") == ["docker", "container", "inspect", "--", "app"]
-    logs = C.docker_logs("app", 50)
+    assert host_argv.docker_stop("app", 30) == ["docker", "stop", "-t", "30", "--", "app"]
+    assert host_argv.docker_stop("app", 2.1) == ["docker", "stop", "-t", "3", "--", "app"]
+    assert host_argv.docker_rm("app") == ["docker", "rm", "--", "app"]
+    assert host_argv.docker_rm("app", force=True) == ["docker", "rm", "--force", "--", "app"]
+    assert host_argv.docker_inspect("app") == ["docker", "container", "inspect", "--", "app"]
+    logs = host_argv.docker_logs("app", 50)
     assert logs[0:2] == ["sh", "-c"] and logs[3:] == ["zdd-logs", "50", "app"]
-    assert C.docker_image_digests(REF) == ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", "--", REF]
+    assert host_argv.docker_image_digests(REF) == ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", "--", REF]
 
 
 def test_state_ops_take_values_as_parameters():
-    for fn in (C.state_read, C.state_create, C.state_write, C.state_append, C.state_remove):
+    for fn in (host_argv.state_read, host_argv.state_create, host_argv.state_write, host_argv.state_append, host_argv.state_remove):
         argv = fn("/var/lib/zdd/app", "lock")
         assert argv[0:2] == ["sh", "-c"]
         assert argv[4:] == ["/var/lib/zdd/app", "lock"]
@@ -75,26 +75,26 @@ def test_state_ops_take_values_as_parameters():
 @pytest.mark.parametrize("bad", ["../x", ".hidden", "a/b", "a b", "x;rm", "", "-rf"])
 def test_state_names_are_validated(bad):
     with pytest.raises(ValueError):
-        C.state_read("/d", bad)
+        host_argv.state_read("/d", bad)
 
 
 @pytest.mark.parametrize("bad", ["-v", "a b", "x;y", "$(id)", "a\nb", ""])
 def test_refs_and_names_are_validated(bad):
     with pytest.raises(ValueError):
-        C.docker_pull(bad, with_credentials_on_stdin=False)
+        host_argv.docker_pull(bad, with_credentials_on_stdin=False)
     with pytest.raises(ValueError):
-        C.docker_stop(bad, 1)
+        host_argv.docker_stop(bad, 1)
 
 
 def test_tag_and_repo_parsing():
-    assert C.tag_of(REF) == "sha-abc1234"
-    assert C.tag_of("localhost:5000/a/b") == "latest"
-    assert C.repo_of("localhost:5000/a/b:v1") == "localhost:5000/a/b"
-    assert C.repo_of("localhost:5000/a/b@sha256:00") == "localhost:5000/a/b"
+    assert host_argv.tag_of(REF) == "sha-abc1234"
+    assert host_argv.tag_of("localhost:5000/a/b") == "latest"
+    assert host_argv.repo_of("localhost:5000/a/b:v1") == "localhost:5000/a/b"
+    assert host_argv.repo_of("localhost:5000/a/b@sha256:00") == "localhost:5000/a/b"
 
 
 def test_command_line_is_shlex_join_and_round_trips():
     hostile = ["printf", "%s", "it's $(id); `x` \"q\"\nnew ünï"]
-    line = C.to_command_line(hostile)
+    line = host_argv.to_command_line(hostile)
     assert line == shlex.join(hostile)
     assert shlex.split(line) == hostile

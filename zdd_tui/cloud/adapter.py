@@ -1,4 +1,4 @@
-"""`CloudFleet`: the engine's view of the cloud (rollout.interfaces.Fleet) on top of DOClient."""
+"""`DOCloud`: the engine's view of the cloud (rollout.interfaces.Cloud) over the DigitalOcean client."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from zdd_tui.config import Config
 from zdd_tui.rollout.interfaces import LBSettings
 
 
-class CloudFleet:
+class DOCloud:
     """LB settings and health by droplet name, and registry tag lookups, for one zdd.yaml."""
 
     def __init__(self, client: DOClient, config: Config):
@@ -31,16 +31,8 @@ class CloudFleet:
 
     async def lb_settings(self) -> LBSettings:
         lb = await self.load_balancer()
-        if lb is not None:
-            hc = lb.health_check
-            return LBSettings(
-                interval=float(hc.check_interval_seconds),
-                timeout=float(hc.response_timeout_seconds),
-                unhealthy_threshold=hc.unhealthy_threshold,
-                healthy_threshold=hc.healthy_threshold,
-            )
         # No LB yet (e.g. before setup finished): the settings setup will give it.
-        hc = self.config.load_balancer.health_check
+        hc = lb.health_check if lb is not None else self.config.load_balancer.health_check
         return LBSettings(
             interval=float(hc.check_interval_seconds),
             timeout=float(hc.response_timeout_seconds),
@@ -51,12 +43,14 @@ class CloudFleet:
     async def lb_health(self) -> dict[str, bool | None]:
         """droplet name -> healthy as the LB sees it; None for a droplet it reports nothing for."""
         droplets = await self.client.list_droplets(self.config.droplets.tag)
-        if self._lb_id is None:
+        lb_id = self._lb_id
+        if lb_id is None:
             lb = await self.load_balancer()
             if lb is None:
                 return {d.name: None for d in droplets}
+            lb_id = lb.id
         try:
-            health = await self.client.lb_droplet_health(self._lb_id)
+            health = await self.client.lb_droplet_health(lb_id)
         except NotFoundError:
             self._lb_id = None
             return {d.name: None for d in droplets}
