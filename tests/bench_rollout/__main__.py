@@ -38,7 +38,7 @@ from zdd_tui.session import Session  # noqa: E402
 from zdd_tui.config import load_config  # noqa: E402
 from zdd_tui.rollout.engine import EngineOptions  # noqa: E402
 from zdd_tui.rollout.events import OutcomeStatus, Phase, PhaseChanged  # noqa: E402
-from zdd_tui.rollout.headless import HeadlessRenderer  # noqa: E402
+from zdd_tui.headless import HeadlessRenderer  # noqa: E402
 from zdd_tui.rollout.listeners import Recorder  # noqa: E402
 
 TRACE = False
