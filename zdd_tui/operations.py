@@ -6,7 +6,7 @@ and, for rollback choices, `session.client.list_tags` when present. Nothing here
 
 Typical use (console or CLI):
     plan = await plan_deploy(session, tag)          # or plan_rollback(session, tag)
-    ... show render_plan(plan), ask ...
+    ... show plan.text(), ask ...
     outcome = await run_deploy(session, plan, [listener], cancel_event)
 Refusals before anything changes raise `RefusedError` (unknown tag, lock held: `LockHeld`) or
 `UsageError` (malformed tag, no git HEAD); everything after the start is reported in the Outcome.
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from zdd_tui.errors import EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, RefusedError, UsageError, ZddError
+from zdd_tui.events import Listener
 from zdd_tui.rollout.engine import Engine, EngineOptions
-from zdd_tui.rollout.events import Listener, Outcome, OutcomeStatus, Plan
+from zdd_tui.rollout.events import Outcome, OutcomeStatus, Plan
 from zdd_tui.rollout.interfaces import Clock, HostRuntime
 from zdd_tui.rollout.journal import (
     Journal,

@@ -36,7 +36,7 @@ from zdd_tui import operations as ops
 from zdd_tui.config import load_config
 from zdd_tui.rollout.engine import EngineOptions
 from zdd_tui.rollout.events import OutcomeStatus, Phase, PhaseChanged
-from zdd_tui.rollout.headless import HeadlessRenderer
+from zdd_tui.headless import HeadlessRenderer
 from zdd_tui.rollout.listeners import Recorder
 from zdd_tui.session import Session
 

@@ -17,7 +17,7 @@ from zdd_tui.hosts.bootstrap import bootstrap_host
 from zdd_tui.hosts.known_hosts import KnownHosts
 from zdd_tui.hosts.runtime import DockerSSHRuntime
 from zdd_tui.hosts.ssh import SSHPool
-from zdd_tui.rollout.events import LogLine
+from zdd_tui.events import LogLine
 from zdd_tui.rollout.interfaces import ImageNotFound, RuntimeFailure
 
 TOKEN = "runtime-test-token"

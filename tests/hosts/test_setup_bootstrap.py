@@ -9,7 +9,8 @@ import pytest
 from zdd_tui.config import Config, DigitalOceanConfig, DropletsConfig, ServiceConfig, SSHConfig
 from zdd_tui.errors import ZddError
 from zdd_tui.hosts.known_hosts import KnownHosts
-from zdd_tui.setup.events import HostReport, StepFailed
+from zdd_tui.events import HostReport
+from zdd_tui.setup.events import StepError
 from zdd_tui.setup.steps import Setup
 
 TOKEN = "bootstrap-test-token"
@@ -50,7 +51,7 @@ async def test_bootstrap_step_pins_only_when_allowed(docker_host, do_api, tmp_pa
             await setup.apply("bootstrap")
     rep = next(e for e in events if isinstance(e, HostReport))
     assert not rep.ok and "not pinned yet" in rep.checks["ssh"] and s.host_fingerprint in rep.checks["ssh"]
-    assert [e.step for e in events if isinstance(e, StepFailed)] == ["bootstrap"]
+    assert [e.step for e in events if isinstance(e, StepError)] == ["bootstrap"]
     assert KnownHosts(kh).keys_for("127.0.0.1", s.port) == []
     assert not (s.dir / "zdd-state").exists()
 

@@ -15,8 +15,8 @@ import pytest
 from zdd_tui import operations as ops
 from zdd_tui.config import Config, DeployConfig
 from zdd_tui.errors import EXIT_HALTED, EXIT_OK, EXIT_REFUSED, RefusedError, UsageError
+from zdd_tui.headless import HeadlessRenderer
 from zdd_tui.rollout.events import OutcomeStatus, Phase, PhaseChanged
-from zdd_tui.rollout.headless import HeadlessRenderer, render_plan
 from zdd_tui.rollout.interfaces import LBSettings
 from zdd_tui.rollout.journal import Journal, read_records, summarize, versions_that_ran
 from zdd_tui.rollout.listeners import Fanout, Recorder
@@ -57,7 +57,7 @@ def test_plan_puts_damaged_hosts_first_and_skips_settled_ones_on_the_tag():
     p = build_plan(facts, "sha-new", "r:sha-new", S, DeployConfig())
     assert p.unchanged == ("a",)
     assert [h.name for h in p.hosts] == ["c", "d", "b"]
-    text = render_plan(p)
+    text = p.text()
     assert "batch 1: c (sha-old -> sha-new)" in text and "d (nothing -> sha-new)" in text
     assert "unchanged (already on sha-new): a" in text
 
@@ -352,7 +352,7 @@ def test_deploy_bad_tag_is_bad_input_before_any_config_or_network(capsys, tmp_pa
 
 def test_engine_imports_no_textual_ssh_or_pydo():
     code = ("import sys; import zdd_tui.rollout.engine, zdd_tui.rollout.plan, zdd_tui.rollout.lock, "
-            "zdd_tui.rollout.journal, zdd_tui.rollout.headless, zdd_tui.rollout.listeners; "
+            "zdd_tui.rollout.journal, zdd_tui.headless, zdd_tui.rollout.listeners; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'asyncssh', 'pydo', 'docker')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

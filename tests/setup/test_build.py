@@ -14,16 +14,8 @@ import pytest
 
 from zdd_tui.config import BuildConfig, Config, RegistryConfig
 from zdd_tui.errors import RefusedError, UsageError
-from zdd_tui.images.build import (
-    BuildError,
-    BuildFinished,
-    BuildOutput,
-    ImageBuilder,
-    LayerProgress,
-    PushFinished,
-    auth_config_for,
-    parse_build_args,
-)
+from zdd_tui.images.build import BuildError, ImageBuilder, auth_config_for, parse_build_args
+from zdd_tui.images.events import BuildFinished, BuildOutput, LayerProgress, PushFinished
 from zdd_tui.images.git import git_state, head_sha
 
 

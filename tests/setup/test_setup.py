@@ -10,7 +10,7 @@ from zdd_tui.cloud.errors import CloudError
 from zdd_tui.config import LoadBalancerConfig, RegistryConfig
 from zdd_tui.errors import RefusedError, UsageError
 from zdd_tui.sandbox.state import REGISTRY_TIERS, SIZES
-from zdd_tui.setup.events import PreviewShown, StepFailed
+from zdd_tui.setup.events import PreviewShown, StepError
 from zdd_tui.setup.steps import LB_NODE_MONTHLY_USD, STEP_IDS, Setup, validate_registry_name
 
 TOKEN = "sandbox-test-token"  # the do_api fixture's token
@@ -91,7 +91,7 @@ async def test_interrupted_run_resumes(do_api, memkeyring, cfg_for):
     events: list = []
     with pytest.raises(CloudError):
         await _run(cfg, events)
-    failed = [e for e in events if isinstance(e, StepFailed)]
+    failed = [e for e in events if isinstance(e, StepError)]
     assert [f.step for f in failed] == ["load-balancer"]
     droplets, lbs, reg, keys = await _inventory(do_api.url, cfg)
     assert len(droplets) == 2 and lbs == [] and reg is None and len(keys) == 1
@@ -132,7 +132,7 @@ async def test_rejected_token_stores_nothing(do_api, memkeyring, cfg_for):
         async with Setup(cfg, token="wrong-token", emit=events.append) as s:
             await s.apply("token")
     assert memkeyring.items == {}
-    assert [e.step for e in events if isinstance(e, StepFailed)] == ["token"]
+    assert [e.step for e in events if isinstance(e, StepError)] == ["token"]
     # The same step with the right token stores it (so the check above can fail).
     async with Setup(cfg, token=TOKEN) as s:
         done = await s.apply("token")

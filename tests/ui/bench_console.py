@@ -162,7 +162,8 @@ def run_stream_child(hosts: int, per_tick: int = 20) -> None:
     from zdd_tui.commands.console import prepare_textual
 
     prepare_textual()  # as `zdd-tui` does, before Textual is imported
-    from zdd_tui.rollout.events import HealthChanged, LogLine, Outcome, OutcomeStatus, Phase, PhaseChanged, Progress
+    from zdd_tui.events import LogLine
+    from zdd_tui.rollout.events import HealthChanged, Outcome, OutcomeStatus, Phase, PhaseChanged, Progress
     from zdd_tui.ui.app import ZddApp
     from zdd_tui.ui.fake import FakeSource
 

@@ -29,7 +29,7 @@ def _confirm(question: str) -> bool:
 async def execute(args, *, action: str, tag: str | None) -> int:
     # Imported here so `zdd-tui --help` stays fast and works without the cloud stack.
     from zdd_tui import operations as ops
-    from zdd_tui.rollout.headless import HeadlessRenderer, render_plan
+    from zdd_tui.headless import HeadlessRenderer
     from zdd_tui.rollout.events import OutcomeStatus
     from zdd_tui.config import load_config
     from zdd_tui.session import Session
@@ -44,7 +44,7 @@ async def execute(args, *, action: str, tag: str | None) -> int:
     try:
         plan = await (ops.plan_rollback(session, tag) if action == "rollback" else ops.plan_deploy(session, tag))
         if not args.yes:
-            print(render_plan(plan), file=sys.stderr)
+            print(plan.text(), file=sys.stderr)
             if not plan.hosts:
                 print(f"nothing to do: every host already runs {plan.to_tag}", file=sys.stderr)
                 return 0

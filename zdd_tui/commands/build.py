@@ -7,15 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
-from zdd_tui.images.build import (
-    BuildFinished,
-    BuildOutput,
-    BuildStarted,
-    ImageBuilder,
-    LayerProgress,
-    PushFinished,
-    parse_build_args,
-)
+from zdd_tui.headless import HeadlessRenderer
+from zdd_tui.images.build import ImageBuilder, parse_build_args
 
 PUSH_CREDENTIALS_SECONDS = 900
 
@@ -32,48 +25,12 @@ def register(sub, common):
     p.set_defaults(func=run)
 
 
-class _Render:
-    """Text output: build lines, and one line per layer status change (not every byte)."""
-
-    def __init__(self, as_json: bool):
-        self.as_json = as_json
-        self._last: dict[tuple[str, str], str] = {}
-        self._quarter: dict[tuple[str, str], int] = {}
-
-    def __call__(self, ev) -> None:
-        if isinstance(ev, LayerProgress):
-            key = (ev.tag, ev.layer)
-            if self._last.get(key) == ev.status:
-                # Same status again: only more bytes. Show whole quarters, to keep logs short.
-                if not (ev.current is not None and ev.total):
-                    return
-                q = int(4 * ev.current / ev.total)
-                if q == self._quarter.get(key):
-                    return
-                self._quarter[key] = q
-            self._last[key] = ev.status
-        if self.as_json:
-            print(json.dumps({k: v for k, v in ev.__dict__.items()}), flush=True)
-            return
-        if isinstance(ev, BuildStarted):
-            print(f"building {', '.join(ev.tags)} from {ev.context} ({ev.dockerfile})", flush=True)
-        elif isinstance(ev, BuildOutput):
-            print(f"  {ev.line}", flush=True)
-        elif isinstance(ev, BuildFinished):
-            print(f"built {ev.image_id}", flush=True)
-        elif isinstance(ev, LayerProgress):
-            size = f" {ev.current}/{ev.total} bytes" if ev.current is not None and ev.total else ""
-            print(f"  {ev.tag} layer {ev.layer}: {ev.status}{size}", flush=True)
-        elif isinstance(ev, PushFinished):
-            print(f"pushed {ev.ref} {ev.digest}", flush=True)
-
-
 async def run(args) -> int:
     from zdd_tui.commands.setup import load_project_config
 
     config = load_project_config(args.config)
     build_args = parse_build_args(args.build_arg)
-    render = _Render(args.json)
+    render = HeadlessRenderer(sys.stdout, json_lines=args.json)
     builder = ImageBuilder(config, project_dir=args.project_dir, docker_host=args.docker_host)
     try:
         builder.plan(allow_dirty=args.allow_dirty)  # refuse a dirty tree before touching the engine

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from zdd_tui.errors import RefusedError, UsageError
-from zdd_tui.setup.events import HostReport, Preview, PreviewShown, StepDone, StepFailed, StepProgress, StepStarted, to_dict
+from zdd_tui.headless import HeadlessRenderer
+from zdd_tui.setup.events import Preview
 from zdd_tui.setup.steps import STEP_IDS, Setup
 
 
@@ -33,46 +34,6 @@ def load_project_config(path: str):
     from zdd_tui.config import load_config
 
     return load_config(Path(path))
-
-
-class TextRenderer:
-    def __init__(self, out=sys.stdout):
-        self.out = out
-
-    def __call__(self, ev) -> None:
-        w = lambda s: print(s, file=self.out, flush=True)  # noqa: E731
-        if isinstance(ev, PreviewShown):
-            p: Preview = ev.preview
-            w(f"\n== {p.title} ==")
-            for n in p.notes:
-                w(f"  note: {n}")
-            if not p.applies:
-                return
-            for e in p.existing:
-                w(f"  found: {e}")
-            for c in p.creates:
-                w(f"  will create: {c}")
-            if p.creates:
-                w(f"  cost: +${p.monthly_usd:.2f}/month ({p.cost_detail})")
-            elif p.existing:
-                w("  nothing to create")
-        elif isinstance(ev, StepProgress):
-            frac = f" [{ev.fraction * 100:3.0f}%]" if ev.fraction is not None else ""
-            w(f"  ..{frac} {ev.message}")
-        elif isinstance(ev, HostReport):
-            w(f"  host {ev.host} ({ev.address}): {'ready' if ev.ok else 'NOT READY'}")
-            for k, v in ev.checks.items():
-                w(f"    {k}: {v}")
-        elif isinstance(ev, StepDone):
-            w(f"  {ev.status}: {ev.detail}")
-        elif isinstance(ev, StepFailed):
-            w(f"  FAILED: {ev.message}")
-        elif isinstance(ev, StepStarted):
-            pass
-
-
-def _jsonl(ev) -> None:
-    print(json.dumps(to_dict(ev)), flush=True)
 
 
 def _confirm_factory(args):
@@ -102,7 +63,7 @@ async def run(args) -> int:
             import_key = Path(args.import_key).read_text()
         except OSError as exc:
             raise UsageError(f"cannot read --import-key {args.import_key}: {exc.strerror}") from None
-    emit = _jsonl if args.json else TextRenderer()
+    emit = HeadlessRenderer(sys.stdout, json_lines=args.json)
     async with Setup(
         config,
         context=args.context,

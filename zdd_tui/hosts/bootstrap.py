@@ -8,11 +8,11 @@ from typing import Callable
 
 from zdd_tui.cloud.models import Droplet
 from zdd_tui.config import Config
+from zdd_tui.events import HostReport
 from zdd_tui.hosts import argv as host_argv
 from zdd_tui.hosts.known_hosts import fingerprint
 from zdd_tui.hosts.runner import CommandFailed, HostShell
 from zdd_tui.rollout.interfaces import HostUnreachable
-from zdd_tui.setup.events import HostReport
 
 
 async def bootstrap_host(

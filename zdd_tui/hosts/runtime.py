@@ -106,7 +106,7 @@ class DockerSSHRuntime(ServiceAdmin):
     def _log(self, line: str, level: str = "info") -> None:
         if self.on_event is None:
             return
-        from zdd_tui.rollout.events import LogLine
+        from zdd_tui.events import LogLine
 
         self.on_event(LogLine(host=self.name, line=line, level=level))
 

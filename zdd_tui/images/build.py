@@ -3,8 +3,8 @@
 Tags: `<registry.server>/<registry.name>/<repository>:latest` and `:sha-<HEAD sha7>`; a dirty
 tree is refused unless allow_dirty, and then the sha tag is `sha-<sha7>-dirty`. Push uses
 short-lived read-write registry credentials passed as the API's auth_config (in memory only).
-Progress goes to a callback as plain dataclass events (build output lines, per-layer push
-progress). The engine's API is used directly: no CLI output is parsed.
+Progress goes to a listener as events (zdd_tui.images.events: build output lines, per-layer
+push progress). The engine's API is used directly: no CLI output is parsed.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import base64
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from zdd_tui.cloud.models import DockerCredentials
 from zdd_tui.config import Config
 from zdd_tui.errors import RefusedError, UsageError, ZddError
+from zdd_tui.events import Event, Listener
+from zdd_tui.images.events import BuildFinished, BuildOutput, BuildStarted, LayerProgress, PushFinished
 from zdd_tui.images.git import GitState, git_state
 
 if TYPE_CHECKING:  # the docker SDK is imported where it is used: it is slow to import
@@ -27,54 +29,6 @@ if TYPE_CHECKING:  # the docker SDK is imported where it is used: it is slow to 
 
 class BuildError(ZddError):
     """The engine refused or failed the build/push; the message carries its error detail."""
-
-
-# --- events --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BuildStarted:
-    tags: tuple[str, ...]
-    context: str
-    dockerfile: str
-    kind: str = "build-started"
-
-
-@dataclass(frozen=True)
-class BuildOutput:
-    line: str
-    kind: str = "build-output"
-
-
-@dataclass(frozen=True)
-class BuildFinished:
-    image_id: str
-    tags: tuple[str, ...]
-    kind: str = "build-finished"
-
-
-@dataclass(frozen=True)
-class LayerProgress:
-    """One layer of one push: status text (Preparing, Waiting, Pushing, Pushed, Layer already
-    exists, ...) and bytes so far of total when the engine reports them."""
-
-    tag: str
-    layer: str
-    status: str
-    current: int | None = None
-    total: int | None = None
-    kind: str = "layer"
-
-
-@dataclass(frozen=True)
-class PushFinished:
-    ref: str
-    digest: str
-    size: int | None = None
-    kind: str = "push-finished"
-
-
-Listener = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -287,13 +241,13 @@ class ImageBuilder:
             self._api = None
 
 
-def _threadsafe(listener: Listener | None) -> Callable[[Any], None]:
+def _threadsafe(listener: Listener | None) -> Callable[[Event], None]:
     """Deliver events on the caller's loop even though the SDK streams in a worker thread."""
     if listener is None:
         return lambda ev: None
     loop = asyncio.get_running_loop()
 
-    def emit(ev: Any) -> None:
+    def emit(ev: Event) -> None:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from zdd_tui.config import DeployConfig
+from zdd_tui.events import Listener, LogLine
 from zdd_tui.rollout.events import (
     HealthChanged,
-    Listener,
-    LogLine,
     Outcome,
     OutcomeStatus,
     Phase,

@@ -1,15 +1,14 @@
-"""Typed events the engine emits; the console and the headless renderer are two listeners.
-
-Every event is a frozen dataclass with a `kind` string (for JSON lines) and `at` (the engine
-clock's time when it was emitted). `to_dict(event)` gives the JSON form.
+"""The rollout's vocabulary: the plan, the per-host phases, the outcome, and the events the
+engine emits (zdd_tui.events.Event; the engine stamps `at` with its clock). The engine also
+emits the neutral LogLine. The console and the headless renderer are two listeners.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Callable
+
+from zdd_tui.events import Event
 
 
 class Phase(str, enum.Enum):
@@ -75,8 +74,8 @@ class Plan:
     batch_size: int
     estimated_seconds: float
     estimate_basis: str  # how the estimate was derived, in words
-    # Hosts already on to_tag and serving,
-    # left alone; and warnings for the operator (e.g. batch size lowered).
+    # Hosts already on to_tag and serving, left alone; and warnings for the operator (e.g.
+    # batch size lowered).
     unchanged: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     resumes: str | None = None  # the interrupted rollout id this plan continues or rolls back
@@ -88,48 +87,67 @@ class Plan:
             out.setdefault(h.batch, []).append(h)
         return [out[k] for k in sorted(out)]
 
+    def text(self) -> str:
+        """The plan preview, in words."""
+        lines = [f"Plan {self.rollout_id}: {self.action} {self.to_tag}"]
+        lines.append(f"  image: {self.image_ref}")
+        if self.resumes:
+            lines.append(f"  continues interrupted rollout {self.resumes}")
+        if not self.hosts:
+            lines.append(f"  nothing to do: every host already runs {self.to_tag}")
+        for i, batch in enumerate(self.batches):
+            hosts = ", ".join(f"{h.name} ({h.from_tag or 'nothing'} -> {self.to_tag})" for h in batch)
+            lines.append(f"  batch {i + 1}: {hosts}")
+        if self.unchanged:
+            lines.append(f"  unchanged (already on {self.to_tag}): {', '.join(self.unchanged)}")
+        lines.append(f"  batch size {self.batch_size}; estimated {_dur(self.estimated_seconds)} "
+                     f"({self.estimate_basis})")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        return "\n".join(lines)
+
 
 @dataclass(frozen=True)
-class Event:
-    at: float = field(default=0.0, kw_only=True)
-
-    @property
-    def kind(self) -> str:
-        return _KINDS[type(self)]
-
-
-@dataclass(frozen=True)
-class RolloutPlanned(Event):
+class RolloutPlanned(Event, kind="planned"):
     plan: Plan
 
+    def text(self) -> str:
+        return self.plan.text()
+
 
 @dataclass(frozen=True)
-class PhaseChanged(Event):
+class PhaseChanged(Event, kind="phase"):
     host: str
     phase: Phase
     detail: str = ""
 
+    def text(self) -> str:
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.host:<12} {self.phase.words}{detail}"
+
 
 @dataclass(frozen=True)
-class Progress(Event):
+class Progress(Event, kind="progress"):
     host: str
     fraction: float  # this host, 0..1
     overall: float  # the whole rollout, 0..1
 
+    def text(self) -> str:
+        return f"{self.host:<12} {int(self.fraction * 100)}% (overall {int(self.overall * 100)}%)"
+
 
 @dataclass(frozen=True)
-class HealthChanged(Event):
+class HealthChanged(Event, kind="health"):
     host: str
     view: str  # "lb" (as the load balancer sees it) | "direct" (probed from the host)
     healthy: bool | None  # None: unknown
     detail: str = ""
 
-
-@dataclass(frozen=True)
-class LogLine(Event):
-    host: str | None
-    line: str
-    level: str = "info"  # info | warning | error
+    def text(self) -> str:
+        who = "LB sees" if self.view == "lb" else "direct probe"
+        word = {True: "healthy", False: "unhealthy", None: "unknown"}[self.healthy]
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.host:<12} {who}: {word}{detail}"
 
 
 @dataclass(frozen=True)
@@ -145,37 +163,32 @@ class Outcome:
     duration_seconds: float = 0.0
     rollout_id: str = ""  # empty for an outcome no engine produced (e.g. the console's own error)
 
+    def text(self) -> str:
+        label = {
+            OutcomeStatus.SUCCESS: "OK",
+            OutcomeStatus.HALTED: "HALTED (restored)",
+            OutcomeStatus.ERROR: "ERROR",
+            OutcomeStatus.REFUSED: "REFUSED",
+            OutcomeStatus.INTERRUPTED: "INTERRUPTED",
+        }[self.status]
+        lines = [f"{label}: {self.message}"]
+        if self.failed_host:
+            step = self.failed_step.value if self.failed_step else "?"
+            lines.append(f"  failed: {self.failed_host} at {step}")
+            if self.seen:
+                lines.append(f"  seen: {self.seen}")
+        lines.append(f"  took {_dur(self.duration_seconds)}")
+        return "\n".join(lines)
+
 
 @dataclass(frozen=True)
-class RolloutFinished(Event):
+class RolloutFinished(Event, kind="finished"):
     outcome: Outcome
 
-
-_KINDS: dict[type, str] = {
-    RolloutPlanned: "planned",
-    PhaseChanged: "phase",
-    Progress: "progress",
-    HealthChanged: "health",
-    LogLine: "log",
-    RolloutFinished: "finished",
-}
-
-Listener = Callable[[Event], Any]
+    def text(self) -> str:
+        return self.outcome.text()
 
 
-def to_dict(event: Event) -> dict[str, Any]:
-    """The JSON form of an event: {"kind": ..., "at": ..., fields...}."""
-
-    def conv(v: Any) -> Any:
-        if isinstance(v, enum.Enum):
-            return v.value
-        if dataclasses.is_dataclass(v):
-            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, (list, tuple)):
-            return [conv(x) for x in v]
-        if isinstance(v, dict):
-            return {k: conv(x) for k, x in v.items()}
-        return v
-
-    d = conv(event)
-    return {"kind": event.kind, **d}
+def _dur(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds:.0f}s" if seconds < 120 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"

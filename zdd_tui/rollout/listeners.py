@@ -11,7 +11,7 @@ import inspect
 import logging
 from typing import Iterable
 
-from zdd_tui.rollout.events import Event, Listener
+from zdd_tui.events import Event, Listener
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,12 @@
-"""Progress events of the setup wizard (plain dataclasses): the console and the headless
-renderer both listen to them. `to_dict` gives the JSON-lines form."""
+"""The setup wizard's vocabulary: a step's preview, and the events a run emits
+(zdd_tui.events.Event; bootstrap also emits the neutral HostReport). The console and the
+headless renderer both listen to them."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+
+from zdd_tui.events import Event
 
 
 @dataclass(frozen=True)
@@ -27,60 +28,62 @@ class Preview:
 
 
 @dataclass(frozen=True)
-class StepStarted:
-    step: str
-    title: str
-    kind: str = "step-started"
+class PreviewShown(Event, kind="preview"):
+    preview: Preview
+
+    def text(self) -> str:
+        p = self.preview
+        lines = [f"\n== {p.title} =="]
+        lines += [f"  note: {n}" for n in p.notes]
+        if not p.applies:
+            return "\n".join(lines)
+        lines += [f"  found: {e}" for e in p.existing]
+        lines += [f"  will create: {c}" for c in p.creates]
+        if p.creates:
+            lines.append(f"  cost: +${p.monthly_usd:.2f}/month ({p.cost_detail})")
+        elif p.existing:
+            lines.append("  nothing to create")
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
-class StepProgress:
+class StepStarted(Event):
+    step: str
+    title: str
+
+    def text(self) -> str:
+        return f"  applying: {self.title}"
+
+
+@dataclass(frozen=True)
+class StepProgress(Event):
     step: str
     message: str
     fraction: float | None = None  # 0..1 when known
-    kind: str = "step-progress"
+
+    def text(self) -> str:
+        frac = f" [{self.fraction * 100:3.0f}%]" if self.fraction is not None else ""
+        return f"  ..{frac} {self.message}"
 
 
 @dataclass(frozen=True)
-class HostReport:
-    """The bootstrap result of one host."""
-
-    step: str
-    host: str
-    address: str
-    ok: bool
-    checks: dict[str, str] = field(default_factory=dict)  # check -> outcome in words
-    kind: str = "host-report"
-
-
-@dataclass(frozen=True)
-class StepDone:
+class StepDone(Event):
     step: str
     status: str  # created | exists | not-applicable | skipped
     detail: str
     created: tuple[str, ...] = ()
-    kind: str = "step-done"
+
+    def text(self) -> str:
+        return f"  {self.status}: {self.detail}"
 
 
 @dataclass(frozen=True)
-class StepFailed:
+class StepError(Event, kind="step-failed"):
+    """A step failed (the run then raises). Its JSON kind stays "step-failed"."""
+
     step: str
     message: str
     hint: str | None = None
-    kind: str = "step-failed"
 
-
-@dataclass(frozen=True)
-class PreviewShown:
-    preview: Preview
-    kind: str = "preview"
-
-
-SetupEvent = Any
-Listener = Callable[[SetupEvent], Any]
-
-
-def to_dict(event: SetupEvent) -> dict[str, Any]:
-    d = dataclasses.asdict(event)
-    kind = d.pop("kind", type(event).__name__)
-    return {"kind": kind, **d}
+    def text(self) -> str:
+        return f"  FAILED: {self.message}"

@@ -25,13 +25,12 @@ from typing import Any, Awaitable, Callable
 from zdd_tui.cloud.models import Droplet, HealthCheck, LoadBalancer, SSHKey
 from zdd_tui.config import Config, key_for
 from zdd_tui.errors import RefusedError, UsageError, ZddError
+from zdd_tui.events import HostReport, Listener
 from zdd_tui.setup.events import (
-    HostReport,
-    Listener,
     Preview,
     PreviewShown,
     StepDone,
-    StepFailed,
+    StepError,
     StepProgress,
     StepStarted,
 )
@@ -196,10 +195,10 @@ class Setup:
         try:
             result = await getattr(self, "_apply_" + step.replace("-", "_"))()
         except ZddError as exc:
-            self.emit(StepFailed(step, exc.message, exc.hint))
+            self.emit(StepError(step, exc.message, exc.hint))
             raise
         except Exception as exc:
-            self.emit(StepFailed(step, f"{type(exc).__name__}: {exc}"))
+            self.emit(StepError(step, f"{type(exc).__name__}: {exc}"))
             raise
         self.emit(result)
         return result

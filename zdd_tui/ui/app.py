@@ -2,7 +2,7 @@
 
 Data flows one way: the poller (a worker) posts FleetData messages, the app folds them into
 `self.fleet` and tells the dashboard which pane changed. Rollouts run in an exclusive worker on
-the rollout screen; engine events come back as RolloutEvent messages.
+the rollout screen; engine events come back as Emitted messages.
 """
 
 from __future__ import annotations

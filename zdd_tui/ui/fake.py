@@ -16,10 +16,9 @@ from typing import Any, Callable
 from zdd_tui.cloud.models import Droplet, ForwardingRule, HealthCheck, LoadBalancer, RateLimit, RegistryTag
 from zdd_tui.config import Config
 from zdd_tui.errors import RefusedError
+from zdd_tui.events import Event, LogLine
 from zdd_tui.rollout.events import (
-    Event,
     HealthChanged,
-    LogLine,
     Outcome,
     OutcomeStatus,
     Phase,

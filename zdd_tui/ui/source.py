@@ -15,7 +15,8 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from zdd_tui.cloud.models import Droplet, LoadBalancer, RateLimit, RegistryTag
 from zdd_tui.config import Config
-from zdd_tui.rollout.events import Event, Outcome, Plan
+from zdd_tui.events import Event
+from zdd_tui.rollout.events import Outcome, Plan
 from zdd_tui.ui.state import HostState, RolloutInfo
 
 # Refresh periods (seconds). Droplets, the LB and tags change rarely (and cost API requests);

@@ -17,30 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, RichLog, Static
 
 from zdd_tui.sandbox import SANDBOX_REGISTRY_SERVER
 from zdd_tui.ui.state import human_size
+from zdd_tui.images.events import BuildFinished, BuildOutput, BuildStarted, LayerProgress, PushFinished
+from zdd_tui.ui.messages import Emitted, Relay
 from zdd_tui.ui.widgets import KeyFooter, TopBar, theme_style
 
 DONE_STATUSES = ("Pushed", "Layer already exists", "Mounted from")
-
-
-class BuildEvent(Message):
-    """One event of zdd_tui.images.build (BuildStarted, BuildOutput, BuildFinished, LayerProgress,
-    PushFinished), delivered on the app's loop."""
-
-    def __init__(self, event: Any):
-        super().__init__()
-        self.event = event
 
 
 class BuildScreen(Screen):
@@ -62,6 +53,7 @@ class BuildScreen(Screen):
         self._git = None
         self._tags: tuple[str, ...] = ()
         self._layers: dict[str, str] = {}  # layer id -> last status
+        self._relay = Relay(self)
 
     def compose(self) -> ComposeResult:
         yield TopBar("zdd-tui · build and push", getattr(self.app.source, "label", ""), self.sandbox)
@@ -223,19 +215,22 @@ class BuildScreen(Screen):
                 )
             self.phase = "building"
             self._status("Building…", "accent")
-            self.built = await builder.build(allow_dirty=allow_dirty, git=git, on_event=self._on_event)
+            self.built = await builder.build(allow_dirty=allow_dirty, git=git, on_event=self._relay)
             self.phase = "pushing"
             self._status(f"Built {_short(self.built.image_id)}; getting short-lived push credentials for registry {builder.config.registry.name}…", "accent")
             creds = await source.push_credentials()
             self._status("Pushing…", "accent")
-            self.pushed = await builder.push(self.built, creds, on_event=self._on_event)
+            self.pushed = await builder.push(self.built, creds, on_event=self._relay)
         except ZddError as exc:
-            self._fail(exc.message, exc.hint)
+            self._relay.after(self._fail, exc.message, exc.hint)
             return
         except Exception as exc:  # an unexpected failure is still shown, never swallowed
-            self._fail(f"{type(exc).__name__}: {exc}", None)
+            self._relay.after(self._fail, f"{type(exc).__name__}: {exc}", None)
             return
         await asyncio.sleep(0)  # let the last events (queued from the SDK's thread) arrive first
+        self._relay.after(self._pushed)
+
+    def _pushed(self) -> None:
         self.phase = "done"
         t = Text("✔ Pushed\n", style=theme_style(self.app, "success", bold=True))
         for ref in sorted(self.pushed.digests, key=lambda r: r.endswith(":latest")):
@@ -248,26 +243,22 @@ class BuildScreen(Screen):
         if poller:
             poller.poke("tags")
 
-    def _on_event(self, event: Any) -> None:
-        self.post_message(BuildEvent(event))
-
-    @on(BuildEvent)
-    def _build_event(self, message: BuildEvent) -> None:
-        ev = message.event
+    @on(Emitted)
+    def _events(self, message: Emitted) -> None:
         log = self.query_one(RichLog)
-        kind = getattr(ev, "kind", "")
-        if kind == "build-started":
-            log.write(f"▶ building {', '.join(ev.tags)} from {ev.context} ({ev.dockerfile})")
-        elif kind == "build-output":
-            log.write(ev.line)
-        elif kind == "build-finished":
-            log.write(f"✔ built {ev.image_id}")
-        elif kind == "layer":
-            self._layer(ev)
-        elif kind == "push-finished":
-            log.write(f"✔ pushed {ev.ref} {ev.digest}")
+        for ev in message.events:
+            if isinstance(ev, BuildStarted):
+                log.write(f"▶ building {', '.join(ev.tags)} from {ev.context} ({ev.dockerfile})")
+            elif isinstance(ev, BuildOutput):
+                log.write(ev.line)
+            elif isinstance(ev, BuildFinished):
+                log.write(f"✔ built {ev.image_id}")
+            elif isinstance(ev, LayerProgress):
+                self._layer(ev)
+            elif isinstance(ev, PushFinished):
+                log.write(f"✔ pushed {ev.ref} {ev.digest}")
 
-    def _layer(self, ev) -> None:
+    def _layer(self, ev: LayerProgress) -> None:
         table = self.query_one("#build-layers", DataTable)
         done = ev.status.startswith(DONE_STATUSES)
         if done:

@@ -10,9 +10,9 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import ProgressBar, Static
 
+from zdd_tui.events import LogLine
 from zdd_tui.rollout.events import (
     HealthChanged,
-    LogLine,
     Outcome,
     OutcomeStatus,
     PhaseChanged,
@@ -22,7 +22,7 @@ from zdd_tui.rollout.events import (
     RolloutPlanned,
 )
 from zdd_tui.ui import keys
-from zdd_tui.ui.messages import RolloutEvent, RolloutReturned
+from zdd_tui.ui.messages import Emitted, Relay, RolloutReturned
 from zdd_tui.ui.state import human_elapsed
 from zdd_tui.ui.widgets import HostRow, HostTable, KeyFooter, LogView, TopBar, theme_style
 
@@ -43,9 +43,9 @@ class RolloutScreen(Screen):
         self.outcome: Outcome | None = None
         self.rows: dict[str, HostRow] = {}
         self.events_seen = 0
+        self._relay = Relay(self)
         self._pending: list = []
         self._flush_scheduled = False
-        self._finished_queued = False
         self._stale: set[str] = set()  # rows whose model changed but are not painted yet
         # While a dialog (help, a confirmation) is over this view, the models still follow the
         # engine but painting waits: each repaint of a screen under a modal makes Textual redraw
@@ -116,28 +116,20 @@ class RolloutScreen(Screen):
     @work(exclusive=True, group="rollout", exit_on_error=False)
     async def run_rollout(self) -> None:
         try:
-            outcome = await self.app.source.run(self.plan, self._listener, self.cancel)
+            outcome = await self.app.source.run(self.plan, self._relay, self.cancel)
         except Exception as exc:  # the engine's own errors become an outcome on screen
             outcome = Outcome(OutcomeStatus.ERROR, f"{type(exc).__name__}: {exc}", self.plan.to_tag)
-        if not self._finished_queued:  # the engine returned without a finished event
-            self.post_message(RolloutEvent(RolloutFinished(outcome)))
+        self._relay.send()  # the engine's last events before the message below
         # Only now (the engine returned: lock released, journal closed) may the app quit.
-        self.post_message(RolloutReturned())
+        self.post_message(RolloutReturned(outcome))
 
-    def _listener(self, event) -> None:
-        # Called by the engine on this event loop: queue it; a flush paints the batch. An engine
-        # can emit thousands of events a second (200 hosts); one message each would starve keys.
-        self._pending.append(event)
-        if isinstance(event, RolloutFinished):
-            self._finished_queued = True
+    @on(Emitted)
+    def _events(self, message: Emitted) -> None:
+        # Queue them; a flush paints the batch, at most 10 times a second.
+        self._pending.extend(message.events)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.set_timer(FLUSH_SECONDS, self._flush)
-
-    @on(RolloutEvent)
-    def _event(self, message: RolloutEvent) -> None:
-        self._pending.append(message.event)
-        self._flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -150,9 +142,10 @@ class RolloutScreen(Screen):
         finished = None
         for ev in events:
             self.events_seen += 1
+            at = ev.at or 0.0  # the engine stamps every event
             row = self.rows.get(getattr(ev, "host", None) or "")
             if isinstance(ev, PhaseChanged) and row:
-                row.set_phase(ev.phase, ev.detail, ev.at)
+                row.set_phase(ev.phase, ev.detail, at)
                 dirty.add(ev.host)
             elif isinstance(ev, Progress):
                 if row:
@@ -163,9 +156,9 @@ class RolloutScreen(Screen):
                 row.set_health(ev.view, ev.healthy, ev.detail)
                 dirty.add(ev.host)
             elif isinstance(ev, LogLine):
-                log_lines.append((f"{human_elapsed(ev.at - self._t0(ev.at))} {ev.host or '-':<12} ", ev.line, ev.level))
+                log_lines.append((f"{human_elapsed(at - self._t0(at))} {ev.host or '-':<12} ", ev.line, ev.level))
             elif isinstance(ev, RolloutPlanned):
-                self._start_at = ev.at
+                self._start_at = at
             elif isinstance(ev, RolloutFinished):
                 finished = ev.outcome
         self._stale |= dirty
@@ -194,8 +187,11 @@ class RolloutScreen(Screen):
             self.query_one("#overall", ProgressBar).update(progress=overall)
 
     @on(RolloutReturned)
-    def _returned(self) -> None:
+    def _returned(self, message: RolloutReturned) -> None:
         self._flush()
+        if self.outcome is None:  # the engine returned without a finished event
+            self._pending.append(RolloutFinished(message.outcome))
+            self._flush()
         self.app.rollout_finished()
 
     def _t0(self, at: float) -> float:

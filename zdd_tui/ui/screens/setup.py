@@ -15,6 +15,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Input, Label, RichLog, Static
 
+from zdd_tui.events import Event, HostReport
+from zdd_tui.setup.events import StepDone, StepError, StepProgress, StepStarted
+from zdd_tui.ui.messages import Emitted, Relay
 from zdd_tui.ui.widgets import KeyFooter, TopBar, theme_style
 
 
@@ -41,6 +44,7 @@ class SetupScreen(Screen):
         super().__init__(id="setup")
         self.sandbox = sandbox
         self._token: str | None = None  # only until the Setup object has it
+        self._relay = Relay(self)
 
     def compose(self) -> ComposeResult:
         yield TopBar("zdd-tui · setup", "", self.sandbox)
@@ -109,14 +113,21 @@ class SetupScreen(Screen):
     def _setup(self):
         from zdd_tui.setup.steps import Setup
 
-        log = self.query_one("#setup-log", RichLog)
         client = getattr(getattr(self.app.source, "session", None), "client", None)
         return Setup(
             self._config(),
             token=self._token,
             client=client if self._token is None else None,
-            emit=lambda ev: _write(log, _event_line(ev)),
+            emit=self._relay,
         )
+
+    @on(Emitted)
+    def _events(self, message: Emitted) -> None:
+        log = self.query_one("#setup-log", RichLog)
+        for ev in message.events:
+            line = _event_line(ev)
+            if line:
+                log.write(line)
 
     @on(Button.Pressed, "#save-token")
     @on(Input.Submitted, "#token")
@@ -168,9 +179,9 @@ class SetupScreen(Screen):
         log = self.query_one("#setup-log", RichLog)
         try:
             done = await setup.run(only=only, confirm=confirm)
-            log.write(f"✔ setup finished: {', '.join(f'{d.step} {d.status}' for d in done)}")
+            self._relay.after(log.write, f"✔ setup finished: {', '.join(f'{d.step} {d.status}' for d in done)}")
         except Exception as exc:
-            log.write(f"✖ {exc}")
+            self._relay.after(log.write, f"✖ {exc}")
         finally:
             await setup.close()
             self._token = None
@@ -180,21 +191,15 @@ class SetupScreen(Screen):
         self.app.pop_screen()
 
 
-def _write(log, line: str) -> None:
-    if line:
-        log.write(line)
-
-
-def _event_line(ev) -> str:
-    kind = getattr(ev, "kind", type(ev).__name__)
-    if kind == "step-started":
+def _event_line(ev: Event) -> str:
+    if isinstance(ev, StepStarted):
         return f"▶ {ev.title}"
-    if kind == "step-progress":
+    if isinstance(ev, StepProgress):
         return f"  {ev.message}"
-    if kind == "step-done":
+    if isinstance(ev, StepDone):
         return f"✔ {ev.step}: {ev.status} {ev.detail}"
-    if kind == "step-failed":
+    if isinstance(ev, StepError):
         return f"✖ {ev.step}: {ev.message}" + (f" (hint: {ev.hint})" if ev.hint else "")
-    if kind == "host-report":
+    if isinstance(ev, HostReport):
         return f"  {ev.host} {ev.address}: {'ok' if ev.ok else 'NOT ok'} {ev.checks}"
-    return ""
+    return ""  # the preview is on screen already

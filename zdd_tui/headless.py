@@ -1,0 +1,83 @@
+"""The headless listener of every operation (rollout, setup, build): lines for people, or JSON
+lines (`--json`) for machines (CI).
+
+Lines for people are each event's `text()`, never relying on colour; the rollout's timed lines
+get the seconds since the rollout began. Some events are left out or thinned so logs stay short:
+a setup step's start (its preview named it), per-host progress (unless asked for: then the
+overall figure in tenths), and a pushed layer's byte counts (status changes and whole quarters
+only, in both forms).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from zdd_tui.events import Event
+from zdd_tui.images.events import LayerProgress
+from zdd_tui.rollout.events import Progress, RolloutFinished, RolloutPlanned
+from zdd_tui.setup.events import StepStarted
+
+
+class HeadlessRenderer:
+    """A listener. `json_lines=True`: one JSON object per event (Event.to_dict), flushed at once."""
+
+    def __init__(self, stream: TextIO | None = None, *, json_lines: bool = False, show_progress: bool = False):
+        self.stream = stream or sys.stdout
+        self.json_lines = json_lines
+        self.show_progress = show_progress
+        self._t0: float | None = None
+        self._overall_tenth = -1
+        self._layer_status: dict[tuple[str, str], str] = {}
+        self._layer_quarter: dict[tuple[str, str], int] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, LayerProgress) and not self._layer_news(event):
+            return
+        if self.json_lines:
+            self._write(json.dumps(event.to_dict(), default=str))
+            return
+        if event.at is not None and self._t0 is None:
+            self._t0 = event.at
+        if isinstance(event, StepStarted):
+            return
+        if isinstance(event, Progress):
+            line = self._overall(event)
+            if line is None:
+                return
+        else:
+            line = event.text()
+        # Timed lines carry the seconds since the start; the plan and the outcome are blocks.
+        if event.at is not None and not isinstance(event, (RolloutPlanned, RolloutFinished)):
+            line = f"[{event.at - (self._t0 or 0.0):6.1f}s] {line}"
+        self._write(line)
+
+    def _overall(self, event: Progress) -> str | None:
+        if not self.show_progress:
+            return None
+        pct = int(event.overall * 100)
+        if pct // 10 == self._overall_tenth:
+            return None
+        self._overall_tenth = pct // 10
+        return f"overall {pct}%"
+
+    def _layer_news(self, ev: LayerProgress) -> bool:
+        """A new status for the layer, or another whole quarter of its bytes."""
+        key = (ev.tag, ev.layer)
+        if self._layer_status.get(key) == ev.status:
+            if not (ev.current is not None and ev.total):
+                return False
+            quarter = int(4 * ev.current / ev.total)
+            if quarter == self._layer_quarter.get(key):
+                return False
+            self._layer_quarter[key] = quarter
+        self._layer_status[key] = ev.status
+        return True
+
+    def _write(self, line: str) -> None:
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # a closed pipe (| head) must not break the operation
