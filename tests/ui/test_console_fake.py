@@ -13,7 +13,7 @@ import pytest
 from zdd_tui.errors import UsageError
 from zdd_tui.ui import keys
 from zdd_tui.ui.app import ZddApp, check_theme
-from zdd_tui.ui.fake import FakeSource
+from .fake import FakeSource
 from zdd_tui.ui.screens.confirm import ConfirmScreen
 from zdd_tui.ui.screens.dashboard import DashboardScreen
 from zdd_tui.ui.screens.help import HelpScreen
@@ -276,7 +276,7 @@ async def test_only_changed_cells_are_repainted():
         await filled(pilot)
         table = app.screen.query_one("#droplets", FleetTable)
         start = table.cell_updates
-        src.draining.add("app-7")
+        src.drain("app-7")
         app.fleet.apply("hosts", await src.hosts(), None)
         app.dashboard.fleet_changed("hosts")
         await pilot.pause()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from zdd_tui.errors import RefusedError, UsageError
 from zdd_tui.setup.events import HostReport, Preview, PreviewShown, StepDone, StepFailed, StepProgress, StepStarted, to_dict
-from zdd_tui.setup.steps import STEP_IDS, Setup
+from zdd_tui.project.setup import open_setup, step_ids
 
 
 def register(sub, common):
@@ -23,7 +23,7 @@ def register(sub, common):
         help="pin the SSH host key of hosts seen for the first time (check the fingerprints printed)",
     )
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
-    p.add_argument("--only", choices=STEP_IDS, metavar="STEP", help=f"run one step: {', '.join(STEP_IDS)}")
+    p.add_argument("--only", choices=step_ids(), metavar="STEP", help=f"run one step: {', '.join(step_ids())}")
     p.add_argument("--import-key", metavar="PATH", help="import this private key instead of generating one")
     p.add_argument("--no-install-docker", action="store_true", help="do not install Docker on hosts that lack it")
     p.set_defaults(func=run)
@@ -103,7 +103,7 @@ async def run(args) -> int:
         except OSError as exc:
             raise UsageError(f"cannot read --import-key {args.import_key}: {exc.strerror}") from None
     emit = _jsonl if args.json else TextRenderer()
-    async with Setup(
+    async with open_setup(
         config,
         context=args.context,
         emit=emit,

@@ -96,7 +96,7 @@ class BuildScreen(Screen):
     @work(exclusive=True, group="build", exit_on_error=False)
     async def prepare(self) -> None:
         from zdd_tui.errors import ZddError
-        from zdd_tui.images.git import git_state
+        from zdd_tui.project.build import git_state
 
         source = self.app.source
         if source is not None and self._prebuilt_only(source):
@@ -204,7 +204,7 @@ class BuildScreen(Screen):
     @work(exclusive=True, group="build", exit_on_error=False)
     async def run_build(self, allow_dirty: bool) -> None:
         from zdd_tui.errors import ZddError
-        from zdd_tui.images.git import git_state
+        from zdd_tui.project.build import git_state
 
         source, builder, planned = self.app.source, self._builder, self._git
         self.error = None

@@ -75,7 +75,9 @@ class SetupScreen(Screen):
 
     def show_steps(self, previews: dict) -> None:
         try:
-            from zdd_tui.setup.steps import STEPS
+            from zdd_tui.project.setup import setup_steps
+
+            STEPS = setup_steps()
         except Exception as exc:
             self.query_one("#steps", Static).update(f"The setup steps are not available: {exc}")
             return
@@ -107,16 +109,14 @@ class SetupScreen(Screen):
         self.query_one("#steps", Static).update(t)
 
     def _setup(self):
-        from zdd_tui.setup.steps import Setup
+        from zdd_tui.project.setup import open_setup
 
         log = self.query_one("#setup-log", RichLog)
-        client = getattr(getattr(self.app.source, "session", None), "client", None)
-        return Setup(
-            self._config(),
-            token=self._token,
-            client=client if self._token is None else None,
-            emit=lambda ev: _write(log, _event_line(ev)),
-        )
+        emit = lambda ev: _write(log, _event_line(ev))  # noqa: E731
+        project = getattr(self.app.source, "project", None)
+        if project is not None:  # the console's own connection, unless a token was typed in
+            return project.setup(token=self._token, emit=emit)
+        return open_setup(self._config(), token=self._token, emit=emit)
 
     @on(Button.Pressed, "#save-token")
     @on(Input.Submitted, "#token")
@@ -133,7 +133,9 @@ class SetupScreen(Screen):
 
     @work(exclusive=True, group="setup", exit_on_error=False)
     async def action_preview(self) -> None:
-        from zdd_tui.setup.steps import STEPS
+        from zdd_tui.project.setup import setup_steps
+
+        STEPS = setup_steps()
 
         previews: dict = {}
         setup = self._setup()
@@ -148,7 +150,9 @@ class SetupScreen(Screen):
             await setup.close()
 
     def action_apply_step(self, number: int) -> None:
-        from zdd_tui.setup.steps import STEPS
+        from zdd_tui.project.setup import setup_steps
+
+        STEPS = setup_steps()
 
         if 1 <= number <= len(STEPS):
             self.action_apply(STEPS[number - 1].id)
