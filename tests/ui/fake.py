@@ -10,18 +10,25 @@ and nothing else is ready, so a screen rendered from it is the same on every run
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from zdd_tui.cloud.models import Droplet, ForwardingRule, HealthCheck, LoadBalancer, RegistryTag
+from rollout.fakes import FakeClock, World, fake_project
+
+from zdd_tui.cloud.models import (
+    Droplet,
+    ForwardingRule,
+    HealthCheck,
+    LoadBalancer,
+    RegistryTag,
+)
 from zdd_tui.config import Config
 from zdd_tui.rollout.events import Event, Outcome, Plan
 from zdd_tui.ui.source import FleetSource
 
-from rollout.fakes import FakeClock, World, fake_project
-
-FIXED_NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+FIXED_NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
 TAGS = (
     # tag, digest hex, size, age

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 PUSH_CREDENTIALS_SECONDS = 900
 
 
-def image_builder(config: Config, *, project_dir: str | None = None, docker_host: str | None = None) -> "ImageBuilder":
+def image_builder(config: Config, *, project_dir: str | None = None, docker_host: str | None = None) -> ImageBuilder:
     """An ImageBuilder for the project (the config's directory holds the git repository and the
     build paths, unless project_dir says otherwise); nothing is contacted yet."""
     from zdd_tui.images.build import ImageBuilder
@@ -29,7 +29,7 @@ def parse_build_args(items: list[str] | None) -> dict[str, str]:
     return parse(items)
 
 
-def git_state(project_dir: Any) -> "GitState":
+def git_state(project_dir: Any) -> GitState:
     """The checkout's HEAD, dirty state and changed files (blocking: run it in a thread)."""
     from zdd_tui.images.git import git_state as state
 

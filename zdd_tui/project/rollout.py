@@ -10,20 +10,29 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from zdd_tui.config import Config
-from zdd_tui.errors import EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, RefusedError, UsageError, ZddError
+from zdd_tui.errors import (
+    EXIT_ERROR,
+    EXIT_HALTED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    RefusedError,
+    UsageError,
+    ZddError,
+)
+from zdd_tui.project.state import state_of
 from zdd_tui.rollout.engine import Engine, EngineOptions
 from zdd_tui.rollout.events import Listener, Outcome, OutcomeStatus, Plan
 from zdd_tui.rollout.interfaces import HostRuntime
 from zdd_tui.rollout.journal import Journal, RanVersion
 from zdd_tui.rollout.lock import LockHeld, LockInfo, acquire, read_locks, release
 from zdd_tui.rollout.plan import HostFact, build_plan
-
-from zdd_tui.project.state import state_of
 
 if TYPE_CHECKING:
     from zdd_tui.project.open import Project
@@ -84,7 +93,7 @@ async def _fact(name: str, rt: HostRuntime) -> HostFact:
     return HostFact(name=name, address=rt.address, current_tag=tag, settled=settled)
 
 
-async def rollback_choices(project: "Project") -> list[RanVersion]:
+async def rollback_choices(project: Project) -> list[RanVersion]:
     """Versions that actually ran on the hosts and still exist in the registry, newest first."""
     state = await project.rollout_state()
     out = []
@@ -97,7 +106,7 @@ async def rollback_choices(project: "Project") -> list[RanVersion]:
     return out
 
 
-async def _plan(project: "Project", tag: str, action: str) -> Plan:
+async def _plan(project: Project, tag: str, action: str) -> Plan:
     check_tag(tag)
     config = project.config
     if not await project.cloud.tag_exists(tag):
@@ -119,19 +128,19 @@ async def _plan(project: "Project", tag: str, action: str) -> Plan:
     return plan
 
 
-async def plan_deploy(project: "Project", tag: str | None = None) -> Plan:
+async def plan_deploy(project: Project, tag: str | None = None) -> Plan:
     """Plan a deploy of `tag` (default: sha- of the current git HEAD). RefusedError if the tag is
     not in the registry; UsageError if it is malformed."""
     return await _plan(project, tag if tag is not None else default_tag(), "deploy")
 
 
-async def plan_rollback(project: "Project", tag: str) -> Plan:
+async def plan_rollback(project: Project, tag: str) -> Plan:
     """Plan a rolling deploy of an earlier tag (it must exist in the registry)."""
     return await _plan(project, tag, "rollback")
 
 
 async def run(
-    project: "Project",
+    project: Project,
     plan: Plan,
     listeners: Iterable[Listener] = (),
     cancel: Any = None,
@@ -174,7 +183,7 @@ async def run(
         await asyncio.shield(release(runtimes, plan.rollout_id))
 
 
-async def break_lock(project: "Project") -> list[str]:
+async def break_lock(project: Project) -> list[str]:
     """Remove a stale lock on purpose; refuses when its holder is demonstrably running."""
     runtimes = await project.host_runtimes()
     removed = []

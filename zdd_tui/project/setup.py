@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from zdd_tui.setup.steps import Setup, StepSpec
 
 
-def setup_steps() -> "tuple[StepSpec, ...]":
+def setup_steps() -> tuple[StepSpec, ...]:
     """The setup steps in order (id, title, description)."""
     from zdd_tui.setup.steps import STEPS
 
@@ -23,7 +23,7 @@ def step_ids() -> tuple[str, ...]:
     return STEP_IDS
 
 
-def open_setup(config: Config, **kwargs: Any) -> "Setup":
+def open_setup(config: Config, **kwargs: Any) -> Setup:
     """The setup wizard for `config` (see zdd_tui.setup.steps.Setup for the options: a token typed
     in, an open client to share, host-key policy, events sink). Close it (or `async with`)."""
     from zdd_tui.setup.steps import Setup

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from zdd_tui.rollout.interfaces import HostRuntime
-from zdd_tui.rollout.journal import RanVersion, RolloutRecord, read_records, summarize, unfinished, versions_that_ran
+from zdd_tui.rollout.journal import (
+    RanVersion,
+    RolloutRecord,
+    read_records,
+    summarize,
+    unfinished,
+    versions_that_ran,
+)
 from zdd_tui.rollout.lock import LOCK_FILE, LockInfo, read_locks
 
 if TYPE_CHECKING:
@@ -101,7 +109,7 @@ class RolloutSeen:
     ours: bool = False  # started by the caller (its own rollout id)
 
 
-async def rollout_seen(project: "Project", droplets: "list[Droplet]", own_id: str | None) -> RolloutSeen | None:
+async def rollout_seen(project: Project, droplets: list[Droplet], own_id: str | None) -> RolloutSeen | None:
     """The deploy lock, read from the first host (a rollout locks every host or none); when
     someone else holds it, the journal says where each host is. No API request."""
     if not droplets:

@@ -8,9 +8,10 @@ its part empty and adds a line to `errors`; nothing here prints.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Awaitable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from zdd_tui.cloud.models import Droplet, LoadBalancer, RegistryTag
 from zdd_tui.config import Config
@@ -114,7 +115,7 @@ def why(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-async def host_status(project: "Project", droplet: Droplet) -> HostStatus:
+async def host_status(project: Project, droplet: Droplet) -> HostStatus:
     """The container and the service's own health, from the host itself."""
     status = HostStatus(droplet.name)
     try:
@@ -128,7 +129,7 @@ async def host_status(project: "Project", droplet: Droplet) -> HostStatus:
     return status
 
 
-async def rollout_part(project: "Project", droplets: list[Droplet]) -> dict[str, Any] | None:
+async def rollout_part(project: Project, droplets: list[Droplet]) -> dict[str, Any] | None:
     """The hosts' rollout state, JSON-able; `lines` is the same in words for the text form."""
     if not droplets:
         return None
@@ -144,7 +145,7 @@ def sandbox_lb_url(config: Config) -> str | None:
     return read_running_info(config.sandbox.state_dir).get("lb_url")
 
 
-async def gather(project: "Project", *, hosts: bool = True) -> FleetStatus:
+async def gather(project: Project, *, hosts: bool = True) -> FleetStatus:
     config = project.config
     st = FleetStatus(sandbox=config.is_sandbox, api_url=config.digitalocean.api_url, lb_url=sandbox_lb_url(config))
 

@@ -9,9 +9,10 @@ what to stop when the console closes (the sandbox it started).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from zdd_tui.config import Config
 from zdd_tui.project import Droplet, LoadBalancer, Project, RateLimit, RegistryTag
@@ -46,7 +47,7 @@ class RunHandle:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class FleetSource:
@@ -112,7 +113,7 @@ class FleetSource:
             async with sem:
                 try:
                     st = await asyncio.wait_for(self.project.host_status(d), HOST_TIMEOUT)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return d.name, HostState(error=f"no answer in {HOST_TIMEOUT}s")
                 return d.name, HostState(probe=st.health, container=st.container, error=st.error,
                                          draining=bool(st.draining))
