@@ -1,4 +1,4 @@
-"""`s`: the setup wizard on H6's steps (zdd_tui.setup.steps): preview with costs, then apply.
+"""`s`: the setup wizard (the steps of zdd_tui.setup, through zdd_tui.project): preview with costs, then apply.
 
 The token Input is masked and not focused at start: a focused Input swallows single-key
 bindings, so the screen opens on the step list; Tab (or a click) reaches the Input and Esc
