@@ -161,9 +161,12 @@ async def gather(project: Project, *, hosts: bool = True) -> FleetStatus:
         part("load balancer", project.load_balancer(), None),
         part("registry tags", project.registry_tags(), []),
     )
-    lb_health = part("LB health", project.lb_health(st.load_balancer), {})
-    found = [host_status(project, d) for d in st.droplets] if hosts else []
-    st.lb_health, *statuses = await asyncio.gather(lb_health, *found)
+    empty: dict[int, bool | None] = {}
+    lb_health, statuses = await asyncio.gather(
+        part("LB health", project.lb_health(st.load_balancer), empty),
+        asyncio.gather(*(host_status(project, d) for d in (st.droplets if hosts else []))),
+    )
+    st.lb_health = lb_health
     st.hosts = {h.name: h for h in statuses}
     st.rollout = await part("rollout", rollout_part(project, st.droplets), None)
     return st
