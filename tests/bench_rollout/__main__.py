@@ -32,13 +32,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
 
-from zdd_tui import operations as ops
 from zdd_tui.config import load_config
+from zdd_tui.headless import HeadlessRenderer
+from zdd_tui.project import Project
+from zdd_tui.project.rollout import image_ref
 from zdd_tui.rollout.engine import EngineOptions
 from zdd_tui.rollout.events import OutcomeStatus, Phase, PhaseChanged
-from zdd_tui.headless import HeadlessRenderer
 from zdd_tui.rollout.listeners import Recorder
-from zdd_tui.session import Session
 
 from loadgen import Load
 
@@ -78,12 +78,12 @@ def start_sandbox(state: Path, hosts: int) -> tuple[subprocess.Popen, dict]:
 async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str, overlap: bool = True) -> Run:
     session.config = dataclasses.replace(session.config, deploy=dataclasses.replace(session.config.deploy,
                                                                                      batch_size=batch))
-    plan = await ops.plan_deploy(session, tag)
+    plan = await session.plan_deploy(tag)
     rec = Recorder()
     listeners = [rec] + ([HeadlessRenderer(sys.stdout)] if TRACE else [])
     load = await Load(lb_url + "/", rate, max_seconds=600).start()
     t0 = time.monotonic()
-    outcome = await ops.run_deploy(session, plan, listeners, options=EngineOptions(overlap=overlap))
+    outcome = await session.run(plan, listeners, options=EngineOptions(overlap=overlap))
     wall = time.monotonic() - t0
     res = await load.stop()
     if outcome.status != OutcomeStatus.SUCCESS:
@@ -103,8 +103,8 @@ async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str, o
 
 async def seed_rollout(session, tag: str, rate: float, lb_url: str) -> Run:
     """The seed's per-host job, faithfully: fixed sleeps, one host at a time."""
-    runtimes = await ops.host_runtimes(session)
-    ref = ops.image_ref(session.config, tag)
+    runtimes = await session.host_runtimes()
+    ref = image_ref(session.config, tag)
     load = await Load(lb_url + "/", rate, max_seconds=600).start()
     t0 = time.monotonic()
     spans = []
@@ -148,7 +148,7 @@ async def main() -> None:
             ok = [t["tag"] for t in info["tags"] if t["behaviour"] == "ok" and t["tag"].startswith("sha-")]
             v1 = info["hosts"][0]["tag"]
             v2 = next(t for t in ok if t != v1)
-            session = await Session.open(load_config(info["config"]))
+            session = await Project.open(load_config(info["config"]))
             runs: list[Run] = []
             try:
                 cur = v1

@@ -56,6 +56,19 @@ class FakeClock:
         for _ in range(60):
             await asyncio.sleep(0)
 
+    def advance(self) -> bool:
+        """Move time to the next thing scheduled and do it; False when nothing is scheduled."""
+        if not self._heap:
+            return False
+        when, _, kind, payload = heapq.heappop(self._heap)
+        self.t = max(self.t, when)
+        if kind == "wake":
+            if not payload.done():
+                payload.set_result(None)
+        else:
+            payload()
+        return True
+
     async def run(self, coro, *, limit: float = 10_000.0, on_time=None):
         """Drive `coro` to completion in virtual time. on_time(t) is called as time passes (kill tests)."""
         task = asyncio.ensure_future(coro)
@@ -338,6 +351,13 @@ class FakeCloud:
         self.world = world
         self.broken = broken
         self.lag = lag
+        self.lb = None  # what load_balancer() answers (a Project's status reads it)
+        self.api = None  # a FakeCloudAPI that counts the request, when there is one
+
+    async def load_balancer(self):
+        if self.api is not None:
+            self.api.requests_made += 1
+        return self.lb
 
     async def lb_settings(self) -> LBSettings:
         return self.world.settings
@@ -350,3 +370,50 @@ class FakeCloud:
 
     async def tag_exists(self, tag: str) -> bool:
         return tag in self.world.registry
+
+
+class FakeCloudAPI:
+    """Stands in for the DO client a Project reads through: droplets, the LB's per-droplet health
+    (the world's LB), registry tags; counts requests like DOClient."""
+
+    def __init__(self, world: World, droplets, tags=()):
+        self.world = world
+        self.droplets = list(droplets)
+        self.tags = list(tags)
+        self.requests_made = 0
+
+    @property
+    def rate_limit(self):
+        from zdd_tui.cloud.models import RateLimit
+
+        return RateLimit(limit=5000, remaining=5000 - self.requests_made, reset_epoch=0)
+
+    async def list_droplets(self, tag=None):
+        self.requests_made += max(1, -(-len(self.droplets) // 200))  # one request per page of 200
+        return list(self.droplets)
+
+    async def lb_droplet_health(self, lb_id, **_):
+        self.requests_made += 1
+        return {d.id: self.world.lb_state.get(d.name) for d in self.droplets}
+
+    async def list_tags(self, registry, repository=None):
+        self.requests_made += 1
+        return list(self.tags)
+
+
+def fake_project(world: World, config=None, *, droplets=None, lb=None, tags=(), wallclock=None, lag=2.5):
+    """A real Project (zdd_tui.project) on the fake world: its hosts as runtimes, FakeCloud as the
+    cloud, the world's clock as the engine's."""
+    from zdd_tui.cloud.models import Droplet
+    from zdd_tui.config import Config
+    from zdd_tui.project import Project
+
+    if droplets is None:
+        droplets = [Droplet(id=i + 1, name=n, status="active", region="nyc3", size="s-1vcpu-1gb",
+                            public_ipv4=h.address, private_ipv4=None, tags=())
+                    for i, (n, h) in enumerate(world.hosts.items())]
+    cloud = FakeCloud(world, lag=lag)
+    client = FakeCloudAPI(world, droplets, tags)
+    cloud.lb, cloud.api = lb, client
+    return Project(config or Config(), client=client, cloud=cloud,
+                   runtime_factory=lambda d: world.hosts[d.name], clock=world.clock, wallclock=wallclock)

@@ -1,4 +1,4 @@
-"""Plan arithmetic, lock, journal, headless renderer, operations (with a fake session)."""
+"""Plan arithmetic, lock, journal, headless renderer, the project layer (on the fake world)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import pytest
 
-from zdd_tui import operations as ops
+from zdd_tui.project.rollout import default_tag, exit_code_for
 from zdd_tui.config import Config, DeployConfig
 from zdd_tui.errors import EXIT_HALTED, EXIT_OK, EXIT_REFUSED, RefusedError, UsageError
 from zdd_tui.headless import HeadlessRenderer
@@ -23,7 +22,7 @@ from zdd_tui.rollout.listeners import Fanout, Recorder
 from zdd_tui.rollout.lock import LOCK_FILE, LockHeld, LockInfo, acquire, read_locks, release
 from zdd_tui.rollout.plan import HostFact, batch_seconds, build_plan, effective_batch_size
 
-from .fakes import FakeClock, FakeCloud, World
+from .fakes import FakeClock, World, fake_project
 
 S = LBSettings(interval=3, timeout=3, unhealthy_threshold=2, healthy_threshold=3)
 
@@ -213,25 +212,10 @@ async def test_headless_lines_and_json_from_a_real_run():
     assert fin["outcome"]["failed_step"] == "waiting-healthy" and fin["outcome"]["fleet"]["app-1"] == "sha-aaaaaaa"
 
 
-# ---- operations with a fake session ----------------------------------------------------------
+# ---- the project layer on the fake world ----------------------------------------------------------
 
-@dataclass
-class _Droplet:
-    id: int
-    name: str
-
-
-class FakeSession:
-    def __init__(self, world: World):
-        self.world = world
-        self.config = Config(deploy=DeployConfig(start_timeout_seconds=10, margin_seconds=2))
-        self.fleet = FakeCloud(world)
-
-    async def droplets(self):
-        return [_Droplet(i, n) for i, n in enumerate(self.world.hosts)]
-
-    def runtime(self, d):
-        return self.world.hosts[d.name]
+def FakeSession(world: World):
+    return fake_project(world, Config(deploy=DeployConfig(start_timeout_seconds=10, margin_seconds=2)))
 
 
 def _world_for_ops(clock):
@@ -245,13 +229,14 @@ def _world_for_ops(clock):
 
 async def test_operations_plan_refuses_unknown_and_malformed_tags():
     clock = FakeClock()
-    s = FakeSession(_world_for_ops(clock))
+    w = _world_for_ops(clock)
+    s = FakeSession(w)
     with pytest.raises(RefusedError, match="sha-nope not found in the registry") as exc:
-        await ops.plan_deploy(s, "sha-nope")
+        await s.plan_deploy("sha-nope")
     assert exc.value.exit_code == EXIT_REFUSED
     with pytest.raises(UsageError, match="not a valid image tag"):
-        await ops.plan_deploy(s, "bad tag;rm")
-    assert all(h.files == {} for h in s.world.hosts.values())  # nothing written anywhere
+        await s.plan_deploy("bad tag;rm")
+    assert all(h.files == {} for h in w.hosts.values())  # nothing written anywhere
 
 
 def test_default_tag_is_sha_of_short_head(tmp_path):
@@ -259,11 +244,11 @@ def test_default_tag_is_sha_of_short_head(tmp_path):
     subprocess.run(["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q",
                     "--allow-empty", "-m", "x"], check=True)
     head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    assert ops.default_tag(tmp_path) == "sha-" + head[:7]
+    assert default_tag(tmp_path) == "sha-" + head[:7]
     empty = tmp_path / "nocommit"
     subprocess.run(["git", "init", "-q", str(empty)], check=True)
     with pytest.raises(UsageError, match="not a git checkout with a commit"):
-        ops.default_tag(empty)
+        default_tag(empty)
 
 
 async def test_operations_run_state_interrupted_and_resume():
@@ -271,7 +256,7 @@ async def test_operations_run_state_interrupted_and_resume():
     w = _world_for_ops(clock)
     w.add_version("sha-bbbbbbb")
     s = FakeSession(w)
-    plan = await ops.plan_deploy(s, "sha-bbbbbbb")
+    plan = await s.plan_deploy("sha-bbbbbbb")
     assert plan.action == "deploy" and len(plan.hosts) == 3
 
     # Kill "the process" while app-2 drains: the lock and an unfinished journal stay behind.
@@ -286,35 +271,35 @@ async def test_operations_run_state_interrupted_and_resume():
             return True
         return False
 
-    await clock.run(ops.run_deploy(s, plan, [rec], clock=clock), on_time=kill)
+    await clock.run(s.run(plan, [rec]), on_time=kill)
     await asyncio.sleep(0)
     for h in w.hosts.values():  # the killed process could not release it: put its lock back
         h.files[LOCK_FILE] = holder.to_json()
-    st = await ops.rollout_state(s)
+    st = await s.rollout_state()
     assert st.interrupted is not None and st.interrupted.rollout_id == plan.rollout_id
     text = "\n".join(st.lines())
     assert "INTERRUPTED rollout" in text and "app-1: done" in text and "app-3: not touched" in text
     assert "[stale" in text and "--break-lock" in text
     assert json.loads(json.dumps(st.to_dict()))["interrupted"]["hosts"]["app-3"] == "not touched"
 
-    plan2 = await ops.plan_deploy(s, "sha-bbbbbbb")
+    plan2 = await s.plan_deploy("sha-bbbbbbb")
     assert plan2.action == "resume" and plan2.resumes == plan.rollout_id
     assert plan2.unchanged == ("app-1",) and plan2.hosts[0].name == "app-2"
     with pytest.raises(LockHeld, match="stale"):
-        await clock.run(ops.run_deploy(s, plan2, clock=clock))
+        await clock.run(s.run(plan2))
     w.failed = 0
-    out = await clock.run(ops.run_deploy(s, plan2, clock=clock, break_lock=True))
+    out = await clock.run(s.run(plan2, break_lock=True))
     assert out.status == OutcomeStatus.SUCCESS and w.failed == 0
-    assert ops.exit_code_for(out) == EXIT_OK
-    st = await ops.rollout_state(s)
+    assert exit_code_for(out) == EXIT_OK
+    st = await s.rollout_state()
     assert st.interrupted is None and st.lock is None
     assert st.history[0].action == "resume" and st.history[1].status == "interrupted"
-    assert [v.tag for v in await ops.rollback_choices(s)][:2] == ["sha-bbbbbbb", "sha-aaaaaaa"]
+    assert [v.tag for v in await s.rollback_choices()][:2] == ["sha-bbbbbbb", "sha-aaaaaaa"]
 
     # rollback: a rolling deploy of the earlier tag
-    rb = await ops.plan_rollback(s, "sha-aaaaaaa")
+    rb = await s.plan_rollback("sha-aaaaaaa")
     assert rb.action == "rollback" and len(rb.hosts) == 3 and rb.resumes is None
-    out = await clock.run(ops.run_deploy(s, rb, clock=clock))
+    out = await clock.run(s.run(rb))
     assert out.status == OutcomeStatus.SUCCESS and w.failed == 0
     assert w.tags() == {n: "sha-aaaaaaa" for n in w.hosts}
 
@@ -324,9 +309,9 @@ async def test_operations_halt_exit_code():
     w = _world_for_ops(clock)
     w.add_version("sha-ccccccc", "crash")
     s = FakeSession(w)
-    out = await clock.run(ops.run_deploy(s, await ops.plan_deploy(s, "sha-ccccccc"), clock=clock))
-    assert out.status == OutcomeStatus.HALTED and ops.exit_code_for(out) == EXIT_HALTED
-    assert (await ops.rollout_state(s)).lock is None  # released after a halt too
+    out = await clock.run(s.run(await s.plan_deploy("sha-ccccccc")))
+    assert out.status == OutcomeStatus.HALTED and exit_code_for(out) == EXIT_HALTED
+    assert (await s.rollout_state()).lock is None  # released after a halt too
 
 
 # ---- commands ----------------------------------------------------------------------------------

@@ -97,14 +97,11 @@ async def cli(*args: str, timeout: float = 240) -> tuple[int, str, str]:
 
 async def status(info) -> dict:
     """What `zdd-tui status --json` prints, gathered in-process (a CLI start costs seconds on CI)."""
-    from zdd_tui import fleetstatus
     from zdd_tui.config import load_config
+    from zdd_tui.project import Project
 
-    session = await fleetstatus.open_session(load_config(info["config1"]))
-    try:
-        st = await fleetstatus.gather(session)
-    finally:
-        await session.close()
+    async with await Project.open(load_config(info["config1"])) as project:
+        st = await project.status()
     assert not st.errors, st.errors
     return json.loads(json.dumps(st.to_dict()))
 

@@ -7,7 +7,7 @@ import pytest
 
 from zdd_tui.cloud.client import DOClient
 from zdd_tui.rollout.interfaces import HostRuntime, HostUnreachable, ImageNotFound, RuntimeFailure
-from zdd_tui.runtimes import open_runtime
+from zdd_tui.project.open import open_runtime
 from zdd_tui.sandbox.hosts import pid_alive
 from zdd_tui.sandbox.runtime import SandboxRuntime
 

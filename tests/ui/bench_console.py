@@ -165,7 +165,8 @@ def run_stream_child(hosts: int, per_tick: int = 20) -> None:
     from zdd_tui.events import LogLine
     from zdd_tui.rollout.events import HealthChanged, Outcome, OutcomeStatus, Phase, PhaseChanged, Progress
     from zdd_tui.ui.app import ZddApp
-    from zdd_tui.ui.fake import FakeSource
+    sys.path.insert(0, str(ROOT / "tests"))  # the fake world (tests/rollout/fakes.py) and tests/ui/fake.py
+    from ui.fake import FakeSource
 
     class Streaming(FakeSource):
         async def run(self, plan, listener, cancel):
@@ -177,17 +178,17 @@ def run_stream_child(hosts: int, per_tick: int = 20) -> None:
                     x = (1103515245 * x + 12345) & 0x7FFFFFFF
                     i = x % n
                     h = plan.hosts[i].name
-                    self.t += 0.001
+                    self.clock.t += 0.001
                     kind = x % 10
                     if kind < 6:
                         done[i] = (done[i] + 0.01) % 1.0
-                        listener(Progress(h, done[i], sum(done) / n, at=self.t))
+                        listener(Progress(h, done[i], sum(done) / n, at=self.clock.t))
                     elif kind < 8:
-                        listener(PhaseChanged(h, phases[x % len(phases)], at=self.t))
+                        listener(PhaseChanged(h, phases[x % len(phases)], at=self.clock.t))
                     elif kind < 9:
-                        listener(HealthChanged(h, "lb" if x & 1 else "direct", bool(x & 2), at=self.t))
+                        listener(HealthChanged(h, "lb" if x & 1 else "direct", bool(x & 2), at=self.clock.t))
                     else:
-                        listener(LogLine(h, f"step {x % 1000}", at=self.t))
+                        listener(LogLine(h, f"step {x % 1000}", at=self.clock.t))
                 await asyncio.sleep(0.01)
             return Outcome(OutcomeStatus.INTERRUPTED, "benchmark stopped", plan.to_tag)
 

@@ -71,11 +71,11 @@ def sandbox_config(sandbox):
 
 @pytest.fixture
 async def source(sandbox):
-    from zdd_tui.ui.source import SessionSource, open_session
+    from zdd_tui.project import Project
+    from zdd_tui.ui.source import FleetSource
 
     config = sandbox_config(sandbox)
-    session = await open_session(config)
-    src = SessionSource(session, sandbox=True, label="sandbox (test)")
+    src = FleetSource(await Project.open(config), label="sandbox (test)")
     try:
         yield src
     finally:
@@ -92,3 +92,13 @@ async def until(pilot, predicate, timeout: float = 30.0, what: str = "condition"
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await pilot.pause(0.1)
+
+
+def project_on(config, client):
+    """A Project on an already open DO client (the test's own in-process API)."""
+    from zdd_tui.cloud.adapter import DOCloud
+    from zdd_tui.project import Project
+    from zdd_tui.project.open import open_runtime
+
+    return Project(config, client=client, cloud=DOCloud(client, config),
+                   runtime_factory=lambda d: open_runtime(config, d, client=client))

@@ -15,15 +15,13 @@ import subprocess
 import pytest
 
 from zdd_tui.cloud.client import DOClient
-from zdd_tui.cloud.adapter import DOCloud
 from zdd_tui.config import BuildConfig, Config, DigitalOceanConfig, RegistryConfig
-from zdd_tui.session import Session
 from zdd_tui.ui.app import ZddApp
 from zdd_tui.ui.screens.build import BuildScreen
 from zdd_tui.ui.screens.confirm import ConfirmScreen
-from zdd_tui.ui.source import SessionSource
+from zdd_tui.ui.source import FleetSource
 
-from .conftest import until
+from .conftest import project_on, until
 from .screentext import screen_text
 
 SIZE = (130, 44)
@@ -117,7 +115,7 @@ async def project_source(repo, do_api):
     )
     client = DOClient(do_api.url, TOKEN)
     await client.__aenter__()
-    src = SessionSource(Session(config=config, client=client, fleet=DOCloud(client, config)), sandbox=False, label="test project")
+    src = FleetSource(project_on(config, client), label="test project")
     try:
         yield src
     finally:

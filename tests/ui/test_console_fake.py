@@ -1,6 +1,6 @@
 """Console behaviour that needs no sandbox: themes, keys, filter, dialogs, welcome, setup, logs.
 
-Runs on the fixed fake fleet (zdd_tui.ui.fake) so each test takes well under a second of work.
+Runs on the fixed fake fleet (tests/ui/fake.py: the real Project and engine on a fake world) so each test takes well under a second of work.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import pytest
 from zdd_tui.errors import UsageError
 from zdd_tui.ui import keys
 from zdd_tui.ui.app import ZddApp, check_theme
-from zdd_tui.ui.fake import FakeSource
 from zdd_tui.ui.screens.confirm import ConfirmScreen
 from zdd_tui.ui.screens.dashboard import DashboardScreen
 from zdd_tui.ui.screens.help import HelpScreen
@@ -21,6 +20,7 @@ from zdd_tui.ui.settings import BUNDLED_THEME_DIRS, load_settings, load_theme_sp
 from zdd_tui.ui.state import Health
 from zdd_tui.ui.widgets import FleetTable
 
+from .fake import FakeSource
 from .screentext import screen_text
 
 SIZE = (120, 36)
@@ -269,6 +269,31 @@ async def test_filter_focused_table_then_escape():
         assert table.row_count == 12 and app.focused is table
 
 
+async def test_fleet_data_before_the_panes_exist_is_kept_and_painted_on_mount():
+    """Poll results can reach a dashboard whose panes are not mounted yet (it was just pushed):
+    they used to crash the console (NoMatches: No nodes match '#droplets') or be lost. They are
+    kept and painted once the panes exist."""
+    src = FakeSource()
+    app = ZddApp(src, poll="once")
+    async with app.run_test(size=SIZE) as pilot:
+        await filled(pilot)
+        await app.pop_screen()  # a dashboard again, as when the welcome screen makes way for it
+        fresh = DashboardScreen(sandbox=True)
+        app.push_screen(fresh)
+        for task in ("droplets", "hosts", "tags", "lb"):
+            fresh.fleet_changed(task)  # at once: the screen's panes do not exist yet
+        await pilot.pause(0.3)
+        assert app.screen is fresh
+        assert fresh.query_one("#droplets", FleetTable).row_count == 3
+        assert fresh.query_one("#tags", FleetTable).row_count == 5
+        assert "sha-b16b00b" in screen_text(app)
+        # A pane that is gone (being replaced) when data arrives: kept for the next paint.
+        await fresh.query_one("#droplets", FleetTable).remove()
+        fresh.fleet_changed("hosts")
+        await pilot.pause()
+        assert "droplets" in fresh._unpainted
+
+
 async def test_only_changed_cells_are_repainted():
     src = FakeSource(n_hosts=20)
     app = ZddApp(src, poll="once")
@@ -276,7 +301,7 @@ async def test_only_changed_cells_are_repainted():
         await filled(pilot)
         table = app.screen.query_one("#droplets", FleetTable)
         start = table.cell_updates
-        src.draining.add("app-7")
+        src.drain("app-7")
         app.fleet.apply("hosts", await src.hosts(), None)
         app.dashboard.fleet_changed("hosts")
         await pilot.pause()

@@ -33,7 +33,7 @@ def fleet_tags(sandbox) -> dict[str, str | None]:
 
 async def lock_text(source) -> str | None:
     d = source._droplets[0]
-    return await source.session.runtime(d).state_read("deploy.lock")
+    return await source.project.runtime(d).state_read("deploy.lock")
 
 
 async def dashboard_filled(pilot, app):
@@ -202,9 +202,10 @@ async def test_quit_during_rollout_stops_safely(sandbox, source):
     for name, host in sandbox.hosts.hosts.items():
         assert host.inspect()["state"] == "running"
     # Closing the app closed the source; check the lock through a fresh session.
-    from zdd_tui.ui.source import SessionSource, open_session
+    from zdd_tui.project import Project
+    from zdd_tui.ui.source import FleetSource
 
-    fresh = SessionSource(await open_session(sandbox_config(sandbox)), sandbox=True, label="")
+    fresh = FleetSource(await Project.open(sandbox_config(sandbox)), label="")
     try:
         await fresh.droplets()
         assert await lock_text(fresh) is None
@@ -219,16 +220,15 @@ async def test_rollout_started_elsewhere_shows_up_live(sandbox, source):
     and journal, and the console refuses to start a second one meanwhile."""
     import asyncio
 
-    from zdd_tui import operations
-    from zdd_tui.ui.source import open_session
+    from zdd_tui.project import Project
 
     app = ZddApp(source)
     async with app.run_test(size=SIZE) as pilot:
         await dashboard_filled(pilot, app)
-        other = await open_session(sandbox_config(sandbox))
+        other = await Project.open(sandbox_config(sandbox))
         try:
-            plan = await operations.plan_deploy(other, "latest")
-            job = asyncio.create_task(operations.run_deploy(other, plan, []))
+            plan = await other.plan_deploy("latest")
+            job = asyncio.create_task(other.run(plan, []))
             await until(pilot, lambda: app.fleet.rollout is not None and app.fleet.rollout.phases,
                         timeout=20, what="the console to see the rollout")
             assert not app.fleet.rollout.ours

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 
-from zdd_tui.ui.poller import Poller, RequestBudget, Task, VirtualClock
+from zdd_tui.ui.poller import Poller, RequestBudget, Task
+
+from .virtual_clock import VirtualClock
 
 
 class CountingAPI:

@@ -2,7 +2,7 @@
 
 Method. The sandbox is real (its supervisor: its DO API on 127.0.0.1, its load balancer, its
 registry), with 200 droplets ("external" ones: no local process each, which is what makes 200
-affordable here). The console's own poll tasks (`zdd_tui.ui.source.build_tasks`, the same list
+affordable here). The console's own poll tasks (`FleetSource.tasks`, the same list
 the app runs) are driven by the console's own `Poller` on a virtual clock: each sleep advances
 time at once, so five minutes of schedule take seconds, while every DO API call is a real HTTP
 request to the sandbox API. Two minutes of the five run on the faster rollout schedule. Host
@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import pytest
 
-from zdd_tui.ui.poller import Poller, VirtualClock
-from zdd_tui.ui.source import SessionSource, build_tasks, open_session
+from zdd_tui.ui.poller import Poller
+from zdd_tui.project import Project
+from zdd_tui.ui.source import FleetSource
 
 from .conftest import sandbox_config
+from .virtual_clock import VirtualClock
 
 pytestmark = pytest.mark.slow
 
@@ -47,8 +49,7 @@ def v2_requests(api) -> int:
 
 
 async def test_console_requests_in_five_minutes_with_200_droplets(big_sandbox):
-    session = await open_session(sandbox_config(big_sandbox))
-    src = SessionSource(session, sandbox=True, label="count")
+    src = FleetSource(await Project.open(sandbox_config(big_sandbox)), label="count")
 
     async def no_hosts():
         return {}
@@ -67,7 +68,7 @@ async def test_console_requests_in_five_minutes_with_200_droplets(big_sandbox):
         else:
             got[task] = result
 
-    poller = Poller(build_tasks(src), sink=sink, request_counter=lambda: src.requests_made, clock=clock)
+    poller = Poller(src.tasks(), sink=sink, request_counter=lambda: src.requests_made, clock=clock)
     spent: list[tuple[float, int]] = []
     orig = poller.budget.spend
     poller.budget.spend = lambda now, n: (spent.append((now, n)), orig(now, n))

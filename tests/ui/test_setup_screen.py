@@ -7,16 +7,14 @@ from __future__ import annotations
 import pytest
 
 from zdd_tui.cloud.client import DOClient
-from zdd_tui.cloud.adapter import DOCloud
 from zdd_tui.config import Config, DigitalOceanConfig, DropletsConfig, RegistryConfig, SandboxConfig
-from zdd_tui.session import Session
 from zdd_tui.setup.steps import LB_NODE_MONTHLY_USD
 from zdd_tui.ui.app import ZddApp
 from zdd_tui.ui.screens.confirm import ConfirmScreen
 from zdd_tui.ui.screens.setup import SetupScreen
-from zdd_tui.ui.source import SessionSource
+from zdd_tui.ui.source import FleetSource
 
-from .conftest import until
+from .conftest import project_on, until
 from .screentext import screen_text
 
 SIZE = (160, 70)
@@ -56,7 +54,7 @@ async def test_setup_screen_previews_api_prices_and_applies_lb_and_registry_once
     )
     client = DOClient(do_api.url, TOKEN)
     await client.__aenter__()
-    source = SessionSource(Session(config=config, client=client, fleet=DOCloud(client, config)), sandbox=True, label="sandbox API (test)")
+    source = FleetSource(project_on(config, client), label="sandbox API (test)")
     try:
         size_price = (await client.sizes())["s-1vcpu-1gb"]
         tier_price = next(t.monthly_price_usd for t in await client.registry_options() if t.slug == "basic")

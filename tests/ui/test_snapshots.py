@@ -1,15 +1,15 @@
 """SVG snapshots of the console's main screens (pytest-textual-snapshot).
 
-Deterministic: a fixed fake fleet (zdd_tui.ui.fake.FakeSource: fixed addresses, digests, a
-fixed "now"), one poll and no polling loop, rollouts on a fake clock that pauses at a chosen
-event. Update with `pytest tests/ui/test_snapshots.py --snapshot-update` after a deliberate
+Deterministic: a fixed fake fleet (tests/ui/fake.py FakeSource: the real Project and engine on
+the fake world, fixed addresses, digests, a fixed "now"), one poll and no polling loop, rollouts
+in virtual time that can hold at a chosen event. Update with `pytest tests/ui/test_snapshots.py --snapshot-update` after a deliberate
 change, and look at the new SVGs before committing them.
 """
 
 from __future__ import annotations
 
 from zdd_tui.ui.app import ZddApp
-from zdd_tui.ui.fake import FakeSource
+from .fake import FakeSource
 from zdd_tui.ui.widgets import FleetTable
 
 SIZE = (120, 36)
@@ -25,6 +25,7 @@ async def filled(pilot) -> None:
     while not (app.fleet.droplets and app.fleet.hosts and app.fleet.tags and app.fleet.lb):
         await pilot.pause(0.05)
     await pilot.pause()
+    await pilot.pause(0.1)  # the tables widen columns for the hosts' data on their next refresh
 
 
 def test_dashboard(snap_compare):
@@ -61,8 +62,9 @@ def test_rollback_confirmation(snap_compare):
 
 
 def test_rollout_mid(snap_compare):
-    # Event 30 of the fake's stream: app-1 done, app-2 pulling, app-3 waiting its turn.
-    app, src = make_app(pause_after=30)
+    # Event 50 of the engine's stream: app-1 done, app-2 starting its new container, app-3
+    # pulled and waiting its turn (the engine pulls on every host first).
+    app, src = make_app(pause_after=50)
 
     async def before(pilot):
         await filled(pilot)
@@ -71,7 +73,7 @@ def test_rollout_mid(snap_compare):
             await pilot.pause(0.05)
         await pilot.press("y")
         await src.paused.wait()
-        await pilot.pause(0.2)
+        await pilot.pause(1.2)  # a once-a-second tick of the elapsed times, at the held time
 
     assert snap_compare(app, terminal_size=SIZE, run_before=before)
 

@@ -28,21 +28,20 @@ def _confirm(question: str) -> bool:
 
 async def execute(args, *, action: str, tag: str | None) -> int:
     # Imported here so `zdd-tui --help` stays fast and works without the cloud stack.
-    from zdd_tui import operations as ops
-    from zdd_tui.headless import HeadlessRenderer
-    from zdd_tui.rollout.events import OutcomeStatus
     from zdd_tui.config import load_config
-    from zdd_tui.session import Session
+    from zdd_tui.project import Project
+    from zdd_tui.project.rollout import check_tag, exit_code_for
+    from zdd_tui.rollout.events import OutcomeStatus
+    from zdd_tui.headless import HeadlessRenderer
 
     if not args.yes and not sys.stdin.isatty():
         raise UsageError(f"refusing to {action} without confirmation: there is no terminal to ask on",
                          "pass --yes to run without asking (CI)")
     if tag is not None:
-        ops.check_tag(tag)
+        check_tag(tag)
     config = load_config(args.config)
-    session = await Session.open(config, getattr(args, "context", None))
-    try:
-        plan = await (ops.plan_rollback(session, tag) if action == "rollback" else ops.plan_deploy(session, tag))
+    async with await Project.open(config, context=getattr(args, "context", None)) as project:
+        plan = await project.plan(action, tag)
         if not args.yes:
             print(plan.text(), file=sys.stderr)
             if not plan.hosts:
@@ -68,7 +67,7 @@ async def execute(args, *, action: str, tag: str | None) -> int:
                 pass  # Ctrl-C then falls back to KeyboardInterrupt
         renderer = HeadlessRenderer(sys.stdout, json_lines=args.json)
         try:
-            outcome = await ops.run_deploy(session, plan, [renderer], cancel, break_lock=args.break_lock)
+            outcome = await project.run(plan, [renderer], cancel, break_lock=args.break_lock)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
@@ -79,6 +78,4 @@ async def execute(args, *, action: str, tag: str | None) -> int:
             # The message also goes to stderr, so a CI log shows why even with --json on stdout.
             print(f"zdd-tui: {action} {outcome.status.value}: {outcome.message}".replace(
                 f"{outcome.status.value}: {outcome.status.value}:", f"{outcome.status.value}:"), file=sys.stderr)
-        return ops.exit_code_for(outcome)
-    finally:
-        await session.close()
+        return exit_code_for(outcome)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from zdd_tui.headless import HeadlessRenderer
-from zdd_tui.images.build import ImageBuilder, parse_build_args
-
-PUSH_CREDENTIALS_SECONDS = 900
+from zdd_tui.project.build import image_builder, parse_build_args, push_credentials_for
 
 
 def register(sub, common):
@@ -26,12 +25,12 @@ def register(sub, common):
 
 
 async def run(args) -> int:
-    from zdd_tui.commands.setup import load_project_config
+    from zdd_tui.config import load_config
 
-    config = load_project_config(args.config)
+    config = load_config(Path(args.config))
     build_args = parse_build_args(args.build_arg)
     render = HeadlessRenderer(sys.stdout, json_lines=args.json)
-    builder = ImageBuilder(config, project_dir=args.project_dir, docker_host=args.docker_host)
+    builder = image_builder(config, project_dir=args.project_dir, docker_host=args.docker_host)
     try:
         builder.plan(allow_dirty=args.allow_dirty)  # refuse a dirty tree before touching the engine
         result = await builder.build(allow_dirty=args.allow_dirty, build_args=build_args, on_event=render)
@@ -39,12 +38,7 @@ async def run(args) -> int:
         if args.push:
             creds = None
             if not args.no_registry_auth:
-                from zdd_tui.cloud.client import DOClient
-                from zdd_tui.secrets import get_token
-
-                token = get_token(config, args.context or config.context)
-                async with DOClient(config.digitalocean.api_url, token) as do:
-                    creds = await do.docker_credentials(config.registry.name, read_write=True, expiry_seconds=PUSH_CREDENTIALS_SECONDS)
+                creds = await push_credentials_for(config, args.context)
             pushed = await builder.push(result, creds, on_event=render)
     finally:
         builder.close()

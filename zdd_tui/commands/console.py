@@ -36,31 +36,16 @@ def _load_config(path: Path):
     return load_config(path)
 
 
-# What opening a session imports: the cloud client (httpx; pydo only comes with a first write),
-# the hosts' runtimes. Imported in a thread by the openers below (which run after the dashboard's
-# first frame), so the event loop stays free for keys and paints meanwhile.
-_SESSION_MODULES = (
-    "httpcore",  # httpx imports it with its first client
-    "zdd_tui.session",
-    "zdd_tui.cloud.client",
-    "zdd_tui.cloud.adapter",
-    "zdd_tui.runtimes",
-    "zdd_tui.sandbox.runtime",
-)
+async def _open_project(config, label: str, on_close=None):
+    """The console's source on a Project. Opening imports the cloud client (httpx; pydo only
+    comes with a first write) and the hosts' runtimes: in a thread (the openers run after the
+    dashboard's first frame), so the event loop stays free for keys and paints meanwhile."""
+    from zdd_tui.project import Project
+    from zdd_tui.ui.source import FleetSource
 
-
-def _import_session_modules() -> None:
-    import importlib
-
-    for name in _SESSION_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # opening the session then reports what is missing
-            pass
-
-
-async def _preload_session_modules() -> None:
-    await asyncio.to_thread(_import_session_modules)
+    await asyncio.to_thread(Project.preload)
+    project = await Project.open(config)
+    return FleetSource(project, label=label, on_close=on_close)
 
 
 # Textual paints at most TEXTUAL_FPS frames a second (default 60), and a key's repaint waits
@@ -82,7 +67,6 @@ def run_console(args) -> int:
     from zdd_tui.ui.app import ZddApp, check_theme
     from zdd_tui.ui.keys import BINDING_IDS
     from zdd_tui.ui.settings import load_settings, load_theme_specs
-    from zdd_tui.ui.source import SessionSource, open_session
 
     settings = load_settings(binding_ids=BINDING_IDS)
     specs = load_theme_specs()
@@ -104,10 +88,8 @@ def run_console(args) -> int:
             await asyncio.to_thread(sp.stop)
 
         config = _load_config(sp.config_path)
-        await _preload_session_modules()
-        session = await open_session(config)
         api = sp.info.get("api_url", "")
-        return SessionSource(session, sandbox=True, label=f"sandbox {api} · pid {sp.pid}", on_close=stop_child)
+        return await _open_project(config, f"sandbox {api} · pid {sp.pid}", on_close=stop_child)
 
     project_opener = None
     first_run = False
@@ -117,10 +99,8 @@ def run_console(args) -> int:
             config = _load_config(config_path)  # a bad file fails here, before the screen opens
 
             async def open_project():
-                await _preload_session_modules()
-                session = await open_session(config)
                 where = "sandbox" if config.is_sandbox else f"DigitalOcean {config.digitalocean.region}"
-                return SessionSource(session, sandbox=config.is_sandbox, label=f"{where} · {config_path}")
+                return await _open_project(config, f"{where} · {config_path}")
 
             project_opener = open_project
 

@@ -10,16 +10,15 @@ nothing and the error says why (DigitalOcean's message and request id, never the
 from __future__ import annotations
 
 import getpass
-import ipaddress
 import json
 import os
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from zdd_tui import secrets
 from zdd_tui.config import DEFAULT_CONFIG_PATH, Config, api_url_problem, load_config
-from zdd_tui.errors import UsageError, ZddError
+from zdd_tui.errors import UsageError
+from zdd_tui.project import credentials as secrets
+from zdd_tui.project.credentials import check_token
 
 
 def register(sub, common):
@@ -64,33 +63,6 @@ def _read_token(args) -> str:
     if any(c.isspace() for c in token):
         raise UsageError("the token contains whitespace (a token is one word); nothing was stored", "paste the token alone")
     return token
-
-
-def _allow_insecure(api_url: str) -> bool:
-    """Plain http to a private address (the lab's network namespaces), already allowed by config rules."""
-    parts = urlsplit(api_url)
-    try:
-        return parts.scheme == "http" and ipaddress.ip_address(parts.hostname or "").is_private
-    except ValueError:
-        return False
-
-
-async def check_token(api_url: str, token: str):
-    """The account the token belongs to; UsageError (rejected) or ZddError (unreachable, ...)."""
-    from zdd_tui.cloud.client import DOClient
-    from zdd_tui.cloud.errors import CloudError, UnauthorizedError
-
-    try:
-        async with DOClient(api_url, token, max_retries=1, timeout=30, allow_insecure=_allow_insecure(api_url)) as do:
-            return await do.account()
-    except UnauthorizedError as exc:  # DOClient's text carries DO's message and request id, never the token
-        raise UsageError(
-            f"the token was rejected, nothing was stored: {exc.message}",
-            "create a token with read and write scope at https://cloud.digitalocean.com/account/api/tokens "
-            "and paste it whole",
-        ) from None
-    except CloudError as exc:
-        raise ZddError(f"could not check the token, nothing was stored: {exc.message}", exc.hint) from None
 
 
 def _store_ssh_key(args, context: str) -> int:

@@ -6,9 +6,9 @@ import json
 import os
 import sys
 
-from zdd_tui import secrets
 from zdd_tui.commands.login import optional_config
 from zdd_tui.errors import EXIT_ERROR, UsageError
+from zdd_tui.project import credentials as secrets
 
 
 def register(sub, common):

@@ -63,8 +63,7 @@ def register(sub, common):
 
 
 def _lab(spec_path: str, options) -> None:
-    from zdd_tui.sandbox.registry import DistributionRegistry
-    from zdd_tui.sandbox.supervisor import ExternalDroplet
+    from zdd_tui.project.sandbox import DistributionRegistry, ExternalDroplet
 
     try:
         spec = yaml.safe_load(Path(spec_path).read_text()) or {}
@@ -93,7 +92,7 @@ def _lab(spec_path: str, options) -> None:
 
 
 async def run_up(args) -> int:
-    from zdd_tui.sandbox.supervisor import Sandbox, SandboxOptions
+    from zdd_tui.project.sandbox import Sandbox, SandboxOptions
 
     options = SandboxOptions(
         state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),

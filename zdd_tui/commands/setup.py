@@ -11,8 +11,8 @@ from pathlib import Path
 
 from zdd_tui.errors import RefusedError, UsageError
 from zdd_tui.headless import HeadlessRenderer
+from zdd_tui.project.setup import open_setup, step_ids
 from zdd_tui.setup.events import Preview
-from zdd_tui.setup.steps import STEP_IDS, Setup
 
 
 def register(sub, common):
@@ -24,7 +24,7 @@ def register(sub, common):
         help="pin the SSH host key of hosts seen for the first time (check the fingerprints printed)",
     )
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
-    p.add_argument("--only", choices=STEP_IDS, metavar="STEP", help=f"run one step: {', '.join(STEP_IDS)}")
+    p.add_argument("--only", choices=step_ids(), metavar="STEP", help=f"run one step: {', '.join(step_ids())}")
     p.add_argument("--import-key", metavar="PATH", help="import this private key instead of generating one")
     p.add_argument("--no-install-docker", action="store_true", help="do not install Docker on hosts that lack it")
     p.set_defaults(func=run)
@@ -64,7 +64,7 @@ async def run(args) -> int:
         except OSError as exc:
             raise UsageError(f"cannot read --import-key {args.import_key}: {exc.strerror}") from None
     emit = HeadlessRenderer(sys.stdout, json_lines=args.json)
-    async with Setup(
+    async with open_setup(
         config,
         context=args.context,
         emit=emit,

@@ -17,15 +17,13 @@ def register(sub, common):
 
 
 async def run(args) -> int:
-    from zdd_tui import fleetstatus
     from zdd_tui.config import load_config
+    from zdd_tui.project import Project
+    from zdd_tui.project.status import render_text
 
     config = load_config(Path(args.config))
-    session = await fleetstatus.open_session(config, args.context)
-    try:
-        st = await fleetstatus.gather(session, hosts=not args.no_hosts)
-    finally:
-        await session.close()
+    async with await Project.open(config, context=args.context) as project:
+        st = await project.status(hosts=not args.no_hosts)
     if not st.droplets and not st.load_balancer and st.errors:
         raise ZddError(
             f"cannot read the fleet: {st.errors[0]}",
@@ -34,5 +32,5 @@ async def run(args) -> int:
     if args.json:
         print(json.dumps(st.to_dict(), indent=None))
     else:
-        print(fleetstatus.render_text(st))
+        print(render_text(st))
     return 1 if st.errors else 0

@@ -1,6 +1,6 @@
 """Plan preview: which hosts, in which batches, from which tag to which, and how long.
 
-Pure functions: no I/O. `operations.plan_deploy` gathers the facts (hosts, what they run, the LB
+Pure functions: no I/O. `zdd_tui.project.rollout` gathers the facts (hosts, what they run, the LB
 settings) and calls `build_plan`.
 """
 

@@ -18,9 +18,10 @@ from textual.theme import Theme
 
 from zdd_tui.ui import keys
 from zdd_tui.ui.messages import FleetData, SourceFailed, SourceReady
-from zdd_tui.ui.poller import Poller, RealClock
+from zdd_tui.project import SystemClock
+from zdd_tui.ui.poller import Poller
 from zdd_tui.ui.settings import DEFAULT_THEME, NO_COLOR_THEME, ThemeSpec, UiSettings, load_theme_specs, no_color
-from zdd_tui.ui.source import FleetSource, RunHandle, build_tasks
+from zdd_tui.ui.source import FleetSource, RunHandle
 from zdd_tui.ui.state import FleetState
 
 Opener = Callable[[], Awaitable[FleetSource]]
@@ -83,7 +84,7 @@ class ZddApp(App[int]):
         self.settings = settings or UiSettings()
         self.first_run = first_run
         self.poll_mode = poll
-        self.poll_clock = clock or RealClock()
+        self.poll_clock = clock or SystemClock()
         self.fleet = FleetState()
         self.poller: Poller | None = None
         self.rollout: RunHandle | None = None  # the rollout this console runs, if any
@@ -192,7 +193,7 @@ class ZddApp(App[int]):
         assert self.source is not None
         src = self.source
         self.poller = Poller(
-            tasks=build_tasks(src),
+            tasks=src.tasks(),
             sink=self._sink,
             request_counter=lambda: src.requests_made,
             clock=self.poll_clock,

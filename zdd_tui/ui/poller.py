@@ -1,6 +1,6 @@
 """The console's data loop: poll -> hand results to a sink -> reschedule, within an API budget.
 
-Pure asyncio (no Textual), so the schedule can be driven by a virtual clock in tests: the
+Pure asyncio (no Textual), on the engine's Clock, so the schedule can be driven by a virtual clock in tests: the
 request-count test runs five virtual minutes against the real sandbox API in a few seconds.
 
 Why a sliding-window budget rather than fixed intervals alone: the cost of one refresh depends
@@ -12,41 +12,14 @@ and may only start when the last 60 s plus that cost stay within `per_minute`.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable
+
+from zdd_tui.project import Clock, SystemClock
 
 BUDGET_PER_MINUTE = 40  # DO allows 250/min per token; the console keeps most of it for others
 WINDOW_SECONDS = 60.0
-
-
-class PollClock(Protocol):
-    def now(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class RealClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-class VirtualClock:
-    """Time that advances only when someone sleeps: five minutes of schedule in milliseconds."""
-
-    def __init__(self, start: float = 0.0):
-        self.t = start
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += max(seconds, 0.0)
-        await asyncio.sleep(0)  # let other tasks run, as a real sleep would
 
 
 class RequestBudget:
@@ -116,7 +89,7 @@ class Poller:
     tasks: list[Task]
     sink: Sink
     request_counter: Callable[[], int] = lambda: 0
-    clock: PollClock = field(default_factory=RealClock)
+    clock: Clock = field(default_factory=SystemClock)
     budget: RequestBudget = field(default_factory=RequestBudget)
     rollout_active: bool = False
     deferred: int = 0  # runs postponed because the budget was full (shown as a figure)
@@ -216,7 +189,7 @@ class Poller:
                 await asyncio.sleep(0)
                 continue
             self._wake.clear()
-            if isinstance(self.clock, RealClock):
+            if isinstance(self.clock, SystemClock):
                 try:
                     await asyncio.wait_for(self._wake.wait(), delay)
                 except asyncio.TimeoutError:

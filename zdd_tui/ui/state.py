@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from zdd_tui.cloud.models import Droplet, LoadBalancer, RateLimit, RegistryTag
-from zdd_tui.rollout.interfaces import ContainerInfo, HealthProbe
+from zdd_tui.project import ContainerInfo, Droplet, HealthProbe, LoadBalancer, RateLimit, RegistryTag, RolloutSeen
 
 
 class Health(enum.Enum):
@@ -93,16 +92,7 @@ class HostState:
         return self.container.tag if self.container else None
 
 
-@dataclass(frozen=True)
-class RolloutInfo:
-    """A rollout seen on the hosts (their lock and journal), whoever started it."""
-
-    holder: str  # who holds the lock, e.g. "ci@runner-7" or "console@laptop"
-    action: str  # deploy | rollback | resume
-    to_tag: str
-    started: str = ""  # when, as the lock says it
-    phases: dict[str, str] = field(default_factory=dict)  # host -> phase words (from the journal)
-    ours: bool = False  # started by this console
+RolloutInfo = RolloutSeen  # a rollout seen on the hosts (their lock and journal), whoever started it
 
 
 @dataclass

@@ -16,6 +16,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import DataTable, Footer, Label, Static
+from textual.widgets.data_table import ColumnKey
 
 from zdd_tui.rollout.events import Phase
 from zdd_tui.ui.state import Health, Row
@@ -147,9 +148,27 @@ class FleetTable(DataTable):
             old = self._shown.get(key)
             for i, cell in enumerate(cells):
                 if old is None or old[i] != cell:
-                    self.update_cell(key, str(i), self._render(cell), update_width=True)
+                    text = self._render(cell)
+                    if self._wider_than_column(i, text):
+                        # A wider cell (a host's tag after "—"): DataTable widens the column
+                        # when idle but keeps the lines it drew at the old width; draw them again
+                        # once the new width is in.
+                        self._rebuild(rows)
+                        self.call_after_refresh(self._redraw)
+                        return
+                    self.update_cell(key, str(i), text, update_width=True)
                     self.cell_updates += 1
             self._shown[key] = cells
+
+    def _redraw(self) -> None:
+        self._clear_caches()
+        self.refresh()
+
+    def _wider_than_column(self, index: int, text: Text) -> bool:
+        column = self.columns.get(ColumnKey(str(index)))
+        if column is None:
+            return False
+        return text.cell_len > max(column.content_width, cell_len(str(column.label)))
 
     def _rebuild(self, rows: list[Row]) -> None:
         keep = self.selected_key

@@ -25,7 +25,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, RichLog, Static
 
-from zdd_tui.sandbox import SANDBOX_REGISTRY_SERVER
 from zdd_tui.ui.state import human_size
 from zdd_tui.images.events import BuildFinished, BuildOutput, BuildStarted, LayerProgress, PushFinished
 from zdd_tui.ui.messages import Emitted, Relay
@@ -82,14 +81,15 @@ class BuildScreen(Screen):
         """The sandbox's own registry: prebuilt sample versions, nothing to build or push to."""
         if not (self.sandbox or getattr(source, "sandbox", False)):
             return False
+        from zdd_tui.project.build import prebuilt_only
+
         config = getattr(source, "config", None)
-        server = getattr(getattr(config, "registry", None), "server", None)
-        return server == SANDBOX_REGISTRY_SERVER or not hasattr(source, "image_builder")
+        return (config is not None and prebuilt_only(config)) or not hasattr(source, "image_builder")
 
     @work(exclusive=True, group="build", exit_on_error=False)
     async def prepare(self) -> None:
         from zdd_tui.errors import ZddError
-        from zdd_tui.images.git import git_state
+        from zdd_tui.project.build import git_state
 
         source = self.app.source
         if source is not None and self._prebuilt_only(source):
@@ -197,7 +197,7 @@ class BuildScreen(Screen):
     @work(exclusive=True, group="build", exit_on_error=False)
     async def run_build(self, allow_dirty: bool) -> None:
         from zdd_tui.errors import ZddError
-        from zdd_tui.images.git import git_state
+        from zdd_tui.project.build import git_state
 
         source, builder, planned = self.app.source, self._builder, self._git
         self.error = None

@@ -7,6 +7,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
@@ -57,6 +58,10 @@ class DashboardScreen(Screen):
     def __init__(self, sandbox: bool = False):
         super().__init__(id="dashboard")
         self.sandbox = sandbox
+        # Panes whose data changed but are not painted yet: poll results can arrive before the
+        # panes exist (the screen is pushed, its tables not mounted); they are painted on mount.
+        self._unpainted: set[str] = set()
+        self._ready = False
 
     def compose(self) -> ComposeResult:
         yield TopBar("zdd-tui", "connecting…", self.sandbox)
@@ -86,6 +91,14 @@ class DashboardScreen(Screen):
         self.query_one("#droplets", FleetTable).focus()
         self.query_one("#lb-summary", KeyValue).show(lb_summary(self.app.fleet))
         self._paint_status()
+        # Whatever the app already knows (data that came before this screen was mounted), once
+        # the tables have mounted too (they add their columns in their own on_mount).
+        self.call_after_refresh(self._mounted)
+
+    def _mounted(self) -> None:
+        self._ready = True
+        self._unpainted |= {pane for panes in _PANES.values() for pane in panes}
+        self._paint_unpainted()
 
     # -- data --------------------------------------------------------------------------------
     def source_ready(self, source) -> None:
@@ -95,11 +108,19 @@ class DashboardScreen(Screen):
         self.query_one("#status-error", Label).update(Text(f"✖ {text}", style=theme_style(self.app, "error")))
 
     def fleet_changed(self, task: str) -> None:
-        if not self.is_attached or not self.children:
-            return  # the app is closing: late poll results have nowhere to go
-        for pane in _PANES.get(task, ()):
-            self._paint(pane)
-        self._paint_status()
+        self._unpainted.update(_PANES.get(task, ()))
+        if not self._ready or not self.is_attached:
+            return  # not mounted yet (kept for on_mount), or the app is closing
+        self._paint_unpainted()
+
+    def _paint_unpainted(self) -> None:
+        panes, self._unpainted = self._unpainted, set()
+        try:
+            for pane in sorted(panes):
+                self._paint(pane)
+            self._paint_status()
+        except NoMatches:  # a pane is being mounted or removed: keep it for the next paint
+            self._unpainted |= panes
 
     def _paint(self, pane: str) -> None:
         fleet = self.app.fleet
@@ -110,7 +131,7 @@ class DashboardScreen(Screen):
         elif pane == "lb":
             self.query_one("#lb-summary", KeyValue).show(lb_summary(fleet))
             self.query_one("#lbhealth", FleetTable).sync(lb_rows(fleet))
-        elif pane == "tags":
+        elif pane == "tags" and self.app.source is not None:
             self.query_one("#tags", FleetTable).sync(tag_rows(fleet, self.app.source.wall_now()))
         elif pane == "banner":
             self._paint_banner()

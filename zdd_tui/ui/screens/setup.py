@@ -1,4 +1,4 @@
-"""`s`: the setup wizard on the setup steps (zdd_tui.setup.steps): preview with costs, then apply.
+"""`s`: the setup wizard (the steps of zdd_tui.setup, through zdd_tui.project): preview with costs, then apply.
 
 The token Input is masked and not focused at start: a focused Input swallows single-key
 bindings, so the screen opens on the step list; Tab (or a click) reaches the Input and Esc
@@ -79,7 +79,9 @@ class SetupScreen(Screen):
 
     def show_steps(self, previews: dict) -> None:
         try:
-            from zdd_tui.setup.steps import STEPS
+            from zdd_tui.project.setup import setup_steps
+
+            STEPS = setup_steps()
         except Exception as exc:
             self.query_one("#steps", Static).update(f"The setup steps are not available: {exc}")
             return
@@ -111,15 +113,12 @@ class SetupScreen(Screen):
         self.query_one("#steps", Static).update(t)
 
     def _setup(self):
-        from zdd_tui.setup.steps import Setup
+        from zdd_tui.project.setup import open_setup
 
-        client = getattr(getattr(self.app.source, "session", None), "client", None)
-        return Setup(
-            self._config(),
-            token=self._token,
-            client=client if self._token is None else None,
-            emit=self._relay,
-        )
+        project = getattr(self.app.source, "project", None)
+        if project is not None:  # the console's own connection, unless a token was typed in
+            return project.setup(token=self._token, emit=self._relay)
+        return open_setup(self._config(), token=self._token, emit=self._relay)
 
     @on(Emitted)
     def _events(self, message: Emitted) -> None:
@@ -144,7 +143,9 @@ class SetupScreen(Screen):
 
     @work(exclusive=True, group="setup", exit_on_error=False)
     async def action_preview(self) -> None:
-        from zdd_tui.setup.steps import STEPS
+        from zdd_tui.project.setup import setup_steps
+
+        STEPS = setup_steps()
 
         previews: dict = {}
         setup = self._setup()
@@ -159,7 +160,9 @@ class SetupScreen(Screen):
             await setup.close()
 
     def action_apply_step(self, number: int) -> None:
-        from zdd_tui.setup.steps import STEPS
+        from zdd_tui.project.setup import setup_steps
+
+        STEPS = setup_steps()
 
         if 1 <= number <= len(STEPS):
             self.action_apply(STEPS[number - 1].id)

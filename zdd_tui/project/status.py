@@ -1,27 +1,26 @@
 """The fleet's status, gathered once: droplets, the LB and its per-droplet health, registry tags,
-and per host the tag it runs and its own health.
+per host the tag it runs and its own health, and the rollout state (lock, journal, interrupted).
 
-Each fetcher is separately callable (the console polls them on their own schedules):
-    fetch_droplets(session) / fetch_lb(session) / fetch_lb_health(session, lb) /
-    fetch_tags(session) / fetch_host(session, droplet) / fetch_rollout(session, droplets)
-`gather(session)` runs them all and returns a `FleetStatus`; `to_dict()` is the `status --json`
-shape. A fetcher that fails leaves its part empty and adds a line to `errors`; nothing here prints.
-
-Rollout info (lock holder, journal, interrupted rollout) comes from the engine: if
-`zdd_tui.rollout.status` defines `async def fleet_rollout_status(session, droplets) -> dict | None`
-(JSON-able), its answer is the `rollout` part. Until then `rollout` is null.
+`to_dict()` is the `status --json` shape, `render_text` the human form. A part that fails leaves
+its part empty and adds a line to `errors`; nothing here prints.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from zdd_tui.cloud.models import Droplet, LoadBalancer, RegistryTag
+from zdd_tui.config import Config
 from zdd_tui.rollout.interfaces import ContainerInfo, HealthProbe
+
+if TYPE_CHECKING:
+    from zdd_tui.project.open import Project
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,7 +36,7 @@ class HostStatus:
     def tag(self) -> str | None:
         return self.container.tag if self.container else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "tag": self.tag,
@@ -59,10 +58,10 @@ class FleetStatus:
     lb_url: str | None = None  # the sandbox LB's local URL (a DO LB has `ip`)
     tags: list[RegistryTag] = field(default_factory=list)
     hosts: dict[str, HostStatus] = field(default_factory=dict)
-    rollout: dict | None = None
+    rollout: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         lb = self.load_balancer
         return {
             "sandbox": self.sandbox,
@@ -111,54 +110,34 @@ class FleetStatus:
         }
 
 
-def _why(exc: BaseException) -> str:
+def why(exc: BaseException) -> str:
+    """The first line of an error, for a one-line report."""
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-async def fetch_droplets(session) -> list[Droplet]:
-    return await session.droplets()
-
-
-async def fetch_lb(session) -> LoadBalancer | None:
-    return await session.fleet.load_balancer()
-
-
-async def fetch_lb_health(session, lb: LoadBalancer | None) -> dict[int, bool | None]:
-    if lb is None:
-        return {}
-    return await session.client.lb_droplet_health(lb.id)
-
-
-async def fetch_tags(session) -> list[RegistryTag]:
-    reg = session.config.registry
-    return await session.client.list_tags(reg.name, reg.repository)
-
-
-async def fetch_host(session, droplet: Droplet) -> HostStatus:
+async def host_status(project: Project, droplet: Droplet) -> HostStatus:
     """The container and the service's own health, from the host itself."""
     status = HostStatus(droplet.name)
     try:
-        rt = session.runtime(droplet)
+        rt = project.runtime(droplet)
         status.container, status.health, stats = await asyncio.gather(rt.inspect(), rt.probe_health(), rt.stats())
-    except Exception as exc:  # one silent host must not hide the others
-        status.error = _why(exc)
+    except Exception as exc:  # noqa: BLE001 - one silent host must not hide the others
+        status.error = why(exc)
         return status
     if stats is not None:
         status.version, status.draining = stats.version, stats.draining
     return status
 
 
-async def fetch_rollout(session, droplets: list[Droplet]) -> dict | None:
-    """The engine's view (lock, journal, interrupted rollout), when the engine provides one."""
-    try:
-        mod = importlib.import_module("zdd_tui.rollout.status")
-    except ImportError:
+async def rollout_part(project: Project, droplets: list[Droplet]) -> dict[str, Any] | None:
+    """The hosts' rollout state, JSON-able; `lines` is the same in words for the text form."""
+    if not droplets:
         return None
-    fn = getattr(mod, "fleet_rollout_status", None)
-    return None if fn is None else await fn(session, droplets)
+    state = await project.rollout_state(droplets)
+    return {**state.to_dict(), "lines": state.lines()}
 
 
-def sandbox_lb_url(config) -> str | None:
+def sandbox_lb_url(config: Config) -> str | None:
     if not config.is_sandbox or not config.sandbox or not config.sandbox.state_dir:
         return None
     from zdd_tui.sandbox.supervisor import read_running_info
@@ -166,29 +145,30 @@ def sandbox_lb_url(config) -> str | None:
     return read_running_info(config.sandbox.state_dir).get("lb_url")
 
 
-async def gather(session, *, hosts: bool = True) -> FleetStatus:
-    config = session.config
+async def gather(project: Project, *, hosts: bool = True) -> FleetStatus:
+    config = project.config
     st = FleetStatus(sandbox=config.is_sandbox, api_url=config.digitalocean.api_url, lb_url=sandbox_lb_url(config))
 
-    async def part(label: str, coro, default: Any):
+    async def part(label: str, coro: Awaitable[T], default: T) -> T:
         try:
             return await coro
-        except Exception as exc:
-            st.errors.append(f"{label}: {_why(exc)}")
+        except Exception as exc:  # noqa: BLE001 - reported in `errors`
+            st.errors.append(f"{label}: {why(exc)}")
             return default
 
     st.droplets, st.load_balancer, st.tags = await asyncio.gather(
-        part("droplets", fetch_droplets(session), []),
-        part("load balancer", fetch_lb(session), None),
-        part("registry tags", fetch_tags(session), []),
+        part("droplets", project.droplets(), []),
+        part("load balancer", project.load_balancer(), None),
+        part("registry tags", project.registry_tags(), []),
     )
-    jobs = [part("LB health", fetch_lb_health(session, st.load_balancer), {})]
-    if hosts:
-        jobs += [fetch_host(session, d) for d in st.droplets]
-    results = await asyncio.gather(*jobs)
-    st.lb_health = results[0]
-    st.hosts = {h.name: h for h in results[1:]}
-    st.rollout = await part("rollout", fetch_rollout(session, st.droplets), None)
+    empty: dict[int, bool | None] = {}
+    lb_health, statuses = await asyncio.gather(
+        part("LB health", project.lb_health(st.load_balancer), empty),
+        asyncio.gather(*(host_status(project, d) for d in (st.droplets if hosts else []))),
+    )
+    st.lb_health = lb_health
+    st.hosts = {h.name: h for h in statuses}
+    st.rollout = await part("rollout", rollout_part(project, st.droplets), None)
     return st
 
 
@@ -224,15 +204,7 @@ def render_text(st: FleetStatus) -> str:
         out.append(f"  {d.name:<12} {d.public_ipv4 or '-':<15} {d.status:<7} {lbw:<13} {hostw}")
     out.append(f"registry tags ({len(st.tags)}): " + ", ".join(t.tag for t in st.tags))
     if st.rollout:
-        # The engine's own words (lock, interrupted rollout, last rollout) when it gives them.
         out.extend(st.rollout.get("lines") or [f"rollout: {st.rollout}"])
     for e in st.errors:
         out.append(f"error: {e}")
     return "\n".join(out)
-
-
-async def open_session(config, context: str | None = None):
-    """A Session for status (a sandbox config gets the sandbox's own throwaway token)."""
-    from zdd_tui.session import Session
-
-    return await Session.open(config, context)

@@ -1,0 +1,50 @@
+"""Credentials: the OS keyring (per context) and checking a DigitalOcean token before storing it."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from urllib.parse import urlsplit
+
+from zdd_tui.errors import UsageError, ZddError
+from zdd_tui.secrets import (
+    SSH_KEY_ENV,
+    TOKEN_ENV,
+    check_backend,
+    delete_ssh_key,
+    delete_token,
+    set_ssh_key,
+    set_token,
+)
+
+__all__ = [
+    "SSH_KEY_ENV", "TOKEN_ENV", "check_backend", "check_token", "delete_ssh_key", "delete_token",
+    "set_ssh_key", "set_token",
+]
+
+
+def _allow_insecure(api_url: str) -> bool:
+    """Plain http to a private address (the lab's network namespaces), already allowed by config rules."""
+    parts = urlsplit(api_url)
+    try:
+        return parts.scheme == "http" and ipaddress.ip_address(parts.hostname or "").is_private
+    except ValueError:
+        return False
+
+
+async def check_token(api_url: str, token: str) -> Any:
+    """The account the token belongs to; UsageError (rejected) or ZddError (unreachable, ...)."""
+    from zdd_tui.cloud.client import DOClient
+    from zdd_tui.cloud.errors import CloudError, UnauthorizedError
+
+    try:
+        async with DOClient(api_url, token, max_retries=1, timeout=30, allow_insecure=_allow_insecure(api_url)) as do:
+            return await do.account()
+    except UnauthorizedError as exc:  # DOClient's text carries DO's message and request id, never the token
+        raise UsageError(
+            f"the token was rejected, nothing was stored: {exc.message}",
+            "create a token with read and write scope at https://cloud.digitalocean.com/account/api/tokens "
+            "and paste it whole",
+        ) from None
+    except CloudError as exc:
+        raise ZddError(f"could not check the token, nothing was stored: {exc.message}", exc.hint) from None

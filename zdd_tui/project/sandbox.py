@@ -1,0 +1,8 @@
+"""The embedded sandbox (a local stand-in for DigitalOcean), as `zdd-tui sandbox up` starts it."""
+
+from __future__ import annotations
+
+from zdd_tui.sandbox.registry import DistributionRegistry
+from zdd_tui.sandbox.supervisor import ExternalDroplet, Sandbox, SandboxOptions
+
+__all__ = ["DistributionRegistry", "ExternalDroplet", "Sandbox", "SandboxOptions"]
