@@ -25,7 +25,8 @@ from zdd_tui.cloud.models import (
     RegistryTag,
 )
 from zdd_tui.config import Config
-from zdd_tui.rollout.events import Event, Outcome, Plan
+from zdd_tui.events import Event
+from zdd_tui.rollout.events import Outcome, Plan
 from zdd_tui.ui.source import FleetSource
 
 FIXED_NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)

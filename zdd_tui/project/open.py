@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from zdd_tui.project.state import RolloutSeen, RolloutState
     from zdd_tui.project.status import FleetStatus, HostStatus
     from zdd_tui.rollout.engine import EngineOptions
-    from zdd_tui.rollout.events import Listener, Outcome, Plan
+    from zdd_tui.events import Listener
+    from zdd_tui.rollout.events import Outcome, Plan
     from zdd_tui.rollout.journal import RanVersion
     from zdd_tui.setup.steps import Setup
 

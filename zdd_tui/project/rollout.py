@@ -28,7 +28,8 @@ from zdd_tui.errors import (
 )
 from zdd_tui.project.state import state_of
 from zdd_tui.rollout.engine import Engine, EngineOptions
-from zdd_tui.rollout.events import Listener, Outcome, OutcomeStatus, Plan
+from zdd_tui.events import Listener
+from zdd_tui.rollout.events import Outcome, OutcomeStatus, Plan
 from zdd_tui.rollout.interfaces import HostRuntime
 from zdd_tui.rollout.journal import Journal, RanVersion
 from zdd_tui.rollout.lock import LockHeld, LockInfo, acquire, read_locks, release
