@@ -18,7 +18,6 @@ import keyring.backend
 import keyring.core
 import keyring.errors
 import pytest
-
 import tiers
 
 # A session bus without service directories: nothing gets D-Bus-activated behind our back, so

@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 import yaml
-from corpus import corpus_dir
 
 from zdd_tui.commands.init import comment, project_config, render
 from zdd_tui.config import (
@@ -33,6 +32,8 @@ from zdd_tui.config import (
 )
 from zdd_tui.errors import UsageError
 from zdd_tui.setup.steps import validate_registry_name
+
+from corpus import corpus_dir
 
 CONFIGS = corpus_dir()
 EXPECTED = yaml.safe_load((CONFIGS / "expected.yaml").read_text())

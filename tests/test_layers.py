@@ -64,7 +64,7 @@ def problem(module: str, target: str, names: tuple[str, ...]) -> str | None:
     layer = module.split(".")[1] if module.count(".") >= 1 else ""
     if _under(target, "textual") and layer != "ui":
         return "textual outside ui/"
-    if not _under(target, PACKAGE) or target == PACKAGE and not names:
+    if not _under(target, PACKAGE) or (target == PACKAGE and not names):
         return None
     if target == PACKAGE:
         return None  # `from zdd_tui import x` is checked as zdd_tui.x

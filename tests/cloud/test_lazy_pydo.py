@@ -11,7 +11,6 @@ from pathlib import Path
 
 import zdd_tui
 
-
 REPO = Path(zdd_tui.__file__).resolve().parents[1]
 
 CHILD = r"""

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from zdd_tui.cloud.adapter import DOCloud
 from zdd_tui.cloud.client import DOClient
 from zdd_tui.cloud.errors import NotFoundError
-from zdd_tui.cloud.adapter import DOCloud
 from zdd_tui.cloud.models import HealthCheck
 from zdd_tui.config import Config
 from zdd_tui.rollout.interfaces import LBSettings

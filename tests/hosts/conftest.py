@@ -21,7 +21,6 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-
 import tiers
 
 

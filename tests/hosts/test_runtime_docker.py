@@ -13,11 +13,11 @@ import pytest
 from zdd_tui.cloud.client import DOClient
 from zdd_tui.cloud.models import Droplet
 from zdd_tui.config import Config, RegistryConfig, ServiceConfig, SSHConfig
+from zdd_tui.events import LogLine
 from zdd_tui.hosts.bootstrap import bootstrap_host
 from zdd_tui.hosts.known_hosts import KnownHosts
 from zdd_tui.hosts.runtime import DockerSSHRuntime
 from zdd_tui.hosts.ssh import SSHPool
-from zdd_tui.events import LogLine
 from zdd_tui.rollout.interfaces import ImageNotFound, RuntimeFailure
 
 TOKEN = "runtime-test-token"

@@ -8,8 +8,8 @@ import pytest
 
 from zdd_tui.config import Config, DigitalOceanConfig, DropletsConfig, ServiceConfig, SSHConfig
 from zdd_tui.errors import ZddError
-from zdd_tui.hosts.known_hosts import KnownHosts
 from zdd_tui.events import HostReport
+from zdd_tui.hosts.known_hosts import KnownHosts
 from zdd_tui.setup.events import StepError
 from zdd_tui.setup.steps import Setup
 

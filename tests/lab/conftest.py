@@ -11,8 +11,9 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import labkit  # noqa: E402
-import tiers  # noqa: E402
+import tiers
+
+import labkit
 
 _LAB_DIR = os.path.dirname(os.path.abspath(__file__))
 

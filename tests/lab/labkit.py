@@ -547,7 +547,7 @@ class Lab:
         return run(self.ssh_argv(host, *command), check=check, timeout=timeout, input=input)
 
     # -- up --------------------------------------------------------------------------------
-    def up(self) -> "Lab":
+    def up(self) -> Lab:
         t_all = time.monotonic()
         LAB_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(LAB_ROOT, 0o700)

@@ -63,7 +63,7 @@ class LoadGenerator:
         self._lock = threading.Lock()
         self.error: BaseException | None = None
 
-    def start(self) -> "LoadGenerator":
+    def start(self) -> LoadGenerator:
         self._thread = threading.Thread(target=self._main, name="lab-load", daemon=True)
         self._thread.start()
         return self
@@ -166,7 +166,7 @@ class SecretWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "SecretWatcher":
+    def start(self) -> SecretWatcher:
         self._thread = threading.Thread(target=self._main, name="lab-secret-watch", daemon=True)
         self._thread.start()
         return self

@@ -147,7 +147,7 @@ class World:
         self.lb_health_calls: list[float] = []
         self._ids = itertools.count(1)
         self.hosts = {n: FakeHost(self, n, f"10.0.0.{i + 1}") for i, n in enumerate(names)}
-        self.lb_state = {n: True for n in names}
+        self.lb_state = dict.fromkeys(names, True)
         self.lb_counts = {n: [0, 0] for n in names}  # ok, fail streaks as the LB sees them
         for h in self.hosts.values():
             h.container = self._container(ref(start_tag), start_tag, started=-100.0)
@@ -211,7 +211,7 @@ class World:
         self.clock.call_at(t + self._period, self._traffic)
 
     def lb_state_at(self, t: float) -> dict[str, bool]:
-        state = {n: True for n in self.hosts}
+        state = dict.fromkeys(self.hosts, True)
         for when, n, op in self.log:
             if when > t:
                 break

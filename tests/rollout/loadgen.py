@@ -53,7 +53,7 @@ class Load:
         self._task: asyncio.Task | None = None
         self._t0 = 0.0
 
-    async def start(self) -> "Load":
+    async def start(self) -> Load:
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -110,7 +110,7 @@ class Load:
                     try:
                         await asyncio.wait_for(self._stop.wait(), due)
                         break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 await sem.acquire()
                 t = asyncio.create_task(self._one(session, sem))
@@ -131,7 +131,7 @@ class LoadProcess:
         self.args = [sys.executable, __file__, url, "--rate", str(rate), "--seconds", str(max_seconds)]
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> "LoadProcess":
+    async def start(self) -> LoadProcess:
         self.proc = await asyncio.create_subprocess_exec(*self.args, stdout=asyncio.subprocess.PIPE)
         line = await asyncio.wait_for(self.proc.stdout.readline(), 30)  # "ready"
         assert line.strip() == b"ready", line

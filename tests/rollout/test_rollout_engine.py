@@ -63,7 +63,7 @@ async def test_happy_rollout_every_step_in_order_and_zero_failed(clock):
     rec = Recorder()
     out = await clock.run(engine(world, clock, plan, deploy, rec).run())
     assert out.status == OutcomeStatus.SUCCESS, out.message
-    assert world.tags() == {n: NEW for n in world.hosts}
+    assert world.tags() == dict.fromkeys(world.hosts, NEW)
     assert out.fleet == world.tags()
     assert all(world.lb_state.values())
     assert world.failed == 0 and world.ok > 100
@@ -137,7 +137,7 @@ async def test_bad_version_halts_at_first_host_and_restores_it(clock, behaviour,
     out = await clock.run(engine(world, clock, plan, deploy, rec).run())
     assert out.status == OutcomeStatus.HALTED and out.restored
     assert out.failed_host == "app-1" and out.failed_step == step
-    assert world.tags() == {n: OLD for n in world.hosts}
+    assert world.tags() == dict.fromkeys(world.hosts, OLD)
     assert all(world.lb_state.values()), world.lb_state
     assert world.failed == 0
     assert world.ops("app-1") == ["pull", "drain", "stop", f"run {NEW}", "stop", f"run {OLD}"]
@@ -162,7 +162,7 @@ async def test_slow_start_within_timeout_succeeds(clock):
     plan, deploy = make(world, start_timeout=15)
     out = await clock.run(engine(world, clock, plan, deploy).run())
     assert out.status == OutcomeStatus.SUCCESS, out.message
-    assert world.tags() == {n: NEW for n in world.hosts} and world.failed == 0
+    assert world.tags() == dict.fromkeys(world.hosts, NEW) and world.failed == 0
 
 
 async def test_slow_start_beyond_timeout_halts_and_restores(clock):
@@ -171,7 +171,7 @@ async def test_slow_start_beyond_timeout_halts_and_restores(clock):
     plan, deploy = make(world, start_timeout=15)
     out = await clock.run(engine(world, clock, plan, deploy).run())
     assert out.status == OutcomeStatus.HALTED and out.failed_step == Phase.WAITING_HEALTHY
-    assert world.tags() == {n: OLD for n in world.hosts} and world.failed == 0 and all(world.lb_state.values())
+    assert world.tags() == dict.fromkeys(world.hosts, OLD) and world.failed == 0 and all(world.lb_state.values())
 
 
 async def test_missing_tag_refused_before_anything_stops(clock):
@@ -182,7 +182,7 @@ async def test_missing_tag_refused_before_anything_stops(clock):
     assert "sha-nothere not found" in out.message and "nothing was stopped" in out.message
     for n in world.hosts:
         assert world.ops(n) == ["pull"]
-    assert world.tags() == {n: OLD for n in world.hosts}
+    assert world.tags() == dict.fromkeys(world.hosts, OLD)
 
 
 async def test_lb_never_takes_host_out_times_out_at_its_bound_then_undrains(clock):
@@ -284,7 +284,7 @@ async def test_first_deploy_onto_hosts_that_run_nothing_needs_no_host_in_the_lb(
     plan, deploy = make(world)
     out = await clock.run(engine(world, clock, plan, deploy).run())
     assert out.status == OutcomeStatus.SUCCESS, out
-    assert world.tags() == {n: NEW for n in world.hosts}
+    assert world.tags() == dict.fromkeys(world.hosts, NEW)
     assert all(world.lb_state.values())
 
 
@@ -304,7 +304,7 @@ async def test_cancel_while_waiting_lb_out_restores_and_stops(clock):
     out = await clock.run(eng.run(), on_time=on_time)
     assert out.status == OutcomeStatus.INTERRUPTED
     assert world.ops("app-1") == ["pull", "drain", "undrain"]
-    assert world.tags() == {n: OLD for n in world.hosts} and world.failed == 0
+    assert world.tags() == dict.fromkeys(world.hosts, OLD) and world.failed == 0
     assert all(world.lb_state.values())
     recs = summarize((await read_records(world.hosts))[0])
     assert recs[-1].status == "interrupted" and recs[-1].results["app-1"].outcome == "interrupted"
@@ -363,7 +363,7 @@ async def test_killed_mid_rollout_leaves_an_unfinished_journal_and_resume_repair
     world.failed = 0
     out = await clock.run(engine(world, clock, plan2, deploy).run())
     assert out.status == OutcomeStatus.SUCCESS and world.failed == 0
-    assert world.tags() == {n: NEW for n in world.hosts}
+    assert world.tags() == dict.fromkeys(world.hosts, NEW)
 
 
 async def test_journal_failure_does_not_stop_the_rollout(clock):
@@ -447,7 +447,7 @@ async def test_overlap_guard_undrains_next_host_when_current_is_late(clock):
     assert "undrain" in world.ops("app-2")  # the guard undid the early drain
     assert any(e.host == "app-2" and e.phase == Phase.PENDING and "early drain undone" in e.detail
                for e in rec.of(PhaseChanged))
-    assert world.tags() == {n: NEW for n in world.hosts}
+    assert world.tags() == dict.fromkeys(world.hosts, NEW)
 
 
 async def test_cancel_with_next_host_drained_early_undrains_it(clock):

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from zdd_tui.project.rollout import default_tag, exit_code_for
 from zdd_tui.config import Config, DeployConfig
 from zdd_tui.errors import EXIT_HALTED, EXIT_OK, EXIT_REFUSED, RefusedError, UsageError
 from zdd_tui.headless import HeadlessRenderer
+from zdd_tui.project.rollout import default_tag, exit_code_for
 from zdd_tui.rollout.events import OutcomeStatus, Phase, PhaseChanged
 from zdd_tui.rollout.interfaces import LBSettings
 from zdd_tui.rollout.journal import Journal, read_records, summarize, versions_that_ran
@@ -301,7 +301,7 @@ async def test_operations_run_state_interrupted_and_resume():
     assert rb.action == "rollback" and len(rb.hosts) == 3 and rb.resumes is None
     out = await clock.run(s.run(rb))
     assert out.status == OutcomeStatus.SUCCESS and w.failed == 0
-    assert w.tags() == {n: "sha-aaaaaaa" for n in w.hosts}
+    assert w.tags() == dict.fromkeys(w.hosts, "sha-aaaaaaa")
 
 
 async def test_operations_halt_exit_code():

@@ -88,7 +88,7 @@ async def cli(*args: str, timeout: float = 240) -> tuple[int, str, str]:
                                              stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
     try:
         out, err = await asyncio.wait_for(p.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         p.kill()
         await p.wait()
         raise
@@ -145,7 +145,7 @@ async def test_nonexistent_tag_refused_before_anything_stops(sandbox):
     assert rc == 4, (out, err)
     assert "sha-0000000 not found in the registry" in err and "nothing was changed" in err
     after = await status(sandbox)
-    assert started(after) == started(before) and tags(after) == {n: sandbox["v1"] for n in tags(after)}
+    assert started(after) == started(before) and tags(after) == dict.fromkeys(tags(after), sandbox["v1"])
     assert res.failed == 0
 
 
@@ -160,7 +160,7 @@ async def test_bad_version_halts_at_first_host_and_restores(sandbox, kind):
     fin = events[-1]["outcome"]
     assert fin["status"] == "halted" and fin["failed_host"] == "app-1" and fin["restored"]
     assert fin["failed_step"] == "waiting-healthy"
-    assert fin["fleet"] == {n: sandbox["v1"] for n in ("app-1", "app-2", "app-3")}
+    assert fin["fleet"] == dict.fromkeys(("app-1", "app-2", "app-3"), sandbox["v1"])
     assert "halted: app-1 failed at waiting-healthy" in err and f"app-1 runs {sandbox['v1']} again" in err
     assert "not touched: app-2, app-3" in err
     if kind == "crash":
@@ -171,7 +171,7 @@ async def test_bad_version_halts_at_first_host_and_restores(sandbox, kind):
     drained = {e["host"] for e in events if e["kind"] == "phase" and e["phase"] == "draining"}
     assert drained == {"app-1"}
     after = await wait_lb_all_healthy(sandbox)
-    assert tags(after) == {n: sandbox["v1"] for n in tags(after)}
+    assert tags(after) == dict.fromkeys(tags(after), sandbox["v1"])
     assert started(after)["app-2"] == started(before)["app-2"] and started(after)["app-3"] == started(before)["app-3"]
     assert all(d["lb_healthy"] is True for d in after["droplets"]), after["droplets"]
     assert res.failed == 0, (res.summary(), res.first_failures)
@@ -183,7 +183,7 @@ async def test_deploy_new_version_zero_failed(sandbox):
     assert rc == 0, (out[-3000:], err)
     assert f"OK: {sandbox['v2']} runs on 3 host(s)" in out
     st = await wait_lb_all_healthy(sandbox)
-    assert tags(st) == {n: sandbox["v2"] for n in tags(st)}
+    assert tags(st) == dict.fromkeys(tags(st), sandbox["v2"])
     assert all(d["lb_healthy"] is True for d in st["droplets"])
     assert res.failed == 0, (res.summary(), res.first_failures)
     assert res.versions.get(sandbox["v2"], 0) > 0  # the new version really served through the LB
@@ -197,7 +197,7 @@ async def test_slow_version_within_timeout_succeeds_in_batches_of_two(sandbox):
     plan = events[0]["plan"]
     assert plan["batch_size"] == 2 and sorted(h["batch"] for h in plan["hosts"]) == [0, 0, 1]
     st = await wait_lb_all_healthy(sandbox)
-    assert tags(st) == {n: sandbox["slow"] for n in tags(st)}
+    assert tags(st) == dict.fromkeys(tags(st), sandbox["slow"])
     assert res.failed == 0, (res.summary(), res.first_failures)
 
 
@@ -221,7 +221,7 @@ async def test_rollback_to_first_version_and_second_deploy_refused_naming_holder
     assert "deploy lock held" in err2 and holder["holder"] in err2 and f"pid {holder['pid']}" in err2
     assert rc == 0, (out[-3000:], err)
     st = await wait_lb_all_healthy(sandbox)
-    assert tags(st) == {n: sandbox["v1"] for n in tags(st)}
+    assert tags(st) == dict.fromkeys(tags(st), sandbox["v1"])
     assert res.rate >= 200 and res.failed == 0, (res.summary(), res.first_failures)
 
 
@@ -266,7 +266,7 @@ async def test_killed_deploy_shows_interrupted_and_next_deploy_resumes_cleanly(s
     assert plan["action"] == "resume" and plan["unchanged"] == ["app-1"]
     assert plan["hosts"][0]["name"] == "app-2"
     st = await wait_lb_all_healthy(sandbox)
-    assert tags(st) == {n: sandbox["v2"] for n in tags(st)}
+    assert tags(st) == dict.fromkeys(tags(st), sandbox["v2"])
     assert st["rollout"]["interrupted"] is None and st["rollout"]["lock"] is None
     assert res.rate >= 200 and res.failed == 0, (res.summary(), res.first_failures)
 
@@ -305,7 +305,7 @@ async def test_ctrl_c_stops_cooperatively_restoring_the_host_in_progress(sandbox
     app1 = [e["phase"] for e in events if e["kind"] == "phase" and e["host"] == "app-1"]
     assert app1[-2:] == ["restoring", "restored"] and "stopping" not in app1
     st = await wait_lb_all_healthy(sandbox)
-    assert tags(st) == {n: sandbox["v2"] for n in tags(st)}
+    assert tags(st) == dict.fromkeys(tags(st), sandbox["v2"])
     assert started(st) == started(before)  # nothing was restarted
     assert st["rollout"]["lock"] is None and st["rollout"]["interrupted"] is None
     assert res.rate >= 200 and res.failed == 0, (res.summary(), res.first_failures)

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from zdd_tui.cloud.client import DOClient
-from zdd_tui.rollout.interfaces import HostRuntime, HostUnreachable, ImageNotFound, RuntimeFailure
 from zdd_tui.project.open import open_runtime
+from zdd_tui.rollout.interfaces import HostRuntime, HostUnreachable, ImageNotFound, RuntimeFailure
 from zdd_tui.sandbox.hosts import pid_alive
 from zdd_tui.sandbox.runtime import SandboxRuntime
 
@@ -195,7 +195,7 @@ async def test_lb_serves_real_traffic_and_feeds_the_monitoring_metric(sandbox, c
         assert len(seen) == 2  # both hosts answer, round robin
     async with DOClient(sandbox.api.url, sandbox.token) as do:
         health = await do.lb_droplet_health(sandbox.lb_id)
-        assert {k: v for k, v in health.items() if k in ids} == {i: True for i in ids}
+        assert {k: v for k, v in health.items() if k in ids} == dict.fromkeys(ids, True)
 
 
 async def test_a_put_on_the_lb_through_the_api_applies_live(sandbox, config):

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 SERVICE_DIR = Path(
     os.environ.get("ZDD_SERVICE_SRC") or Path(__file__).resolve().parents[2] / "service"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 from zdd_tui.ui.poller import Poller, RequestBudget, Task
 
 from .virtual_clock import VirtualClock

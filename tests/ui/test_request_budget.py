@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-from zdd_tui.ui.poller import Poller
 from zdd_tui.project import Project
+from zdd_tui.ui.poller import Poller
 from zdd_tui.ui.source import FleetSource
 
 from .conftest import sandbox_config

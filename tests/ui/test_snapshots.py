@@ -9,8 +9,9 @@ change, and look at the new SVGs before committing them.
 from __future__ import annotations
 
 from zdd_tui.ui.app import ZddApp
-from .fake import FakeSource
 from zdd_tui.ui.widgets import FleetTable
+
+from .fake import FakeSource
 
 SIZE = (120, 36)
 

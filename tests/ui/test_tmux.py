@@ -16,7 +16,6 @@ import time
 import uuid
 
 import pytest
-
 import tiers
 
 pytestmark = pytest.mark.slow

@@ -24,9 +24,10 @@ import asyncio
 import ipaddress
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
@@ -269,7 +270,7 @@ class DOClient:
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    async def open(self) -> "DOClient":
+    async def open(self) -> DOClient:
         if self._http is None:
             # Plain http (the sandbox, a lab API): no TLS can happen, since redirects are not
             # followed there, so no certificate store is loaded (~20 ms of the console's start).
@@ -292,7 +293,7 @@ class DOClient:
         if pydo is not None:
             await pydo.close()
 
-    async def __aenter__(self) -> "DOClient":
+    async def __aenter__(self) -> DOClient:
         return await self.open()
 
     async def __aexit__(self, *exc) -> None:

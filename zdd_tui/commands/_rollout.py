@@ -29,10 +29,10 @@ def _confirm(question: str) -> bool:
 async def execute(args, *, action: str, tag: str | None) -> int:
     # Imported here so `zdd-tui --help` stays fast and works without the cloud stack.
     from zdd_tui.config import load_config
+    from zdd_tui.headless import HeadlessRenderer
     from zdd_tui.project import Project
     from zdd_tui.project.rollout import check_tag, exit_code_for
     from zdd_tui.rollout.events import OutcomeStatus
-    from zdd_tui.headless import HeadlessRenderer
 
     if not args.yes and not sys.stdin.isatty():
         raise UsageError(f"refusing to {action} without confirmation: there is no terminal to ask on",

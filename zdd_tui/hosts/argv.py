@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 Argv = list[str]
 

@@ -4,7 +4,7 @@ directory, check the service and admin ports are free. Every check is reported i
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from zdd_tui.cloud.models import Droplet
 from zdd_tui.config import Config

@@ -8,8 +8,8 @@ connection that drops mid-command becomes HostUnreachable.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import asyncssh
 
@@ -113,7 +113,7 @@ class HostShell:
                 await whole()
             else:
                 await asyncio.wait_for(whole(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.close()
             raise RuntimeFailure(f"on {self.label}: `{describe_argv(argv)}` did not finish within {timeout:g}s") from None
         except (asyncssh.Error, OSError, ConnectionError, BrokenPipeError) as exc:

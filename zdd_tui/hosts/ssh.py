@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Union
+from typing import Union
 
 import asyncssh
 
@@ -27,7 +28,7 @@ from zdd_tui.rollout.interfaces import HostUnreachable
 
 # accept_new: True (pin any first key: headless --accept-new-host-keys), False (refuse), or an
 # async/sync callback (host, port, "SHA256:...") -> bool (the console's question).
-AcceptPolicy = Union[bool, Callable[[str, int, str], Union[bool, Awaitable[bool]]]]
+AcceptPolicy = Union[bool, Callable[[str, int, str], bool | Awaitable[bool]]]
 
 
 class SSHUnreachable(HostUnreachable):
@@ -93,7 +94,7 @@ class SSHPool:
         self._locks: dict[tuple[str, str, int], asyncio.Lock] = {}
 
     @classmethod
-    def from_config(cls, config, *, context: str | None = None, **kw) -> "SSHPool":
+    def from_config(cls, config, *, context: str | None = None, **kw) -> SSHPool:
         """A pool for a project: key from the credential store of the config's context."""
 
         def loader() -> str:
@@ -212,7 +213,7 @@ class SSHPool:
             if trusted and not any_key_type:
                 raise _NoCommonHostKeyType() from None
             raise SSHUnreachable(f"SSH to {where}: cannot connect: {_describe(exc)}") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SSHUnreachable(f"SSH to {where}: no connection within {self.connect_timeout:g}s (connect timeout)") from None
         except asyncssh.PermissionDenied:
             raise SSHUnreachable(
@@ -232,10 +233,10 @@ class SSHPool:
         for c in conns:
             try:
                 await asyncio.wait_for(c.wait_closed(), 5)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 pass
 
-    async def __aenter__(self) -> "SSHPool":
+    async def __aenter__(self) -> SSHPool:
         return self
 
     async def __aexit__(self, *exc) -> None:

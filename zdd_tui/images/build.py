@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from zdd_tui.cloud.models import DockerCredentials
 from zdd_tui.config import Config

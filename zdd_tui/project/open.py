@@ -20,11 +20,11 @@ from zdd_tui.rollout.interfaces import Clock, HostRuntime, SystemClock
 
 if TYPE_CHECKING:
     from zdd_tui.cloud.models import Droplet, LoadBalancer, RateLimit, RegistryTag
+    from zdd_tui.events import Listener
     from zdd_tui.images.build import ImageBuilder
     from zdd_tui.project.state import RolloutSeen, RolloutState
     from zdd_tui.project.status import FleetStatus, HostStatus
     from zdd_tui.rollout.engine import EngineOptions
-    from zdd_tui.events import Listener
     from zdd_tui.rollout.events import Outcome, Plan
     from zdd_tui.rollout.journal import RanVersion
     from zdd_tui.setup.steps import Setup
@@ -85,8 +85,8 @@ class Project:
     @classmethod
     async def open(cls, config: Config, *, context: str | None = None, **runtime_options: Any) -> Project:
         """Connect to the project's API (DigitalOcean or the sandbox's); hosts are reached lazily."""
-        from zdd_tui.cloud.client import DOClient
         from zdd_tui.cloud.adapter import DOCloud
+        from zdd_tui.cloud.client import DOClient
         from zdd_tui.secrets import get_token
 
         context = context or config.context

@@ -26,9 +26,9 @@ from zdd_tui.errors import (
     UsageError,
     ZddError,
 )
+from zdd_tui.events import Listener
 from zdd_tui.project.state import state_of
 from zdd_tui.rollout.engine import Engine, EngineOptions
-from zdd_tui.events import Listener
 from zdd_tui.rollout.events import Outcome, OutcomeStatus, Plan
 from zdd_tui.rollout.interfaces import HostRuntime
 from zdd_tui.rollout.journal import Journal, RanVersion

@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from zdd_tui.config import DeployConfig
 from zdd_tui.events import Listener, LogLine
@@ -429,7 +430,7 @@ class Engine:
             raise
         except ImageNotFound:
             raise
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise StepFailed(phase, f"no result after {timeout:g}s") from None
         except Exception as exc:  # noqa: BLE001 - the runtime's message says what was run and seen
             raise StepFailed(phase, f"{type(exc).__name__}: {exc}") from None

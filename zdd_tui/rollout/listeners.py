@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from zdd_tui.events import Event, Listener
 

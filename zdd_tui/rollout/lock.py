@@ -12,8 +12,8 @@ import json
 import os
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Mapping
 
 from zdd_tui.errors import RefusedError
 from zdd_tui.rollout.interfaces import HostRuntime
@@ -39,7 +39,7 @@ class LockInfo:
     action: str = "deploy"
 
     @classmethod
-    def mine(cls, rollout_id: str, version: str, action: str = "deploy") -> "LockInfo":
+    def mine(cls, rollout_id: str, version: str, action: str = "deploy") -> LockInfo:
         return cls(holder=operator_name(), pid=os.getpid(), started=time.time(), version=version,
                    rollout_id=rollout_id, action=action)
 
@@ -47,7 +47,7 @@ class LockInfo:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def parse(cls, text: str) -> "LockInfo":
+    def parse(cls, text: str) -> LockInfo:
         try:
             d = json.loads(text)
             return cls(holder=str(d["holder"]), pid=int(d["pid"]), started=float(d["started"]),

@@ -23,7 +23,7 @@ running), 400 (bad input), 500 (the operation failed).
 from __future__ import annotations
 
 import hmac
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 

@@ -61,9 +61,10 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -280,7 +281,7 @@ class SandboxAPI:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> "SandboxAPI":
+    async def __aenter__(self) -> SandboxAPI:
         await self.start()
         return self
 

@@ -31,9 +31,9 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from zdd_tui.sandbox.images import SandboxImage, parse_ref
 
@@ -118,7 +118,7 @@ class AddressBlock:
     prefix: str  # "127.A.B"
 
     @classmethod
-    def random(cls) -> "AddressBlock":
+    def random(cls) -> AddressBlock:
         # Avoid 127.0.x.x (127.0.0.1 and friends are commonly used by other software).
         return cls(f"127.{random.randint(1, 254)}.{random.randint(0, 255)}")
 
@@ -307,7 +307,7 @@ class LocalHost:
             self._save()
             try:
                 await asyncio.wait_for(self._wake.wait(), backoff)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             backoff = min(backoff * 2, 8.0)
             if self._stopping or self._container is None:
@@ -324,7 +324,7 @@ class LocalHost:
         try:
             proc.send_signal(signal.SIGTERM)
             return await asyncio.wait_for(proc.wait(), max(0.0, grace))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             return await proc.wait()
         except ProcessLookupError:

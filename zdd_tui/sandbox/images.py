@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets as _random
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 BEHAVIOURS: dict[str, dict[str, str]] = {
     "ok": {},
@@ -40,7 +40,7 @@ class SandboxImage:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SandboxImage":
+    def from_dict(cls, d: dict) -> SandboxImage:
         return cls(
             tag=d["tag"],
             behaviour=d.get("behaviour", "ok"),
@@ -65,7 +65,7 @@ def make_image(tag: str, behaviour: str = "ok", *, version: str | None = None, w
         raise ValueError(f"unknown behaviour {behaviour!r}: expected one of {', '.join(BEHAVIOURS)}")
     version = version or tag
     digest = digest_for(version, behaviour)
-    when = when or datetime.now(timezone.utc)
+    when = when or datetime.now(UTC)
     # A plausible compressed size, stable per digest, so the registry pane has figures to show.
     size = 40_000_000 + int(digest[7:15], 16) % 9_000_000
     return SandboxImage(tag, behaviour, version, digest, size, when.replace(microsecond=0).isoformat())
@@ -76,7 +76,7 @@ def seed_images(now: datetime | None = None) -> list[SandboxImage]:
 
     Oldest first. Tags are random per sandbox so two sandboxes never look alike by accident.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     tags: list[str] = []
     while len(tags) < 5:
         t = sha_tag()

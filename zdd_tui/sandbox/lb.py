@@ -27,8 +27,9 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -275,7 +276,7 @@ class SandboxLB:
             ) as resp:
                 await resp.read()
                 return 200 <= resp.status < 400, resp.status, f"HTTP {resp.status}"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False, None, f"timeout after {timeout:g}s"
         except (aiohttp.ClientError, OSError) as exc:
             return False, None, type(exc).__name__ + (f": {exc.strerror}" if getattr(exc, "strerror", None) else "")
@@ -358,7 +359,7 @@ class SandboxLB:
                 await resp.write_eof()
                 self._count(up.status)
                 return resp
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if resp is not None and resp.prepared:
                 raise  # headers already sent: aborting the connection is all that is left
             self._count(504)

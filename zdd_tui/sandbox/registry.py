@@ -12,7 +12,7 @@ updated_at) plus optional sandbox-only keys starting with "_" (never served).
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 import aiohttp
@@ -159,4 +159,4 @@ def _iso(value: str | None) -> str | None:
         t = datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
     except ValueError:
         return None
-    return t.replace(tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,7 +8,6 @@ the SSH runtime reaches them through a port forward on a real droplet. Health pr
 
 from __future__ import annotations
 
-
 import httpx
 
 from zdd_tui.cloud.models import Droplet

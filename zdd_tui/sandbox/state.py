@@ -16,9 +16,10 @@ import tempfile
 import time
 import uuid
 import zlib
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 STATE_FILE = "api-state.json"
 STATE_VERSION = 1
@@ -55,7 +56,7 @@ BEHAVIOURS = ("ok", "unhealthy", "crash", "slow")
 
 
 def now_iso(epoch: float | None = None) -> str:
-    t = datetime.fromtimestamp(time.time() if epoch is None else epoch, tz=timezone.utc)
+    t = datetime.fromtimestamp(time.time() if epoch is None else epoch, tz=UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -516,7 +516,7 @@ class Sandbox:
             self._lockfile.close()
             self._lockfile = None
 
-    async def __aenter__(self) -> "Sandbox":
+    async def __aenter__(self) -> Sandbox:
         await self.start()
         return self
 
@@ -530,14 +530,14 @@ async def _health_status(address: str | None, port: int, path: str) -> int | Non
         return None
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 1.0)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return None
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: {address}\r\nX-Zdd-Probe: zdd-sandbox\r\nConnection: close\r\n\r\n".encode())
         line = await asyncio.wait_for(reader.readline(), 2.0)
         parts = line.split()
         return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return None
     finally:
         writer.close()

@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from zdd_tui.cloud.models import Droplet, HealthCheck, LoadBalancer, SSHKey
 from zdd_tui.config import Config, key_for
@@ -144,7 +145,7 @@ class Setup:
             await self._client.close()
         self._client = None
 
-    async def __aenter__(self) -> "Setup":
+    async def __aenter__(self) -> Setup:
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -8,17 +8,18 @@ the rollout screen; engine events come back as Emitted messages.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 from textual.theme import Theme
 
+from zdd_tui.project import SystemClock
 from zdd_tui.ui import keys
 from zdd_tui.ui.messages import FleetData, SourceFailed, SourceReady
-from zdd_tui.project import SystemClock
 from zdd_tui.ui.poller import Poller
 from zdd_tui.ui.settings import DEFAULT_THEME, NO_COLOR_THEME, ThemeSpec, UiSettings, load_theme_specs, no_color
 from zdd_tui.ui.source import FleetSource, RunHandle

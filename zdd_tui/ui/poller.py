@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from zdd_tui.project import Clock, SystemClock
 
@@ -192,7 +193,7 @@ class Poller:
             if isinstance(self.clock, SystemClock):
                 try:
                     await asyncio.wait_for(self._wake.wait(), delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             else:
                 await self.clock.sleep(delay)

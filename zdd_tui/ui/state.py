@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from zdd_tui.project import ContainerInfo, Droplet, HealthProbe, LoadBalancer, RateLimit, RegistryTag, RolloutSeen
@@ -39,11 +39,11 @@ class Health(enum.Enum):
         return f"{self.glyph} {self.word}"
 
     @classmethod
-    def from_bool(cls, healthy: bool | None) -> "Health":
+    def from_bool(cls, healthy: bool | None) -> Health:
         return cls.UNKNOWN if healthy is None else (cls.OK if healthy else cls.FAIL)
 
     @classmethod
-    def from_probe(cls, probe: HealthProbe | None) -> "Health":
+    def from_probe(cls, probe: HealthProbe | None) -> Health:
         if probe is None:
             return cls.UNKNOWN
         if probe.healthy:
@@ -82,7 +82,7 @@ class HostState:
     draining: bool = False  # the service says so (admin stats)
 
     @property
-    def health(self) -> "Health":
+    def health(self) -> Health:
         if self.draining and self.probe is not None and not self.probe.healthy:
             return Health.DRAINING
         return Health.from_probe(self.probe)
@@ -159,7 +159,7 @@ def human_age(then: datetime | None, now: datetime) -> str:
     if then is None:
         return "—"
     if then.tzinfo is None:
-        then = then.replace(tzinfo=timezone.utc)
+        then = then.replace(tzinfo=UTC)
     s = max(int((now - then).total_seconds()), 0)
     if s < 60:
         return f"{s}s"
@@ -234,13 +234,13 @@ def tag_rows(state: FleetState, now: datetime) -> list[Row]:
     for name, host in sorted(state.hosts.items()):
         if host.tag:
             where.setdefault(host.tag, []).append(name)
-    oldest = datetime.min.replace(tzinfo=timezone.utc)
+    oldest = datetime.min.replace(tzinfo=UTC)
 
     def when(t: RegistryTag) -> datetime:
         u = t.updated_at
         if u is None:
             return oldest
-        return u if u.tzinfo else u.replace(tzinfo=timezone.utc)
+        return u if u.tzinfo else u.replace(tzinfo=UTC)
 
     rows: list[Row] = []
     for t in sorted(state.tags or [], key=lambda t: (when(t), t.tag), reverse=True):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -20,7 +21,6 @@ from textual.widgets.data_table import ColumnKey
 
 from zdd_tui.rollout.events import Phase
 from zdd_tui.ui.state import Health, Row
-
 
 _STYLE_CACHE: list = [None, {}]  # [the theme_variables dict the styles were made from, {(var, bold): Style}]
 

@@ -25,9 +25,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, RichLog, Static
 
-from zdd_tui.ui.state import human_size
 from zdd_tui.images.events import BuildFinished, BuildOutput, BuildStarted, LayerProgress, PushFinished
 from zdd_tui.ui.messages import Emitted, Relay
+from zdd_tui.ui.state import human_size
 from zdd_tui.ui.widgets import KeyFooter, TopBar, theme_style
 
 DONE_STATUSES = ("Pushed", "Layer already exists", "Mounted from")
