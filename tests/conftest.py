@@ -90,7 +90,8 @@ def secret_service(tmp_path_factory) -> SecretServiceProcess:
         "XDG_RUNTIME_DIR": str(dirs["runtime"]),
         "DBUS_SESSION_BUS_ADDRESS": f"unix:path={socket}",
     }
-    base = {k: v for k, v in os.environ.items() if k not in ("DIGITALOCEAN_TOKEN", "ZDD_SSH_PRIVATE_KEY", "PYTHON_KEYRING_BACKEND")}
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("DIGITALOCEAN_TOKEN", "ZDD_SSH_PRIVATE_KEY", "PYTHON_KEYRING_BACKEND")}
     bus = subprocess.Popen(
         [tools["dbus-daemon"], f"--config-file={conf}", "--nofork", "--print-address=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**base, **env}, text=True,

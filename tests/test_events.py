@@ -43,7 +43,8 @@ def _render(events, **kw) -> list[str]:
 
 
 def test_setup_lines():
-    preview = Preview("load-balancer", "Load balancer", ("load balancer lb-1",), ("droplet a",), 12.0, "1 node at $12/month")
+    preview = Preview("load-balancer", "Load balancer", ("load balancer lb-1",), ("droplet a",), 12.0,
+                      "1 node at $12/month")
     lines = _render([
         PreviewShown(preview),
         StepStarted("load-balancer", "Load balancer"),  # the preview named it: no line
@@ -73,15 +74,17 @@ def test_build_lines_and_layer_progress_thinned_in_both_forms():
         PushFinished("r/svc:sha-abc1234", "sha256:bbb", 528),
     ]
     lines = _render(events)
-    assert lines[:3] == ["building r/svc:latest, r/svc:sha-abc1234 from /src (Dockerfile)", "  Step 1/2 : FROM debian", "built sha256:aaa"]
-    layer = [l for l in lines if " layer l1: " in l]
+    assert lines[:3] == ["building r/svc:latest, r/svc:sha-abc1234 from /src (Dockerfile)", "  Step 1/2 : FROM debian",
+                         "built sha256:aaa"]
+    layer = [line for line in lines if " layer l1: " in line]
     assert layer[0] == "  sha-abc1234 layer l1: Preparing"
     assert layer[-1] == "  sha-abc1234 layer l1: Pushed"
     assert 5 <= len(layer) <= 8  # status changes and whole quarters, not 21 byte counts
     assert lines[-1] == "pushed r/svc:sha-abc1234 sha256:bbb"
-    js = [json.loads(l) for l in _render(events, json_lines=True)]
+    js = [json.loads(line) for line in _render(events, json_lines=True)]
     assert [e["kind"] for e in js].count("layer") == len(layer)
-    assert js[0] == {"kind": "build-started", "tags": ["r/svc:latest", "r/svc:sha-abc1234"], "context": "/src", "dockerfile": "Dockerfile"}
+    assert js[0] == {"kind": "build-started", "tags": ["r/svc:latest", "r/svc:sha-abc1234"], "context": "/src",
+                     "dockerfile": "Dockerfile"}
 
 
 def test_rollout_lines_are_timed_and_progress_only_on_request():

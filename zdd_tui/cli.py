@@ -15,6 +15,7 @@ import difflib
 import importlib
 import inspect
 import sys
+from typing import NoReturn, cast
 
 from zdd_tui import __version__
 from zdd_tui.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, ZddError
@@ -72,7 +73,7 @@ class _LazySubParsers(argparse._SubParsersAction):
 class _Parser(argparse.ArgumentParser):
     """argparse with a precise message for unknown subcommands (and the closest one)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         if "invalid choice" in message:
             bad = message.split("'")[1] if "'" in message else ""
             close = difflib.get_close_matches(bad, COMMANDS, n=1)
@@ -100,7 +101,11 @@ def build_parser(eager: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--theme", default=None, help="colour theme for the console")
     parser.add_argument("--config", default="zdd.yaml", metavar="PATH", help="project file (default: ./zdd.yaml)")
     parser.register("action", "lazy_parsers", _LazySubParsers)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, action="lazy_parsers")
+    # The action registered above: argparse's stubs can only say the default class.
+    sub = cast(
+        _LazySubParsers,
+        parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, action="lazy_parsers"),
+    )
     sub.common = common_options()
     sub._loaded = set()
     for name, text in COMMAND_HELP.items():
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_console(args)
         result = args.func(args)
-        if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):  # an `async def run`
             result = asyncio.run(result)
         return int(result or 0)
     except ZddError as exc:
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zdd-tui: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:  # last resort: never a traceback with possible secrets in locals
+    except Exception as exc:  # noqa: BLE001 - last resort: never a traceback with possible secrets in locals
         print(f"zdd-tui: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
 

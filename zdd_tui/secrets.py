@@ -62,7 +62,7 @@ def _why_no_secret_service() -> str:
         from keyring.backends import SecretService
 
         SecretService.Keyring.priority  # noqa: B018 (raises with the reason when not viable)
-    except Exception as exc:  # the backend reports its reason as an exception
+    except Exception as exc:  # noqa: BLE001 - the backend reports its reason as an exception, of any type
         address = os.environ["DBUS_SESSION_BUS_ADDRESS"]
         return f"the Secret Service is not reachable on the D-Bus session bus {address}: {exc}"
     return "no keyring backend was selected"
@@ -107,7 +107,7 @@ def _keyring() -> keyring.backend.KeyringBackend:
 
         SecretService.Keyring.priority  # noqa: B018
         return SecretService.Keyring()
-    except Exception:
+    except Exception:  # noqa: BLE001 - not viable, for whatever reason: _why_no_secret_service says it
         raise _no_backend_error(_why_no_secret_service()) from None
 
 
@@ -141,7 +141,7 @@ def _get(user: str, what: str) -> str | None:
     kr = _keyring()
     try:
         return kr.get_password(SERVICE, user)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - backends raise anything; reduced to a secret-free error
         raise _backend_error(f"read the {what} from the keyring", exc) from None
 
 
@@ -149,7 +149,7 @@ def _set(user: str, value: str, what: str) -> None:
     kr = _keyring()
     try:
         kr.set_password(SERVICE, user, value)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - backends raise anything; reduced to a secret-free error
         raise _backend_error(f"store the {what} in the keyring", exc, value) from None
 
 
@@ -164,7 +164,7 @@ def _delete(user: str, what: str) -> bool:
         return True
     except keyring.errors.PasswordDeleteError:
         return False
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - backends raise anything; reduced to a secret-free error
         raise _backend_error(f"delete the {what} from the keyring", exc) from None
 
 
@@ -227,13 +227,13 @@ def get_token(config: Config | None = None, context: str | None = None) -> str:
     if env:
         return env
     context = _check_context(context or (config.context if config is not None else "default"))
-    token = _get(_token_user(context), "DigitalOcean token")
-    if not token:
+    stored = _get(_token_user(context), "DigitalOcean token")
+    if not stored:
         raise CredentialsError(
             f"no DigitalOcean token for context '{context}' in the keyring (service '{SERVICE}')",
             f"run `zdd-tui login --context {context}`, or set {TOKEN_ENV}",
         )
-    return token
+    return stored
 
 
 def set_token(context: str, token: str) -> None:

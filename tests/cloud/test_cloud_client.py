@@ -144,7 +144,8 @@ async def test_injected_500_after_create_makes_no_second_droplet(sandbox, do):
     assert count(sandbox, "POST", "/v2/droplets") == 1
     assert [d["name"] for d in sandbox.state.droplets()] == ["app-1"]
     # And again: it exists, so nothing is sent at all.
-    again = await do.create_droplets(["app-1"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64", tags=["zdd-app"])
+    again = await do.create_droplets(["app-1"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64",
+                                     tags=["zdd-app"])
     assert again[0].id == droplets[0].id
     assert count(sandbox, "POST", "/v2/droplets") == 1
 
@@ -222,7 +223,8 @@ def test_plain_http_only_to_loopback():
 async def test_droplet_becomes_active_and_action_completes(tmp_path, token):
     async with SandboxAPI(None, token, activation_delay=0.3) as api:
         async with DOClient(api.url, token) as do:
-            [d] = await do.create_droplets(["app-1"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64", tags=["t"])
+            [d] = await do.create_droplets(["app-1"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64",
+                                           tags=["t"])
             assert d.status == "new" and d.public_ipv4 == "127.0.1.2"
             action_id = api.state.droplet(d.id)["_sandbox"]["create_action_id"]
             assert (await do.get_action(action_id)).status == "in-progress"
@@ -232,8 +234,10 @@ async def test_droplet_becomes_active_and_action_completes(tmp_path, token):
 
 
 async def test_load_balancer_create_is_idempotent_and_put_replaces(sandbox, do):
-    lb = await do.create_load_balancer("zdd-app-lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080, health_check=HC)
-    again = await do.create_load_balancer("zdd-app-lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080, health_check=HC)
+    lb = await do.create_load_balancer("zdd-app-lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080,
+                                       health_check=HC)
+    again = await do.create_load_balancer("zdd-app-lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080,
+                                          health_check=HC)
     assert again.id == lb.id and count(sandbox, "POST", "/v2/load_balancers") == 1
     assert lb.tag == "zdd-app" and lb.droplet_ids == () and lb.ip == "127.0.0.1"
     new_hc = HealthCheck("http", 8080, "/ready", 3, 3, 2, 2)
@@ -249,7 +253,8 @@ async def test_load_balancer_create_is_idempotent_and_put_replaces(sandbox, do):
 
 async def test_lb_health_metric(sandbox, do):
     droplets = await do.create_droplets(["a", "b", "c"], region="nyc3", size="s-1vcpu-1gb", image="x", tags=["zdd-app"])
-    lb = await do.create_load_balancer("lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080, health_check=HC)
+    lb = await do.create_load_balancer("lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080,
+                                       health_check=HC)
     assert await do.lb_droplet_health(lb.id) == {}
     seen = []
 

@@ -29,8 +29,10 @@ async def test_state_survives_a_restart(tmp_path, token):
     state_dir = tmp_path / "sb"
     async with SandboxAPI(state_dir, token, activation_delay=0) as api:
         async with DOClient(api.url, token) as do:
-            ds = await do.create_droplets(["app-1", "app-2"], region="nyc3", size="s-1vcpu-1gb", image="x", tags=["zdd-app"])
-            lb = await do.create_load_balancer("lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080, health_check=HC)
+            ds = await do.create_droplets(["app-1", "app-2"], region="nyc3", size="s-1vcpu-1gb", image="x",
+                                          tags=["zdd-app"])
+            lb = await do.create_load_balancer("lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080,
+                                               health_check=HC)
             await do.create_registry("zdd-registry")
             api.state.put_registry_tag("app", "sha-1234567", behaviour="slow")
     assert (state_dir / "api-state.json").exists()
@@ -48,7 +50,8 @@ async def test_state_survives_a_restart(tmp_path, token):
 
 async def test_hooks_addresses_and_deletes(tmp_path, token):
     created, deleted, lb_events = [], [], []
-    api = SandboxAPI(None, token, activation_delay=0, address_allocator=lambda d: (f"127.0.9.{d['id'] % 100}", "10.0.0.5"))
+    api = SandboxAPI(None, token, activation_delay=0,
+                     address_allocator=lambda d: (f"127.0.9.{d['id'] % 100}", "10.0.0.5"))
 
     async def on_created(d):
         created.append(d["name"])
@@ -69,7 +72,8 @@ async def test_hooks_addresses_and_deletes(tmp_path, token):
             assert created == ["app-1"]
             assert (d.public_ipv4, d.private_ipv4) == (f"127.0.9.{d.id % 100}", "10.0.0.5")
             assert api.state.droplet(d.id)["_sandbox"]["process"] == 4242
-            lb = await do.create_load_balancer("lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080, health_check=HC)
+            lb = await do.create_load_balancer("lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080,
+                                               health_check=HC)
             await do.update_load_balancer(lb, health_check=HealthCheck("http", 8080, "/ready", 3, 3, 2, 2))
             await do.delete_droplet(d.id)
             assert deleted == ["app-1"]
@@ -81,7 +85,8 @@ async def test_hooks_addresses_and_deletes(tmp_path, token):
                 assert r.status == 200
             async with s.get(f"{api.url}/sandbox/agent/ping", headers=auth("nope")) as r:
                 assert r.status == 401  # extra routes share the bearer auth
-            async with s.post(f"{api.url}/v2/droplets", headers=auth(token), json={"name": "app-2", "size": "s-1vcpu-1gb", "image": "x"}) as r:
+            async with s.post(f"{api.url}/v2/droplets", headers=auth(token),
+                              json={"name": "app-2", "size": "s-1vcpu-1gb", "image": "x"}) as r:
                 body = await r.json()
                 assert r.status == 202 and "_sandbox" not in body["droplet"] and "process" not in json.dumps(body)
                 assert body["links"]["actions"][0]["rel"] == "create"
@@ -90,7 +95,8 @@ async def test_hooks_addresses_and_deletes(tmp_path, token):
 async def test_faults_and_stats_over_http(tmp_path, token):
     async with SandboxAPI(None, token) as api:
         async with aiohttp.ClientSession(headers=auth(token)) as s:
-            async with s.post(f"{api.url}/sandbox/faults", json={"path_regex": "^/v2/account$", "status": 503, "count": 2, "retry_after": 7}) as r:
+            async with s.post(f"{api.url}/sandbox/faults",
+                              json={"path_regex": "^/v2/account$", "status": 503, "count": 2, "retry_after": 7}) as r:
                 assert r.status == 201
             async with s.post(f"{api.url}/sandbox/faults", json={"status": 500}) as r:
                 assert r.status == 422  # no path_regex
@@ -129,7 +135,8 @@ async def test_droplet_create_validation(tmp_path, token):
                 async with s.post(f"{api.url}/v2/droplets", json=body) as r:
                     assert r.status == 422, body
                     assert (await r.json())["id"] == "unprocessable_entity"
-            async with s.post(f"{api.url}/v2/droplets", data=b"{not json", headers={"Content-Type": "application/json"}) as r:
+            async with s.post(f"{api.url}/v2/droplets", data=b"{not json",
+                              headers={"Content-Type": "application/json"}) as r:
                 assert r.status == 400
         assert api.state.droplets() == []
 
@@ -138,7 +145,8 @@ async def test_sandbox_registry_endpoints_keep_behaviour_private(tmp_path, token
     async with SandboxAPI(None, token) as api:
         api.state.create_registry("zdd-registry")
         async with aiohttp.ClientSession(headers=auth(token)) as s:
-            async with s.post(f"{api.url}/sandbox/registry/app/tags", json={"tag": "sha-feed123", "behaviour": "crash", "extra": {"version": "v3"}}) as r:
+            async with s.post(f"{api.url}/sandbox/registry/app/tags",
+                              json={"tag": "sha-feed123", "behaviour": "crash", "extra": {"version": "v3"}}) as r:
                 assert r.status == 201
             async with s.post(f"{api.url}/sandbox/registry/app/tags", json={"tag": "x", "behaviour": "weird"}) as r:
                 assert r.status == 422
@@ -155,10 +163,11 @@ async def test_fleet_maps_lb_health_to_names(sandbox, do):
     fleet = DOCloud(do, cfg)
     assert await fleet.lb_settings() == LBSettings(10.0, 5.0, 3, 5)  # from the config: no LB yet
     assert await fleet.tag_exists("latest") is False  # no registry yet
-    ds = await do.create_droplets(["app-1", "app-2", "app-3"], region="nyc3", size="s-1vcpu-1gb", image="x", tags=[cfg.droplets.tag])
+    ds = await do.create_droplets(["app-1", "app-2", "app-3"], region="nyc3", size="s-1vcpu-1gb", image="x",
+                                  tags=[cfg.droplets.tag])
     assert await fleet.lb_health() == {"app-1": None, "app-2": None, "app-3": None}
-    lb = await do.create_load_balancer(cfg.load_balancer.name, region="nyc3", tag=cfg.droplets.tag, entry_port=80, target_port=8080,
-                                       health_check=HealthCheck("http", 8080, "/health", 3, 4, 2, 6))
+    lb = await do.create_load_balancer(cfg.load_balancer.name, region="nyc3", tag=cfg.droplets.tag, entry_port=80,
+                                       target_port=8080, health_check=HealthCheck("http", 8080, "/health", 3, 4, 2, 6))
     sandbox.lb_health_provider = lambda lb_id: {ds[0].id: True, ds[1].id: False}
     assert await fleet.lb_settings() == LBSettings(3.0, 4.0, 2, 6)
     assert await fleet.lb_health() == {"app-1": True, "app-2": False, "app-3": None}
@@ -208,7 +217,10 @@ async def fake_distribution():
                     deleted.append(digest)
                     del manifests[tag]
                     return web.Response(status=202)
-                return web.Response(body=body, headers={"Docker-Content-Digest": digest, "Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
+                return web.Response(body=body, headers={
+                    "Docker-Content-Digest": digest,
+                    "Content-Type": "application/vnd.docker.distribution.manifest.v2+json",
+                })
         return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)
 
     async def blob(request):

@@ -118,7 +118,8 @@ class SSHD:
                     raise PortTaken(f"sshd could not bind 127.0.0.1:{self.port}")
                 raise RuntimeError(f"sshd exited with {code}: {log}")
             # Its own log says it bound the port, so whatever answers there is this sshd.
-            bound = f"Server listening on 127.0.0.1 port {self.port}." in log_path.read_bytes()[log_start:].decode(errors="replace")
+            log = log_path.read_bytes()[log_start:].decode(errors="replace")
+            bound = f"Server listening on 127.0.0.1 port {self.port}." in log
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     if bound and s.recv(4).startswith(b"SSH-"):
@@ -190,7 +191,8 @@ def sshd_factory():
     made: list[SSHD] = []
     dirs: list[str] = []
 
-    def make(*, port: int | None = None, client_key: asyncssh.SSHKey | None = None, host_key=None, extra_config=()) -> SSHD:
+    def make(*, port: int | None = None, client_key: asyncssh.SSHKey | None = None, host_key=None,
+             extra_config=()) -> SSHD:
         d = tempfile.mkdtemp(prefix=".zdd-test-sshd-", dir=home)
         os.chmod(d, 0o700)
         dirs.append(d)

@@ -88,7 +88,8 @@ elif cmd == "run":
         "Name": "/" + name,
         "Image": s["images"][ref]["id"],
         "Config": {"Image": ref, "Env": env, "Labels": labels},
-        "HostConfig": {"NetworkMode": rest[rest.index("--network") + 1], "RestartPolicy": {"Name": rest[rest.index("--restart") + 1]}},
+        "HostConfig": {"NetworkMode": rest[rest.index("--network") + 1],
+                       "RestartPolicy": {"Name": rest[rest.index("--restart") + 1]}},
         "State": {"Status": "running", "Running": True, "ExitCode": 0, "StartedAt": "2026-11-26T12:00:00.123456789Z"},
         "RestartCount": 0,
     }

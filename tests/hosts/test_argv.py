@@ -61,11 +61,13 @@ def test_stop_rm_inspect_logs():
     assert host_argv.docker_inspect("app") == ["docker", "container", "inspect", "--", "app"]
     logs = host_argv.docker_logs("app", 50)
     assert logs[0:2] == ["sh", "-c"] and logs[3:] == ["zdd-logs", "50", "app"]
-    assert host_argv.docker_image_digests(REF) == ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", "--", REF]
+    assert host_argv.docker_image_digests(REF) == [
+        "docker", "image", "inspect", "--format", "{{json .RepoDigests}}", "--", REF]
 
 
 def test_state_ops_take_values_as_parameters():
-    for fn in (host_argv.state_read, host_argv.state_create, host_argv.state_write, host_argv.state_append, host_argv.state_remove):
+    for fn in (host_argv.state_read, host_argv.state_create, host_argv.state_write, host_argv.state_append,
+               host_argv.state_remove):
         argv = fn("/var/lib/zdd/app", "lock")
         assert argv[0:2] == ["sh", "-c"]
         assert argv[4:] == ["/var/lib/zdd/app", "lock"]

@@ -48,7 +48,9 @@ async def _service(admin_port: int = 0, service_port: int = 0):
         return aiohttp.web.json_response({
             "id": "abc", "version": "sha-1234567", "draining": seen["drain"] > 0, "healthy": True, "served": 42,
             "in_flight": 1, "last_request_age_seconds": 0.5, "uptime_seconds": 9.0,
-            "health_checkers": [{"source": "10.0.0.9", "consecutive_ok": 3, "consecutive_fail": 0, "last_age_seconds": 1.5}],
+            "health_checkers": [
+                {"source": "10.0.0.9", "consecutive_ok": 3, "consecutive_fail": 0, "last_age_seconds": 1.5},
+            ],
         })
 
     async def drain(request):
@@ -77,7 +79,8 @@ async def _service(admin_port: int = 0, service_port: int = 0):
 
 
 def _droplet() -> Droplet:
-    return Droplet(id=7, name="api-1", status="active", region="nyc3", size="s", public_ipv4="127.0.0.1", private_ipv4="10.0.0.7")
+    return Droplet(id=7, name="api-1", status="active", region="nyc3", size="s", public_ipv4="127.0.0.1",
+                   private_ipv4="10.0.0.7")
 
 
 @pytest.mark.slow
@@ -108,7 +111,7 @@ async def test_pull_run_stop_logs_with_read_only_credentials(docker_host, do_api
             for p in st["pulls"]:
                 assert p["dir_mode"] == "0o700"
                 assert set(p["config"]["auths"]) == {"registry.digitalocean.com"}
-                assert not os.path.exists(p["docker_config"])
+                assert not os.path.exists(p["docker_config"])  # noqa: ASYNC240 - a local stat in a check
                 secret = p["config"]["auths"]["registry.digitalocean.com"]["auth"]
                 assert all(secret not in " ".join(call) for call in st["calls"])
 
@@ -118,7 +121,8 @@ async def test_pull_run_stop_logs_with_read_only_credentials(docker_host, do_api
             assert c.started_at is not None and c.exit_code is None
             raw = _state(s)["containers"]["web"]
             assert raw["HostConfig"] == {"NetworkMode": "host", "RestartPolicy": {"Name": "always"}}
-            assert {"FOO=a b", "EXTRA=1", "ZDD_PORT=18080", "ZDD_ADMIN_PORT=19090", "ZDD_ADMIN_HOST=127.0.0.1", "ZDD_VERSION=sha-1234567"} <= set(raw["Config"]["Env"])
+            assert {"FOO=a b", "EXTRA=1", "ZDD_PORT=18080", "ZDD_ADMIN_PORT=19090", "ZDD_ADMIN_HOST=127.0.0.1",
+                    "ZDD_VERSION=sha-1234567"} <= set(raw["Config"]["Env"])
             assert raw["Config"]["Labels"]["zdd.tag"] == "sha-1234567"
 
             with pytest.raises(RuntimeFailure, match="is running"):
@@ -184,10 +188,12 @@ async def test_admin_and_health_through_ssh_forwards(sshd, tmp_path):
 async def test_bootstrap_reports_per_host(docker_host, tmp_path, quiet_ports):
     s = docker_host
     free_port, free_admin_port = quiet_ports(2)
-    runners, (admin_port, busy_port), _ = await _service()
+    runners, (_admin_port, busy_port), _ = await _service()
     try:
-        cfg = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "var-lib-zdd")), service=ServiceConfig(port=busy_port, admin_port=0))
-        cfg_free = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "var-lib-zdd")), service=ServiceConfig(port=free_port, admin_port=free_admin_port))
+        cfg = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "var-lib-zdd")),
+                     service=ServiceConfig(port=busy_port, admin_port=0))
+        cfg_free = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "var-lib-zdd")),
+                          service=ServiceConfig(port=free_port, admin_port=free_admin_port))
         pool = SSHPool(s.client_key_text, known_hosts=KnownHosts(tmp_path / "kh"), accept_new=True, port=s.port)
         try:
             ok = await bootstrap_host(cfg_free, _droplet(), pool, install_docker=False)

@@ -23,7 +23,8 @@ from zdd_tui.rollout.interfaces import HostRuntime
 
 
 def _droplet() -> Droplet:
-    return Droplet(id=1, name="api-1", status="active", region="nyc3", size="s", public_ipv4="127.0.0.1", private_ipv4=None)
+    return Droplet(id=1, name="api-1", status="active", region="nyc3", size="s", public_ipv4="127.0.0.1",
+                   private_ipv4=None)
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ async def test_state_files(runtime, sshd):
     await runtime.state_remove("lock")  # absent: no error
     assert await runtime.state_read("lock") is None
     # No temp files are left behind by create/write.
-    assert sorted(p.name for p in d.iterdir()) == ["journal"]
+    assert sorted(p.name for p in d.iterdir()) == ["journal"]  # noqa: ASYNC240 - a local listing in a check
 
 
 async def test_exclusive_create_has_one_winner(runtime):

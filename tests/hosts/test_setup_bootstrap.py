@@ -56,7 +56,8 @@ async def test_bootstrap_step_pins_only_when_allowed(docker_host, do_api, tmp_pa
     assert not (s.dir / "zdd-state").exists()
 
     events.clear()
-    async with Setup(cfg, token=TOKEN, emit=events.append, accept_new_host_keys=True, pool_options={"known_hosts": str(kh)}) as setup:
+    async with Setup(cfg, token=TOKEN, emit=events.append, accept_new_host_keys=True,
+                     pool_options={"known_hosts": str(kh)}) as setup:
         done = await setup.apply("bootstrap")
     assert done.status == "exists" and "edge-1" in done.detail
     rep = next(e for e in events if isinstance(e, HostReport))

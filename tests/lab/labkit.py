@@ -78,7 +78,8 @@ def run(argv: list[str], *, check: bool = True, timeout: float = 120, **kw) -> s
 # Debian packages that install them.
 TOOLS = ("sshd", "dockerd", "docker-registry", "debootstrap", "gnome-keyring-daemon", "dbus-daemon", "ip",
          "nsenter", "ssh", "ssh-keygen", "docker")
-APT_PACKAGES = "openssh-server openssh-client docker.io docker-registry debootstrap gnome-keyring dbus iproute2 util-linux"
+APT_PACKAGES = ("openssh-server openssh-client docker.io docker-registry debootstrap gnome-keyring dbus iproute2 "
+                "util-linux")
 
 
 def tool(name: str) -> str:
@@ -196,8 +197,8 @@ def unmount_all(paths: list[str]) -> None:
                 run(["umount", "-l", mp], check=False)
 
 
-OUTSIDE_WATCH = ("/run/netns", "/etc/docker", "/var/lib/docker", "/var/lib/containerd", "/run/docker", "/run/containerd",
-                 "/var/run/docker.sock", "/root/.docker", "/var/lib/zdd", "/run/sshd", "/tmp")
+OUTSIDE_WATCH = ("/run/netns", "/etc/docker", "/var/lib/docker", "/var/lib/containerd", "/run/docker",
+                 "/run/containerd", "/var/run/docker.sock", "/root/.docker", "/var/lib/zdd", "/run/sshd", "/tmp")
 
 
 def outside_snapshot() -> set[str]:
@@ -324,7 +325,7 @@ def lab_lock(wait: float = 0.0):
 
 def apt_debian_mirror() -> str:
     """The Debian mirror apt uses here (deb822 .sources or one-line sources.list)."""
-    files = [Path("/etc/apt/sources.list")] + sorted(Path("/etc/apt/sources.list.d").glob("*"))
+    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
     for f in files:
         with contextlib.suppress(OSError):
             text = f.read_text()
@@ -583,7 +584,8 @@ class Lab:
             tar = base_tarball(self.timings)
             t0 = time.monotonic()
             with open(tar, "rb") as f:
-                self.builder.docker("import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                self.builder.docker("import",
+                                    "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                     "--change", "ENV LANG=C.UTF-8", "-", self.base_image, stdin=f,
                                     capture_output=True, timeout=300)
             self._timed("docker import (builder)", t0)
@@ -609,10 +611,10 @@ class Lab:
             run(["ip", "link", "set", veth, "up"])
             run(["ip", "link", "set", peer, "netns", ns])
             nx = ["ip", "netns", "exec", ns]
-            run(nx + ["ip", "link", "set", peer, "name", "eth0"])
-            run(nx + ["ip", "addr", "add", f"{ip}/24", "dev", "eth0"])
-            run(nx + ["ip", "link", "set", "eth0", "up"])
-            run(nx + ["ip", "link", "set", "lo", "up"])
+            run([*nx, "ip", "link", "set", peer, "name", "eth0"])
+            run([*nx, "ip", "addr", "add", f"{ip}/24", "dev", "eth0"])
+            run([*nx, "ip", "link", "set", "eth0", "up"])
+            run([*nx, "ip", "link", "set", "lo", "up"])
             d = self.dir / short
             d.mkdir(mode=0o700)
             eng = Engine(name=short, netns=ns, dir=d / "docker")
@@ -637,7 +639,8 @@ class Lab:
             warnings.simplefilter("ignore", DeprecationWarning)
             import crypt  # deprecated in 3.11, still there; bcrypt is what the registry takes
 
-        (rd / "htpasswd").write_text(f"{self.registry_user}:{crypt.crypt(self.registry_password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+        hashed = crypt.crypt(self.registry_password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+        (rd / "htpasswd").write_text(f"{self.registry_user}:{hashed}\n")
         cfg = rd / "config.yml"
         cfg.write_text(
             "version: 0.1\n"

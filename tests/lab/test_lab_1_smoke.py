@@ -43,8 +43,8 @@ def test_no_default_route_in_any_namespace(lab):
         out = labkit.run(["ip", "netns", "exec", ns, "ip", "route", "show", "default"]).stdout
         assert out.strip() == "", f"{ns} has a default route: {out}"
         routes = labkit.run(["ip", "netns", "exec", ns, "ip", "-4", "route"]).stdout.strip().splitlines()
-        assert routes == [f"{lab.net}.0/24 dev eth0 proto kernel scope link src "
-                          f"{routes[0].split('src ')[1]}"], routes
+        assert routes == [(f"{lab.net}.0/24 dev eth0 proto kernel scope link src "
+                           f"{routes[0].split('src ')[1]}")], routes
     assert len(labkit.netns_list(lab.tag)) == len(lab.hosts) + (1 if lab.builder else 0)
 
 
@@ -82,7 +82,8 @@ def test_builder_builds_and_pushes_and_a_host_pulls_and_serves_with_host_network
     lab.builder.docker("build", "--build-arg", f"BASE={lab.base_image}", "-t", tag, str(tmp_path), timeout=300)
     # the registry wants credentials: without them the push is refused
     anon = lab.builder.docker("push", tag, check=False, timeout=120)
-    assert anon.returncode != 0 and ("no basic auth" in anon.stderr or "authentication required" in anon.stderr), anon.stderr
+    assert anon.returncode != 0, anon.stderr
+    assert "no basic auth" in anon.stderr or "authentication required" in anon.stderr, anon.stderr
     lab.builder.docker("push", tag, timeout=300, env=lab.builder_env())
     status, _ = labkit.http_get(lab.bridge_ip, labkit.REGISTRY_PORT, "/v2/_catalog")
     assert status == 401

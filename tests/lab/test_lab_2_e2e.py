@@ -230,9 +230,9 @@ def _start_sandbox(e: E2E) -> None:
     log = open(e.work / "sandbox.log", "ab")
     t0 = time.monotonic()
     e.sandbox = subprocess.Popen(
-        zdd_argv() + ["sandbox", "up", "--json", "--state-dir", str(e.sandbox_dir), "--hosts", "0",
-                      "--lab-spec", str(spec_path), "--lb-interval", str(LB_INTERVAL), "--lb-timeout", "3",
-                      "--lb-unhealthy", "2", "--lb-healthy", "2"],
+        [*zdd_argv(), "sandbox", "up", "--json", "--state-dir", str(e.sandbox_dir), "--hosts", "0",
+         "--lab-spec", str(spec_path), "--lb-interval", str(LB_INTERVAL), "--lb-timeout", "3",
+         "--lb-unhealthy", "2", "--lb-healthy", "2"],
         cwd=e.work, env=env, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
     log.close()
     lab.procs.append(("sandbox", e.sandbox))
@@ -452,7 +452,8 @@ def test_07_no_secret_on_any_host(e2e):
     hits = []
     scanned = 0
     for h in lab.hosts:
-        uppers = lab.ssh(h, "docker ps -aq | xargs -r docker inspect --format '{{.GraphDriver.Data.UpperDir}}'").stdout.split()
+        uppers = lab.ssh(h, "docker ps -aq | xargs -r docker inspect "
+                            "--format '{{.GraphDriver.Data.UpperDir}}'").stdout.split()
         layers = str(h.engine.dir / "data" / "overlay2") + os.sep
         for root in h.fs_dirs:
             for dirpath, _dirs, files in os.walk(root):
@@ -514,8 +515,8 @@ def test_08_figures(e2e):
     lab = e.lab
     ref = f"{lab.registry_addr}/{REGISTRY_NAME}/app:{e.tags['v1']}"
     size = int(lab.builder.docker("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip())
-    manifest = json.loads(labkit.run(["docker", "-H", lab.builder.docker_host, "manifest", "inspect", "--insecure", ref],
-                                     env=lab.builder_env()).stdout)
+    manifest = json.loads(labkit.run(["docker", "-H", lab.builder.docker_host, "manifest", "inspect", "--insecure",
+                                      ref], env=lab.builder_env()).stdout)
     compressed = sum(int(layer["size"]) for layer in manifest.get("layers", []))
     h = lab.hosts[0]
     times = []
@@ -542,11 +543,12 @@ def test_08_figures(e2e):
     lines = [
         "# lab figures (measured by tests/lab; printed by the lab run, never asserted on)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this machine (2 cores), lab hosts in network namespaces.",
+        (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this machine (2 cores), "
+         "lab hosts in network namespaces."),
         "",
-        f"- service image ({e.tags['v1']}, base: debootstrap bookworm minbase + python3 + python3-aiohttp): "
-        f"{size / 1e6:.1f} MB uncompressed (docker image inspect .Size), {compressed / 1e6:.1f} MB compressed "
-        f"in the registry (sum of the manifest's layers; the service's own layers are a few kB)",
+        (f"- service image ({e.tags['v1']}, base: debootstrap bookworm minbase + python3 + python3-aiohttp): "
+         f"{size / 1e6:.1f} MB uncompressed (docker image inspect .Size), {compressed / 1e6:.1f} MB compressed "
+         f"in the registry (sum of the manifest's layers; the service's own layers are a few kB)"),
         "- container start to healthy (docker run over SSH -> GET /health 200 from the root namespace), 3 runs: "
         + ", ".join(f"{t:.2f} s" for t in times) + f"; median {statistics.median(times):.2f} s",
         "",

@@ -296,7 +296,8 @@ class FakeHost:
         return ServiceStats(
             id=svc.id, version=svc.tag, draining=svc.draining, served=svc.served, in_flight=svc.in_flight,
             last_request_age_seconds=None if svc.last_request is None else t - svc.last_request,
-            health_checkers=tuple(HealthChecker(src, ok, fail, t - last) for src, (ok, fail, last) in svc.checkers.items()),
+            health_checkers=tuple(HealthChecker(src, ok, fail, t - last)
+                                  for src, (ok, fail, last) in svc.checkers.items()),
             uptime_seconds=t - svc.started)
 
     async def drain(self) -> None:

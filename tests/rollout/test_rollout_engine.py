@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 
 import pytest
@@ -81,7 +82,7 @@ async def test_happy_rollout_every_step_in_order_and_zero_failed(clock):
     # One host at a time out of the LB: app-2 leaves it only after app-1 is back.
     assert world.max_out() == 1
     t_in_1 = [t for t, n, op in world.log if n == "app-1" and op == "lb-in"][-1]
-    t_out_2 = [t for t, n, op in world.log if n == "app-2" and op == "lb-out"][0]
+    t_out_2 = next(t for t, n, op in world.log if n == "app-2" and op == "lb-out")
     assert t_out_2 > t_in_1
 
 
@@ -93,9 +94,9 @@ async def test_stop_only_after_lb_took_the_host_out_and_no_fixed_sleep(clock):
     assert out.status == OutcomeStatus.SUCCESS
     s = world.settings
     for n in world.hosts:
-        t_drain = [t for t, h, op in world.log if h == n and op == "drain"][0]
-        t_out = [t for t, h, op in world.log if h == n and op == "lb-out"][0]
-        t_stop = [t for t, h, op in world.log if h == n and op == "stop"][0]
+        t_drain = next(t for t, h, op in world.log if h == n and op == "drain")
+        t_out = next(t for t, h, op in world.log if h == n and op == "lb-out")
+        t_stop = next(t for t, h, op in world.log if h == n and op == "stop")
         assert t_drain < t_out <= t_stop
         # Evidence-driven: stops within a poll or two of the LB's decision, not a sleep later.
         assert t_stop - t_out < 1.0
@@ -113,7 +114,7 @@ async def test_lb_view_polled_at_most_once_per_interval(clock):
     await clock.run(engine(world, clock, plan, deploy, rec).run())
     calls = world.lb_health_calls
     assert len(calls) >= 3
-    assert all(b - a >= world.settings.interval - 1e-9 for a, b in zip(calls, calls[1:]))
+    assert all(b - a >= world.settings.interval - 1e-9 for a, b in itertools.pairwise(calls))
     assert any(e.view == "lb" and e.healthy is False for e in rec.of(HealthChanged))
     assert any(e.view == "direct" and e.healthy is True for e in rec.of(HealthChanged))
 
@@ -149,7 +150,7 @@ async def test_bad_version_halts_at_first_host_and_restores_it(clock, behaviour,
     if behaviour == "crash":
         assert "exit code 3" in out.seen and "crashing on start" in out.seen
         # Noticed from the container state, well before the start timeout.
-        t_run = [t for t, n, op in world.log if n == "app-1" and op == f"run {NEW}"][0]
+        t_run = next(t for t, n, op in world.log if n == "app-1" and op == f"run {NEW}")
         t_stop2 = [t for t, n, op in world.log if n == "app-1" and op == "stop"][1]
         assert t_stop2 - t_run < 3
     else:
@@ -196,8 +197,8 @@ async def test_lb_never_takes_host_out_times_out_at_its_bound_then_undrains(cloc
     out = await clock.run(engine(world, clock, plan, deploy, rec).run())
     assert out.status == OutcomeStatus.HALTED and out.failed_step == Phase.WAITING_LB_OUT
     assert "1 request(s) in flight" in out.seen
-    t_drain = [t for t, n, op in world.log if n == "app-1" and op == "drain"][0]
-    t_undrain = [t for t, n, op in world.log if n == "app-1" and op == "undrain"][0]
+    t_drain = next(t for t, n, op in world.log if n == "app-1" and op == "drain")
+    t_undrain = next(t for t, n, op in world.log if n == "app-1" and op == "undrain")
     bound = bound_lb_out(world.settings, 2)
     assert bound <= t_undrain - t_drain < bound + 1
     assert world.ops("app-1") == ["pull", "drain", "undrain"]  # never stopped
@@ -259,7 +260,7 @@ async def test_batches_of_two_run_together_and_keep_one_host(clock):
     assert [[h.name for h in b] for b in plan.batches] == [["a", "b"], ["c", "d"]]
     out = await clock.run(engine(world, clock, plan, deploy).run())
     assert out.status == OutcomeStatus.SUCCESS and world.failed == 0
-    drains = {n: [t for t, h, op in world.log if h == n and op == "drain"][0] for n in world.hosts}
+    drains = {n: next(t for t, h, op in world.log if h == n and op == "drain") for n in world.hosts}
     assert drains["a"] == drains["b"] < drains["c"] == drains["d"]
 
 
@@ -408,8 +409,8 @@ async def test_overlap_drains_next_host_early_but_never_two_out_and_is_faster(cl
     for n in ("app-2", "app-3"):
         prev = {"app-2": "app-1", "app-3": "app-2"}[n]
         t_in_prev = [t for t, h, op in world.log if h == prev and op == "lb-in"][-1]
-        t_drain = [t for t, h, op in world.log if h == n and op == "drain"][0]
-        t_out = [t for t, h, op in world.log if h == n and op == "lb-out"][0]
+        t_drain = next(t for t, h, op in world.log if h == n and op == "drain")
+        t_out = next(t for t, h, op in world.log if h == n and op == "lb-out")
         assert t_drain < t_in_prev < t_out <= t_in_prev + world.settings.interval
 
     clock2 = FakeClock()

@@ -201,11 +201,12 @@ async def test_headless_lines_and_json_from_a_real_run():
     assert out.status == OutcomeStatus.HALTED
     lines = text.getvalue().splitlines()
     assert lines[0].startswith(f"Plan {plan.rollout_id}: deploy sha-bbbbbbb")
-    assert any("app-1" in l and "waiting for LB to stop traffic" in l for l in lines)
-    assert any("LB sees: unhealthy" in l for l in lines)
+    assert any("app-1" in line and "waiting for LB to stop traffic" in line for line in lines)
+    assert any("LB sees: unhealthy" in line for line in lines)
     assert lines[-4].startswith("HALTED (restored): halted: app-1 failed at waiting-healthy")
-    assert lines[-3:-1] == ["  failed: app-1 at waiting-healthy", "  seen: not healthy after 10s: last probe 503 not ok"]
-    events = [json.loads(l) for l in js.getvalue().splitlines()]
+    assert lines[-3:-1] == ["  failed: app-1 at waiting-healthy",
+                            "  seen: not healthy after 10s: last probe 503 not ok"]
+    events = [json.loads(line) for line in js.getvalue().splitlines()]
     assert events[0]["kind"] == "planned" and events[0]["plan"]["to_tag"] == "sha-bbbbbbb"
     fin = events[-1]
     assert fin["kind"] == "finished" and fin["outcome"]["status"] == "halted"

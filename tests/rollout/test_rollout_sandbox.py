@@ -156,7 +156,7 @@ async def test_bad_version_halts_at_first_host_and_restores(sandbox, kind):
     rc, out, err, res = await deploy_under_load(sandbox, "deploy", "--tag", sandbox[kind], "--yes", "--json",
                                                 "--config", sandbox["config1"])
     assert rc == 3, (out[-2000:], err)
-    events = [json.loads(l) for l in out.splitlines()]
+    events = [json.loads(line) for line in out.splitlines()]
     fin = events[-1]["outcome"]
     assert fin["status"] == "halted" and fin["failed_host"] == "app-1" and fin["restored"]
     assert fin["failed_step"] == "waiting-healthy"
@@ -193,7 +193,7 @@ async def test_slow_version_within_timeout_succeeds_in_batches_of_two(sandbox):
     rc, out, err, res = await deploy_under_load(sandbox, "deploy", "--tag", sandbox["slow"], "--yes", "--json",
                                                 "--config", sandbox["config2"])
     assert rc == 0, (out[-3000:], err)
-    events = [json.loads(l) for l in out.splitlines()]
+    events = [json.loads(line) for line in out.splitlines()]
     plan = events[0]["plan"]
     assert plan["batch_size"] == 2 and sorted(h["batch"] for h in plan["hosts"]) == [0, 0, 1]
     st = await wait_lb_all_healthy(sandbox)
@@ -297,7 +297,7 @@ async def test_ctrl_c_stops_cooperatively_restoring_the_host_in_progress(sandbox
                 await p.wait()
     finally:
         res = await load.stop()
-    events += [json.loads(l) for l in rest.decode().splitlines()]
+    events += [json.loads(ln) for ln in rest.decode().splitlines()]
     assert p.returncode == 130, err.decode()
     fin = events[-1]["outcome"]
     assert fin["status"] == "interrupted"

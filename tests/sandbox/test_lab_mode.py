@@ -67,5 +67,5 @@ def test_lab_spec_parsing(tmp_path, monkeypatch):
     spec.write_text("external:\n  - {name: api-1}\n")
     with pytest.raises(UsageError, match=r"external\[0\] needs name and ip"):
         _lab(str(spec), SandboxOptions(state_dir=tmp_path))
-    with pytest.raises(UsageError, match="lab.yaml"):
+    with pytest.raises(UsageError, match=r"lab\.yaml"):
         _lab(str(tmp_path / "missing" / "lab.yaml"), SandboxOptions(state_dir=tmp_path))

@@ -82,7 +82,9 @@ class World:
             "id": "lb-1",
             "tag": TAG,
             "droplet_ids": [],
-            "forwarding_rules": [{"entry_protocol": "http", "entry_port": 80, "target_protocol": "http", "target_port": port}],
+            "forwarding_rules": [
+                {"entry_protocol": "http", "entry_port": 80, "target_protocol": "http", "target_port": port},
+            ],
             "health_check": {
                 "protocol": "http",
                 "port": port,
@@ -98,7 +100,8 @@ class World:
 
     def add(self, did: int, address: str, tags=(TAG,)):
         self.droplets.append(
-            {"id": did, "name": f"web-{did}", "tags": list(tags), "networks": {"v4": [{"type": "public", "ip_address": address}]}}
+            {"id": did, "name": f"web-{did}", "tags": list(tags),
+             "networks": {"v4": [{"type": "public", "ip_address": address}]}}
         )
 
 
@@ -211,7 +214,7 @@ async def test_503_when_no_droplet_is_healthy_and_when_untagged(setup):
 
 
 async def test_put_on_lb_applies_live(setup):
-    world, lb, (a, b, c), http = setup
+    world, lb, (a, b, _c), http = setup
     world.add(1, a.address)
     world.add(2, b.address, tags=("blue",))
     await wait_until(lambda: lb.health_view().get(1) is True)
@@ -241,7 +244,7 @@ async def test_failed_upstream_request_is_not_retried(setup):
 
 
 async def test_check_timeout_counts_as_failure(setup):
-    world, lb, (a, _b, _c), http = setup
+    world, lb, (a, _b, _c), _http = setup
     world.lb_obj["health_check"]["response_timeout_seconds"] = 0.3
     world.add(1, a.address)
     await wait_until(lambda: lb.health_view().get(1) is True)

@@ -29,7 +29,8 @@ async def test_fresh_sandbox_shape(sandbox, config):
     for b in ("unhealthy", "crash", "slow"):
         assert len(by[b]) == 1 and by[b][0].startswith("sha-") and len(by[b][0]) == 11
     addrs = [h["address"] for h in info["hosts"]]
-    assert len(set(addrs)) == 2 and all(a.startswith("127.") and a.rsplit(".", 1)[0] == addrs[0].rsplit(".", 1)[0] for a in addrs)
+    assert len(set(addrs)) == 2
+    assert all(a.startswith("127.") and a.rsplit(".", 1)[0] == addrs[0].rsplit(".", 1)[0] for a in addrs)
     # Hosts start on the older good version, so `latest` is a real change.
     running = {h["tag"] for h in info["hosts"]}
     assert len(running) == 1
@@ -55,7 +56,7 @@ async def test_runtime_operations(sandbox, config):
         with pytest.raises(ImageNotFound):
             await rt.pull(f"{config.image_repo}:sha-0000000")
         latest = await rt.pull(f"{config.image_repo}:latest")
-        other_ok = [t for t in tags_by_behaviour(sandbox)["ok"] if t not in ("latest", c.tag)][0]
+        other_ok = next(t for t in tags_by_behaviour(sandbox)["ok"] if t not in ("latest", c.tag))
         pinned = await rt.pull(f"{config.image_repo}:{other_ok}")
         assert latest.digest == pinned.digest  # latest aliases the newer good version
 
@@ -163,7 +164,8 @@ async def test_agent_needs_the_token_and_a_known_host(sandbox, config):
 
 async def test_droplets_created_and_deleted_through_the_api_start_and_stop_hosts(sandbox, config):
     async with DOClient(sandbox.api.url, sandbox.token) as do:
-        created = await do.create_droplets(["extra-1"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64", tags=["zdd-app"])
+        created = await do.create_droplets(["extra-1"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64",
+                                           tags=["zdd-app"])
         d = created[0] if isinstance(created, list) else created
         host = sandbox.hosts.get("extra-1")
         assert host.address == d.public_ipv4
@@ -204,7 +206,8 @@ async def test_a_put_on_the_lb_through_the_api_applies_live(sandbox, config):
     async with DOClient(sandbox.api.url, sandbox.token) as do, httpx.AsyncClient() as http:
         lb = await do.get_load_balancer(sandbox.lb_id)
         # DO's API takes intervals of 3 s and more; the sandbox's fast 1 s came from its own state.
-        hc3 = lb.health_check.__class__(**{**lb.health_check.__dict__, "check_interval_seconds": 3, "response_timeout_seconds": 3})
+        hc3 = lb.health_check.__class__(**{**lb.health_check.__dict__, "check_interval_seconds": 3,
+                                           "response_timeout_seconds": 3})
         await do.update_load_balancer(lb, tag="nobody", health_check=hc3)
         await wait_until(lambda: sandbox.lb.health_view() == {}, timeout=5)
         assert (await http.get(sandbox.lb.url + "/")).status_code == 503

@@ -136,8 +136,10 @@ def test_up_status_sigterm_restart(tmp_path):
 
         # Change what app-2 runs through the agent; a restart must keep it.
         token = (state / "token").read_text().strip()
-        agent = httpx.Client(base_url=info["api_url"] + "/sandbox/hosts/app-2", headers={"Authorization": f"Bearer {token}"})
-        ref = json.loads(Path(state / "hosts" / "app-2" / "container.json").read_text())["image_ref"].rsplit(":", 1)[0] + ":latest"
+        agent = httpx.Client(base_url=info["api_url"] + "/sandbox/hosts/app-2",
+                             headers={"Authorization": f"Bearer {token}"})
+        container = json.loads(Path(state / "hosts" / "app-2" / "container.json").read_text())
+        ref = container["image_ref"].rsplit(":", 1)[0] + ":latest"
         assert agent.post("/container/stop", json={"grace_seconds": 5}).status_code == 204
         assert agent.post("/container", json={"image_ref": ref}).status_code == 201
         agent.close()
@@ -151,7 +153,8 @@ def test_up_status_sigterm_restart(tmp_path):
 
     up2 = Up(state, "--hosts", "2")
     try:
-        assert [(h["name"], h["address"]) for h in up2.info["hosts"]] == [(h["name"], h["address"]) for h in info["hosts"]]
+        assert ([(h["name"], h["address"]) for h in up2.info["hosts"]]
+                == [(h["name"], h["address"]) for h in info["hosts"]])
         tags = {h["name"]: h["tag"] for h in up2.info["hosts"]}
         assert tags == {"app-1": info["hosts"][0]["tag"], "app-2": "latest"}
         assert up2.info["tags"] == info["tags"]
@@ -193,7 +196,8 @@ def test_bad_arguments_are_refused_without_side_effects(tmp_path):
     assert r.returncode == 2 and "--lb-healthy" in r.stderr
     assert not (tmp_path / "x").exists()
     r = subprocess.run(
-        [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--state-dir", str(tmp_path / "y"), "--initial-tag", "sha-nope"],
+        [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--state-dir", str(tmp_path / "y"),
+         "--initial-tag", "sha-nope"],
         capture_output=True, text=True, timeout=60,
     )
     assert r.returncode == 2 and "initial tag 'sha-nope'" in r.stderr

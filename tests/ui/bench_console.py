@@ -121,7 +121,7 @@ def child_env() -> dict[str, str]:
 
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(p / 100 * (len(s) - 1)))))
+    k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
     return s[k]
 
 
@@ -148,8 +148,10 @@ def bench_cold_start(runs: int) -> None:
                     rss_live.append(p.rss_mb())
             finally:
                 p.stop()
-        print(f"cold start, first frame:              median {statistics.median(firsts) * 1000:.0f} ms  (runs {runs}, min {min(firsts) * 1000:.0f}, max {max(firsts) * 1000:.0f})")
-        print(f"cold start, dashboard with fleet data: median {statistics.median(fills) * 1000:.0f} ms  (min {min(fills) * 1000:.0f}, max {max(fills) * 1000:.0f})")
+        print(f"cold start, first frame:              median {statistics.median(firsts) * 1000:.0f} ms  "
+              f"(runs {runs}, min {min(firsts) * 1000:.0f}, max {max(firsts) * 1000:.0f})")
+        print(f"cold start, dashboard with fleet data: median {statistics.median(fills) * 1000:.0f} ms  "
+              f"(min {min(fills) * 1000:.0f}, max {max(fills) * 1000:.0f})")
         print(f"RSS at first data:                     median {statistics.median(rss_fill):.1f} MB")
         print(f"RSS after 10 s of live polling:        {rss_live[0]:.1f} MB")
     finally:
@@ -199,7 +201,7 @@ def run_stream_child(hosts: int, per_tick: int = 20) -> None:
             self.run_worker(self._go())  # a worker: waiting here would block the message loop
 
         async def _go(self) -> None:
-            while not (self.fleet.droplets and self.fleet.tags):
+            while not (self.fleet.droplets and self.fleet.tags):  # noqa: ASYNC110 - the app has no event for this
                 await asyncio.sleep(0.05)
             self.start_rollout(await src.plan("deploy", "sha-c0ffee1"))
 

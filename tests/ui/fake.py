@@ -34,7 +34,8 @@ FIXED_NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 TAGS = (
     # tag, digest hex, size, age
     ("latest", "c0ffee11aa22bb33cc44dd55ee66ff7700112233445566778899aabbccddeeff", 48_213_504, timedelta(minutes=12)),
-    ("sha-c0ffee1", "c0ffee11aa22bb33cc44dd55ee66ff7700112233445566778899aabbccddeeff", 48_213_504, timedelta(minutes=12)),
+    ("sha-c0ffee1", "c0ffee11aa22bb33cc44dd55ee66ff7700112233445566778899aabbccddeeff", 48_213_504,
+     timedelta(minutes=12)),
     ("sha-deadbee", "deadbee0112233445566778899aabbccddeeff00112233445566778899aabbcc", 48_190_976, timedelta(hours=3)),
     ("sha-b16b00b", "b16b00b5ffeeddccbbaa99887766554433221100ffeeddccbbaa998877665544", 48_101_120, timedelta(days=2)),
     ("sha-0ddba11", "0ddba11a0123456789abcdef0123456789abcdef0123456789abcdef01234567", 47_998_976, timedelta(days=9)),

@@ -1,6 +1,7 @@
 """Console behaviour that needs no sandbox: themes, keys, filter, dialogs, welcome, setup, logs.
 
-Runs on the fixed fake fleet (tests/ui/fake.py: the real Project and engine on a fake world) so each test takes well under a second of work.
+Runs on the fixed fake fleet (tests/ui/fake.py: the real Project and engine on a fake world) so
+each test takes well under a second of work.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def test_keymap_file_and_errors(tmp_path):
     s = load_settings(cfg, keys.BINDING_IDS)
     assert s.theme == "zdd-light" and s.keymap == {"deploy": "ctrl+d", "quit": "q,ctrl+q"}
     cfg.write_text("keymap:\n  deplyo: x\n")
-    with pytest.raises(UsageError, match="keymap.deplyo: unknown binding id") as e:
+    with pytest.raises(UsageError, match=r"keymap\.deplyo: unknown binding id") as e:
         load_settings(cfg, keys.BINDING_IDS)
     assert "deploy" in e.value.hint
     cfg.write_text("keymap: [d]\n")
@@ -145,7 +146,7 @@ async def test_remapped_key_works_and_old_one_does_not(tmp_path):
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        line = next(l for l in screen_text(app).splitlines() if "Deploy the newest image" in l)
+        line = next(ln for ln in screen_text(app).splitlines() if "Deploy the newest image" in ln)
         assert re.search(r"\bx\b", line) and "deploy" in line
 
 
@@ -203,7 +204,8 @@ async def test_dialogs_pause_polling_and_the_one_help_screen_follows_the_theme()
         await pilot.pause()
         keys_text = app.screen.query_one("#help-keys").content  # the Rich Text we drew
         accent = app.get_css_variables()["accent"].lower()
-        colours = {sp.style.color.triplet.hex.lower() for sp in keys_text.spans if not isinstance(sp.style, str) and sp.style.color}
+        colours = {sp.style.color.triplet.hex.lower() for sp in keys_text.spans
+                   if not isinstance(sp.style, str) and sp.style.color}
         assert accent in colours, (accent, colours)
         # And while it is open (keys are the dialog's then; the palette or a signal may switch it).
         assert app.theme == "zdd-light"
@@ -211,7 +213,8 @@ async def test_dialogs_pause_polling_and_the_one_help_screen_follows_the_theme()
         await pilot.pause()
         keys_text = app.screen.query_one("#help-keys").content
         accent = app.get_css_variables()["accent"].lower()
-        colours = {sp.style.color.triplet.hex.lower() for sp in keys_text.spans if not isinstance(sp.style, str) and sp.style.color}
+        colours = {sp.style.color.triplet.hex.lower() for sp in keys_text.spans
+                   if not isinstance(sp.style, str) and sp.style.color}
         assert isinstance(app.screen, HelpScreen) and accent in colours, (accent, colours)
 
 

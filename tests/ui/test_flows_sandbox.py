@@ -87,7 +87,7 @@ async def test_dashboard_fills_from_the_sandbox(sandbox, source):
         assert "API " in text and "/40 req/min" in text  # rate limit and budget in the status bar
         # The registry pane is newest first and says where each tag runs.
         tags = app.screen.query_one("#tags", FleetTable)
-        runs = dict((k, cells[4]) for k, cells in tags._all)
+        runs = {k: cells[4] for k, cells in tags._all}
         assert set(initial) <= set(runs[next(iter(initial.values()))].replace(" ", "").split(","))
 
 
@@ -114,7 +114,8 @@ async def test_deploy_cancelled_changes_nothing(sandbox, source):
 async def test_deploy_confirmed_then_rollback_to_chosen_tag(sandbox, source):
     before = fleet_tags(sandbox)
     old = next(iter(before.values()))
-    newest_good = next(t["tag"] for t in sandbox.info["tags"] if t["behaviour"] == "ok" and t["tag"] not in ("latest", old))
+    newest_good = next(t["tag"] for t in sandbox.info["tags"]
+                       if t["behaviour"] == "ok" and t["tag"] not in ("latest", old))
     app = ZddApp(source)
     async with app.run_test(size=SIZE) as pilot:
         await dashboard_filled(pilot, app)
@@ -192,14 +193,15 @@ async def test_quit_during_rollout_stops_safely(sandbox, source):
         await until(pilot, lambda: screen.outcome is not None, timeout=90, what="the engine to stop")
         assert screen.outcome.status is OutcomeStatus.INTERRUPTED, screen.outcome
         last = screen.plan.hosts[-1].name
-        await until(pilot, lambda: not app.is_running or app._exit_renderables is not None or app.return_code is not None,
+        await until(pilot,
+                    lambda: not app.is_running or app._exit_renderables is not None or app.return_code is not None,
                     timeout=20, what="the app to exit")
     after = fleet_tags(sandbox)
     # Never half-deployed: each host runs the old or the new version, serving and not draining.
     assert all(t is not None for t in after.values()), after
     assert sum(t != old for t in after.values()) <= 1, after  # at most the host that was in progress
     assert after[last] == old  # the host not reached yet was never touched
-    for name, host in sandbox.hosts.hosts.items():
+    for host in sandbox.hosts.hosts.values():
         assert host.inspect()["state"] == "running"
     # Closing the app closed the source; check the lock through a fresh session.
     from zdd_tui.project import Project

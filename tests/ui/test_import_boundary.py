@@ -63,7 +63,8 @@ def test_ui_does_import_textual():
     assert any(textual_imports(p) for p in (PKG / "ui").rglob("*.py"))
 
 
-@pytest.mark.parametrize("module", ["zdd_tui.cli", "zdd_tui.project", "zdd_tui.project.rollout", "zdd_tui.project.status", "zdd_tui.rollout.engine"])
+@pytest.mark.parametrize("module", ["zdd_tui.cli", "zdd_tui.project", "zdd_tui.project.rollout",
+                                    "zdd_tui.project.status", "zdd_tui.rollout.engine"])
 def test_headless_modules_do_not_load_textual(module):
     code = (
         "import importlib, sys\n"

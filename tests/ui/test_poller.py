@@ -73,7 +73,8 @@ async def test_rollout_schedule_is_faster_and_pause_stops_polling():
     api = CountingAPI(clock)
     tasks = [Task("lb_health", api.call("lb_health"), interval=20, rollout_interval=5, api=True)]
     results = []
-    poller = Poller(tasks, sink=lambda n, r, e: results.append(n), request_counter=lambda: api.requests_made, clock=clock)
+    poller = Poller(tasks, sink=lambda n, r, e: results.append(n), request_counter=lambda: api.requests_made,
+                    clock=clock)
     await poller.run(until=60)
     idle = api.requests_made
     assert idle == 3  # t=0, 20, 40

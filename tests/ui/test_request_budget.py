@@ -88,7 +88,8 @@ async def test_console_requests_in_five_minutes_with_200_droplets(big_sandbox):
     assert not errors, errors
     assert len(got["droplets"]) == N_DROPLETS  # the data really came back, 200 per page
     assert got["lb"] is not None and got["tags"]
-    print(f"\nDO API requests in 5 virtual minutes, {N_DROPLETS} droplets: client {made_client}, sandbox API {made_api}")
+    print(f"\nDO API requests in 5 virtual minutes, {N_DROPLETS} droplets: client {made_client}, "
+          f"sandbox API {made_api}")
     assert made_api == made_client  # nothing hidden from the client's count
     assert 0 < made_api <= 200
     worst = max(sum(n for t, n in spent if s <= t < s + 60) for s, _ in spent)

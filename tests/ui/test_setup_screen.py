@@ -39,7 +39,8 @@ def _log_text(screen) -> str:
 
 
 async def _finished(pilot, screen, n: int) -> None:
-    await until(pilot, lambda: _log_text(screen).count("setup finished") + _log_text(screen).count("✖ ") >= n, 30, "the step")
+    await until(pilot, lambda: _log_text(screen).count("setup finished") + _log_text(screen).count("✖ ") >= n,
+                30, "the step")
 
 
 async def test_setup_screen_previews_api_prices_and_applies_lb_and_registry_once(do_api, memkeyring):

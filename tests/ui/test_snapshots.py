@@ -2,8 +2,9 @@
 
 Deterministic: a fixed fake fleet (tests/ui/fake.py FakeSource: the real Project and engine on
 the fake world, fixed addresses, digests, a fixed "now"), one poll and no polling loop, rollouts
-in virtual time that can hold at a chosen event. Update with `pytest tests/ui/test_snapshots.py --snapshot-update` after a deliberate
-change, and look at the new SVGs before committing them.
+in virtual time that can hold at a chosen event. Update with
+`pytest tests/ui/test_snapshots.py --snapshot-update` after a deliberate change, and look at the
+new SVGs before committing them.
 """
 
 from __future__ import annotations

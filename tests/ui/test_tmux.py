@@ -44,7 +44,8 @@ class Tmux:
         # COLUMNS/LINES from the test runner's environment would override the pane's real size.
         exports = " ".join(f"{k}={v}" for k, v in env.items())
         self.run("new-session", "-d", "-s", "zdd", "-x", "140", "-y", "44",
-                 f"cd {self.tmp} && env -u COLUMNS -u LINES {exports} {command}; echo EXIT=$? > {self.tmp}/exit; sleep 600")
+                 f"cd {self.tmp} && env -u COLUMNS -u LINES {exports} {command}; "
+                 f"echo EXIT=$? > {self.tmp}/exit; sleep 600")
 
     def screen(self) -> str:
         self.collect_pids()

@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
@@ -57,6 +57,7 @@ from zdd_tui.cloud.models import (
 )
 
 if TYPE_CHECKING:
+    from azure.core.rest import AsyncHttpResponse
     from pydo.aio import Client as PydoClient
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,12 @@ def tag_from(repository: str, t: dict) -> RegistryTag:
 
 
 def ssh_key_from(k: dict) -> SSHKey:
-    return SSHKey(id=int(k["id"]), name=k.get("name", ""), fingerprint=k.get("fingerprint", ""), public_key=k.get("public_key", ""))
+    return SSHKey(
+        id=int(k["id"]),
+        name=k.get("name", ""),
+        fingerprint=k.get("fingerprint", ""),
+        public_key=k.get("public_key", ""),
+    )
 
 
 def action_from(a: dict) -> Action:
@@ -312,7 +318,9 @@ class DOClient:
             kwargs: dict[str, Any] = {
                 "endpoint": self.api_url,
                 "retry_total": 0,  # pydo would re-send POSTs on 5xx; _call retries what is safe
-                "raw_response_hook": lambda pipeline_response: self._on_response(pipeline_response.http_response.headers),
+                "raw_response_hook": lambda pipeline_response: self._on_response(
+                    pipeline_response.http_response.headers
+                ),
                 "timeout": self.timeout,
                 "connection_timeout": min(self.timeout, 10),
                 "read_timeout": self.timeout,
@@ -365,7 +373,9 @@ class DOClient:
             cls = RateLimitedError
         return cls(text, hint_for(status, do_id), status=status, do_id=do_id, request_id=request_id)
 
-    async def _call(self, what: str, send: Callable[[], Awaitable[tuple[int, Any, Any]]], *, create: bool = False) -> Any:
+    async def _call(
+        self, what: str, send: Callable[[], Awaitable[tuple[int, Any, Any]]], *, create: bool = False
+    ) -> Any:
         """`send()` makes one HTTP request and returns (status, body, headers) for any answer, or
         raises _NoAnswer. Returns the body of a success; raises CloudError otherwise.
 
@@ -397,7 +407,8 @@ class DOClient:
                     await self._sleep(retry_after)
                     continue
                 err = self._error(what, status, body, headers)
-                err.retry_after = retry_after
+                if isinstance(err, RateLimitedError):  # always, for a 429
+                    err.retry_after = retry_after
                 raise err
             if status in RETRYABLE and not create and attempt <= self.max_retries:
                 await self._sleep(min(self.retry_backoff * 2 ** (attempt - 1), 4))
@@ -425,7 +436,9 @@ class DOClient:
 
         return await self._call(what, send)
 
-    async def _write(self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any, create: bool = False, **kwargs: Any) -> Any:
+    async def _write(
+        self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any, create: bool = False, **kwargs: Any
+    ) -> Any:
         """One pydo operation (`fn`, a method of `self.pydo`); the body of a success."""
         # Already imported with pydo by `self.pydo`, which made `fn`.
         from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
@@ -434,12 +447,14 @@ class DOClient:
             try:
                 return await fn(*args, cls=_capture, **kwargs)  # 404s may come back as a body
             except HttpResponseError as e:
-                resp = e.response
+                # pydo's operations raise with the azure.core.rest response they got (typed as a
+                # protocol of just reason/status/text on the exception).
+                resp = cast("AsyncHttpResponse | None", e.response)
                 status = e.status_code or (resp.status_code if resp is not None else None) or 500
                 headers = resp.headers if resp is not None else {}
                 try:
                     body = resp.json() if resp is not None else None
-                except Exception:
+                except Exception:  # noqa: BLE001 - an unreadable error body (not JSON, not read) is no body
                     body = None
                 if status < 400:  # a success pydo could not read (not JSON), as in _read
                     raise self._error(what, status, body, headers) from None
@@ -473,13 +488,19 @@ class DOClient:
     async def account(self) -> Account:
         body = await self._read("read the account", "/v2/account")
         a = body["account"]
-        return Account(email=a.get("email", ""), uuid=a.get("uuid", ""), status=a.get("status", ""), droplet_limit=int(a.get("droplet_limit", 0)))
+        return Account(
+            email=a.get("email", ""),
+            uuid=a.get("uuid", ""),
+            status=a.get("status", ""),
+            droplet_limit=int(a.get("droplet_limit", 0)),
+        )
 
     # ---- droplets ----------------------------------------------------------------------------
 
     async def list_droplets(self, tag: str | None = None) -> list[Droplet]:
         kw = {"tag_name": tag} if tag else {}
-        items = await self._list_all(f"list droplets{f' tagged {tag}' if tag else ''}", "/v2/droplets", "droplets", **kw)
+        what = f"list droplets{f' tagged {tag}' if tag else ''}"
+        items = await self._list_all(what, "/v2/droplets", "droplets", **kw)
         return [droplet_from(d) for d in items]
 
     async def get_droplet(self, droplet_id: int) -> Droplet:
@@ -524,7 +545,7 @@ class DOClient:
         tag = tags[0] if tags else None
         existing = await self._by_names(names, tag)
         last_error: CloudError | None = None
-        for attempt in range(2):
+        for _ in range(2):
             missing = [n for n in names if n not in existing]
             if not missing:
                 break
@@ -536,7 +557,9 @@ class DOClient:
                 if user_data:
                     body["user_data"] = user_data
                 try:
-                    res = await self._write(f"create droplets {', '.join(chunk)}", self.pydo.droplets.create, body, create=True)
+                    res = await self._write(
+                        f"create droplets {', '.join(chunk)}", self.pydo.droplets.create, body, create=True
+                    )
                 except (UnreachableError, CloudError) as e:
                     if isinstance(e, UnreachableError) or (e.status or 0) >= 500:
                         last_error = e
@@ -641,8 +664,8 @@ class DOClient:
         out: dict[int, bool | None] = {}
         for series in ((body or {}).get("data") or {}).get("result") or []:
             try:
-                did = int((series.get("metric") or {}).get("droplet_id"))
-            except (TypeError, ValueError):
+                did = int((series.get("metric") or {})["droplet_id"])
+            except (KeyError, TypeError, ValueError):
                 continue
             values = series.get("values") or []
             if not values:
@@ -685,7 +708,9 @@ class DOClient:
 
     async def list_repositories(self, registry: str) -> list[Repository]:
         items = await self._list_all(
-            f"list repositories of registry {registry}", f"/v2/registries/{_seg(registry)}/repositoriesV2", "repositories"
+            f"list repositories of registry {registry}",
+            f"/v2/registries/{_seg(registry)}/repositoriesV2",
+            "repositories",
         )
         out = []
         for r in items:
@@ -720,7 +745,9 @@ class DOClient:
             f"delete tag {repository}:{tag}", self.pydo.registries.delete_repository_tag, registry, repository, tag
         )
 
-    async def docker_credentials(self, registry: str, *, read_write: bool = False, expiry_seconds: int = 600) -> DockerCredentials:
+    async def docker_credentials(
+        self, registry: str, *, read_write: bool = False, expiry_seconds: int = 600
+    ) -> DockerCredentials:
         """Short-lived docker config.json `auths` (read-only unless asked). Never log the result."""
         body = await self._read(
             f"get docker credentials for registry {registry}",
@@ -728,7 +755,9 @@ class DOClient:
             read_write="true" if read_write else "false",
             expiry_seconds=str(int(expiry_seconds)),
         )
-        return DockerCredentials(auths=dict((body or {}).get("auths") or {}), expires_in_seconds=int(expiry_seconds), read_write=read_write)
+        return DockerCredentials(
+            auths=dict((body or {}).get("auths") or {}), expires_in_seconds=int(expiry_seconds), read_write=read_write
+        )
 
     # ---- ssh keys, tags, actions -------------------------------------------------------------
 
@@ -766,9 +795,14 @@ class DOClient:
             if a.status == "completed":
                 return a
             if a.status == "errored":
-                raise CloudError(f"DigitalOcean action {a.id} ({a.type}) failed", "see the action in the DigitalOcean control panel")
+                raise CloudError(
+                    f"DigitalOcean action {a.id} ({a.type}) failed", "see the action in the DigitalOcean control panel"
+                )
             if time.monotonic() >= deadline:
-                raise CloudError(f"DigitalOcean action {a.id} ({a.type}) still {a.status} after {timeout:.0f} s", "retry later; the action may still finish")
+                raise CloudError(
+                    f"DigitalOcean action {a.id} ({a.type}) still {a.status} after {timeout:.0f} s",
+                    "retry later; the action may still finish",
+                )
             await self._sleep(interval)
 
     # ---- prices for the setup wizard ---------------------------------------------------------

@@ -17,9 +17,12 @@ def register(sub, common):
     p.add_argument("--push", action="store_true", help="push both tags to the registry")
     p.add_argument("--allow-dirty", action="store_true", help="build from uncommitted changes (tag sha-<sha>-dirty)")
     p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="a build argument (repeatable)")
-    p.add_argument("--docker-host", default=None, metavar="URL", help="Docker engine (default: DOCKER_HOST or the local socket)")
-    p.add_argument("--project-dir", default=None, metavar="DIR", help="where the git repository and build paths are (default: the config's directory)")
-    p.add_argument("--no-registry-auth", action="store_true", help="push without credentials (a lab registry without auth)")
+    p.add_argument("--docker-host", default=None, metavar="URL",
+                   help="Docker engine (default: DOCKER_HOST or the local socket)")
+    p.add_argument("--project-dir", default=None, metavar="DIR",
+                   help="where the git repository and build paths are (default: the config's directory)")
+    p.add_argument("--no-registry-auth", action="store_true",
+                   help="push without credentials (a lab registry without auth)")
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
     p.set_defaults(func=run)
 

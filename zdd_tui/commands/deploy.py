@@ -10,7 +10,8 @@ def register(sub, common):
                        description="Rolling deploy through the load balancer: one batch at a time, each "
                                    "host drained, replaced and back in the LB before the next; halts and "
                                    "restores the failed host on the first failure.")
-    p.add_argument("--tag", default=None, help="image tag to deploy (default: sha-<short git HEAD of the current directory>)")
+    p.add_argument("--tag", default=None,
+                   help="image tag to deploy (default: sha-<short git HEAD of the current directory>)")
     add_rollout_options(p)
     p.set_defaults(func=run)
 

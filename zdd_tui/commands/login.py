@@ -59,9 +59,11 @@ def _read_token(args) -> str:
         token = getpass.getpass("DigitalOcean token (input hidden): ")
     token = token.strip()
     if not token:
-        raise UsageError("no token given; nothing was stored", "paste a token from https://cloud.digitalocean.com/account/api/tokens")
+        raise UsageError("no token given; nothing was stored",
+                         "paste a token from https://cloud.digitalocean.com/account/api/tokens")
     if any(c.isspace() for c in token):
-        raise UsageError("the token contains whitespace (a token is one word); nothing was stored", "paste the token alone")
+        raise UsageError("the token contains whitespace (a token is one word); nothing was stored",
+                         "paste the token alone")
     return token
 
 
@@ -76,7 +78,8 @@ def _store_ssh_key(args, context: str) -> int:
     try:
         key = asyncssh.import_private_key(text)
     except (asyncssh.KeyImportError, ValueError) as exc:
-        reason = "it is passphrase-protected" if "passphrase" in str(exc).lower() else "it is not a private key asyncssh can read"
+        reason = ("it is passphrase-protected" if "passphrase" in str(exc).lower()
+                  else "it is not a private key asyncssh can read")
         raise UsageError(
             f"{path} cannot be used as the hosts' SSH key: {reason}; nothing was stored",
             "give an unencrypted OpenSSH or PEM private key (the keyring protects it), e.g. from "
@@ -99,8 +102,9 @@ async def run(args) -> int:
     if args.ssh_key:
         return _store_ssh_key(args, context)
     if config.is_sandbox and not args.api_url:
+        state_dir = config.sandbox.state_dir if config.sandbox else "its state directory"  # validation requires it
         raise UsageError(
-            f"{config.path}: a sandbox config needs no login (its token is in {config.sandbox.state_dir}/token)",
+            f"{config.path}: a sandbox config needs no login (its token is in {state_dir}/token)",
             "log in against DigitalOcean with a non-sandbox zdd.yaml, or pass --api-url",
         )
     api_url = (args.api_url or config.digitalocean.api_url).rstrip("/")
@@ -117,5 +121,6 @@ async def run(args) -> int:
         print(f"logged in: context '{context}' is {account.email} (account {account.status}) at {api_url}; "
               "the token is in the OS keyring")
     if os.environ.get(secrets.TOKEN_ENV):
-        print(f"note: {secrets.TOKEN_ENV} is set in this environment and overrides the keyring's token", file=sys.stderr)
+        print(f"note: {secrets.TOKEN_ENV} is set in this environment and overrides the keyring's token",
+              file=sys.stderr)
     return 0

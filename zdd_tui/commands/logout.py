@@ -33,7 +33,8 @@ def run(args) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("cancelled; nothing was deleted", file=sys.stderr)
             return EXIT_ERROR
-    removed = [name for name, fn in (("do-token", secrets.delete_token), ("ssh-key", secrets.delete_ssh_key)) if fn(context)]
+    stored = (("do-token", secrets.delete_token), ("ssh-key", secrets.delete_ssh_key))
+    removed = [name for name, fn in stored if fn(context)]
     if args.json:
         print(json.dumps({"context": context, "removed": removed}))
     elif removed:

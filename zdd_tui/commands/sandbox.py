@@ -88,7 +88,9 @@ def _lab(spec_path: str, options) -> None:
         password = os.environ.get(reg["password_env"], "") if reg.get("password_env") else None
         name = reg.get("name") or options.registry_name
         options.registry_name = name
-        options.registry_backend = DistributionRegistry(reg["url"], name, username=reg.get("username"), password=password)
+        options.registry_backend = DistributionRegistry(
+            reg["url"], name, username=reg.get("username"), password=password
+        )
 
 
 async def run_up(args) -> int:

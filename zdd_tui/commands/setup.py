@@ -16,7 +16,8 @@ from zdd_tui.setup.events import Preview
 
 
 def register(sub, common):
-    p = sub.add_parser("setup", parents=[common], help="create the droplets, load balancer and registry; bootstrap the hosts")
+    p = sub.add_parser("setup", parents=[common],
+                       help="create the droplets, load balancer and registry; bootstrap the hosts")
     p.add_argument("--yes", action="store_true", help="do not ask before each step (CI)")
     p.add_argument(
         "--accept-new-host-keys",
@@ -55,14 +56,18 @@ def _confirm_factory(args):
     return ask
 
 
+def _read_import_key(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read --import-key {path}: {exc.strerror}") from None
+
+
 async def run(args) -> int:
     config = load_project_config(args.config)
-    import_key = None
-    if args.import_key:
-        try:
-            import_key = Path(args.import_key).read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read --import-key {args.import_key}: {exc.strerror}") from None
+    import_key = _read_import_key(args.import_key)
     emit = HeadlessRenderer(sys.stdout, json_lines=args.json)
     async with open_setup(
         config,

@@ -156,7 +156,8 @@ def docker_inspect(name: str) -> Argv:
 
 def docker_logs(name: str, tail: int) -> Argv:
     """stdout and stderr of the container, merged in arrival order."""
-    return ["sh", "-c", 'exec docker logs --tail "$1" -- "$2" 2>&1', "zdd-logs", str(int(tail)), check_container_name(name)]
+    return ["sh", "-c", 'exec docker logs --tail "$1" -- "$2" 2>&1', "zdd-logs",
+            str(int(tail)), check_container_name(name)]
 
 
 # --- state files (lock, journal) ----------------------------------------------------------
@@ -239,7 +240,8 @@ if command -v ss >/dev/null 2>&1; then
   printf '%s\\n' "$out"; exit 1
 fi
 hex=$(printf '%04X' "$p")
-if awk -v h=":$hex" 'NR>1 && $4=="0A" && substr($2, length($2)-4)==h {f=1} END {exit !f}' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
+if awk -v h=":$hex" 'NR>1 && $4=="0A" && substr($2, length($2)-4)==h {f=1} END {exit !f}' \\
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
   echo "port $p is in use"; exit 1
 fi
 exit 0
@@ -251,15 +253,16 @@ def port_free(port: int) -> Argv:
 
 
 def docker_present() -> Argv:
-    return ["sh", "-c", "command -v docker >/dev/null 2>&1 && docker version --format '{{.Server.Version}}'", "zdd-docker-check"]
+    return ["sh", "-c", "command -v docker >/dev/null 2>&1 && docker version --format '{{.Server.Version}}'",
+            "zdd-docker-check"]
 
 
 def install_docker_apt() -> Argv:
     """Debian's docker.io package (what cloud-init installs too), non-interactive."""
     return [
         "sh", "-c",
-        "export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q docker.io"
-        " && systemctl enable --now docker",
+        ("export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q docker.io"
+         " && systemctl enable --now docker"),
         "zdd-install-docker",
     ]
 

@@ -63,7 +63,8 @@ async def bootstrap_host(
                 checks[f"{label} {port}"] = f"in use by zdd's container {config.container_name} (fine)"
             else:
                 ok = False
-                checks[f"{label} {port}"] = "in use by another process: " + (res.stdout.strip().splitlines() or ["?"])[0][:120]
+                first = (res.stdout.strip().splitlines() or ["?"])[0]
+                checks[f"{label} {port}"] = "in use by another process: " + first[:120]
     except HostUnreachable as exc:
         ok = False
         checks["ssh"] = str(exc)

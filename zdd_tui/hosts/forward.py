@@ -47,7 +47,8 @@ class Forwards:
             try:
                 listener = await conn.forward_local_port("127.0.0.1", 0, "127.0.0.1", int(remote_port))
             except (asyncssh.Error, OSError) as exc:
-                raise SSHUnreachable(f"{self.shell.label}: cannot forward to the host's 127.0.0.1:{remote_port} ({exc})") from None
+                raise SSHUnreachable(
+                    f"{self.shell.label}: cannot forward to the host's 127.0.0.1:{remote_port} ({exc})") from None
             self._listeners[remote_port] = (conn, listener)
             return listener.get_port()
 

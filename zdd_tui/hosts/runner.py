@@ -59,7 +59,8 @@ def describe_argv(argv: Sequence[str]) -> str:
 class HostShell:
     """Runs argv lists on one host through the pool (the connection is shared and reused)."""
 
-    def __init__(self, pool: SSHPool, host: str, *, port: int | None = None, user: str | None = None, label: str | None = None):
+    def __init__(self, pool: SSHPool, host: str, *, port: int | None = None, user: str | None = None,
+                 label: str | None = None):
         self.pool = pool
         self.host = host
         self.port = port
@@ -85,7 +86,8 @@ class HostShell:
             proc = await conn.create_process(command, encoding="utf-8", errors="replace")
         except (asyncssh.Error, OSError, ConnectionError) as exc:
             self.pool.drop(self.host, self.port, self.user)
-            raise SSHUnreachable(f"{self.label}: SSH connection failed before `{describe_argv(argv)}` could start ({_reason(exc)})") from None
+            raise SSHUnreachable(f"{self.label}: SSH connection failed before `{describe_argv(argv)}` could start "
+                                 f"({_reason(exc)})") from None
 
         out: list[str] = []
         err: list[str] = []
@@ -115,7 +117,8 @@ class HostShell:
                 await asyncio.wait_for(whole(), timeout)
         except TimeoutError:
             proc.close()
-            raise RuntimeFailure(f"on {self.label}: `{describe_argv(argv)}` did not finish within {timeout:g}s") from None
+            raise RuntimeFailure(
+                f"on {self.label}: `{describe_argv(argv)}` did not finish within {timeout:g}s") from None
         except (asyncssh.Error, OSError, ConnectionError, BrokenPipeError) as exc:
             self.pool.drop(self.host, self.port, self.user)
             raise SSHUnreachable(

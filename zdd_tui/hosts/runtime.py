@@ -39,7 +39,8 @@ PULL_CREDENTIALS_SECONDS = 900
 
 CredentialsProvider = Callable[[], Awaitable["DockerCredentials | dict | None"]]
 
-_NOT_FOUND = re.compile(r"manifest unknown|manifest for \S+ not found|not found: manifest|name unknown|repository does not exist", re.I)
+_NOT_FOUND = re.compile(
+    r"manifest unknown|manifest for \S+ not found|not found: manifest|name unknown|repository does not exist", re.I)
 
 
 class DockerSSHRuntime(ServiceAdmin):
@@ -154,7 +155,8 @@ class DockerSSHRuntime(ServiceAdmin):
             )
         except CommandFailed as exc:
             if _NOT_FOUND.search(exc.stderr):
-                raise ImageNotFound(f"{image_ref}: the registry has no such tag ({stderr_tail(exc.stderr, 2)})") from None
+                raise ImageNotFound(
+                    f"{image_ref}: the registry has no such tag ({stderr_tail(exc.stderr, 2)})") from None
             raise
         digest = await self._repo_digest(host_argv.docker_image_digests(image_ref), image_ref)
         self._digests[image_ref] = digest
@@ -299,7 +301,8 @@ class DockerSSHRuntime(ServiceAdmin):
         return None if res.exit_status == host_argv.EXIT_ABSENT else res.stdout
 
     async def state_create(self, name: str, content: str) -> bool:
-        res = await self.shell.run(host_argv.state_create(self.state_dir, name), input=content, ok_statuses=(0, host_argv.EXIT_EXISTS))
+        res = await self.shell.run(host_argv.state_create(self.state_dir, name), input=content,
+                                   ok_statuses=(0, host_argv.EXIT_EXISTS))
         return res.exit_status == 0
 
     async def state_write(self, name: str, content: str) -> None:

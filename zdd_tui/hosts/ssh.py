@@ -12,7 +12,6 @@ import inspect
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Union
 
 import asyncssh
 
@@ -28,7 +27,7 @@ from zdd_tui.rollout.interfaces import HostUnreachable
 
 # accept_new: True (pin any first key: headless --accept-new-host-keys), False (refuse), or an
 # async/sync callback (host, port, "SHA256:...") -> bool (the console's question).
-AcceptPolicy = Union[bool, Callable[[str, int, str], bool | Awaitable[bool]]]
+AcceptPolicy = bool | Callable[[str, int, str], bool | Awaitable[bool]]
 
 
 class SSHUnreachable(HostUnreachable):
@@ -121,7 +120,8 @@ class SSHPool:
             self._key_text = None  # keep only the parsed key object
         return self._key
 
-    async def connection(self, host: str, port: int | None = None, user: str | None = None) -> asyncssh.SSHClientConnection:
+    async def connection(self, host: str, port: int | None = None,
+                         user: str | None = None) -> asyncssh.SSHClientConnection:
         k = (user or self.user, host, port or self.port)
         lock = self._locks.setdefault(k, asyncio.Lock())
         async with lock:
@@ -156,7 +156,8 @@ class SSHPool:
         except _Presented as p:
             new_fp = fingerprint(p.key)
             if pinned:
-                raise HostKeyChanged(t.host, t.port, [fingerprint(k) for k in pinned], new_fp, self.known_hosts.path) from None
+                raise HostKeyChanged(t.host, t.port, [fingerprint(k) for k in pinned], new_fp,
+                                     self.known_hosts.path) from None
             if not await self._ask(t, new_fp):
                 raise HostKeyUnknown(t.host, t.port, new_fp) from None
             # Connect again trusting exactly the key the operator accepted; a different key on
@@ -177,7 +178,8 @@ class SSHPool:
             answer = await answer
         return bool(answer)
 
-    async def _open(self, t: _Target, trusted: list[asyncssh.SSHKey], *, any_key_type: bool = False) -> asyncssh.SSHClientConnection:
+    async def _open(self, t: _Target, trusted: list[asyncssh.SSHKey], *,
+                    any_key_type: bool = False) -> asyncssh.SSHClientConnection:
         client = _Client()
         extra = {"server_host_key_algs": "default"} if any_key_type else {}
         where = f"{t.user}@{t.host}:{t.port}"
@@ -214,7 +216,8 @@ class SSHPool:
                 raise _NoCommonHostKeyType() from None
             raise SSHUnreachable(f"SSH to {where}: cannot connect: {_describe(exc)}") from None
         except TimeoutError:
-            raise SSHUnreachable(f"SSH to {where}: no connection within {self.connect_timeout:g}s (connect timeout)") from None
+            raise SSHUnreachable(
+                f"SSH to {where}: no connection within {self.connect_timeout:g}s (connect timeout)") from None
         except asyncssh.PermissionDenied:
             raise SSHUnreachable(
                 f"SSH to {where}: the server refused our key (permission denied)"
@@ -233,7 +236,7 @@ class SSHPool:
         for c in conns:
             try:
                 await asyncio.wait_for(c.wait_closed(), 5)
-            except (TimeoutError, Exception):
+            except Exception:  # noqa: BLE001 - best effort at shutdown: the connection is gone either way
                 pass
 
     async def __aenter__(self) -> SSHPool:

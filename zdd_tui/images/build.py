@@ -87,6 +87,7 @@ def docker_api(docker_host: str | None = None) -> docker.APIClient:
     """The low-level client for DOCKER_HOST or the given host (the lab passes a unix socket)."""
     import docker  # imported here: slow to import, and only build/push need it
     import docker.errors
+    import docker.utils
 
     try:
         if docker_host:
@@ -94,14 +95,23 @@ def docker_api(docker_host: str | None = None) -> docker.APIClient:
         return docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
     except docker.errors.DockerException as exc:
         where = docker_host or os.environ.get("DOCKER_HOST") or "the default socket"
-        raise UsageError(f"cannot reach the Docker engine at {where}: {exc}", "start Docker or set DOCKER_HOST / --docker-host") from None
+        raise UsageError(
+            f"cannot reach the Docker engine at {where}: {exc}", "start Docker or set DOCKER_HOST / --docker-host"
+        ) from None
 
 
 # --- builder -------------------------------------------------------------------------------
 
 
 class ImageBuilder:
-    def __init__(self, config: Config, *, project_dir: str | Path | None = None, docker_host: str | None = None, api: docker.APIClient | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        project_dir: str | Path | None = None,
+        docker_host: str | None = None,
+        api: docker.APIClient | None = None,
+    ):
         self.config = config
         base = project_dir or (config.path.parent if config.path else Path("."))
         self.project_dir = Path(base).resolve()
@@ -122,9 +132,10 @@ class ImageBuilder:
         """The git state and the tags a build would make; refuses a dirty tree unless allowed."""
         git = git or git_state(self.project_dir)
         if git.dirty and not allow_dirty:
-            shown = ", ".join(l.strip() for l in git.changed[:5]) + (" ..." if len(git.changed) > 5 else "")
+            shown = ", ".join(line.strip() for line in git.changed[:5]) + (" ..." if len(git.changed) > 5 else "")
             raise RefusedError(
-                f"the working tree has uncommitted changes ({shown}); an image tagged sha-{git.sha} would not match that commit",
+                f"the working tree has uncommitted changes ({shown}); "
+                f"an image tagged sha-{git.sha} would not match that commit",
                 "commit the changes, or pass --allow-dirty to build anyway (tagged sha-<sha>-dirty)",
             )
         sha_tag = f"sha-{git.sha}-dirty" if git.dirty else f"sha-{git.sha}"
@@ -173,7 +184,9 @@ class ImageBuilder:
                 for chunk in stream:
                     if "error" in chunk:
                         detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
-                        raise BuildError(f"docker build failed: {detail.strip()}", "fix the Dockerfile or build args and build again")
+                        raise BuildError(
+                            f"docker build failed: {detail.strip()}", "fix the Dockerfile or build args and build again"
+                        )
                     if "stream" in chunk:
                         for line in chunk["stream"].splitlines():
                             if line.strip():
@@ -214,7 +227,9 @@ class ImageBuilder:
                 for chunk in stream:
                     if "error" in chunk:
                         detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
-                        raise BuildError(f"push of {ref} failed: {detail.strip()}", "check the registry name and its credentials")
+                        raise BuildError(
+                            f"push of {ref} failed: {detail.strip()}", "check the registry name and its credentials"
+                        )
                     aux = chunk.get("aux") or {}
                     if "Digest" in aux:
                         digests[ref] = aux["Digest"]
@@ -222,7 +237,8 @@ class ImageBuilder:
                         continue
                     if "id" in chunk and "status" in chunk:
                         pd = chunk.get("progressDetail") or {}
-                        emit(LayerProgress(tag=tag, layer=chunk["id"], status=chunk["status"], current=pd.get("current"), total=pd.get("total")))
+                        emit(LayerProgress(tag=tag, layer=chunk["id"], status=chunk["status"],
+                                           current=pd.get("current"), total=pd.get("total")))
             except docker.errors.APIError as exc:
                 raise BuildError(f"push of {ref} failed: {exc.explanation or exc}") from None
             if ref not in digests:

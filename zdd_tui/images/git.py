@@ -37,5 +37,6 @@ def git_state(repo: str | Path = ".") -> GitState:
     repo = Path(repo)
     sha = head_sha(repo)
     # Untracked files count: they can end up in the build context.
-    lines = tuple(l for l in _git(repo, "status", "--porcelain", "--untracked-files=normal").splitlines() if l.strip())
+    lines = tuple(line for line in _git(repo, "status", "--porcelain", "--untracked-files=normal").splitlines()
+                  if line.strip())
     return GitState(sha=sha, dirty=bool(lines), changed=lines)

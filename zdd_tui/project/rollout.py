@@ -123,9 +123,8 @@ async def _plan(project: Project, tag: str, action: str) -> Plan:
     plan = build_plan(facts, tag, image_ref(config, tag), settings, config.deploy, action=action)
     if interrupted is not None:
         resumes = interrupted.rollout_id
-        plan = replace(plan, resumes=resumes,
-                       notes=plan.notes + (f"rollout {resumes} was interrupted; this plan "
-                                           f"{'continues' if action == 'resume' else 'supersedes'} it",))
+        note = f"rollout {resumes} was interrupted; this plan {'continues' if action == 'resume' else 'supersedes'} it"
+        plan = replace(plan, resumes=resumes, notes=(*plan.notes, note))
     return plan
 
 

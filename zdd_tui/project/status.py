@@ -185,7 +185,8 @@ def render_text(st: FleetStatus) -> str:
         out.append(
             f"load balancer {lb.name} ({lb.status}) {st.lb_url or lb.ip or ''}  tag {lb.tag or '-'}  "
             f"check {hc.protocol.upper()} {hc.path}:{hc.port} every {hc.check_interval_seconds}s, "
-            f"timeout {hc.response_timeout_seconds}s, out after {hc.unhealthy_threshold}, in after {hc.healthy_threshold}"
+            f"timeout {hc.response_timeout_seconds}s, out after {hc.unhealthy_threshold}, "
+            f"in after {hc.healthy_threshold}"
         )
     out.append(f"droplets ({len(st.droplets)}):")
     for d in st.droplets:
@@ -198,8 +199,14 @@ def render_text(st: FleetStatus) -> str:
             hostw = f"host: unreachable ({h.error})"
         else:
             c = h.container
-            cw = f"{c.tag} {c.state}" + (f" (restarts {c.restart_count})" if c and c.restart_count else "") if c else "no container"
-            hw = "-" if h.health is None else ("ok" if h.health.healthy else f"FAILING {h.health.status or ''} {h.health.detail}".rstrip())
+            if c is None:
+                cw = "no container"
+            else:
+                cw = f"{c.tag} {c.state}" + (f" (restarts {c.restart_count})" if c.restart_count else "")
+            if h.health is None:
+                hw = "-"
+            else:
+                hw = "ok" if h.health.healthy else f"FAILING {h.health.status or ''} {h.health.detail}".rstrip()
             hostw = f"runs {cw}; health {hw}" + ("; draining" if h.draining else "")
         out.append(f"  {d.name:<12} {d.public_ipv4 or '-':<15} {d.status:<7} {lbw:<13} {hostw}")
     out.append(f"registry tags ({len(st.tags)}): " + ", ".join(t.tag for t in st.tags))

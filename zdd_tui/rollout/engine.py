@@ -42,6 +42,7 @@ from zdd_tui.rollout.interfaces import (
     Clock,
     Cloud,
     ContainerInfo,
+    HealthChecker,
     HostRuntime,
     ImageNotFound,
     LBSettings,
@@ -266,7 +267,7 @@ class Engine:
             h.direct = healthy
             await self._emit(HealthChanged(host=h.name, view="direct", healthy=healthy, detail=detail))
 
-    def _recent_checkers(self, st: ServiceStats):
+    def _recent_checkers(self, st: ServiceStats) -> list[HealthChecker]:
         return [c for c in st.health_checkers if c.last_age_seconds <= 2 * self.settings.interval]
 
     def _out_evidence(self, st: ServiceStats, lb: bool | None) -> tuple[bool, str]:
@@ -481,7 +482,7 @@ class Engine:
             await self.clock.sleep(self.opt.poll_seconds)
 
     # ---- overlap: drain the next batch early ----------------------------------------------
-    def _next_checks(self, st: ServiceStats, now: float) -> list[tuple[float, object]]:
+    def _next_checks(self, st: ServiceStats, now: float) -> list[tuple[float, HealthChecker]]:
         """(time of the next check, checker) per recent LB checker source."""
         interval = self.settings.interval
         return [(now + max(0.0, interval - c.last_age_seconds), c) for c in self._recent_checkers(st)]
@@ -596,8 +597,9 @@ class Engine:
         await self._enter(h, HostState.PULLING, self.plan.image_ref)
         try:
             h.prev = await h.rt.inspect()
-        except Exception as exc:  # noqa: BLE001
-            raise StepFailed(Phase.PULLING, f"cannot inspect the running container: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            raise StepFailed(Phase.PULLING,
+                             f"cannot inspect the running container: {type(exc).__name__}: {exc}") from exc
         if h.prev is not None:
             h.prev_ref = h.prev.image_ref
         else:
@@ -629,7 +631,8 @@ class Engine:
         grace = float(self.deploy.stop_grace_seconds)
         await self._call(Phase.STOPPING, h.rt.stop(grace), grace + self.opt.step_timeout_extra)
         await self._enter(h, HostState.STARTING, self.plan.to_tag)
-        await self._call(Phase.STARTING, h.rt.run(self.plan.image_ref, self.opt.env), 60.0 + self.opt.step_timeout_extra)
+        await self._call(Phase.STARTING, h.rt.run(self.plan.image_ref, self.opt.env),
+                         60.0 + self.opt.step_timeout_extra)
         await self._enter(h, HostState.WAITING_HEALTHY)
         why = await self._wait_healthy(h)
         await self._log(h.name, f"new container {why}")
@@ -657,7 +660,7 @@ class Engine:
                 try:
                     await self._wait_lb_out(h, cancellable=False)
                 except StepFailed as exc:
-                    raise StepFailed(Phase.RESTORING, f"new container would not leave the LB: {exc.seen}")
+                    raise StepFailed(Phase.RESTORING, f"new container would not leave the LB: {exc.seen}") from exc
         await self._call(Phase.RESTORING, h.rt.stop(grace), grace + self.opt.step_timeout_extra)
         if not h.prev_ref:
             await self._log(h.name, "no previous container to restore: host left without one", "warning")
@@ -666,7 +669,7 @@ class Engine:
         try:
             await self._wait_healthy(h)
         except StepFailed as exc:
-            raise StepFailed(Phase.RESTORING, f"previous version not healthy: {exc.seen}")
+            raise StepFailed(Phase.RESTORING, f"previous version not healthy: {exc.seen}") from exc
         why = await self._wait_lb_in(h, Phase.RESTORING, served_base=0)
         await self._log(h.name, f"previous version {h.prev.tag if h.prev else h.prev_ref} back: {why}")
 
@@ -722,11 +725,12 @@ class Engine:
         for name in self.plan.unchanged:
             await self._log(name, f"already runs {self.plan.to_tag} and serves: not touched")
         if not self.hosts:
-            return await self._finish(OutcomeStatus.SUCCESS, f"nothing to do: every host already runs {self.plan.to_tag}")
+            return await self._finish(OutcomeStatus.SUCCESS,
+                                      f"nothing to do: every host already runs {self.plan.to_tag}")
 
         # 1. Pull everywhere first: a tag that does not exist fails here, before anything stops.
         results = await asyncio.gather(*(self._pull_safe(h) for h in self.hosts))
-        for h, err in zip(self.hosts, results):
+        for h, err in zip(self.hosts, results, strict=True):
             if err is not None:
                 for other in self.hosts:
                     if other.phase != Phase.FAILED:
@@ -777,7 +781,7 @@ class Engine:
             first_fail: tuple[_Host, StepFailed] | None = None
             restore_errors: list[tuple[_Host, str]] = []
             any_cancel = False
-            for h, (failure, cancelled, restore_error) in zip(batch, results):
+            for h, (failure, cancelled, restore_error) in zip(batch, results, strict=True):
                 if restore_error is None:
                     await self._journal_host(h, failure)
                 if failure and first_fail is None:
@@ -785,15 +789,16 @@ class Engine:
                 if restore_error:
                     restore_errors.append((h, restore_error))
                 any_cancel = any_cancel or cancelled
-            if first_fail or restore_errors:
+            if restore_errors:
                 await self._skip_rest_events()
-                if restore_errors:
-                    h, err = restore_errors[0]
-                    f = first_fail[1] if first_fail else StepFailed(Phase.RESTORING, err)
-                    return await self._finish(
-                        OutcomeStatus.ERROR,
-                        f"{h.name} failed at {f.phase.value} and could NOT be restored: {err}",
-                        failed=h, step=f.phase, seen=f"{f.seen}; restore: {err}", restored=False)
+                h, err = restore_errors[0]
+                f = first_fail[1] if first_fail else StepFailed(Phase.RESTORING, err)
+                return await self._finish(
+                    OutcomeStatus.ERROR,
+                    f"{h.name} failed at {f.phase.value} and could NOT be restored: {err}",
+                    failed=h, step=f.phase, seen=f"{f.seen}; restore: {err}", restored=False)
+            if first_fail:
+                await self._skip_rest_events()
                 h, f = first_fail
                 return await self._finish(OutcomeStatus.HALTED, self._halt_message(h, f),
                                           failed=h, step=f.phase, seen=f.seen, restored=True)
@@ -848,7 +853,8 @@ class Engine:
         untouched = [h.name for h in self.hosts if h.state in (HostState.PENDING, HostState.SKIPPED)]
         undone = [h.name for h in self.hosts if h.early_undone]
         if status == OutcomeStatus.SUCCESS and not message:
-            message = f"{self.plan.to_tag} runs on {len(fleet)} host(s); deployed to {', '.join(done)} in {duration:.0f}s"
+            message = (f"{self.plan.to_tag} runs on {len(fleet)} host(s); "
+                       f"deployed to {', '.join(done)} in {duration:.0f}s")
         elif status == OutcomeStatus.INTERRUPTED:
             message = (f"stopped on request after {duration:.0f}s: "
                        f"{', '.join(done) or 'no host'} on {self.plan.to_tag}; the host in progress was finished "

@@ -60,7 +60,7 @@ class Journal:
                 text = await rt.state_read(JOURNAL_FILE)
                 if not text:
                     continue
-                lines = [l for l in text.splitlines() if l.strip()]
+                lines = [ln for ln in text.splitlines() if ln.strip()]
                 order: list[str] = []
                 for line in lines:
                     try:

@@ -24,7 +24,7 @@ LOCK_FILE = "deploy.lock"
 def operator_name() -> str:
     try:
         user = getpass.getuser()
-    except Exception:  # no passwd entry (some containers)
+    except Exception:  # noqa: BLE001 - no passwd entry (some containers); the error type varies by Python version
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"
 

@@ -377,7 +377,11 @@ class SandboxAPI:
         except Exception as e:  # a handler or hook bug: a DO-shaped 500, and the log says what
             log.exception("sandbox API: %s failed", route_name)
             response = web.json_response(
-                {"id": "server_error", "message": f"sandbox internal error: {type(e).__name__}", "request_id": request_id},
+                {
+                    "id": "server_error",
+                    "message": f"sandbox internal error: {type(e).__name__}",
+                    "request_id": request_id,
+                },
                 status=500,
             )
         for k, v in headers.items():
@@ -389,7 +393,7 @@ class SandboxAPI:
         return response
 
     def _fault_error(self, f: Fault) -> APIError:
-        headers = {"retry-after": str(int(math.ceil(f.retry_after)))} if f.retry_after is not None else {}
+        headers = {"retry-after": str(math.ceil(f.retry_after))} if f.retry_after is not None else {}
         return APIError(f.status, f.message, headers)
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -560,19 +564,19 @@ class SandboxAPI:
         if region not in REGIONS:
             raise APIError(422, f"region {region!r} is not available")
         tags = body.get("tags") or []
-        if not isinstance(tags, list) or not all(isinstance(t, str) and re.fullmatch(r"[a-zA-Z0-9_\-:]+", t) for t in tags):
+        tag_rx = re.compile(r"[a-zA-Z0-9_\-:]+")
+        if not isinstance(tags, list) or not all(isinstance(t, str) and tag_rx.fullmatch(t) for t in tags):
             raise APIError(422, "tags must be a list of names of letters, digits, '_', '-' and ':'")
         created = []
         for n in names:
             d = self._get(
-                lambda: self.state.create_droplet(
-                    n,
-                    region=region,
-                    size=body["size"],
-                    image=body["image"],
-                    tags=tags,
-                    sandbox={"ssh_keys": list(body.get("ssh_keys") or []), "user_data": bool(body.get("user_data"))},
-                )
+                self.state.create_droplet,
+                n,
+                region=region,
+                size=body["size"],
+                image=body["image"],
+                tags=tags,
+                sandbox={"ssh_keys": list(body.get("ssh_keys") or []), "user_data": bool(body.get("user_data"))},
             )
             created.append(d)
         for d in created:
@@ -580,7 +584,11 @@ class SandboxAPI:
         base = f"{request.url.scheme}://{request.host}/v2/actions/"
         links = {
             "actions": [
-                {"id": d["_sandbox"]["create_action_id"], "rel": "create", "href": base + str(d["_sandbox"]["create_action_id"])}
+                {
+                    "id": d["_sandbox"]["create_action_id"],
+                    "rel": "create",
+                    "href": base + str(d["_sandbox"]["create_action_id"]),
+                }
                 for d in created
             ]
         }

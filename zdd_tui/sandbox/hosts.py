@@ -82,13 +82,22 @@ def _read_json(path: Path, default):
         return default
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: no parent-death signal
+        return None
+
+
+# Resolved here, in the parent: the child between fork and exec must not dlopen or import (locks
+# another thread of the sandbox held at the fork would never be released there).
+_PRCTL = _load_prctl()
+
+
 def _pdeathsig() -> None:
     """In the child before exec: SIGTERM me when the sandbox process dies (Linux prctl)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def can_bind(address: str, port: int) -> bool:
@@ -200,7 +209,9 @@ class LocalHost:
     async def pull(self, image_ref: str) -> dict:
         _repo, image = self._resolve(image_ref)
         pulled = _read_json(self._images_file, {})
-        pulled[image_ref] = {"tag": image.tag, "digest": image.digest, "image": image.to_dict(), "pulled_at": time.time()}
+        pulled[image_ref] = {
+            "tag": image.tag, "digest": image.digest, "image": image.to_dict(), "pulled_at": time.time()
+        }
         _write_atomic(self._images_file, json.dumps(pulled, indent=1))
         return {"ref": image_ref, "tag": image.tag, "digest": image.digest}
 
@@ -260,7 +271,7 @@ class LocalHost:
         return env
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        with open(self.log_file, "ab") as logf:
+        with open(self.log_file, "ab") as logf:  # noqa: ASYNC230 - a local file, opened to hand to the child
             return await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -273,6 +284,11 @@ class LocalHost:
                 start_new_session=True,
                 preexec_fn=_pdeathsig,
             )
+
+    def _log(self, event: str) -> None:
+        """A line of the sandbox's own in the container's log (a local append: quick)."""
+        with open(self.log_file, "ab") as logf:
+            logf.write(f"[sandbox] {self.container_name} {event}\n".encode())
 
     async def _start_supervisor(self) -> None:
         self._stopping = False
@@ -298,8 +314,7 @@ class LocalHost:
             rc = await proc.wait()
             if self._stopping or self._container is None:
                 return
-            with open(self.log_file, "ab") as logf:
-                logf.write(f"[sandbox] {self.container_name} exited with code {rc}; restarting\n".encode())
+            self._log(f"exited with code {rc}; restarting")
             if time.monotonic() - started > 10:
                 backoff = 0.25
             self._container.update(state="restarting", exit_code=rc, pid=None)
@@ -354,8 +369,7 @@ class LocalHost:
             if self._container is None:
                 return
             rc = await self._terminate(grace)
-            with open(self.log_file, "ab") as logf:
-                logf.write(f"[sandbox] {self.container_name} stopped (exit code {rc})\n".encode())
+            self._log(f"stopped (exit code {rc})")
             self._container = None
             self._save()
 
@@ -474,7 +488,8 @@ class HostManager:
         self._save()
 
     def _save(self) -> None:
-        _write_atomic(self.root / "hosts.json", json.dumps({"block": self.block.prefix, "hosts": self._records}, indent=1))
+        index = {"block": self.block.prefix, "hosts": self._records}
+        _write_atomic(self.root / "hosts.json", json.dumps(index, indent=1))
 
     def records(self) -> dict[str, dict]:
         return dict(self._records)

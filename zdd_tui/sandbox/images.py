@@ -60,7 +60,9 @@ def sha_tag() -> str:
     return "sha-" + _random.token_hex(4)[:7]
 
 
-def make_image(tag: str, behaviour: str = "ok", *, version: str | None = None, when: datetime | None = None) -> SandboxImage:
+def make_image(
+    tag: str, behaviour: str = "ok", *, version: str | None = None, when: datetime | None = None
+) -> SandboxImage:
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"unknown behaviour {behaviour!r}: expected one of {', '.join(BEHAVIOURS)}")
     version = version or tag

@@ -139,6 +139,9 @@ class SandboxLB:
         self._session: aiohttp.ClientSession | None = None
         self._check_session: aiohttp.ClientSession | None = None
         self._reconciler: asyncio.Task | None = None
+        # Reaping tasks for dropped droplets' checkers: held so they are not garbage-collected
+        # mid-run, and awaited by stop().
+        self._reapers: set[asyncio.Task] = set()
         # Counters tests and the status view can read.
         self.requests = 0
         self.responses_by_status: dict[int, int] = {}
@@ -182,6 +185,8 @@ class SandboxLB:
         for h in list(self._health.values()):
             await self._cancel(h)
         self._health.clear()
+        if self._reapers:
+            await asyncio.gather(*self._reapers, return_exceptions=True)
         if self._runner:
             await self._runner.cleanup()
         for s in (self._session, self._check_session):
@@ -223,7 +228,9 @@ class SandboxLB:
         for did, h in list(self._health.items()):
             if did not in wanted or wanted[did].address != h.target.address:
                 # Untargeted, or readdressed: a droplet that comes back starts over as new.
-                asyncio.ensure_future(self._cancel(h))
+                reaper = asyncio.ensure_future(self._cancel(h))
+                self._reapers.add(reaper)
+                reaper.add_done_callback(self._reapers.discard)
                 del self._health[did]
         for did, t in wanted.items():
             if did not in self._health:
@@ -279,7 +286,8 @@ class SandboxLB:
         except TimeoutError:
             return False, None, f"timeout after {timeout:g}s"
         except (aiohttp.ClientError, OSError) as exc:
-            return False, None, type(exc).__name__ + (f": {exc.strerror}" if getattr(exc, "strerror", None) else "")
+            strerror = getattr(exc, "strerror", None)  # OSError and aiohttp's connector errors
+            return False, None, type(exc).__name__ + (f": {strerror}" if strerror else "")
 
     def _record(self, h: DropletHealth, hc: dict, ok: bool, status: int | None, detail: str) -> None:
         h.checks += 1
@@ -325,7 +333,10 @@ class SandboxLB:
             self._count(503)
             return web.Response(
                 status=503,
-                text="<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n",
+                text=(
+                    "<html><body><h1>503 Service Unavailable</h1>\n"
+                    "No server is available to handle this request.\n</body></html>\n"
+                ),
                 content_type="text/html",
             )
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}

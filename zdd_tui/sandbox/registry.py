@@ -156,7 +156,7 @@ def _iso(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        t = datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+        t = datetime.strptime(value[:19] + "+0000", "%Y-%m-%dT%H:%M:%S%z")
     except ValueError:
         return None
-    return t.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -81,13 +81,17 @@ class SandboxRuntime(ServiceAdmin):
         return f"SandboxRuntime({self.name!r}, {self.address!r})"
 
     # ----- agent -----
-    async def _call(self, method: str, path: str, *, ok=(200, 201, 204), none_on_404=False, image_op=False, **kw) -> httpx.Response | None:
+    async def _call(
+        self, method: str, path: str, *, ok=(200, 201, 204), none_on_404=False, image_op=False, **kw
+    ) -> httpx.Response | None:
         try:
             r = await self._agent.request(method, path, **kw)
         except httpx.TimeoutException:
             raise HostUnreachable(f"{self.name}: sandbox agent timed out ({method} {path})") from None
         except httpx.HTTPError as exc:
-            raise HostUnreachable(f"{self.name}: sandbox agent unreachable at {self._api_url}: {type(exc).__name__}") from None
+            raise HostUnreachable(
+                f"{self.name}: sandbox agent unreachable at {self._api_url}: {type(exc).__name__}"
+            ) from None
         if r.status_code in ok:
             return r
         try:

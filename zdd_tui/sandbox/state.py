@@ -371,7 +371,9 @@ class SandboxState:
         for r in resources:
             if r.get("resource_type", "droplet") != "droplet":
                 raise Invalid(f"resource_type {r.get('resource_type')!r} is not supported by the sandbox")
-            targets.append(self.droplet(r.get("resource_id")))
+            if r.get("resource_id") is None:
+                raise Invalid("resource_id is required")
+            targets.append(self.droplet(r["resource_id"]))
         for d in targets:
             if add and name not in d["tags"]:
                 d["tags"].append(name)
@@ -539,7 +541,7 @@ class SandboxState:
             raise Invalid("subscription_tier_slug must be one of starter, basic, professional")
         if self.data["registry"] is not None:
             raise Invalid("a registry already exists on this account")
-        self.data["registry"] = {
+        reg = {
             "name": name,
             "created_at": now_iso(),
             "region": region or "nyc3",
@@ -547,8 +549,9 @@ class SandboxState:
             "storage_usage_bytes_updated_at": now_iso(),
             "_tier": tier,
         }
+        self.data["registry"] = reg
         self.save()
-        return self.data["registry"]
+        return reg
 
     def put_registry_tag(
         self,

@@ -26,7 +26,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -107,7 +107,7 @@ class Sandbox:
         self.lb_id: str | None = None  # the project's LB
         self.token = ""
         self.info: dict = {}
-        self._lockfile = None
+        self._lockfile: TextIO | None = None
         self._started = False
         self._tag_records: list[dict] = []
 
@@ -224,7 +224,12 @@ class Sandbox:
             "size_unit": 1,
             "tag": self.o.tag,
             "forwarding_rules": [
-                {"entry_protocol": "http", "entry_port": 80, "target_protocol": "http", "target_port": self.o.service_port}
+                {
+                    "entry_protocol": "http",
+                    "entry_port": 80,
+                    "target_protocol": "http",
+                    "target_port": self.o.service_port,
+                }
             ],
             "health_check": {
                 "protocol": "http",
@@ -374,7 +379,7 @@ class Sandbox:
 
         try:
             self._tag_records = await self.api.registry_backend.tags(o.repository)
-        except Exception as exc:  # a lab registry that is not up yet: report no tags, not a failure
+        except Exception as exc:  # noqa: BLE001 - a lab registry that is not up yet: report no tags, not a failure
             log.warning("reading the registry's tags failed: %s", exc)
             self._tag_records = []
         self._write_config()
@@ -533,7 +538,8 @@ async def _health_status(address: str | None, port: int, path: str) -> int | Non
     except (TimeoutError, OSError):
         return None
     try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {address}\r\nX-Zdd-Probe: zdd-sandbox\r\nConnection: close\r\n\r\n".encode())
+        request = f"GET {path} HTTP/1.1\r\nHost: {address}\r\nX-Zdd-Probe: zdd-sandbox\r\nConnection: close\r\n\r\n"
+        writer.write(request.encode())
         line = await asyncio.wait_for(reader.readline(), 2.0)
         parts = line.split()
         return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None

@@ -59,11 +59,14 @@ class StepSpec:
 
 STEPS: tuple[StepSpec, ...] = (
     StepSpec("token", "DigitalOcean token", "check the API token against /v2/account and keep it in the OS keyring"),
-    StepSpec("ssh-key", "SSH key", "generate (or import) an ed25519 key, keep it in the keyring, add its public half to the account"),
-    StepSpec("droplets", "Droplets", "create the droplets with the tag, region, size, Debian image, SSH key and Docker via cloud-init"),
+    StepSpec("ssh-key", "SSH key",
+             "generate (or import) an ed25519 key, keep it in the keyring, add its public half to the account"),
+    StepSpec("droplets", "Droplets",
+             "create the droplets with the tag, region, size, Debian image, SSH key and Docker via cloud-init"),
     StepSpec("load-balancer", "Load balancer", "a tag-based load balancer with the service's health check"),
     StepSpec("registry", "Container registry", "the DigitalOcean container registry with the chosen tier"),
-    StepSpec("bootstrap", "Host bootstrap", "over SSH: pin host keys, check Docker, create the state directory, check the port is free"),
+    StepSpec("bootstrap", "Host bootstrap",
+             "over SSH: pin host keys, check Docker, create the state directory, check the port is free"),
 )
 STEP_IDS = tuple(s.id for s in STEPS)
 
@@ -181,7 +184,8 @@ class Setup:
                 if inspect.isawaitable(ok):
                     ok = await ok
                 if not ok:
-                    raise RefusedError(f"setup stopped before step '{spec.id}': not confirmed", "run again with --yes to proceed")
+                    raise RefusedError(f"setup stopped before step '{spec.id}': not confirmed",
+                                       "run again with --yes to proceed")
             done.append(await self.apply(spec.id))
         return done
 
@@ -241,7 +245,8 @@ class Setup:
 
             set_token(self.context, token)
             stored = f"; stored in the keyring for context '{self.context}'"
-        return StepDone("token", "exists", f"token accepted for {account.email or account.uuid} (status {account.status}){stored}")
+        return StepDone("token", "exists",
+                        f"token accepted for {account.email or account.uuid} (status {account.status}){stored}")
 
     # --- 2. SSH key ------------------------------------------------------------------------
 
@@ -258,7 +263,8 @@ class Setup:
         stored = self._stored_key()
         creates, existing = [], []
         if stored is None:
-            creates.append("a new ed25519 key in the OS keyring" if not self.import_key else "the imported key in the OS keyring")
+            creates.append("a new ed25519 key in the OS keyring" if not self.import_key
+                           else "the imported key in the OS keyring")
             creates.append(f"SSH key '{ssh_key_name(self.config)}' on the account (public half)")
         else:
             pub = _public_line(stored)
@@ -280,7 +286,8 @@ class Setup:
                 try:
                     key = asyncssh.import_private_key(self.import_key)
                 except (asyncssh.KeyImportError, ValueError):
-                    raise UsageError("the SSH key to import cannot be read (an unencrypted OpenSSH or PEM private key is needed)") from None
+                    raise UsageError("the SSH key to import cannot be read "
+                                     "(an unencrypted OpenSSH or PEM private key is needed)") from None
             else:
                 key = asyncssh.generate_private_key("ssh-ed25519", comment=ssh_key_name(self.config))
             text = key.export_private_key("openssh").decode()
@@ -333,7 +340,8 @@ class Setup:
         price = await self._size_price()
         existing = await self._existing_droplets()
         missing = [n for n in dc.names if n not in existing]
-        creates = tuple(f"droplet {n} ({dc.size}, {self.config.digitalocean.region}, {dc.image}, tag {dc.tag})" for n in missing)
+        creates = tuple(f"droplet {n} ({dc.size}, {self.config.digitalocean.region}, {dc.image}, tag {dc.tag})"
+                        for n in missing)
         return Preview(
             "droplets",
             "Droplets",
@@ -381,7 +389,8 @@ class Setup:
                 return ds
             if time.monotonic() >= deadline:
                 waiting = ", ".join(f"{d.name} ({d.status})" for d in ds if d not in active)
-                raise ZddError(f"droplets not active after {self.wait_timeout:.0f}s: {waiting}", "run setup again later: it resumes")
+                raise ZddError(f"droplets not active after {self.wait_timeout:.0f}s: {waiting}",
+                               "run setup again later: it resumes")
             await asyncio.sleep(self.poll_interval)
 
     # --- 4. load balancer ------------------------------------------------------------------
@@ -403,14 +412,18 @@ class Setup:
         found = await (await self.client()).find_load_balancer(lbc.name)
         hc = self._health_check()
         if found is not None:
-            return Preview("load-balancer", "Load balancer", (), (f"load balancer {found.name} ({found.status}, {found.ip or 'no IP yet'})",), 0.0, "already exists")
+            return Preview("load-balancer", "Load balancer", (),
+                           (f"load balancer {found.name} ({found.status}, {found.ip or 'no IP yet'})",), 0.0,
+                           "already exists")
         return Preview(
             "load-balancer",
             "Load balancer",
             (
-                f"load balancer {lbc.name} in {self.config.digitalocean.region} for tag {self.config.droplets.tag}: "
-                f"HTTP {lbc.entry_port} -> {self.config.target_port}, health check {hc.protocol.upper()} :{hc.port}{hc.path} "
-                f"every {hc.check_interval_seconds}s (unhealthy {hc.unhealthy_threshold}, healthy {hc.healthy_threshold})",
+                (f"load balancer {lbc.name} in {self.config.digitalocean.region} for tag {self.config.droplets.tag}: "
+                 f"HTTP {lbc.entry_port} -> {self.config.target_port}, "
+                 f"health check {hc.protocol.upper()} :{hc.port}{hc.path} "
+                 f"every {hc.check_interval_seconds}s "
+                 f"(unhealthy {hc.unhealthy_threshold}, healthy {hc.healthy_threshold})"),
             ),
             (),
             round(LB_NODE_MONTHLY_USD * lbc.size_unit, 2),
@@ -452,9 +465,11 @@ class Setup:
             if lb.status == "active":
                 return lb
             if lb.status == "errored":
-                raise ZddError(f"load balancer {lb.name} is in state 'errored'", "see it in the DigitalOcean control panel")
+                raise ZddError(f"load balancer {lb.name} is in state 'errored'",
+                               "see it in the DigitalOcean control panel")
             if time.monotonic() >= deadline:
-                raise ZddError(f"load balancer {lb.name} not active after {self.wait_timeout:.0f}s", "run setup again later: it resumes")
+                raise ZddError(f"load balancer {lb.name} not active after {self.wait_timeout:.0f}s",
+                               "run setup again later: it resumes")
             await asyncio.sleep(self.poll_interval)
 
     # --- 5. registry -----------------------------------------------------------------------
@@ -477,10 +492,12 @@ class Setup:
         c = await self.client()
         any_reg = await c.get_registry()
         if any_reg is not None and any_reg.name == rc.name:
-            return Preview("registry", "Container registry", (), (f"registry {rc.name} ({any_reg.tier or 'tier unknown'})",), 0.0, "already exists")
-        notes = ()
+            return Preview("registry", "Container registry", (),
+                           (f"registry {rc.name} ({any_reg.tier or 'tier unknown'})",), 0.0, "already exists")
+        notes: tuple[str, ...] = ()
         if any_reg is not None:
-            notes = (f"the account already has registry {any_reg.name!r} (DigitalOcean allows one): set registry.name to it",)
+            notes = ((f"the account already has registry {any_reg.name!r} (DigitalOcean allows one): "
+                      "set registry.name to it"),)
         return Preview(
             "registry",
             "Container registry",
@@ -506,7 +523,8 @@ class Setup:
             )
         self._progress("registry", f"creating registry {rc.name}")
         reg = await c.create_registry(rc.name, rc.tier, rc.region)
-        return StepDone("registry", "created", f"registry {reg.name} (tier {reg.tier or rc.tier})", (f"registry {rc.name}",))
+        return StepDone("registry", "created", f"registry {reg.name} (tier {reg.tier or rc.tier})",
+                        (f"registry {rc.name}",))
 
     # --- 6. host bootstrap over SSH --------------------------------------------------------
 
@@ -524,7 +542,8 @@ class Setup:
             "bootstrap",
             "Host bootstrap",
             tuple(
-                f"{d.name} ({d.public_ipv4}): pin host key, check Docker{' (install if missing)' if self.install_docker else ''}, "
+                f"{d.name} ({d.public_ipv4}): pin host key, "
+                f"check Docker{' (install if missing)' if self.install_docker else ''}, "
                 f"create {state_dir}, check port {self.config.service.port} is free"
                 for d in sorted(droplets, key=lambda d: d.name)
             ),
@@ -539,15 +558,22 @@ class Setup:
         from zdd_tui.hosts.bootstrap import bootstrap_host
         from zdd_tui.hosts.ssh import SSHPool
 
-        droplets = sorted(await (await self.client()).list_droplets(self.config.droplets.tag), key=lambda d: d.name)
+        droplets = sorted(await (await self.client()).list_droplets(self.config.droplets.tag),
+                          key=lambda d: d.name)
         if not droplets:
             raise RefusedError(f"no droplets tagged {self.config.droplets.tag}", "run the 'droplets' step first")
-        pool = SSHPool.from_config(self.config, context=self.context, accept_new=self.accept_new_host_keys, **self.pool_options)
+        pool = SSHPool.from_config(self.config, context=self.context, accept_new=self.accept_new_host_keys,
+                                   **self.pool_options)
         reports: list[HostReport] = []
         try:
             for i, d in enumerate(droplets):
                 self._progress("bootstrap", f"{d.name}: connecting", i / len(droplets))
-                report = await bootstrap_host(self.config, d, pool, install_docker=self.install_docker, progress=lambda m, n=d.name: self._progress("bootstrap", f"{n}: {m}"))
+
+                def progress(m: str, n: str = d.name) -> None:
+                    self._progress("bootstrap", f"{n}: {m}")
+
+                report = await bootstrap_host(self.config, d, pool, install_docker=self.install_docker,
+                                              progress=progress)
                 self.emit(report)
                 reports.append(report)
         finally:
@@ -555,7 +581,8 @@ class Setup:
         bad = [r for r in reports if not r.ok]
         if bad:
             lines = "; ".join(f"{r.host}: " + ", ".join(f"{k} {v}" for k, v in r.checks.items()) for r in bad)
-            raise ZddError(f"host bootstrap failed on {', '.join(r.host for r in bad)}: {lines}", "fix the hosts and run `zdd-tui setup --only bootstrap` again")
+            raise ZddError(f"host bootstrap failed on {', '.join(r.host for r in bad)}: {lines}",
+                           "fix the hosts and run `zdd-tui setup --only bootstrap` again")
         return StepDone("bootstrap", "exists", f"{len(reports)} host(s) ready: " + ", ".join(r.host for r in reports))
 
 

@@ -29,10 +29,16 @@ Opener = Callable[[], Awaitable[FleetSource]]
 
 
 def to_theme(spec: ThemeSpec) -> Theme:
+    c = spec.colors
     variables = dict(spec.variables)
     # Variables the stylesheet uses beyond Textual's own; a user theme may leave them out.
-    variables.setdefault("sandbox-label", spec.colors.get("warning") or spec.colors.get("accent") or spec.colors["primary"])
-    return Theme(name=spec.name, dark=spec.dark, ansi=spec.ansi, variables=variables, **spec.colors)
+    variables.setdefault("sandbox-label", c.get("warning") or c.get("accent") or c["primary"])
+    return Theme(
+        name=spec.name, primary=c["primary"], secondary=c.get("secondary"), accent=c.get("accent"),
+        foreground=c.get("foreground"), background=c.get("background"), surface=c.get("surface"),
+        panel=c.get("panel"), boost=c.get("boost"), success=c.get("success"), warning=c.get("warning"),
+        error=c.get("error"), dark=spec.dark, ansi=spec.ansi, variables=variables,
+    )
 
 
 def check_theme(name: str, specs: dict[str, ThemeSpec]) -> None:
@@ -161,7 +167,7 @@ class ZddApp(App[int]):
             return
         try:
             self.source = await self._open_source()
-        except Exception as exc:  # shown on screen, the app stays usable (help, quit, setup)
+        except Exception as exc:  # noqa: BLE001 - shown on screen, the app stays usable (help, quit, setup)
             self.post_message(SourceFailed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             return
         self.post_message(SourceReady())
@@ -312,7 +318,7 @@ class ZddApp(App[int]):
         if self.source is not None:
             try:
                 await self.source.close()  # stops the sandbox child and its hosts, if any
-            except Exception:
+            except Exception:  # noqa: BLE001 - quitting goes on whatever the source says
                 pass
         if getattr(self, "_signalled", False):
             # The terminal may be gone (SIGHUP): restoring it can block forever. Everything we
@@ -332,7 +338,8 @@ class ZddApp(App[int]):
         if self.poller:
             self.poller.set_rollout(True)
         where = self.source.label if self.source else ""
-        self.push_screen(RolloutScreen(plan, self.rollout.cancel, sandbox=bool(self.source and self.source.sandbox), where=where))
+        sandbox = bool(self.source and self.source.sandbox)
+        self.push_screen(RolloutScreen(plan, self.rollout.cancel, sandbox=sandbox, where=where))
 
     def rollout_finished(self) -> None:
         self.rollout = None
@@ -350,4 +357,6 @@ class ZddApp(App[int]):
             if action is not None:
                 yield SystemCommand(k.description, k.help, action)
         for name in self.zdd_themes:
-            yield SystemCommand(f"Theme: {name}", f"Switch the colour theme to {name}", lambda n=name: setattr(self, "theme", n))
+            yield SystemCommand(
+                f"Theme: {name}", f"Switch the colour theme to {name}", lambda n=name: setattr(self, "theme", n)
+            )

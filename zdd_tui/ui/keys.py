@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ KEYS: tuple[Key, ...] = (
 BINDING_IDS: tuple[str, ...] = tuple(k.id for k in KEYS)
 
 
-def bindings(scope: str) -> list[Binding]:
+def bindings(scope: str) -> list[BindingType]:
     return [
         Binding(k.key, k.action, k.description, show=k.show, id=k.id, priority=False)
         for k in KEYS

@@ -167,7 +167,7 @@ class Poller:
             result = await t.fn()
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # a failed refresh is shown, never fatal to the loop
+        except BaseException as exc:  # noqa: BLE001 - a failed refresh is shown, never fatal to the loop
             self.sink(t.name, None, exc)
         else:
             self.sink(t.name, result, None)

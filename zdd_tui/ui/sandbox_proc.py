@@ -57,15 +57,25 @@ class SandboxProcess:
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM it when the console dies, however it dies (a closed
-    terminal, SIGKILL), so a sandbox is never left running on its own. Linux only; harmless
-    elsewhere."""
+    """SIGTERM this process when its parent dies, however it dies (a closed terminal, SIGKILL),
+    so a sandbox is never left running on its own. Linux only; harmless elsewhere."""
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
+    except Exception:  # noqa: BLE001 - not Linux (no libc.so.6 or no prctl): run without it
         pass
+
+
+def _exec_child(args: list[str]) -> None:
+    """The child's first step, `python -m zdd_tui.ui.sandbox_proc PARENT_PID ARGV...`: set the
+    death signal, then become ARGV (same PID). Not a `preexec_fn`: Python code between fork and
+    exec can deadlock in a process with threads, and the console has Textual's."""
+    parent, argv = int(args[0]), args[1:]
+    _die_with_parent()
+    if os.getppid() != parent:  # the console died before the signal was set
+        sys.exit(1)
+    os.execv(argv[0], argv)
 
 
 def launch_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[str, ...] = ()) -> SandboxProcess:
@@ -73,11 +83,12 @@ def launch_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[s
     forks, and a worker thread that ends would take the sandbox with it."""
     owns = state_dir is None
     state_dir = Path(state_dir or tempfile.mkdtemp(prefix="zdd-sandbox-"))
-    cmd = [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--json", "--state-dir", str(state_dir), "--hosts", str(hosts), *extra]
+    cmd = [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--json", "--state-dir", str(state_dir),
+           "--hosts", str(hosts), *extra]
     with open(state_dir / "sandbox.log", "wb") as log:
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            [sys.executable, "-m", __name__, str(os.getpid()), *cmd],  # see _exec_child
+            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     return SandboxProcess(proc, state_dir, {}, owns)
 
@@ -85,19 +96,23 @@ def launch_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[s
 def wait_ready(sp: SandboxProcess) -> SandboxProcess:
     """Block until the child prints its JSON line (fills sp.info); stop it on any failure."""
     proc, state_dir = sp.proc, sp.state_dir
+    stdout = proc.stdout
+    assert stdout is not None  # launched with stdout=PIPE
     deadline = time.monotonic() + START_TIMEOUT
     buf = b""
     try:
         while b"\n" not in buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ZddError(f"the sandbox did not start within {START_TIMEOUT:.0f}s", hint=f"see {state_dir / 'sandbox.log'}")
-            if proc.poll() is not None and not select.select([proc.stdout], [], [], 0)[0]:
+                raise ZddError(
+                    f"the sandbox did not start within {START_TIMEOUT:.0f}s", hint=f"see {state_dir / 'sandbox.log'}"
+                )
+            if proc.poll() is not None and not select.select([stdout], [], [], 0)[0]:
                 tail = (state_dir / "sandbox.log").read_text(errors="replace").strip().splitlines()[-3:]
                 raise ZddError(f"the sandbox exited with code {proc.returncode}: {' / '.join(tail)}")
-            ready, _, _ = select.select([proc.stdout], [], [], min(left, 0.5))
+            ready, _, _ = select.select([stdout], [], [], min(left, 0.5))
             if ready:
-                chunk = os.read(proc.stdout.fileno(), 65536)
+                chunk = os.read(stdout.fileno(), 65536)
                 if not chunk and proc.poll() is not None:
                     continue
                 buf += chunk
@@ -110,3 +125,7 @@ def wait_ready(sp: SandboxProcess) -> SandboxProcess:
 
 def start_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[str, ...] = ()) -> SandboxProcess:
     return wait_ready(launch_sandbox(hosts, state_dir, extra))
+
+
+if __name__ == "__main__":
+    _exec_child(sys.argv[1:])

@@ -86,7 +86,7 @@ def parse_theme(data: Any, source: Path) -> ThemeSpec:
 
 
 def _load_dir(d: Path) -> list[ThemeSpec]:
-    specs = []
+    specs: list[ThemeSpec] = []
     if not d.is_dir():
         return specs
     for path in sorted(list(d.glob("*.yaml")) + list(d.glob("*.yml"))):

@@ -173,7 +173,7 @@ def human_age(then: datetime | None, now: datetime) -> str:
 def short_digest(digest: str | None) -> str:
     if not digest:
         return "—"
-    algo, _, hexpart = digest.partition(":")
+    _, _, hexpart = digest.partition(":")
     return f"{hexpart[:12]}" if hexpart else digest[:12]
 
 
@@ -218,12 +218,13 @@ def lb_summary(state: FleetState) -> list[tuple[str, str]]:
         for r in lb.forwarding_rules
     ) or "—"
     hc = lb.health_check
+    path = hc.path if hc.protocol.lower().startswith("http") else ""
     return [
         ("Name", lb.name),
         ("IP", lb.ip or "—"),
         ("Status", lb.status),
         ("Forwarding", rules),
-        ("Health check", f"{hc.protocol.upper()} :{hc.port}{hc.path if hc.protocol.lower().startswith('http') else ''}"),
+        ("Health check", f"{hc.protocol.upper()} :{hc.port}{path}"),
         ("Every", f"{hc.check_interval_seconds}s, timeout {hc.response_timeout_seconds}s"),
         ("Thresholds", f"unhealthy {hc.unhealthy_threshold}, healthy {hc.healthy_threshold}"),
     ]
@@ -246,12 +247,9 @@ def tag_rows(state: FleetState, now: datetime) -> list[Row]:
     for t in sorted(state.tags or [], key=lambda t: (when(t), t.tag), reverse=True):
         runs = where.get(t.tag, [])
         runs_text = _compact_hosts(runs)
-        rows.append(
-            (
-                t.tag,
-                (t.tag, short_digest(t.manifest_digest), human_size(t.compressed_size_bytes), human_age(t.updated_at, now), runs_text),
-            )
-        )
+        cells = (t.tag, short_digest(t.manifest_digest), human_size(t.compressed_size_bytes),
+                 human_age(t.updated_at, now), runs_text)
+        rows.append((t.tag, cells))
     return rows
 
 

@@ -49,7 +49,7 @@ def _theme_style(variables: dict, var: str, bold: bool) -> Style:
         if color.a < 1.0:  # e.g. foreground-muted: blend onto the background as the screen would
             color = Color.parse(variables.get("background", "#000000")).blend(color, color.a)
         return Style(color=color.rich_color, bold=bold)
-    except Exception:  # an odd user theme value: fall back to the terminal's colour
+    except Exception:  # noqa: BLE001 - an odd user theme value: fall back to the terminal's colour
         return Style(bold=bold)
 
 
@@ -126,7 +126,7 @@ class FleetTable(DataTable):
         for i, c in enumerate(self._columns):
             self.add_column(c, key=str(i))
 
-    def _render(self, cell: Any) -> Any:
+    def _cell_text(self, cell: Any) -> Text:
         if isinstance(cell, Health):
             return health_text(self.app, cell)
         return Text(str(cell))
@@ -148,7 +148,7 @@ class FleetTable(DataTable):
             old = self._shown.get(key)
             for i, cell in enumerate(cells):
                 if old is None or old[i] != cell:
-                    text = self._render(cell)
+                    text = self._cell_text(cell)
                     if self._wider_than_column(i, text):
                         # A wider cell (a host's tag after "—"): DataTable widens the column
                         # when idle but keeps the lines it drew at the old width; draw them again
@@ -175,7 +175,7 @@ class FleetTable(DataTable):
         self.clear()
         self._shown.clear()
         for key, cells in rows:
-            self.add_row(*(self._render(c) for c in cells), key=key)
+            self.add_row(*(self._cell_text(c) for c in cells), key=key)
             self._shown[key] = cells
             self.cell_updates += len(cells)
         self._order = [k for k, _ in rows]
@@ -315,7 +315,8 @@ class HostTable(InstantScrollView, can_focus=True):
         height = max(self.size.height, 1)
         index = self._index
         ys = sorted(y for y in (index.get(n, -1) - top for n in names) if 0 <= y < height)
-        start = prev = None
+        start: int | None = None
+        prev = 0  # read only once start is set
         for y in ys:  # contiguous runs: one region each
             if start is None:
                 start = prev = y
@@ -356,7 +357,8 @@ class HostTable(InstantScrollView, can_focus=True):
         words = r.phase.words + (f": {r.detail}" if r.detail and r.phase in (Phase.FAILED, Phase.RESTORED) else "")
         var = _PHASE_VAR.get(r.phase)
         pieces.append((f" {int(r.fraction * 100):>3}%  ", plain))
-        pieces.append((set_cell_size(words, 34), base + theme_style(app, var, bold=r.phase is Phase.FAILED) if var else plain))
+        phase_style = base + theme_style(app, var, bold=r.phase is Phase.FAILED) if var else plain
+        pieces.append((set_cell_size(words, 34), phase_style))
         pieces.append(("  LB ", plain))
         pieces.append((r.lb.label, base + _health_style(app, r.lb)))
         pieces.append((" " * max(1, 13 - len(r.lb.label)) + "direct ", plain))

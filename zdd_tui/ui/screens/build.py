@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -30,10 +31,16 @@ from zdd_tui.ui.messages import Emitted, Relay
 from zdd_tui.ui.state import human_size
 from zdd_tui.ui.widgets import KeyFooter, TopBar, theme_style
 
+if TYPE_CHECKING:
+    from zdd_tui.project.build import GitState, ImageBuilder
+    from zdd_tui.ui.app import ZddApp
+
 DONE_STATUSES = ("Pushed", "Layer already exists", "Mounted from")
 
 
 class BuildScreen(Screen):
+    app: ZddApp  # Textual's property, typed as this console's app
+
     BINDINGS = [
         Binding("escape", "close", "Back", id="build-back"),
         Binding("b", "start", "Build+push", id="build-start"),
@@ -46,10 +53,10 @@ class BuildScreen(Screen):
         # pushing | done | failed | no-engine | sandbox | unavailable
         self.phase = "planning"
         self.error: str | None = None
-        self.built = None  # BuildResult
-        self.pushed = None  # PushResult
-        self._builder = None
-        self._git = None
+        self.built: Any = None  # the BuildResult (the project layer does not name its type)
+        self.pushed: Any = None  # the PushResult
+        self._builder: ImageBuilder | None = None
+        self._git: GitState | None = None
         self._tags: tuple[str, ...] = ()
         self._layers: dict[str, str] = {}  # layer id -> last status
         self._relay = Relay(self)
@@ -59,7 +66,7 @@ class BuildScreen(Screen):
         yield Static("Reading the project's git state…", id="build-plan")
         yield Static("", id="build-status")
         yield Label("Layers (push)", classes="pane-title")
-        table = DataTable(id="build-layers", cursor_type="none", zebra_stripes=False)
+        table: DataTable[str] = DataTable(id="build-layers", cursor_type="none", zebra_stripes=False)
         table.add_column("Layer", key="layer")
         table.add_column("Tag", key="tag")
         table.add_column("Status", key="status")
@@ -102,9 +109,9 @@ class BuildScreen(Screen):
                          "Connect DigitalOcean (s: setup) first.", "warning")
             self.query_one("#build-plan", Static).update("")
             return
-        if self._builder is None:
-            self._builder = source.image_builder()
         builder = self._builder
+        if builder is None:
+            builder = self._builder = source.image_builder()
         try:
             git = await asyncio.to_thread(git_state, builder.project_dir)
         except ZddError as exc:
@@ -135,11 +142,13 @@ class BuildScreen(Screen):
         t.append("Commit      ", style="bold")
         t.append(f"{git.sha} in {builder.project_dir}  ")
         if git.dirty:
-            t.append(f"⚠ dirty: {len(git.changed)} uncommitted change(s)\n", style=theme_style(self.app, "warning", bold=True))
+            warning = theme_style(self.app, "warning", bold=True)
+            t.append(f"⚠ dirty: {len(git.changed)} uncommitted change(s)\n", style=warning)
+            muted = theme_style(self.app, "foreground-muted")
             for line in git.changed[:6]:
-                t.append(f"              {line.strip()}\n", style=theme_style(self.app, "foreground-muted"))
+                t.append(f"              {line.strip()}\n", style=muted)
             if len(git.changed) > 6:
-                t.append(f"              … and {len(git.changed) - 6} more\n", style=theme_style(self.app, "foreground-muted"))
+                t.append(f"              … and {len(git.changed) - 6} more\n", style=muted)
         else:
             t.append("✔ clean\n", style=theme_style(self.app, "success"))
         t.append("Dockerfile  ", style="bold")
@@ -162,13 +171,13 @@ class BuildScreen(Screen):
         """Ask to build and push the planned tags (again after a cancel or a failure)."""
         if self.phase in ("building", "pushing", "sandbox", "unavailable", "planning"):
             return
-        if self._git is None or self.phase == "no-engine":
+        git, tags, builder = self._git, self._tags, self._builder
+        if git is None or builder is None or self.phase == "no-engine":
             self.phase = "planning"
             self.prepare()
             return
         from zdd_tui.ui.screens.confirm import ConfirmScreen
 
-        git, tags, builder = self._git, self._tags, self._builder
         body = Text()
         body.append(f"Build {builder.repo} at commit {git.sha} and push it as:\n")
         for tag in tags:
@@ -205,6 +214,8 @@ class BuildScreen(Screen):
         self._layers.clear()
         self.query_one("#build-layers", DataTable).clear()
         try:
+            # action_start asks only with a plan made; the app's source, once open, stays.
+            assert source is not None and builder is not None and planned is not None
             git = await asyncio.to_thread(git_state, builder.project_dir)
             if (git.sha, git.dirty) != (planned.sha, planned.dirty):
                 self._git = None  # plan again
@@ -217,14 +228,15 @@ class BuildScreen(Screen):
             self._status("Building…", "accent")
             self.built = await builder.build(allow_dirty=allow_dirty, git=git, on_event=self._relay)
             self.phase = "pushing"
-            self._status(f"Built {_short(self.built.image_id)}; getting short-lived push credentials for registry {builder.config.registry.name}…", "accent")
+            self._status(f"Built {_short(self.built.image_id)}; getting short-lived push credentials for registry "
+                         f"{builder.config.registry.name}…", "accent")
             creds = await source.push_credentials()
             self._status("Pushing…", "accent")
             self.pushed = await builder.push(self.built, creds, on_event=self._relay)
         except ZddError as exc:
             self._relay.after(self._fail, exc.message, exc.hint)
             return
-        except Exception as exc:  # an unexpected failure is still shown, never swallowed
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure is still shown, never swallowed
             self._relay.after(self._fail, f"{type(exc).__name__}: {exc}", None)
             return
         await asyncio.sleep(0)  # let the last events (queued from the SDK's thread) arrive first
@@ -266,14 +278,15 @@ class BuildScreen(Screen):
         elif ev.current is not None and ev.total:
             frac = max(0.0, min(1.0, ev.current / ev.total))
             filled = int(frac * 10)
-            progress = f"{'█' * filled}{'░' * (10 - filled)} {frac:4.0%} {human_size(ev.current)}/{human_size(ev.total)}"
+            bar = f"{'█' * filled}{'░' * (10 - filled)}"
+            progress = f"{bar} {frac:4.0%} {human_size(ev.current)}/{human_size(ev.total)}"
         else:
             progress = "░" * 10 + " waiting"
         row = (ev.layer, ev.tag, ev.status, progress)
         if ev.layer not in self._layers:
             table.add_row(*row, key=ev.layer)
         else:
-            for col, value in zip(("tag", "status", "progress"), row[1:]):
+            for col, value in zip(("tag", "status", "progress"), row[1:], strict=True):
                 table.update_cell(ev.layer, col, value, update_width=True)
         self._layers[ev.layer] = ev.status
 
@@ -295,7 +308,8 @@ class BuildScreen(Screen):
         self.phase = "no-engine"
         self.error = exc.message
         where = self._engine_where(self._builder)
-        t = Text("✖ No Docker engine reachable: nothing was built or pushed.\n", style=theme_style(self.app, "error", bold=True))
+        t = Text("✖ No Docker engine reachable: nothing was built or pushed.\n",
+                 style=theme_style(self.app, "error", bold=True))
         t.append(f"  {exc.message}\n")
         t.append(
             f"  Tried: {where}.\n"
@@ -309,7 +323,8 @@ class BuildScreen(Screen):
         self.phase = "sandbox"
         config = source.config
         tags = [t.tag for t in (getattr(self.app.fleet, "tags", None) or [])]
-        t = Text("This is the sandbox: nothing is built or pushed here.\n\n", style=theme_style(self.app, "sandbox-label", bold=True))
+        t = Text("This is the sandbox: nothing is built or pushed here.\n\n",
+                 style=theme_style(self.app, "sandbox-label", bold=True))
         t.append(f"The sandbox's registry ({config.image_repo}) holds prebuilt versions of the sample service")
         t.append(f": {', '.join(tags)}" if tags else "")
         t.append(".\nDeploy or roll back to one of them from the dashboard (Esc, then d or r).\n\n")

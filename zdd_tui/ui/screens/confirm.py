@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -10,10 +12,15 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+if TYPE_CHECKING:
+    from zdd_tui.ui.app import ZddApp
+
 
 class PausingModal(ModalScreen):
     """A modal that pauses the fleet poller while it is on top. (Resume/suspend rather than
     mount/unmount: an installed screen, like help, is mounted once and shown many times.)"""
+
+    app: ZddApp  # Textual's property, typed as this console's app
 
     def on_screen_resume(self) -> None:
         self.app.modal_opened()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -28,6 +30,9 @@ from zdd_tui.ui.state import (
 )
 from zdd_tui.ui.widgets import FleetTable, KeyFooter, KeyValue, TopBar, theme_style
 
+if TYPE_CHECKING:
+    from zdd_tui.ui.app import ZddApp
+
 # Which panes each poll task feeds.
 _PANES = {
     "droplets": ("droplets", "lb", "tags"),
@@ -39,6 +44,12 @@ _PANES = {
 }
 
 
+def _table_id(box: Input) -> str:
+    """The id of the table a filter box filters: `droplets-filter` filters `droplets`."""
+    assert box.id is not None  # every filter box is made with one
+    return box.id.removesuffix("-filter")
+
+
 class FilterInput(Input):
     """The `/` filter of one table. Esc clears it; Enter goes back to the table."""
 
@@ -47,12 +58,14 @@ class FilterInput(Input):
     def action_clear(self) -> None:
         self.value = ""
         self.remove_class("-active")
-        table = self.screen.query_one(f"#{self.id.removesuffix('-filter')}", FleetTable)
+        table = self.screen.query_one(f"#{_table_id(self)}", FleetTable)
         table.set_filter("")
         table.focus()
 
 
 class DashboardScreen(Screen):
+    app: ZddApp  # Textual's property, typed as this console's app
+
     BINDINGS = keys.bindings("dashboard")
 
     def __init__(self, sandbox: bool = False):
@@ -127,7 +140,8 @@ class DashboardScreen(Screen):
         if pane == "droplets":
             self.query_one("#droplets", FleetTable).sync(droplet_rows(fleet))
             n = len(fleet.droplets or [])
-            self.query_one("#droplets-title", Label).update(f"Droplets ({n})" if fleet.droplets is not None else "Droplets (loading…)")
+            title = f"Droplets ({n})" if fleet.droplets is not None else "Droplets (loading…)"
+            self.query_one("#droplets-title", Label).update(title)
         elif pane == "lb":
             self.query_one("#lb-summary", KeyValue).show(lb_summary(fleet))
             self.query_one("#lbhealth", FleetTable).sync(lb_rows(fleet))
@@ -168,7 +182,8 @@ class DashboardScreen(Screen):
         errors = fleet.errors
         if errors:
             task, text = sorted(errors.items())[0]
-            self.query_one("#status-error", Label).update(Text(f"✖ {task}: {text}", style=theme_style(app, "error")))
+            error = Text(f"✖ {task}: {text}", style=theme_style(app, "error"))
+            self.query_one("#status-error", Label).update(error)
         elif not app.failure:
             self.query_one("#status-error", Label).update("")
 
@@ -187,15 +202,13 @@ class DashboardScreen(Screen):
 
     @on(Input.Changed, ".filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        table_id = event.input.id.removesuffix("-filter")
-        self.query_one(f"#{table_id}", FleetTable).set_filter(event.value)
+        self.query_one(f"#{_table_id(event.input)}", FleetTable).set_filter(event.value)
 
     @on(Input.Submitted, ".filter")
     def _filter_done(self, event: Input.Submitted) -> None:
-        table_id = event.input.id.removesuffix("-filter")
         if not event.value:
             event.input.remove_class("-active")
-        self.query_one(f"#{table_id}", FleetTable).focus()
+        self.query_one(f"#{_table_id(event.input)}", FleetTable).focus()
 
     # -- actions -----------------------------------------------------------------------------
     def _busy(self) -> bool:
@@ -244,12 +257,14 @@ class DashboardScreen(Screen):
 
     @work(exclusive=True, group="plan", exit_on_error=False)
     async def plan_and_confirm(self, action: str, tag: str) -> None:
+        source = self.app.source
         try:
-            plan = await self.app.source.plan(action, tag)
+            assert source is not None  # _busy() checked it
+            plan = await source.plan(action, tag)
         except ZddError as exc:
             self.app.notify(str(exc), title=f"{action} refused", severity="error", timeout=8)
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any other failure is shown too, the dashboard goes on
             self.app.notify(f"{type(exc).__name__}: {exc}", title=f"{action} failed", severity="error", timeout=8)
             return
         if not plan.hosts:
@@ -261,7 +276,8 @@ class DashboardScreen(Screen):
             if yes:
                 self.app.start_rollout(plan)
 
-        self.app.push_screen(ConfirmScreen(*confirm_text(plan), yes="Deploy" if action == "deploy" else "Roll back"), answer)
+        yes = "Deploy" if action == "deploy" else "Roll back"
+        self.app.push_screen(ConfirmScreen(*confirm_text(plan), yes=yes), answer)
 
     def action_logs(self) -> None:
         name = self.query_one("#droplets", FleetTable).selected_key
@@ -296,7 +312,9 @@ def confirm_text(plan: Plan) -> tuple[str, Text]:
     title = f"{verb} to {plan.to_tag} on {n} host{'s' if n != 1 else ''}?"
     body = Text()
     body.append(f"Image   {plan.image_ref}\n")
-    body.append(f"Batches {len(plan.batches)} of at most {plan.batch_size} host(s); the LB always keeps a healthy droplet\n")
+    body.append(
+        f"Batches {len(plan.batches)} of at most {plan.batch_size} host(s); the LB always keeps a healthy droplet\n"
+    )
     mins, secs = divmod(int(plan.estimated_seconds), 60)
     body.append(f"Takes   about {mins}m{secs:02d}s ({plan.estimate_basis})\n\n")
     shown = plan.hosts[:12]
@@ -306,6 +324,7 @@ def confirm_text(plan: Plan) -> tuple[str, Text]:
         body.append(f"  … and {n - len(shown)} more host(s)\n")
     unchanged = getattr(plan, "unchanged", ())
     if unchanged:
-        body.append(f"\nAlready on {plan.to_tag}, left alone: {', '.join(unchanged[:6])}{' …' if len(unchanged) > 6 else ''}\n")
+        more = " …" if len(unchanged) > 6 else ""
+        body.append(f"\nAlready on {plan.to_tag}, left alone: {', '.join(unchanged[:6])}{more}\n")
     body.append("\nA host that fails is put back on the version it ran before and the rollout halts.")
     return title, body

@@ -24,12 +24,13 @@ class HelpScreen(PausingModal):
         self._theme_shown: str | None = None
 
     def compose(self) -> ComposeResult:
+        config = self.app.settings.source or "$XDG_CONFIG_HOME/zdd-tui/config.yaml"
         with Vertical(id="help"):
             yield Label("Keys", id="help-title")
             yield Static(id="help-keys")
             yield Static(
-                f"Remap keys by binding id in {self.app.settings.source or '$XDG_CONFIG_HOME/zdd-tui/config.yaml'} "
-                "(keymap: {deploy: ctrl+d}). Health is shown as ✔ healthy, ✖ unhealthy, ◐ draining, ◔ starting, ? unknown.",
+                f"Remap keys by binding id in {config} (keymap: {{deploy: ctrl+d}}). "
+                "Health is shown as ✔ healthy, ✖ unhealthy, ◐ draining, ◔ starting, ? unknown.",
                 id="help-foot",
             )
 

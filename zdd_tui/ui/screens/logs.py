@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,10 +12,15 @@ from textual.widgets import RichLog
 
 from zdd_tui.ui.widgets import KeyFooter, TopBar
 
+if TYPE_CHECKING:
+    from zdd_tui.ui.app import ZddApp
+
 REFRESH_SECONDS = 2.0
 
 
 class LogsScreen(Screen):
+    app: ZddApp  # Textual's property, typed as this console's app
+
     BINDINGS = [Binding("escape", "close", "Back", id="logs-back")]
 
     def __init__(self, host: str, sandbox: bool = False):
@@ -34,16 +41,20 @@ class LogsScreen(Screen):
     @work(exclusive=True, group="logs", exit_on_error=False)
     async def load(self) -> None:
         view = self.query_one(RichLog)
+        source = self.app.source
+        if source is None:  # the dashboard opens logs only once connected
+            view.write(f"✖ could not read logs from {self.host}: not connected")
+            return
         try:
-            lines = await self.app.source.logs(self.host, tail=500)
-        except Exception as exc:
+            lines = await source.logs(self.host, tail=500)
+        except Exception as exc:  # noqa: BLE001 - shown in the view; the next refresh tries again
             view.write(f"✖ could not read logs from {self.host}: {exc}")
             return
         # Append only what is new: the tail overlaps the previous one.
         start = 0
         if self._shown:
             last = self._shown[-1]
-            idx = max((i for i, l in enumerate(lines) if l == last), default=-1)
+            idx = max((i for i, line in enumerate(lines) if line == last), default=-1)
             start = idx + 1 if idx >= 0 else 0
             if idx < 0:
                 view.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -26,11 +27,16 @@ from zdd_tui.ui.messages import Emitted, Relay, RolloutReturned
 from zdd_tui.ui.state import human_elapsed
 from zdd_tui.ui.widgets import HostRow, HostTable, KeyFooter, LogView, TopBar, theme_style
 
+if TYPE_CHECKING:
+    from zdd_tui.ui.app import ZddApp
+
 LOG_LINES = 2000
 FLUSH_SECONDS = 0.1  # engine events are painted in batches, at most 10 times a second
 
 
 class RolloutScreen(Screen):
+    app: ZddApp  # Textual's property, typed as this console's app
+
     BINDINGS = keys.bindings("rollout")
     AUTO_FOCUS = "#hosts"  # arrow keys scroll the hosts
 
@@ -89,7 +95,7 @@ class RolloutScreen(Screen):
     def _covered(self) -> bool:
         try:
             return self.app.screen is not self
-        except Exception:  # no screen stack (the app is shutting down): nothing to paint over
+        except Exception:  # noqa: BLE001 - no screen stack (the app is shutting down): nothing to paint over
             return False
 
     def on_screen_resume(self) -> None:
@@ -115,9 +121,11 @@ class RolloutScreen(Screen):
 
     @work(exclusive=True, group="rollout", exit_on_error=False)
     async def run_rollout(self) -> None:
+        source = self.app.source
         try:
-            outcome = await self.app.source.run(self.plan, self._relay, self.cancel)
-        except Exception as exc:  # the engine's own errors become an outcome on screen
+            assert source is not None  # the dashboard starts a rollout only once connected
+            outcome = await source.run(self.plan, self._relay, self.cancel)
+        except Exception as exc:  # noqa: BLE001 - the engine's own errors become an outcome on screen
             outcome = Outcome(OutcomeStatus.ERROR, f"{type(exc).__name__}: {exc}", self.plan.to_tag)
         self._relay.send()  # the engine's last events before the message below
         # Only now (the engine returned: lock released, journal closed) may the app quit.
@@ -220,7 +228,9 @@ class RolloutScreen(Screen):
             runs: dict[str, list[str]] = {}
             for host, tag in sorted(o.fleet.items()):
                 runs.setdefault(tag or "nothing", []).append(host)
-            t.append("\n  fleet now: " + "; ".join(f"{tag} on {len(hs)} ({', '.join(hs[:4])}{' …' if len(hs) > 4 else ''})" for tag, hs in runs.items()))
+            t.append("\n  fleet now: " + "; ".join(
+                f"{tag} on {len(hs)} ({', '.join(hs[:4])}{' …' if len(hs) > 4 else ''})" for tag, hs in runs.items()
+            ))
         t.append(f"\n  took {human_elapsed(o.duration_seconds)}.  Esc: back to the dashboard")
         box.update(t)
         box.set_class(True, "-shown")

@@ -7,6 +7,8 @@ leaves it. The typed token goes only to the Setup object (which keeps it in the 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -20,6 +22,9 @@ from zdd_tui.setup.events import StepDone, StepError, StepProgress, StepStarted
 from zdd_tui.ui.messages import Emitted, Relay
 from zdd_tui.ui.widgets import KeyFooter, TopBar, theme_style
 
+if TYPE_CHECKING:
+    from zdd_tui.ui.app import ZddApp
+
 
 class TokenInput(Input):
     BINDINGS = [Binding("escape", "leave", "Leave field")]
@@ -29,6 +34,8 @@ class TokenInput(Input):
 
 
 class SetupScreen(Screen):
+    app: ZddApp  # Textual's property, typed as this console's app
+
     BINDINGS = [
         Binding("escape", "close", "Back", id="setup-back"),
         Binding("p", "preview", "Preview costs", id="setup-preview"),
@@ -58,7 +65,10 @@ class SetupScreen(Screen):
             with Horizontal(id="token-row"):
                 yield TokenInput(password=True, placeholder="dop_v1_…", id="token")
                 yield Button("Use token", id="save-token", variant="primary")
-            yield Label("Steps  (p: preview with costs · a: apply all · 1-6: apply one step; one confirmation per step)", classes="pane-title")
+            yield Label(
+                "Steps  (p: preview with costs · a: apply all · 1-6: apply one step; one confirmation per step)",
+                classes="pane-title",
+            )
             yield Static("", id="steps")
             yield RichLog(id="setup-log", wrap=True, markup=False, max_lines=500)
         yield KeyFooter()
@@ -82,7 +92,7 @@ class SetupScreen(Screen):
             from zdd_tui.project.setup import setup_steps
 
             STEPS = setup_steps()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - said in place of the steps; the screen stays usable
             self.query_one("#steps", Static).update(f"The setup steps are not available: {exc}")
             return
         t = Text()
@@ -153,7 +163,7 @@ class SetupScreen(Screen):
             for spec in STEPS:
                 try:
                     previews[spec.id] = await setup.preview(spec.id)
-                except Exception as exc:  # e.g. no token yet: say so per step, go on
+                except Exception as exc:  # noqa: BLE001 - e.g. no token yet: say so per step, go on
                     previews[spec.id] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 self.show_steps(previews)
         finally:
@@ -183,7 +193,7 @@ class SetupScreen(Screen):
         try:
             done = await setup.run(only=only, confirm=confirm)
             self._relay.after(log.write, f"✔ setup finished: {', '.join(f'{d.step} {d.status}' for d in done)}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown in the log below the steps' events
             self._relay.after(log.write, f"✖ {exc}")
         finally:
             await setup.close()

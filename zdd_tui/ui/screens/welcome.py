@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -10,8 +12,13 @@ from textual.widgets import Button, Label, Static
 
 from zdd_tui.ui.widgets import KeyFooter
 
+if TYPE_CHECKING:
+    from zdd_tui.ui.app import ZddApp
+
 
 class WelcomeScreen(Screen):
+    app: ZddApp  # Textual's property, typed as this console's app
+
     def __init__(self):
         super().__init__(id="welcome")
 
