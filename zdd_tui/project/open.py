@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from zdd_tui.images.build import ImageBuilder
     from zdd_tui.project.state import RolloutSeen, RolloutState
     from zdd_tui.project.status import FleetStatus, HostStatus
-    from zdd_tui.rollout.engine import EngineOptions
     from zdd_tui.rollout.events import Outcome, Plan
     from zdd_tui.rollout.journal import RanVersion
     from zdd_tui.setup.steps import Setup
@@ -207,19 +206,12 @@ class Project:
             return await self.plan_rollback(tag)
         return await self.plan_deploy(tag)
 
-    async def run(
-        self,
-        plan: Plan,
-        listeners: Iterable[Listener] = (),
-        cancel: Any = None,
-        *,
-        break_lock: bool = False,
-        options: EngineOptions | None = None,
-    ) -> Outcome:
-        """Lock the hosts, run the plan through the engine, release the lock."""
+    async def run(self, plan: Plan, listeners: Iterable[Listener] = (), cancel: Any = None, **how: Any) -> Outcome:
+        """Lock the hosts, run the plan through the engine, release the lock; `how` takes
+        zdd_tui.project.rollout.run's keywords (break_lock, options)."""
         from zdd_tui.project.rollout import run
 
-        return await run(self, plan, listeners, cancel, break_lock=break_lock, options=options)
+        return await run(self, plan, listeners, cancel, **how)
 
     async def rollback_choices(self) -> list[RanVersion]:
         from zdd_tui.project.rollout import rollback_choices

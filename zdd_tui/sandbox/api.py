@@ -68,6 +68,7 @@ from typing import Any
 
 from aiohttp import web
 
+from zdd_tui.sandbox import LocalServer
 from zdd_tui.sandbox.registry import DistributionRegistry, RegistryBackend, StateRegistry
 from zdd_tui.sandbox.state import (
     BEHAVIOURS,
@@ -205,7 +206,7 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
-class SandboxAPI:
+class SandboxAPI(LocalServer):
     def __init__(
         self,
         state_dir: str | Path | None,
@@ -281,12 +282,6 @@ class SandboxAPI:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> SandboxAPI:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
 
     # ---- test helpers ------------------------------------------------------------------------
 

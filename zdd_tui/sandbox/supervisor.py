@@ -32,7 +32,7 @@ import yaml
 
 from zdd_tui.config import load_config
 from zdd_tui.errors import UsageError
-from zdd_tui.sandbox import SANDBOX_REGISTRY_SERVER
+from zdd_tui.sandbox import SANDBOX_REGISTRY_SERVER, LocalServer
 from zdd_tui.sandbox.agent import agent_routes
 from zdd_tui.sandbox.api import SandboxAPI
 from zdd_tui.sandbox.hosts import HostError, HostManager, can_bind
@@ -96,7 +96,7 @@ def image_from_record(rec: dict) -> SandboxImage:
     )
 
 
-class Sandbox:
+class Sandbox(LocalServer):
     def __init__(self, options: SandboxOptions):
         self.o = options
         self.state_dir = Path(options.state_dir).resolve()
@@ -521,12 +521,6 @@ class Sandbox:
             self._lockfile.close()
             self._lockfile = None
 
-    async def __aenter__(self) -> Sandbox:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
 
 
 async def _health_status(address: str | None, port: int, path: str) -> int | None:
