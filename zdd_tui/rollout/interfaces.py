@@ -7,6 +7,7 @@ and Docker over SSH (`zdd_tui.hosts.runtime`). The engine deploys through either
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -157,17 +158,17 @@ class HostRuntime(Protocol):
         """Release connections."""
 
 
-class ServiceAdmin:
+class ServiceAdmin(abc.ABC):
     """`stats`, `drain` and `undrain` of HostRuntime over the service's admin endpoints; a
     runtime supplies only the transport (an SSH port forward, or a direct call in the sandbox)."""
 
+    @abc.abstractmethod
     async def _admin_get(self, path: str) -> Mapping[str, Any] | None:
         """The endpoint's JSON; None when it does not answer 200 with JSON."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _admin_post(self, path: str) -> None:
         """POST to the endpoint; RuntimeFailure unless it answers 200."""
-        raise NotImplementedError
 
     async def stats(self) -> ServiceStats | None:
         d = await self._admin_get("/admin/stats")
