@@ -45,7 +45,7 @@ def open_runtime(config: Config, droplet: Droplet, **kwargs: Any) -> HostRuntime
 
 class Project:
     """What the front ends call. `client` is the DO API client (DOClient or a stand-in), `cloud`
-    the engine's view of it (rollout.interfaces.Fleet), `runtime_factory` makes a host runtime
+    the engine's view of it (rollout.interfaces.Cloud), `runtime_factory` makes a host runtime
     for a droplet, `clock` is the engine's (and the console's elapsed times')."""
 
     def __init__(
