@@ -61,13 +61,16 @@ class FakeClock:
         if not self._heap:
             return False
         when, _, kind, payload = heapq.heappop(self._heap)
+        self._fire(when, kind, payload)
+        return True
+
+    def _fire(self, when: float, kind: str, payload) -> None:
         self.t = max(self.t, when)
         if kind == "wake":
             if not payload.done():
                 payload.set_result(None)
         else:
             payload()
-        return True
 
     async def run(self, coro, *, limit: float = 10_000.0, on_time=None):
         """Drive `coro` to completion in virtual time. on_time(t) is called as time passes (kill tests)."""
@@ -83,12 +86,7 @@ class FakeClock:
             if when > limit:
                 task.cancel()
                 raise Deadlock(f"virtual time limit {limit}s reached")
-            self.t = max(self.t, when)
-            if kind == "wake":
-                if not payload.done():
-                    payload.set_result(None)
-            else:
-                payload()
+            self._fire(when, kind, payload)
             if on_time is not None and on_time(self.t, task):
                 await self._settle()
                 return task
