@@ -19,6 +19,7 @@ from typing import NoReturn, cast
 
 from zdd_tui import __version__
 from zdd_tui.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, ZddError
+from zdd_tui.text import visible
 
 # name -> the help line of its parser (the same text as its module's `register` gives it).
 COMMAND_HELP = {
@@ -128,13 +129,13 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(result)
         return int(result or 0)
     except ZddError as exc:
-        print(f"zdd-tui: error: {exc}", file=sys.stderr)
+        print(f"zdd-tui: error: {visible(str(exc), newlines=True)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("zdd-tui: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - last resort: never a traceback with possible secrets in locals
-        print(f"zdd-tui: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"zdd-tui: unexpected error: {type(exc).__name__}: {visible(str(exc), newlines=True)}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -1,10 +1,14 @@
 """The error type every layer raises for problems the operator can act on.
 
 Each error carries what went wrong, what to do about it, and the process exit code the
-headless commands use. Messages never contain secrets (callers pass redacted text).
+headless commands use. Messages never contain secrets (callers pass redacted text), and their
+control characters are shown rather than obeyed (zdd_tui.text): a message often quotes a host,
+an API or a file, and it ends up on a terminal.
 """
 
 from __future__ import annotations
+
+from zdd_tui.text import visible
 
 # Exit codes shared by every headless command.
 EXIT_OK = 0
@@ -21,6 +25,8 @@ class ZddError(Exception):
     exit_code = EXIT_ERROR
 
     def __init__(self, message: str, hint: str | None = None, *, exit_code: int | None = None):
+        message = visible(str(message), newlines=True)
+        hint = None if hint is None else visible(str(hint), newlines=True)
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -7,6 +7,10 @@ An event is a frozen dataclass. Its `kind` names it in JSON lines: derived from 
 a block). `at` is the emitter's clock when it emitted the event: the rollout engine stamps its
 events; emitters without a clock (setup, build) leave it None.
 
+Text in an event often comes from outside (a host's output, a failure's detail, the Docker
+engine's words): every text field is made visible (zdd_tui.text) when the event is made, so no
+listener, console or headless, ever passes an escape sequence on to a terminal.
+
 Each vocabulary lives with its emitter (rollout/events.py, setup/events.py, images/events.py);
 the adapters (hosts/) import only this module.
 """
@@ -19,11 +23,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar
 
+from zdd_tui.text import show_fields
+
 
 @dataclass(frozen=True)
 class Event:
     at: float | None = field(default=None, kw_only=True)
     kind: ClassVar[str] = "event"
+
+    # Fields that hold one line: a newline in them is shown (^J), not kept.
+    one_line: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        show_fields(self, one_line=self.one_line)
 
     def __init_subclass__(cls, kind: str = "", **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -65,6 +77,7 @@ class LogLine(Event, kind="log"):
     host: str | None
     line: str
     level: str = "info"  # info | warning | error
+    one_line: ClassVar[tuple[str, ...]] = ("host", "line", "level")
 
     def text(self) -> str:
         level = "" if self.level == "info" else f"{self.level.upper()}: "

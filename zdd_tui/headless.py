@@ -18,6 +18,7 @@ from zdd_tui.events import Event
 from zdd_tui.images.events import LayerProgress
 from zdd_tui.rollout.events import Progress, RolloutFinished, RolloutPlanned
 from zdd_tui.setup.events import StepStarted
+from zdd_tui.text import visible
 
 
 class HeadlessRenderer:
@@ -76,6 +77,8 @@ class HeadlessRenderer:
         return True
 
     def _write(self, line: str) -> None:
+        # Events show their text safely already; this is the last guard before the terminal.
+        line = visible(line, newlines=True)
         try:
             self.stream.write(line + "\n")
             self.stream.flush()

@@ -64,3 +64,86 @@ async def test_bootstrap_step_pins_only_when_allowed(docker_host, do_api, tmp_pa
     assert rep.ok and rep.checks["host key"] == f"pinned {s.host_fingerprint}"
     assert [k.get_fingerprint("sha256") for k in KnownHosts(kh).keys_for("127.0.0.1", s.port)] == [s.host_fingerprint]
     assert (s.dir / "zdd-state" / "edge").is_dir()
+
+
+def _console_source(cfg, client):
+    from zdd_tui.cloud.adapter import DOCloud
+    from zdd_tui.project import Project
+    from zdd_tui.project.open import open_runtime
+    from zdd_tui.ui.source import FleetSource
+
+    project = Project(cfg, client=client, cloud=DOCloud(client, cfg),
+                      runtime_factory=lambda d: open_runtime(cfg, d, client=client))
+    return FleetSource(project, label="DO API (test)")
+
+
+@pytest.mark.parametrize("answer", ["accept", "refuse"])
+async def test_console_setup_asks_for_a_new_host_key(answer, docker_host, do_api, tmp_path, monkeypatch,
+                                                     quiet_ports):
+    """The console's bootstrap shows the fingerprint and asks: accept pins the key and the host is
+    bootstrapped; refuse pins nothing and changes nothing on the host."""
+    from zdd_tui.cloud.client import DOClient
+    from zdd_tui.ui.app import ZddApp
+    from zdd_tui.ui.screens.confirm import ConfirmScreen
+    from zdd_tui.ui.screens.setup import SetupScreen
+
+    s = docker_host
+    service_port, admin_port = quiet_ports(2)
+    monkeypatch.setenv("ZDD_SSH_PRIVATE_KEY", s.client_key_text)
+    kh = tmp_path / "known_hosts"
+    monkeypatch.setenv("ZDD_KNOWN_HOSTS", str(kh))  # the console's pool uses the default path
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    d = do_api.state.create_droplet("edge-1", tags=["edge"], public_ipv4="127.0.0.1", sandbox={"external": True})
+    await do_api.notify_created(d)
+    cfg = Config(
+        app="edge", context="boot", runtime="ssh",
+        digitalocean=DigitalOceanConfig(api_url=do_api.url),
+        droplets=DropletsConfig(tag="edge", names=("edge-1",)),
+        service=ServiceConfig(port=service_port, admin_port=admin_port),
+        ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "zdd-state")),
+    )
+    client = DOClient(do_api.url, TOKEN)
+    await client.__aenter__()
+    source = _console_source(cfg, client)
+
+    async def until(pilot, predicate, what):
+        for _ in range(300):
+            if predicate():
+                return
+            await pilot.pause(0.1)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def log_text(screen) -> str:
+        log = screen.query_one("#setup-log")
+        return "\n".join("".join(seg.text for seg in strip) for strip in log.lines)
+
+    try:
+        app = ZddApp(source, poll="once")
+        async with app.run_test(size=(140, 50)) as pilot:
+            await pilot.pause()
+            await pilot.press("s")
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, SetupScreen)
+            await pilot.press("6")  # the bootstrap step alone
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the step's confirmation")
+            await pilot.press("y")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the host key question")
+            question = app.screen
+            title = str(question.query_one("#dialog-title").render())
+            body = str(question.query_one("#dialog-body Static").render())
+            assert "127.0.0.1" in title and s.host_fingerprint in body
+            assert KnownHosts(kh).keys_for("127.0.0.1", s.port) == []  # nothing pinned while asking
+            await pilot.press("y" if answer == "accept" else "n")
+            await until(pilot, lambda: "setup finished" in log_text(screen) or "✖" in log_text(screen), "the step")
+            pinned = [k.get_fingerprint("sha256") for k in KnownHosts(kh).keys_for("127.0.0.1", s.port)]
+            if answer == "accept":
+                assert "setup finished: bootstrap exists" in log_text(screen)
+                assert pinned == [s.host_fingerprint]
+                assert (s.dir / "zdd-state" / "edge").is_dir()
+            else:
+                assert "not pinned yet" in log_text(screen) and "setup finished" not in log_text(screen)
+                assert pinned == [] and not kh.exists()
+                assert not (s.dir / "zdd-state").exists()
+    finally:
+        await source.close()

@@ -344,7 +344,7 @@ async def test_killed_mid_rollout_leaves_an_unfinished_journal_and_resume_repair
         return False
 
     await clock.run(eng.run(), on_time=kill_when_drained)
-    records, unreadable = await read_records(world.hosts)
+    records, unreadable, _ = await read_records(world.hosts)
     assert not unreadable
     [r] = unfinished(summarize(records))
     assert r.rollout_id == plan.rollout_id and r.to_tag == NEW

@@ -152,7 +152,7 @@ async def test_journal_history_versions_and_torn_lines():
                  seen="", started=101)
     await j.end("r1", "halted", "halted: h2 ...", {"h1": "sha-2", "h2": "sha-1"})
     w.hosts["h2"].files["journal.jsonl"] += '{"type":"st'  # a crash mid-write
-    records, bad = await read_records(w.hosts)
+    records, bad, _ = await read_records(w.hosts)
     [r] = summarize(records)
     assert r.status == "halted" and r.operator == "me@x" and r.digest == "sha256:2"
     assert r.results["h2"].step == "waiting-healthy" and r.host_state("h2") == "restored at waiting-healthy"
@@ -164,7 +164,7 @@ async def test_journal_history_versions_and_torn_lines():
     async def boom(name):
         raise OSError("host down")
     w.hosts["h1"].state_read = boom
-    records, bad = await read_records(w.hosts)
+    records, bad, _ = await read_records(w.hosts)
     assert "h1" in bad and summarize(records)[0].status == "halted"
 
 

@@ -4,6 +4,7 @@ on the caller's event loop though the Docker SDK streams in a worker thread."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from zdd_tui.events import Event
 
@@ -21,6 +22,7 @@ class BuildStarted(Event):
 @dataclass(frozen=True)
 class BuildOutput(Event):
     line: str
+    one_line: ClassVar[tuple[str, ...]] = ("line",)
 
     def text(self) -> str:
         return f"  {self.line}"

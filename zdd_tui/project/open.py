@@ -182,7 +182,11 @@ class Project:
         return await rollout_seen(self, droplets, own_id)
 
     async def logs(self, droplet: Droplet, tail: int = 200) -> list[str]:
-        return await self.runtime(droplet).logs(tail)
+        """The container's last lines, each made visible: anyone its service logs for (a request
+        path, a User-Agent) writes into them."""
+        from zdd_tui.text import visible
+
+        return [visible(line) for line in await self.runtime(droplet).logs(tail)]
 
     # -- rollouts --------------------------------------------------------------------------------
     async def plan_deploy(self, tag: str | None = None) -> Plan:

@@ -121,6 +121,10 @@ async def _plan(project: Project, tag: str, action: str) -> Plan:
     if interrupted is not None and action == "deploy" and tag == interrupted.to_tag:
         action = "resume"
     plan = build_plan(facts, tag, image_ref(config, tag), settings, config.deploy, action=action)
+    if state.skipped:
+        lines = state.skipped_lines(3)
+        note = f"journal: {len(state.skipped)} unusable line(s) skipped: {'; '.join(lines)}"
+        plan = replace(plan, notes=(*plan.notes, note))
     if interrupted is not None:
         resumes = interrupted.rollout_id
         note = f"rollout {resumes} was interrupted; this plan {'continues' if action == 'resume' else 'supersedes'} it"

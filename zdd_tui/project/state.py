@@ -10,6 +10,7 @@ from zdd_tui.rollout.interfaces import HostRuntime
 from zdd_tui.rollout.journal import (
     RanVersion,
     RolloutRecord,
+    Skipped,
     read_records,
     summarize,
     unfinished,
@@ -30,6 +31,7 @@ class RolloutState:
     interrupted: RolloutRecord | None  # started, never finished, and nobody is running it
     running: RolloutRecord | None  # the rollout whose live holder has the lock
     unreadable: dict[str, str] = field(default_factory=dict)  # host -> why its journal could not be read
+    skipped: list[Skipped] = field(default_factory=list)  # journal lines left out (host, line, why)
 
     @property
     def lock(self) -> LockInfo | None:
@@ -63,6 +65,14 @@ class RolloutState:
                 out.append(f"last rollout: {last.rollout_id} {last.action} {last.to_tag}: {last.status}")
         for h, why in self.unreadable.items():
             out.append(f"journal on {h} unreadable: {why}")
+        out += [f"journal: skipped {line}" for line in self.skipped_lines()]
+        return out
+
+    def skipped_lines(self, most: int = 5) -> list[str]:
+        """The journal lines left out, in words (the first `most`, then how many more)."""
+        out = [s.text() for s in self.skipped[:most]]
+        if len(self.skipped) > most:
+            out.append(f"... and {len(self.skipped) - most} more line(s)")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,19 +92,20 @@ class RolloutState:
             "last": rec(next((r for r in self.history if r.finished), None)),
             "versions": [v.__dict__ | {"hosts": list(v.hosts)} for v in self.versions],
             "unreadable": self.unreadable,
+            "skipped": [{"host": s.host, "line": s.line, "why": s.why} for s in self.skipped],
         }
 
 
 async def state_of(runtimes: Mapping[str, HostRuntime]) -> RolloutState:
     locks = await read_locks(runtimes)
-    records, unreadable = await read_records(runtimes)
+    records, unreadable, skipped = await read_records(runtimes)
     rollouts = summarize(records)
     live_ids = {i.rollout_id for i in locks.values() if i is not None and i.stale() is not True}
     open_ = unfinished(rollouts)
     running = next((r for r in reversed(open_) if r.rollout_id in live_ids), None)
     interrupted = next((r for r in reversed(open_) if r.rollout_id not in live_ids), None)
     return RolloutState(locks=locks, history=list(reversed(rollouts)), versions=versions_that_ran(rollouts),
-                        interrupted=interrupted, running=running, unreadable=unreadable)
+                        interrupted=interrupted, running=running, unreadable=unreadable, skipped=skipped)
 
 
 @dataclass(frozen=True)

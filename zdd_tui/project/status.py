@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from zdd_tui.cloud.models import Droplet, LoadBalancer, RegistryTag
 from zdd_tui.config import Config
 from zdd_tui.rollout.interfaces import ContainerInfo, HealthProbe
+from zdd_tui.text import visible
 
 if TYPE_CHECKING:
     from zdd_tui.project.open import Project
@@ -214,4 +215,5 @@ def render_text(st: FleetStatus) -> str:
         out.extend(st.rollout.get("lines") or [f"rollout: {st.rollout}"])
     for e in st.errors:
         out.append(f"error: {e}")
-    return "\n".join(out)
+    # Hosts and the API fill most of these lines: shown, never obeyed, by the terminal.
+    return visible("\n".join(out), newlines=True)

@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass, field
 
 from zdd_tui.events import Event
+from zdd_tui.text import show_fields
 
 
 class Phase(str, enum.Enum):
@@ -63,6 +64,9 @@ class PlannedHost:
     from_tag: str | None  # what it runs now (None: nothing)
     batch: int  # 0-based batch index
 
+    def __post_init__(self) -> None:
+        show_fields(self, newlines=False)  # names and tags the hosts and the API reported
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -79,6 +83,9 @@ class Plan:
     unchanged: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     resumes: str | None = None  # the interrupted rollout id this plan continues or rolls back
+
+    def __post_init__(self) -> None:
+        show_fields(self, newlines=False)
 
     @property
     def batches(self) -> list[list[PlannedHost]]:
@@ -162,6 +169,9 @@ class Outcome:
     fleet: dict[str, str | None] = field(default_factory=dict)  # host -> tag it runs now
     duration_seconds: float = 0.0
     rollout_id: str = ""  # empty for an outcome no engine produced (e.g. the console's own error)
+
+    def __post_init__(self) -> None:
+        show_fields(self)  # what was seen at a failure is a host's own output
 
     def text(self) -> str:
         label = {

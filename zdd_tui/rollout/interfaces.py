@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from zdd_tui.text import show_fields
+
 
 class ImageNotFound(Exception):
     """The registry has no such tag (raised by `HostRuntime.pull`)."""
@@ -42,6 +44,9 @@ class ContainerInfo:
     started_at: float | None = None  # epoch seconds
     exit_code: int | None = None
     restart_count: int = 0
+
+    def __post_init__(self) -> None:
+        show_fields(self, newlines=False)  # as the host's docker reported it
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,9 @@ class HealthProbe:
     healthy: bool
     status: int | None  # HTTP status, None when no answer
     detail: str = ""  # e.g. "connection refused", "timeout after 3s"
+
+    def __post_init__(self) -> None:
+        show_fields(self, newlines=False)  # may quote the service's own answer
 
 
 @runtime_checkable

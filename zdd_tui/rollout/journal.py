@@ -10,17 +10,22 @@ Records (one JSON object per line, `type` first):
 - end:   rollout_id, status, message, fleet, at. Written to every host.
 A rollout with a start and no end was interrupted (unless its lock holder is still running).
 Times are epoch seconds (wall clock). Readers merge all hosts' files and drop duplicates, so one
-unreachable host loses little.
+unreachable host loses little. A line that is not such a record (torn by a crash, edited, written
+by someone else) is skipped and reported with its host and line number: one bad line must never
+stop a status, a deploy or a rollback. Text read back is made visible (zdd_tui.text).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from zdd_tui.rollout.interfaces import HostRuntime
+from zdd_tui.text import visible
 
 JOURNAL_FILE = "journal.jsonl"
 KEEP_ROLLOUTS = 100  # per host, after compaction: plenty of history, a bounded file
@@ -111,18 +116,105 @@ class Journal:
         await self._append(sorted(self.runtimes), rec)
 
 
-async def read_records(runtimes: Mapping[str, HostRuntime]) -> tuple[list[dict], dict[str, str]]:
-    """All hosts' records merged (duplicates dropped, by time) and hosts that could not be read."""
+@dataclass(frozen=True)
+class Skipped:
+    """A journal line that is not a record this version can use."""
+
+    host: str
+    line: int  # 1-based, in that host's file
+    why: str
+
+    def text(self) -> str:
+        return f"{self.host} {JOURNAL_FILE} line {self.line}: {self.why}"
+
+
+class JournalRead(NamedTuple):
+    records: list[dict]  # valid records of every host, duplicates dropped, by time
+    unreadable: dict[str, str]  # host -> why its journal could not be read at all
+    skipped: list[Skipped]  # lines left out
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _text_or_none(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _time(v: Any) -> bool:
+    # Python's json reads NaN and Infinity: a time must be a finite number.
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _tags_by_host(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and _text_or_none(x) for k, x in v.items())
+
+
+# type -> field -> check of its value. Fields in REQUIRED must be there; the others may be missing
+# (the reader has a default) but never of another kind.
+FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
+    "start": {"action": _text, "to_tag": _text, "image_ref": _text, "operator": _text, "hosts": _names,
+              "from": _tags_by_host, "batch_size": _count, "resumes": _text_or_none, "at": _time},
+    "step": {"host": _text, "phase": _text, "detail": _text, "at": _time},
+    "host": {"host": _text, "outcome": _text, "step": _text_or_none, "from_tag": _text_or_none, "to_tag": _text,
+             "digest": _text_or_none, "seen": _text, "started": _time, "ended": _time},
+    "end": {"status": _text, "message": _text, "fleet": _tags_by_host, "at": _time, "note": _text},
+}
+REQUIRED = {"start": (), "step": ("host",), "host": ("host",), "end": ()}
+
+
+def check_record(rec: Any) -> str | None:
+    """Why this parsed line is not a usable record, or None when it is."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    kind = rec.get("type")
+    if not isinstance(kind, str) or kind not in FIELDS:
+        return f"unknown record type {visible(repr(kind))[:40]}"
+    rid = rec.get("rollout_id")
+    if not isinstance(rid, str) or not rid:
+        return f"{kind} record without a rollout_id"
+    for key in REQUIRED[kind]:
+        if key not in rec:
+            return f"{kind} record without '{key}'"
+    for key, ok in FIELDS[kind].items():
+        if key in rec and not ok(rec[key]):
+            return f"{kind} record with a bad '{key}'"
+    return None
+
+
+def _shown(v: Any) -> Any:
+    if isinstance(v, str):
+        return visible(v)
+    if isinstance(v, list):
+        return [_shown(x) for x in v]
+    if isinstance(v, dict):
+        return {_shown(k): _shown(x) for k, x in v.items()}
+    return v
+
+
+async def read_records(runtimes: Mapping[str, HostRuntime]) -> JournalRead:
+    """All hosts' records merged (duplicates dropped, by time), hosts that could not be read,
+    and lines skipped (with host and line number)."""
     seen: set[str] = set()
     records: list[dict] = []
     unreadable: dict[str, str] = {}
+    skipped: list[Skipped] = []
     for name in sorted(runtimes):
         try:
             text = await runtimes[name].state_read(JOURNAL_FILE)
         except Exception as exc:  # noqa: BLE001 - history is best effort per host
-            unreadable[name] = f"{type(exc).__name__}: {exc}"
+            unreadable[name] = visible(f"{type(exc).__name__}: {exc}")
             continue
-        for line in (text or "").splitlines():
+        for number, line in enumerate((text or "").splitlines(), 1):
             line = line.strip()
             if not line or line in seen:
                 continue
@@ -130,11 +222,15 @@ async def read_records(runtimes: Mapping[str, HostRuntime]) -> tuple[list[dict],
             try:
                 rec = json.loads(line)
             except ValueError:
-                continue  # a line torn by a crash mid-write: skip, the rest still counts
-            if isinstance(rec, dict) and "type" in rec and "rollout_id" in rec:
-                records.append(rec)
+                skipped.append(Skipped(name, number, "not valid JSON (a line torn by a crash?)"))
+                continue
+            why = check_record(rec)
+            if why is not None:
+                skipped.append(Skipped(name, number, why))
+                continue
+            records.append(_shown(rec))
     records.sort(key=lambda r: r.get("at", r.get("ended", 0.0)) or 0.0)
-    return records, unreadable
+    return JournalRead(records, unreadable, skipped)
 
 
 @dataclass

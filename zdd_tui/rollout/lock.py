@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
 import socket
 import time
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from zdd_tui.errors import RefusedError
 from zdd_tui.rollout.interfaces import HostRuntime
+from zdd_tui.text import visible
 
 LOCK_FILE = "deploy.lock"
 
@@ -48,15 +50,24 @@ class LockInfo:
 
     @classmethod
     def parse(cls, text: str) -> LockInfo:
+        """The lock file's content; its text made visible (it is the hosts' word). A file that is
+        not such a lock still locks, described as unreadable and why: better refuse than deploy
+        twice, and never fail the reader."""
         try:
             d = json.loads(text)
-            return cls(holder=str(d["holder"]), pid=int(d["pid"]), started=float(d["started"]),
-                       version=str(d["version"]), rollout_id=str(d["rollout_id"]),
-                       action=str(d.get("action", "deploy")))
-        except (ValueError, KeyError, TypeError):
-            # An unreadable lock still locks: better refuse than deploy twice.
-            return cls(holder="unknown (unreadable lock file)", pid=0, started=0.0, version="?",
-                       rollout_id="?", action="?")
+        except ValueError:
+            return cls.unreadable("not valid JSON")
+        why = _check_lock(d)
+        if why is not None:
+            return cls.unreadable(why)
+        return cls(holder=visible(d["holder"]), pid=d["pid"], started=float(d["started"]),
+                   version=visible(d["version"]), rollout_id=visible(d["rollout_id"]),
+                   action=visible(d.get("action", "deploy")))
+
+    @classmethod
+    def unreadable(cls, why: str) -> LockInfo:
+        return cls(holder=f"unknown (unreadable lock file: {why})", pid=0, started=0.0, version="?",
+                   rollout_id="?", action="?")
 
     @property
     def machine(self) -> str:
@@ -71,12 +82,37 @@ class LockInfo:
         return not _pid_alive(self.pid)
 
     def describe(self) -> str:
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started)) if self.started else "?"
+        try:
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started)) if self.started else "?"
+        except (OverflowError, ValueError, OSError):  # a time no calendar has: say so, never fail
+            when = "?"
         s = (f"{self.action} of {self.version} by {self.holder} (pid {self.pid}), since {when}, "
              f"rollout {self.rollout_id}")
         if self.stale():
             s += " [stale: that process is not running]"
         return s
+
+
+LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: the last second gmtime and strftime can show
+
+
+def _check_lock(d: object) -> str | None:
+    """Why a parsed lock file is not a lock, or None."""
+    if not isinstance(d, dict):
+        return "not a JSON object"
+    for key in ("holder", "version", "rollout_id"):
+        if not isinstance(d.get(key), str):
+            return f"'{key}' missing or not text"
+    if not isinstance(d.get("action", "deploy"), str):
+        return "'action' not text"
+    pid = d.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid < 2**31:
+        return "'pid' missing or not a process id"
+    started = d.get("started")
+    if (not isinstance(started, (int, float)) or isinstance(started, bool) or not math.isfinite(started)
+            or not 0 <= started <= LATEST_TIME):
+        return "'started' missing or not a time"
+    return None
 
 
 def _pid_alive(pid: int) -> bool:

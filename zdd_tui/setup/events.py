@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zdd_tui.events import Event
+from zdd_tui.text import show_fields
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class Preview:
     cost_detail: str = ""  # how the cost was computed, in words
     notes: tuple[str, ...] = ()
     applies: bool = True  # False: the step does not apply here (e.g. SSH bootstrap in the sandbox)
+
+    def __post_init__(self) -> None:
+        show_fields(self)  # names found in the account
 
     @property
     def nothing_to_do(self) -> bool:

@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from zdd_tui.project import SystemClock
+from zdd_tui.text import visible
 from zdd_tui.ui import keys
 from zdd_tui.ui.messages import FleetData, SourceFailed, SourceReady
 from zdd_tui.ui.poller import Poller
@@ -111,6 +112,21 @@ class ZddApp(App[int]):
         elif DEFAULT_THEME in self.available_themes:
             self.theme = DEFAULT_THEME
 
+    # -- an error nobody caught --------------------------------------------------------------
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual's handler would print a traceback with every frame's locals (a token may be
+        # one): the traceback goes to a private file, and Textual prints our one line instead.
+        from zdd_tui.ui.crash import Crashed, write_report
+
+        if getattr(self, "_crashed", False):
+            return  # the app is closing already; the first error is the one reported
+        self._crashed = True
+        if not isinstance(error, Crashed):
+            crashed = Crashed(error, write_report(error))
+            crashed.__cause__ = error  # a test run (Pilot) re-raises it with the original below
+            error = crashed
+        super()._handle_exception(error)
+
     # -- start-up ----------------------------------------------------------------------------
     def get_css_variables(self) -> dict[str, str]:
         # Any theme (a user's, Textual's built-ins via the palette) gets the stylesheet's own
@@ -168,7 +184,7 @@ class ZddApp(App[int]):
         try:
             self.source = await self._open_source()
         except Exception as exc:  # noqa: BLE001 - shown on screen, the app stays usable (help, quit, setup)
-            self.post_message(SourceFailed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            self.post_message(SourceFailed(visible(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__))
             return
         self.post_message(SourceReady())
 
@@ -254,7 +270,7 @@ class ZddApp(App[int]):
         names = self.zdd_themes or [self.theme]
         i = names.index(self.theme) if self.theme in names else -1
         self.theme = names[(i + 1) % len(names)]
-        self.notify(f"theme: {self.theme}", timeout=2)
+        self.notify(f"theme: {self.theme}", timeout=2, markup=False)
 
     def _theme_changed(self, theme) -> None:
         # Cells are Rich text coloured from theme variables: repaint them in the new colours
@@ -282,14 +298,14 @@ class ZddApp(App[int]):
             self.run_worker(self.shutdown(), exclusive=True, group="quit")
             return
         if self.rollout.cancel.is_set():
-            self.notify("Stopping: the current step is being finished or restored.", timeout=3)
+            self.notify("Stopping: the current step is being finished or restored.", timeout=3, markup=False)
             return
 
         def answer(yes: bool | None) -> None:
             if yes and self.rollout is not None:
                 self.quit_when_done = True
                 self.rollout.cancel.set()
-                self.notify("Stopping after the current step; the journal records it.", timeout=5)
+                self.notify("Stopping after the current step; the journal records it.", timeout=5, markup=False)
 
         self.push_screen(
             ConfirmScreen(

@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Label, Static
 from textual.widgets.data_table import ColumnKey
 
 from zdd_tui.rollout.events import Phase
+from zdd_tui.text import visible
 from zdd_tui.ui.state import Health, Row
 
 _STYLE_CACHE: list = [None, {}]  # [the theme_variables dict the styles were made from, {(var, bold): Style}]
@@ -72,14 +73,15 @@ class TopBar(Horizontal):
         self._title, self._where, self._sandbox = title, where, sandbox
 
     def compose(self) -> ComposeResult:
-        yield Label(self._title, id="title")
-        yield Label(self._where, id="where")
+        # Text, not markup: the title names a droplet, `where` a path or a URL.
+        yield Label(Text(self._title), id="title")
+        yield Label(Text(self._where), id="where")
         if self._sandbox:
             yield Label(" SANDBOX · local stand-in, not DigitalOcean ", id="sandbox-label")
 
     def set_where(self, where: str) -> None:
         self._where = where
-        self.query_one("#where", Label).update(where)
+        self.query_one("#where", Label).update(Text(where))
 
 
 class KeyFooter(Footer):
@@ -129,7 +131,7 @@ class FleetTable(DataTable):
     def _cell_text(self, cell: Any) -> Text:
         if isinstance(cell, Health):
             return health_text(self.app, cell)
-        return Text(str(cell))
+        return Text(visible(str(cell)))  # cells quote the API and the hosts
 
     def _visible(self) -> list[Row]:
         f = self.filter_text.lower()

@@ -27,6 +27,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Label, RichLog, Static
 
 from zdd_tui.images.events import BuildFinished, BuildOutput, BuildStarted, LayerProgress, PushFinished
+from zdd_tui.text import visible
 from zdd_tui.ui.messages import Emitted, Relay
 from zdd_tui.ui.state import human_size
 from zdd_tui.ui.widgets import KeyFooter, TopBar, theme_style
@@ -146,7 +147,7 @@ class BuildScreen(Screen):
             t.append(f"⚠ dirty: {len(git.changed)} uncommitted change(s)\n", style=warning)
             muted = theme_style(self.app, "foreground-muted")
             for line in git.changed[:6]:
-                t.append(f"              {line.strip()}\n", style=muted)
+                t.append(f"              {visible(line.strip())}\n", style=muted)
             if len(git.changed) > 6:
                 t.append(f"              … and {len(git.changed) - 6} more\n", style=muted)
         else:
@@ -237,7 +238,7 @@ class BuildScreen(Screen):
             self._relay.after(self._fail, exc.message, exc.hint)
             return
         except Exception as exc:  # noqa: BLE001 - an unexpected failure is still shown, never swallowed
-            self._relay.after(self._fail, f"{type(exc).__name__}: {exc}", None)
+            self._relay.after(self._fail, visible(f"{type(exc).__name__}: {exc}", newlines=True), None)
             return
         await asyncio.sleep(0)  # let the last events (queued from the SDK's thread) arrive first
         self._relay.after(self._pushed)
@@ -282,7 +283,8 @@ class BuildScreen(Screen):
             progress = f"{bar} {frac:4.0%} {human_size(ev.current)}/{human_size(ev.total)}"
         else:
             progress = "░" * 10 + " waiting"
-        row = (ev.layer, ev.tag, ev.status, progress)
+        # Text cells: a str cell is markup to DataTable, and the status is the engine's words.
+        row = (Text(ev.layer), Text(ev.tag), Text(ev.status), Text(progress))
         if ev.layer not in self._layers:
             table.add_row(*row, key=ev.layer)
         else:

@@ -44,9 +44,10 @@ class ConfirmScreen(PausingModal):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self._title, id="dialog-title")
+            # Text, not markup: titles and bodies name tags, hosts and fingerprints from outside.
+            yield Label(Text(self._title), id="dialog-title")
             with VerticalScroll(id="dialog-body"):
-                yield Static(self._body)
+                yield Static(Text(self._body) if isinstance(self._body, str) else self._body)
             with Horizontal(id="dialog-buttons"):
                 yield Button(f"{self._yes} (y)", id="yes", variant="error" if self._danger else "primary")
                 yield Button(f"{self._no} (n)", id="no")

@@ -15,6 +15,7 @@ from textual.widgets import Input, Label, Static
 
 from zdd_tui.errors import ZddError
 from zdd_tui.rollout.events import Plan
+from zdd_tui.text import visible
 from zdd_tui.ui import keys
 from zdd_tui.ui.state import (
     DROPLET_COLUMNS,
@@ -214,14 +215,16 @@ class DashboardScreen(Screen):
     def _busy(self) -> bool:
         app = self.app
         if app.source is None:
-            app.notify("Not connected yet.", severity="warning")
+            app.notify("Not connected yet.", severity="warning", markup=False)
             return True
         if app.rollout is not None:
-            app.notify("A rollout is already running.", severity="warning")
+            app.notify("A rollout is already running.", severity="warning", markup=False)
             return True
         ro = app.fleet.rollout
         if ro is not None and not ro.ours:
-            app.notify(f"{ro.holder} holds the deploy lock ({ro.action} to {ro.to_tag}).", severity="warning")
+            # The holder and the tag are the hosts' lock file's words: never markup.
+            app.notify(f"{ro.holder} holds the deploy lock ({ro.action} to {ro.to_tag}).", severity="warning",
+                       markup=False)
             return True
         return False
 
@@ -242,7 +245,8 @@ class DashboardScreen(Screen):
             return
         tag = self.deploy_target()
         if tag is None:
-            self.app.notify("The registry has no image yet: build and push one first (b).", severity="warning")
+            self.app.notify("The registry has no image yet: build and push one first (b).", severity="warning",
+                            markup=False)
             return
         self.plan_and_confirm("deploy", tag)
 
@@ -251,7 +255,7 @@ class DashboardScreen(Screen):
             return
         tag = self.query_one("#tags", FleetTable).selected_key
         if tag is None:
-            self.app.notify("Select a tag in the registry pane first.", severity="warning")
+            self.app.notify("Select a tag in the registry pane first.", severity="warning", markup=False)
             return
         self.plan_and_confirm("rollback", tag)
 
@@ -262,13 +266,14 @@ class DashboardScreen(Screen):
             assert source is not None  # _busy() checked it
             plan = await source.plan(action, tag)
         except ZddError as exc:
-            self.app.notify(str(exc), title=f"{action} refused", severity="error", timeout=8)
+            self.app.notify(str(exc), title=f"{action} refused", severity="error", timeout=8, markup=False)
             return
         except Exception as exc:  # noqa: BLE001 - any other failure is shown too, the dashboard goes on
-            self.app.notify(f"{type(exc).__name__}: {exc}", title=f"{action} failed", severity="error", timeout=8)
+            self.app.notify(visible(f"{type(exc).__name__}: {exc}", newlines=True), title=f"{action} failed",
+                            severity="error", timeout=8, markup=False)
             return
         if not plan.hosts:
-            self.app.notify(f"Every host already runs {tag}: nothing to do.", timeout=4)
+            self.app.notify(f"Every host already runs {tag}: nothing to do.", timeout=4, markup=False)
             return
         from zdd_tui.ui.screens.confirm import ConfirmScreen
 
@@ -282,7 +287,7 @@ class DashboardScreen(Screen):
     def action_logs(self) -> None:
         name = self.query_one("#droplets", FleetTable).selected_key
         if name is None:
-            self.app.notify("No droplet selected.", severity="warning")
+            self.app.notify("No droplet selected.", severity="warning", markup=False)
             return
         from zdd_tui.ui.screens.logs import LogsScreen
 

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import RichLog
 
+from zdd_tui.text import visible
 from zdd_tui.ui.widgets import KeyFooter, TopBar
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class LogsScreen(Screen):
         try:
             lines = await source.logs(self.host, tail=500)
         except Exception as exc:  # noqa: BLE001 - shown in the view; the next refresh tries again
-            view.write(f"✖ could not read logs from {self.host}: {exc}")
+            view.write(visible(f"✖ could not read logs from {self.host}: {exc}"))
             return
         # Append only what is new: the tail overlaps the previous one.
         start = 0

@@ -238,7 +238,7 @@ class RolloutScreen(Screen):
 
     def action_back(self) -> None:
         if self.outcome is None:
-            self.app.notify("The rollout is running; q stops it safely.", timeout=3)
+            self.app.notify("The rollout is running; q stops it safely.", timeout=3, markup=False)
             return
         self.app.pop_screen()
 

@@ -19,6 +19,7 @@ from textual.widgets import Button, Input, Label, RichLog, Static
 
 from zdd_tui.events import Event, HostReport
 from zdd_tui.setup.events import StepDone, StepError, StepProgress, StepStarted
+from zdd_tui.text import visible
 from zdd_tui.ui.messages import Emitted, Relay
 from zdd_tui.ui.widgets import KeyFooter, TopBar, theme_style
 
@@ -93,7 +94,7 @@ class SetupScreen(Screen):
 
             STEPS = setup_steps()
         except Exception as exc:  # noqa: BLE001 - said in place of the steps; the screen stays usable
-            self.query_one("#steps", Static).update(f"The setup steps are not available: {exc}")
+            self.query_one("#steps", Static).update(Text(visible(f"The setup steps are not available: {exc}")))
             return
         t = Text()
         total = 0.0
@@ -125,10 +126,29 @@ class SetupScreen(Screen):
     def _setup(self):
         from zdd_tui.project.setup import open_setup
 
+        # A host seen for the first time: the operator is shown its key and decides.
+        ask = {"accept_new_host_keys": self._ask_host_key}
         project = getattr(self.app.source, "project", None)
         if project is not None:  # the console's own connection, unless a token was typed in
-            return project.setup(token=self._token, emit=self._relay)
-        return open_setup(self._config(), token=self._token, emit=self._relay)
+            return project.setup(token=self._token, emit=self._relay, **ask)
+        return open_setup(self._config(), token=self._token, emit=self._relay, **ask)
+
+    async def _ask_host_key(self, host: str, port: int, fingerprint: str) -> bool:
+        """Pin this new host key? (Asked from the setup worker, which waits for the answer.)"""
+        from zdd_tui.ui.screens.confirm import ConfirmScreen
+
+        body = Text()
+        body.append(f"{host} (SSH port {port}) is not pinned yet. It presents the host key\n\n")
+        body.append(f"    {fingerprint}\n\n", style="bold")
+        body.append(
+            "Compare it with the droplet's own: on its DigitalOcean web console run\n"
+            "    for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf $k; done\n"
+            "Accept pins it: from then on any other key from this host is refused. "
+            "Refuse connects to nothing and pins nothing."
+        )
+        dialog = ConfirmScreen(f"Trust the SSH host key of {host}?", body, yes="Accept and pin", no="Refuse",
+                               danger=True)
+        return bool(await self.app.push_screen_wait(dialog))
 
     @on(Emitted)
     def _events(self, message: Emitted) -> None:
@@ -145,11 +165,11 @@ class SetupScreen(Screen):
         value = box.value.strip()
         box.value = ""  # never left in the widget
         if not value:
-            self.app.notify("Paste a token first.", severity="warning")
+            self.app.notify("Paste a token first.", severity="warning", markup=False)
             return
         self._token = value
         self.query_one("#steps", Static).focus()
-        self.app.notify("Token taken; p previews, a applies (the token step checks and stores it).")
+        self.app.notify("Token taken; p previews, a applies (the token step checks and stores it).", markup=False)
 
     @work(exclusive=True, group="setup", exit_on_error=False)
     async def action_preview(self) -> None:
@@ -164,7 +184,7 @@ class SetupScreen(Screen):
                 try:
                     previews[spec.id] = await setup.preview(spec.id)
                 except Exception as exc:  # noqa: BLE001 - e.g. no token yet: say so per step, go on
-                    previews[spec.id] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    previews[spec.id] = visible(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
                 self.show_steps(previews)
         finally:
             await setup.close()
@@ -194,7 +214,7 @@ class SetupScreen(Screen):
             done = await setup.run(only=only, confirm=confirm)
             self._relay.after(log.write, f"✔ setup finished: {', '.join(f'{d.step} {d.status}' for d in done)}")
         except Exception as exc:  # noqa: BLE001 - shown in the log below the steps' events
-            self._relay.after(log.write, f"✖ {exc}")
+            self._relay.after(log.write, visible(f"✖ {exc}", newlines=True))
         finally:
             await setup.close()
             self._token = None
