@@ -20,6 +20,7 @@ from textual.theme import Theme
 from zdd_tui.project import SystemClock
 from zdd_tui.text import visible
 from zdd_tui.ui import keys
+from zdd_tui.ui.crash import Crashed
 from zdd_tui.ui.messages import FleetData, SourceFailed, SourceReady
 from zdd_tui.ui.poller import Poller
 from zdd_tui.ui.settings import DEFAULT_THEME, NO_COLOR_THEME, ThemeSpec, UiSettings, load_theme_specs, no_color
@@ -103,6 +104,7 @@ class ZddApp(App[int]):
         self.zdd_themes = [s.name for s in self._specs.values()]
         self._theme_wanted = theme or self.settings.theme or (NO_COLOR_THEME if no_color() else DEFAULT_THEME)
         self.failure: str | None = None
+        self.crashed: Crashed | None = None  # the error that stopped the app, reported as Crashed
         self._handle_signals = handle_signals
         # Register before the first stylesheet parse: app.tcss uses our themes' own variables.
         for spec in self._specs.values():
@@ -116,16 +118,25 @@ class ZddApp(App[int]):
     def _handle_exception(self, error: Exception) -> None:
         # Textual's handler would print a traceback with every frame's locals (a token may be
         # one): the traceback goes to a private file, and Textual prints our one line instead.
-        from zdd_tui.ui.crash import Crashed, write_report
+        from zdd_tui.ui.crash import write_report
 
-        if getattr(self, "_crashed", False):
+        if self.crashed is not None:
             return  # the app is closing already; the first error is the one reported
-        self._crashed = True
-        if not isinstance(error, Crashed):
+        if isinstance(error, Crashed):
+            crashed = error
+        else:
             crashed = Crashed(error, write_report(error))
-            crashed.__cause__ = error  # a test run (Pilot) re-raises it with the original below
-            error = crashed
-        super()._handle_exception(error)
+            crashed.__cause__ = error  # a test run (Pilot) re-raises Crashed: the original shows below it
+        self.crashed = crashed
+        super()._handle_exception(crashed)
+
+    def run(self, *args: Any, **kwargs: Any) -> int | None:
+        result = super().run(*args, **kwargs)
+        if self.crashed is not None:
+            import sys
+
+            print(self.crashed.details(), file=sys.stderr)
+        return result
 
     # -- start-up ----------------------------------------------------------------------------
     def get_css_variables(self) -> dict[str, str]:

@@ -50,7 +50,11 @@ class Crashed(Exception):
         self.report = report
 
     def __rich__(self) -> Text:
-        name = type(self.error).__name__
+        return Text(f"zdd-tui stopped on an unexpected error ({type(self.error).__name__}).")
+
+    def details(self) -> str:
+        """Where the traceback is; printed as plain text after the app is gone (Textual crops what
+        it prints to the terminal's width, and the path is to be copied whole)."""
         if self.report is None:
-            return Text(f"zdd-tui stopped on an unexpected error ({name}); its details could not be saved.")
-        return Text(f"zdd-tui stopped on an unexpected error ({name}). Details: {self.report}")
+            return "zdd-tui: the error's details could not be saved."
+        return f"zdd-tui: details (the traceback, without variables) in {self.report}"
