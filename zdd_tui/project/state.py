@@ -65,7 +65,9 @@ class RolloutState:
                 out.append(f"last rollout: {last.rollout_id} {last.action} {last.to_tag}: {last.status}")
         for h, why in self.unreadable.items():
             out.append(f"journal on {h} unreadable: {why}")
-        out += [f"journal: skipped {line}" for line in self.skipped_lines()]
+        if self.skipped:
+            out.append(f"journal: {len(self.skipped)} unusable line(s) skipped:")
+            out += [f"  {line}" for line in self.skipped_lines()]
         return out
 
     def skipped_lines(self, most: int = 5) -> list[str]:
