@@ -11,6 +11,7 @@ import pytest
 def _isolated_xdg(tmp_path, monkeypatch):
     # The user's own config/themes must never change what a test sees.
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))  # a crash report of a test goes here
     monkeypatch.delenv("NO_COLOR", raising=False)
 
 

@@ -126,6 +126,23 @@ async def test_a_lock_holder_with_markup_stays_literal_text(holder):
         assert app.is_running
 
 
+async def test_the_console_reads_past_a_broken_journal_and_lock():
+    src = FakeSource()
+    lock = {"holder": "ci@runner", "pid": 7, "started": "inf", "version": "sha-c0ffee1", "rollout_id": "r9"}
+    for host in src.world.hosts.values():
+        host.files["deploy.lock"] = json.dumps(lock)
+        host.files["journal.jsonl"] = '{"type":"step","rollout_id":"r9"}\n{"type":"start","rollout_id":"r9","at":"inf"}\n'
+    app = ZddApp(src, poll="once")
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, lambda: app.fleet.rollout is not None and app.fleet.droplets is not None, "the lock")
+        await pilot.pause()
+        banner = str(app.screen.query_one("#banner").render())
+        assert "started by unknown (unreadable lock file: 'started' missing or not a time)" in banner
+        await pilot.press("d")  # refused, naming the unreadable lock; the console goes on
+        await pilot.pause(0.3)
+        assert app.is_running and "rollout" not in app.fleet.errors
+
+
 CRASHING_APP = """
 import os, sys
 sys.path[:0] = [{tests!r}, {ui!r}]
