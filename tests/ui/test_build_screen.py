@@ -171,7 +171,7 @@ async def test_build_confirm_progress_and_digests(repo, do_api, project_source, 
         # One row per layer, updated in place; the last push's status is what remains.
         table = screen.query_one("#build-layers")
         assert table.row_count == 2
-        assert [table.get_cell(k, "status") for k in ("l1", "l2")] == ["Layer already exists"] * 2
+        assert [str(table.get_cell(k, "status")) for k in ("l1", "l2")] == ["Layer already exists"] * 2
         assert "done ✔" in table.get_cell("l1", "progress")
 
         await pilot.press("escape")

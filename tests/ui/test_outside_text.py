@@ -63,8 +63,8 @@ async def test_container_logs_with_escape_sequences_are_shown_not_obeyed():
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: bool(app.fleet.droplets), "the droplets")
         await pilot.press("l")
-        await until(pilot, lambda: isinstance(app.screen, LogsScreen) and len(app.screen.query_one("#logs-view").lines) >= 2,
-                    "the logs")
+        await until(pilot, lambda: isinstance(app.screen, LogsScreen)
+                    and len(app.screen.query_one("#logs-view").lines) >= 2, "the logs")
         await pilot.pause()
         shown = screen_text(app)
         assert "GET /^[]0;pwned^G ^[[2J ^[]8;;http://evil.example/^[\\click me" in shown
@@ -131,7 +131,8 @@ async def test_the_console_reads_past_a_broken_journal_and_lock():
     lock = {"holder": "ci@runner", "pid": 7, "started": "inf", "version": "sha-c0ffee1", "rollout_id": "r9"}
     for host in src.world.hosts.values():
         host.files["deploy.lock"] = json.dumps(lock)
-        host.files["journal.jsonl"] = '{"type":"step","rollout_id":"r9"}\n{"type":"start","rollout_id":"r9","at":"inf"}\n'
+        host.files["journal.jsonl"] = ('{"type":"step","rollout_id":"r9"}\n'
+                                       '{"type":"start","rollout_id":"r9","at":"inf"}\n')
     app = ZddApp(src, poll="once")
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await until(pilot, lambda: app.fleet.rollout is not None and app.fleet.droplets is not None, "the lock")

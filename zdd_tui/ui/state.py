@@ -136,8 +136,10 @@ def natural_key(name: str) -> tuple:
 
 
 def _error_text(exc: BaseException) -> str:
+    from zdd_tui.text import visible
+
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:120]
+    return visible(text)[:120]  # a host's or the API's words, shown rather than obeyed
 
 
 # -- formatting ------------------------------------------------------------------------------

@@ -457,5 +457,5 @@ class KeyValue(Static):
             if i:
                 text.append("\n")
             text.append(k.ljust(width + 2), style=theme_style(self.app, "foreground-muted"))
-            text.append(v)
+            text.append(visible(v))  # the API's names and settings
         self.update(text)
