@@ -20,7 +20,7 @@ from textual.theme import Theme
 from zdd_tui.project import SystemClock
 from zdd_tui.text import visible
 from zdd_tui.ui import keys
-from zdd_tui.ui.crash import Crashed
+from zdd_tui.ui.crash import Crashed, write_report
 from zdd_tui.ui.messages import FleetData, SourceFailed, SourceReady
 from zdd_tui.ui.poller import Poller
 from zdd_tui.ui.settings import DEFAULT_THEME, NO_COLOR_THEME, ThemeSpec, UiSettings, load_theme_specs, no_color
@@ -118,8 +118,7 @@ class ZddApp(App[int]):
     def _handle_exception(self, error: Exception) -> None:
         # Textual's handler would print a traceback with every frame's locals (a token may be
         # one): the traceback goes to a private file, and Textual prints our one line instead.
-        from zdd_tui.ui.crash import write_report
-
+        # (Every error Textual catches, in a handler, a worker or a paint, comes through here.)
         if self.crashed is not None:
             return  # the app is closing already; the first error is the one reported
         if isinstance(error, Crashed):
