@@ -17,12 +17,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-import aiohttp
-
 from zdd_tui.cloud.models import DockerCredentials, Droplet
 from zdd_tui.config import Config
 from zdd_tui.hosts import argv as host_argv
-from zdd_tui.hosts.forward import Forwards
+from zdd_tui.hosts.forward import Forwards, NoAnswer
 from zdd_tui.hosts.runner import CommandFailed, HostShell, stderr_tail
 from zdd_tui.hosts.ssh import AcceptPolicy, SSHPool
 from zdd_tui.rollout.interfaces import (
@@ -266,13 +264,13 @@ class DockerSSHRuntime(ServiceAdmin):
         try:
             ans = await self.forwards.request("GET", self.config.service.admin_port, path, timeout=self.http_timeout)
             return ans.json() if ans.status == 200 else None
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+        except (NoAnswer, TimeoutError, ValueError):
             return None
 
     async def _admin_post(self, path: str) -> None:
         try:
             ans = await self.forwards.request("POST", self.config.service.admin_port, path, timeout=self.http_timeout)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (NoAnswer, TimeoutError) as exc:
             raise RuntimeFailure(
                 f"on {self.name}: POST {path} to the admin port 127.0.0.1:{self.config.service.admin_port} failed: "
                 f"{type(exc).__name__} {exc}".rstrip()
@@ -289,8 +287,8 @@ class DockerSSHRuntime(ServiceAdmin):
             )
         except TimeoutError:
             return HealthProbe(False, None, f"timeout after {self.http_timeout:g}s")
-        except aiohttp.ClientError as exc:
-            return HealthProbe(False, None, f"no answer on 127.0.0.1:{port} ({type(exc).__name__})")
+        except NoAnswer as exc:
+            return HealthProbe(False, None, f"no answer on 127.0.0.1:{port} ({exc})")
         detail = ans.body.strip()[:200]
         return HealthProbe(200 <= ans.status < 400, ans.status, detail)
 
