@@ -5,7 +5,7 @@ the container lifecycle, and the admin/health endpoints through SSH forwards; pl
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 
 import aiohttp.web
 import pytest
@@ -26,6 +26,11 @@ REPO = "registry.digitalocean.com/team/app"
 
 def _state(s) -> dict:
     return json.loads((s.dir / "docker-state.json").read_text())
+
+
+def _on_host(s, path: str) -> Path:
+    """A path as the sshd's sessions see it (they have their own /run: a tmpfs)."""
+    return Path(f"/proc/{s.pid}/root{path}")
 
 
 @pytest.fixture
@@ -106,12 +111,13 @@ async def test_pull_run_stop_logs_with_read_only_credentials(docker_host, do_api
 
             st = _state(s)
             # Credentials: read-only, asked from DO each time, delivered on stdin into a 0700
-            # temp DOCKER_CONFIG that is gone afterwards and never on any argv.
+            # DOCKER_CONFIG in memory (never /tmp) that is gone afterwards and never on any argv.
             assert [c["read_write"] for c in do_api.issued_credentials] == [False, False]
             for p in st["pulls"]:
-                assert p["dir_mode"] == "0o700"
+                assert p["dir_mode"] == "0o700" and p["file_mode"] == "0o600" and p["fs"] == "tmpfs"
+                assert p["docker_config"].startswith("/run/zdd-tui-0/pull.")
                 assert set(p["config"]["auths"]) == {"registry.digitalocean.com"}
-                assert not os.path.exists(p["docker_config"])  # noqa: ASYNC240 - a local stat in a check
+                assert not _on_host(s, p["docker_config"]).exists()
                 secret = p["config"]["auths"]["registry.digitalocean.com"]["auth"]
                 assert all(secret not in " ".join(call) for call in st["calls"])
 

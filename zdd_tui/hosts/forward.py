@@ -122,7 +122,7 @@ class Forwards:
         try:
             async with http.stream(
                 method, f"http://127.0.0.1:{int(remote_port)}{path}",
-                headers={**headers, "Connection": "close"},
+                headers=[*headers.items(), ("Connection", "close")],
                 extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout}},
             ) as response:
                 async for chunk in response.aiter_stream():

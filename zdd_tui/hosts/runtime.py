@@ -5,16 +5,22 @@ SSH by HostShell), the service's admin/health endpoints through SSH port forward
 127.0.0.1, and state files in `<ssh.state_dir>/<app>/` on the host.
 
 Registry access: before each pull the runtime asks for short-lived READ-ONLY docker
-credentials (DO's docker-credentials endpoint) and sends them on stdin into a temporary
-DOCKER_CONFIG on the host that the pull's shell removes on exit. No DO token reaches a host.
+credentials (DO's docker-credentials endpoint) and sends them on stdin into a DOCKER_CONFIG on
+the host's memory-backed storage that exists only for the (bounded) pull. No DO token reaches a
+host. The container's environment travels the same way, as an env file that is gone once the
+container has started: no value of it is on a command line, in a message or in the journal.
+Whatever an interrupted command left there is removed by id afterwards, or by the sweep on the
+next connection (see argv.py, "secrets on a host").
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from secrets import token_hex
 from typing import Any
 
 from zdd_tui.cloud.models import DockerCredentials, Droplet
@@ -34,6 +40,8 @@ from zdd_tui.rollout.interfaces import (
 
 # How long the pull credentials live: long enough for a slow pull, short enough to be useless later.
 PULL_CREDENTIALS_SECONDS = 900
+# Our own bound on a bounded host command: its `timeout` there, then the KILL after it, and slack.
+REMOTE_BOUND_SLACK = 20.0
 
 CredentialsProvider = Callable[[], Awaitable["DockerCredentials | dict | None"]]
 
@@ -91,7 +99,8 @@ class DockerSSHRuntime(ServiceAdmin):
         self.pool = pool or SSHPool.from_config(
             config, context=self.context, accept_new=accept_new, known_hosts=known_hosts, private_key=private_key
         )
-        self.shell = HostShell(self.pool, host, port=ssh_port or config.ssh.port, user=config.ssh.user, label=self.name)
+        self.shell = HostShell(self.pool, host, port=ssh_port or config.ssh.port, user=config.ssh.user, label=self.name,
+                               on_connect=self._sweep)
         self.forwards = Forwards(self.shell)
         self.state_dir = f"{config.ssh.state_dir.rstrip('/')}/{config.app}"
         self._client = client
@@ -142,19 +151,20 @@ class DockerSSHRuntime(ServiceAdmin):
 
     async def pull(self, image_ref: str) -> ImageInfo:
         docker_config = await self._pull_config()
-        argv = host_argv.docker_pull(image_ref, with_credentials_on_stdin=docker_config is not None)
+        bound = float(self.config.deploy.pull_timeout_seconds)
+        secret_id = token_hex(8) if docker_config is not None else None
+        argv = host_argv.docker_pull(image_ref, bound_seconds=bound, credentials_id=secret_id)
         self._log(f"docker pull {image_ref}")
         try:
-            await self.shell.run(
-                argv,
-                input=docker_config,
-                on_line=self._stream,
-                timeout=float(self.config.deploy.pull_timeout_seconds),
-            )
+            await self.shell.run(argv, input=docker_config, on_line=self._stream, timeout=bound + REMOTE_BOUND_SLACK)
         except CommandFailed as exc:
+            await self._remove_secrets(secret_id)
             if _NOT_FOUND.search(exc.stderr):
                 raise ImageNotFound(
                     f"{image_ref}: the registry has no such tag ({stderr_tail(exc.stderr, 2)})") from None
+            raise
+        except BaseException:
+            await self._remove_secrets(secret_id)
             raise
         digest = await self._repo_digest(host_argv.docker_image_digests(image_ref), image_ref)
         self._digests[image_ref] = digest
@@ -173,6 +183,30 @@ class DockerSSHRuntime(ServiceAdmin):
             if d.startswith(want):
                 return d.split("@", 1)[1]
         return digests[0].split("@", 1)[1] if digests else ""
+
+    # --- secrets on the host ---------------------------------------------------------------
+
+    async def _remove_secrets(self, secret_id: str | None) -> None:
+        """After a command that had secrets on stdin failed or was cut off: remove what it may
+        have left (its shell's trap usually did already)."""
+        if secret_id is None:
+            return
+        try:
+            await asyncio.wait_for(self.shell.run(host_argv.secrets_remove(secret_id)), 10)
+        except Exception as exc:  # noqa: BLE001 - the next connection's sweep removes it, and the
+            # failure being handled matters more than this one
+            self._log(f"could not remove a secret entry ({type(exc).__name__}); the next connection's sweep will",
+                      "warning")
+
+    async def _sweep(self, shell: HostShell) -> None:
+        """On each new connection: remove secret entries that interrupted commands left behind."""
+        try:
+            res = await shell.run(host_argv.secrets_sweep(), timeout=30)
+        except Exception as exc:  # noqa: BLE001 - the command that connected reports a real problem
+            self._log(f"could not sweep leftover secret entries ({type(exc).__name__})", "warning")
+            return
+        for entry in res.stdout.split():
+            self._log(f"removed {entry}, left by an interrupted command", "warning")
 
     # --- container -------------------------------------------------------------------------
 
@@ -222,17 +256,24 @@ class DockerSSHRuntime(ServiceAdmin):
             labels["zdd.digest"] = digest
         if "ZDD_ROLLOUT_ID" in merged:
             labels["zdd.rollout"] = merged["ZDD_ROLLOUT_ID"]
+        env_file = host_argv.env_file({**merged, "ZDD_VERSION": merged.get("ZDD_VERSION", tag)})
+        secret_id = token_hex(8)
+        bound = float(self.config.deploy.start_timeout_seconds)
         argv = host_argv.docker_run(
             name,
             image_ref,
             port=self.config.service.port,
             admin_port=self.config.service.admin_port,
-            version=merged.get("ZDD_VERSION", tag),
-            env=merged,
+            env_file_id=secret_id,
+            bound_seconds=bound,
             labels=labels,
         )
         self._log(f"docker run {name} {image_ref}")
-        await self.shell.run(argv)
+        try:
+            await self.shell.run(argv, input=env_file, timeout=bound + REMOTE_BOUND_SLACK)
+        except BaseException:
+            await self._remove_secrets(secret_id)
+            raise
         info = await self.inspect()
         if info is None:
             raise RuntimeFailure(f"on {self.name}: container {name} vanished right after `docker run`")
