@@ -90,8 +90,8 @@ fi
 """
 
 # How long `timeout` waits after its TERM before it KILLs, and the slack added to a deadline.
-_KILL_AFTER = 10
-_DEADLINE_SLACK = _KILL_AFTER + 5
+_KILL_AFTER = 5
+_DEADLINE_SLACK = _KILL_AFTER + 3
 
 # Set once $e names the entry, before it exists: it is removed on every exit, and a hangup or
 # termination ends the command (below) and exits, which runs the EXIT trap. Untrapped, such a
