@@ -1,7 +1,7 @@
 """DockerSSHRuntime: one droplet's app container, admin port and state files, over SSH.
 
 Implements zdd_tui.rollout.interfaces.HostRuntime with the docker CLI on the host (run over
-SSH by HostShell), the service's admin/health endpoints through SSH port forwards to the host's
+SSH by HostShell), the service's admin/health endpoints through SSH channels to the host's
 127.0.0.1, and state files in `<ssh.state_dir>/<app>/` on the host.
 
 Registry access: before each pull the runtime asks for short-lived READ-ONLY docker
@@ -299,7 +299,7 @@ class DockerSSHRuntime(ServiceAdmin):
             raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr or res.stdout)
         return res.stdout.splitlines()
 
-    # --- the service's endpoints (through SSH forwards) ------------------------------------
+    # --- the service's endpoints (through SSH channels) ------------------------------------
 
     async def _admin_get(self, path: str) -> dict | None:
         try:
