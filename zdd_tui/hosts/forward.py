@@ -81,13 +81,13 @@ class Forwards:
     def __init__(self, shell: HostShell):
         self.shell = shell
 
-    async def _open(self, remote_port: int) -> _Channel:
-        conn = await self.shell.connection()
+    async def _open(self, remote_port: int, timeout: float) -> _Channel:
+        conn = await self.shell.connection()  # SSH trouble here is bounded by the pool's connect timeout
         try:
-            reader, writer = await conn.open_connection("127.0.0.1", int(remote_port))
+            reader, writer = await asyncio.wait_for(conn.open_connection("127.0.0.1", int(remote_port)), timeout)
         except asyncssh.ChannelOpenError as exc:
             if exc.code == asyncssh.OPEN_CONNECT_FAILED:
-                raise NoAnswer(f"connection refused ({exc.reason})") from None
+                raise NoAnswer(exc.reason or "connection refused") from None
             raise SSHUnreachable(
                 f"{self.shell.label}: cannot open a channel to the host's 127.0.0.1:{remote_port} ({exc.reason};"
                 " does sshd allow TCP forwarding?)") from None
@@ -109,15 +109,22 @@ class Forwards:
     ) -> HTTPAnswer:
         """One HTTP request to the host's 127.0.0.1:remote_port through a new SSH channel.
 
-        Raises NoAnswer when nothing answers HTTP there, TimeoutError after `timeout` seconds in
-        all; SSH trouble raises SSHUnreachable (a HostUnreachable).
+        Raises NoAnswer when nothing answers HTTP there, TimeoutError when the channel or the
+        answer takes longer than `timeout` seconds; SSH trouble raises SSHUnreachable (a
+        HostUnreachable).
         """
-        return await asyncio.wait_for(self._request(method, remote_port, path, headers or {}, timeout), timeout)
-
-    async def _request(self, method: str, remote_port: int, path: str, headers: dict[str, str],
-                       timeout: float) -> HTTPAnswer:
+        channel = await self._open(remote_port, timeout)
         origin = httpcore.Origin(b"http", b"127.0.0.1", int(remote_port))
-        http = httpcore.AsyncHTTP11Connection(origin, await self._open(remote_port))
+        http = httpcore.AsyncHTTP11Connection(origin, channel)
+        try:
+            return await asyncio.wait_for(self._exchange(http, method, remote_port, path, headers or {}, timeout),
+                                          timeout)
+        finally:
+            await http.aclose()
+
+    @staticmethod
+    async def _exchange(http: httpcore.AsyncHTTP11Connection, method: str, remote_port: int, path: str,
+                        headers: dict[str, str], timeout: float) -> HTTPAnswer:
         body = bytearray()
         try:
             async with http.stream(
@@ -135,8 +142,6 @@ class Forwards:
             raise NoAnswer(f"not an HTTP answer ({exc or type(exc).__name__})") from None
         except httpcore.NetworkError as exc:
             raise NoAnswer(str(exc) or type(exc).__name__) from None
-        finally:
-            await http.aclose()
         return HTTPAnswer(response.status, bytes(body[:MAX_BODY]).decode("utf-8", "replace"))
 
     def close(self) -> None:
