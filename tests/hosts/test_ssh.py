@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
+import time
 
 import aiohttp
 import aiohttp.web
@@ -250,6 +252,32 @@ async def test_requests_to_a_hosts_loopback_go_over_ssh_channels_with_no_listene
             assert (await shell.run(["true"])).exit_status == 0  # the SSH connection is still fine
     finally:
         await runner.cleanup()
+
+
+async def test_a_port_that_accepts_but_never_answers_times_out_and_frees_the_channel(sshd, kh):
+    held = []
+    eof = asyncio.Event()
+
+    async def silent(reader, writer):
+        held.append(writer)
+        await reader.read()  # nothing sent back; returns when our side closes the channel
+        eof.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with SSHPool(sshd.client_key_text, known_hosts=kh, accept_new=True, port=sshd.port) as pool:
+            fw = Forwards(HostShell(pool, "127.0.0.1"))
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await fw.request("GET", port, "/admin/stats", timeout=0.5)
+            assert time.monotonic() - started < 5
+            # The channel was closed: the host side sees end of file.
+            await asyncio.wait_for(eof.wait(), 5)
+    finally:
+        server.close()
+        for w in held:
+            w.close()
 
 
 def _our_listeners() -> set[tuple[str, str]]:
