@@ -42,6 +42,8 @@ from zdd_tui.rollout.interfaces import (
 PULL_CREDENTIALS_SECONDS = 900
 # Our own bound on a bounded host command: its `timeout` there, then the KILL after it, and slack.
 REMOTE_BOUND_SLACK = 20.0
+# `docker run --detach` of a pulled image returns in seconds; the engine allows a start 60 s too.
+RUN_BOUND_SECONDS = 60.0
 
 CredentialsProvider = Callable[[], Awaitable["DockerCredentials | dict | None"]]
 
@@ -258,7 +260,7 @@ class DockerSSHRuntime(ServiceAdmin):
             labels["zdd.rollout"] = merged["ZDD_ROLLOUT_ID"]
         env_file = host_argv.env_file({**merged, "ZDD_VERSION": merged.get("ZDD_VERSION", tag)})
         secret_id = token_hex(8)
-        bound = float(self.config.deploy.start_timeout_seconds)
+        bound = RUN_BOUND_SECONDS
         argv = host_argv.docker_run(
             name,
             image_ref,
