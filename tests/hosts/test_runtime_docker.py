@@ -5,6 +5,7 @@ the container lifecycle, and the admin/health endpoints through SSH forwards; pl
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -366,3 +367,68 @@ async def test_environment_reaches_the_container(docker_host, tmp_path):
     finally:
         await rt.close()
         await pool.close()
+
+
+@pytest.mark.slow
+async def test_a_deploy_whose_start_fails_on_the_host_journals_and_reports_no_environment_value(docker_host,
+                                                                                                 tmp_path):
+    """The engine in virtual time with one host starting its container over real SSH: the failure
+    it reports and the journal's `seen` hold the docker error, never an environment value."""
+    from rollout.fakes import FakeClock, FakeCloud, FakeHost, World, ref
+
+    from zdd_tui.config import DeployConfig
+    from zdd_tui.rollout.engine import Engine, EngineOptions
+    from zdd_tui.rollout.events import OutcomeStatus, Phase
+    from zdd_tui.rollout.journal import Journal, read_records
+    from zdd_tui.rollout.plan import HostFact, build_plan
+
+    s = docker_host
+    marker = f"marker-{os.getpid()}-{time.monotonic_ns()}"
+    cfg = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "state")),
+                 service=ServiceConfig(port=18080, admin_port=19090, env={"FOO": marker}))
+    kh = KnownHosts(tmp_path / "kh")
+    new = "sha-bbbbbbb"
+
+    def start_over_ssh(env) -> None:
+        async def start() -> None:
+            pool = SSHPool(s.client_key_text, known_hosts=kh, accept_new=True, port=s.port)
+            rt = DockerSSHRuntime(cfg, _droplet(), pool=pool, registry_auth=False)
+            try:
+                await rt.run(f"{REPO}:badrun", env=env)
+            finally:
+                await rt.close()
+                await pool.close()
+
+        # Its own thread and loop, waited for: virtual time stands still meanwhile.
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            ex.submit(asyncio.run, start()).result()
+
+    class StartsOverSSH(FakeHost):
+        async def run(self, image_ref: str, env=None):
+            if image_ref == ref(new):
+                self._note(f"run {new}")
+                start_over_ssh(env)
+            return await super().run(image_ref, env)
+
+    clock = FakeClock()
+    world = World(clock, names=("app-1", "app-2"))
+    world.add_version(new)
+    host = StartsOverSSH(world, "app-1", world.hosts["app-1"].address)
+    host.container = world.hosts["app-1"].container
+    world.hosts["app-1"] = host
+    deploy = DeployConfig(batch_size=1, start_timeout_seconds=20, margin_seconds=2, stop_grace_seconds=10,
+                          pull_timeout_seconds=60)
+    facts = [HostFact(n, h.address, h.container.tag, settled=True) for n, h in world.hosts.items()]
+    plan = build_plan(facts, new, ref(new), world.settings, deploy)
+    engine = Engine(plan, world.hosts, FakeCloud(world), world.settings, deploy, clock=clock,
+                    journal=Journal(world.hosts, wallclock=clock.now), operator="tester@box",
+                    options=EngineOptions(env={"ZDD_ROLLOUT_ID": "r-1"}))
+    out = await clock.run(engine.run())
+    assert out.status == OutcomeStatus.HALTED and out.failed_step == Phase.STARTING
+    assert "exec format error" in out.seen
+    records, _ = await read_records(world.hosts)
+    journal = json.dumps(records)
+    assert "exec format error" in journal
+    for text in (out.message, out.seen, journal):
+        assert marker not in text
+    assert all(marker not in " ".join(call) for call in _state(s)["calls"])
