@@ -27,6 +27,8 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from zdd_tui.errors import UsageError
+from zdd_tui.secrets import APP_SECRETS_HINT
+from zdd_tui.secrets import secret_kind as _secret_kind
 
 DEFAULT_CONFIG_PATH = Path("zdd.yaml")
 DEFAULT_API_URL = "https://api.digitalocean.com"
@@ -374,11 +376,6 @@ _SECRET_KEY = re.compile(
     r"token|passw(or)?d|passphrase|secret|credential|private[_-]?key|api[_-]?key|access[_-]?key|ssh[_-]?key",
     re.IGNORECASE,
 )
-_SECRET_VALUES = (
-    (re.compile(r"\bdo[opr]_v1_[0-9a-f]{64}\b"), "a DigitalOcean token (do?_v1_ and 64 hex digits)"),
-    (re.compile(r"^[0-9a-f]{64}$"), "a DigitalOcean token (64 hex characters)"),
-    (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----"), "a private key (-----BEGIN ... PRIVATE KEY-----)"),
-)
 SECRETS_HINT = (
     "secrets never go in zdd.yaml: store the DigitalOcean token with `zdd-tui login` and the SSH key "
     "with `zdd-tui login --ssh-key FILE` (both go to the OS keyring), or set DIGITALOCEAN_TOKEN / "
@@ -388,11 +385,9 @@ SECRETS_HINT = (
 _TAG = "tag:yaml.org,2002:"
 
 
-def _secret_kind(value: str) -> str | None:
-    for pattern, kind in _SECRET_VALUES:
-        if pattern.search(value):
-            return kind
-    return None
+def _secrets_hint(path: str) -> str:
+    """Where the secret found at `path` belongs instead."""
+    return APP_SECRETS_HINT if path.startswith("service.env.") else SECRETS_HINT
 
 
 def _describe(node: Node) -> str:
@@ -436,7 +431,7 @@ class _Loader:
                 if isinstance(k, ScalarNode) and _SECRET_KEY.search(name):
                     self.secret_keys.add(id(k))
                     self.issue(k, sub, "no secrets in zdd.yaml", f"a key named {name!r} that looks like a secret",
-                               SECRETS_HINT)
+                               _secrets_hint(sub))
                     continue
                 self.scan_secrets(v, sub)
         elif isinstance(node, SequenceNode):
@@ -446,7 +441,7 @@ class _Loader:
             kind = _secret_kind(node.value)
             if kind:
                 self.issue(node, path or "(document)", "no secrets in zdd.yaml", f"{kind}; the value is not shown",
-                           SECRETS_HINT)
+                           _secrets_hint(path))
 
     # -- schema --
     def section(self, cls: type, node: Node, path: str):

@@ -3,12 +3,16 @@
 
 It keeps its containers and images in the JSON file $FAKE_DOCKER_STATE, prints what the real
 CLI prints for the commands DockerSSHRuntime sends (same argv, same output shapes, same error
-texts), and records each pull's DOCKER_CONFIG contents and directory mode.
+texts), and records each pull's DOCKER_CONFIG (contents, modes, file system) and each run's
+env file the same way. A ref tagged `block` makes pull or run wait until killed; `badrun` makes
+run fail.
 """
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import time
 
 STATE = os.environ["FAKE_DOCKER_STATE"]
 
@@ -34,6 +38,21 @@ def fail(msg, code=1):
     sys.exit(code)
 
 
+def fs_type(path):
+    return subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True).stdout.strip()
+
+
+def read_env_file(path):
+    """What docker does with --env-file: NAME=value lines, blank and # lines skipped."""
+    out = []
+    with open(path) as f:
+        for line in f.read().split("\n"):
+            line = line.lstrip()
+            if line and not line.startswith("#"):
+                out.append(line)
+    return out
+
+
 def after_dashdash(args):
     return args[args.index("--") + 1:] if "--" in args else args[-1:]
 
@@ -51,9 +70,14 @@ elif cmd == "pull":
     if rec["docker_config"]:
         d = rec["docker_config"]
         rec["dir_mode"] = oct(os.stat(d).st_mode & 0o777)
+        rec["file_mode"] = oct(os.stat(os.path.join(d, "config.json")).st_mode & 0o777)
+        rec["fs"] = fs_type(d)
         with open(os.path.join(d, "config.json")) as f:
             rec["config"] = json.load(f)
     s["pulls"].append(rec)
+    if ref.endswith(":block"):
+        save(s)
+        time.sleep(120)
     if ref.endswith(":missing"):
         fail(f"Error response from daemon: manifest for {ref} not found: manifest unknown: manifest unknown")
     print(f"{ref.rsplit(':', 1)[1]}: Pulling from {ref.split(':')[0]}", flush=True)
@@ -79,14 +103,25 @@ elif cmd == "run":
     rest = argv[1:argv.index("--")]
     ref = after_dashdash(argv)[0]
     name = rest[rest.index("--name") + 1]
+    env = []
+    if "--env-file" in rest:
+        path = rest[rest.index("--env-file") + 1]
+        env = read_env_file(path)
+        s.setdefault("env_files", []).append(
+            {"path": path, "mode": oct(os.stat(path).st_mode & 0o777), "fs": fs_type(path)})
+    if ref.endswith(":block"):
+        save(s)
+        time.sleep(120)
+    if ref.endswith(":badrun"):
+        fail("docker: Error response from daemon: failed to create task for container: exec format error.", 126)
     if name in s["containers"]:
         fail(f'docker: Error response from daemon: Conflict. The container name "/{name}" is already in use.', 125)
-    env = [rest[i + 1] for i, a in enumerate(rest) if a == "--env"]
+    env += [rest[i + 1] for i, a in enumerate(rest) if a == "--env"]
     labels = dict(rest[i + 1].split("=", 1) for i, a in enumerate(rest) if a == "--label")
     s["containers"][name] = {
         "Id": "c" * 64,
         "Name": "/" + name,
-        "Image": s["images"][ref]["id"],
+        "Image": s["images"].get(ref, {"id": "sha256:" + "0" * 64})["id"],
         "Config": {"Image": ref, "Env": env, "Labels": labels},
         "HostConfig": {"NetworkMode": rest[rest.index("--network") + 1],
                        "RestartPolicy": {"Name": rest[rest.index("--restart") + 1]}},

@@ -9,48 +9,71 @@ from zdd_tui.hosts import argv as host_argv
 REF = "registry.digitalocean.com/reg/app:sha-abc1234"
 
 
-def test_pull_without_credentials():
-    assert host_argv.docker_pull(REF, with_credentials_on_stdin=False) == ["docker", "pull", "--", REF]
+def test_pull_without_credentials_is_bounded():
+    assert host_argv.docker_pull(REF, bound_seconds=299.5) == ["timeout", "-k", "5", "300", "docker", "pull",
+                                                                "--", REF]
 
 
 def test_pull_with_credentials_keeps_them_off_the_command_line():
-    argv = host_argv.docker_pull(REF, with_credentials_on_stdin=True)
-    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["zdd-pull", REF]
+    argv = host_argv.docker_pull(REF, bound_seconds=300, credentials_id="00ff00ff")
+    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["zdd-pull", REF, "300", "00ff00ff"]
     script = argv[2]
-    # The config comes from stdin into a private temp dir that a trap removes on exit and hangup.
-    assert 'cat > "$d/config.json"' in script
-    assert "mktemp -d" in script and "umask 077" in script
-    assert "trap 'rm -rf \"$d\"' EXIT" in script and "HUP" in script
-    assert "DOCKER_CONFIG=\"$d\" docker pull -- \"$1\" &" in script
+    # The config comes from stdin into a private directory on a tmpfs, removed on exit and hangup.
+    assert 'cat > "$e/config.json"' in script and "umask 077" in script
+    assert "for fs in /run /dev/shm" in script and "tmpfs|ramfs" in script and "/tmp" not in script
+    assert "trap 'rm -rf -- \"$e\"' EXIT" in script and "HUP" in script
+    assert 'timeout -k 5 "$bound" "$@" &' in script
 
 
-def test_run_argv_exact():
+def test_secret_entry_ids_and_bounds_are_checked():
+    for bad in ("", "0123", "ABCDEF12", "0123abcd;x", "../0123abcd"):
+        with pytest.raises(ValueError):
+            host_argv.docker_pull(REF, bound_seconds=1, credentials_id=bad)
+        with pytest.raises(ValueError):
+            host_argv.secrets_remove(bad)
+    with pytest.raises(ValueError):
+        host_argv.docker_pull(REF, bound_seconds=0)
+    assert host_argv.secrets_remove("0123abcd")[3:] == ["zdd-secrets-remove", "0123abcd"]
+
+
+def test_run_argv_exact_and_without_environment_values():
     argv = host_argv.docker_run(
         "app",
         REF,
         port=8080,
         admin_port=9090,
-        version="sha-abc1234",
-        env={"FOO": "bar baz", "ZDD_ADMIN_HOST": "0.0.0.0"},
+        env_file_id="abcdef0123456789",
+        bound_seconds=60,
         labels={"zdd.tag": "sha-abc1234", "zdd.app": "app"},
     )
-    assert argv == [
-        "docker", "run", "--detach", "--name", "app", "--network", "host", "--restart", "always",
-        "--env", "FOO=bar baz",
+    assert argv[:2] == ["sh", "-c"] and 'docker run --env-file "$e" "$@"' in argv[2]
+    assert argv[3:] == [
+        "zdd-run", "abcdef0123456789", "60",
+        "--detach", "--name", "app", "--network", "host", "--restart", "always",
         "--env", "ZDD_PORT=8080",
         "--env", "ZDD_ADMIN_PORT=9090",
         "--env", "ZDD_ADMIN_HOST=127.0.0.1",
-        "--env", "ZDD_VERSION=sha-abc1234",
         "--label", "zdd.app=app",
         "--label", "zdd.tag=sha-abc1234",
         "--", REF,
     ]
 
 
-def test_operator_env_cannot_expose_admin_port():
-    argv = host_argv.docker_run("app", REF, port=1, admin_port=2, version="v", env={"ZDD_ADMIN_HOST": "0.0.0.0"})
-    assert "ZDD_ADMIN_HOST=0.0.0.0" not in argv
-    assert argv.count("ZDD_ADMIN_HOST=127.0.0.1") == 1
+def test_env_file_holds_the_values_and_the_operator_cannot_expose_the_admin_port():
+    text = host_argv.env_file({"FOO": "bar baz", "URL": "x=y#z", "EMPTY": "", "ZDD_ADMIN_HOST": "0.0.0.0",
+                               "ZDD_PORT": "1", "ZDD_VERSION": "sha-abc1234"})
+    assert text == "FOO=bar baz\nURL=x=y#z\nEMPTY=\nZDD_VERSION=sha-abc1234\n"
+    # --env on the command line wins over the file in docker: the fixed ones are not in the file.
+    assert "ZDD_ADMIN_HOST" not in text and "ZDD_PORT" not in text
+
+
+@pytest.mark.parametrize("value", ["a\nEVIL=1", "a\rb", "a\0b"])
+def test_env_file_refuses_values_docker_would_split_and_never_shows_them(value):
+    with pytest.raises(ValueError, match="environment variable FOO") as err:
+        host_argv.env_file({"FOO": value})
+    assert value not in str(err.value)
+    with pytest.raises(ValueError, match="invalid environment variable name"):
+        host_argv.env_file({"A B": "x"})
 
 
 def test_stop_rm_inspect_logs():
@@ -83,7 +106,7 @@ def test_state_names_are_validated(bad):
 @pytest.mark.parametrize("bad", ["-v", "a b", "x;y", "$(id)", "a\nb", ""])
 def test_refs_and_names_are_validated(bad):
     with pytest.raises(ValueError):
-        host_argv.docker_pull(bad, with_credentials_on_stdin=False)
+        host_argv.docker_pull(bad, bound_seconds=1)
     with pytest.raises(ValueError):
         host_argv.docker_stop(bad, 1)
 

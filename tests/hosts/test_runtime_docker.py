@@ -4,8 +4,15 @@ the container lifecycle, and the admin/health endpoints through SSH forwards; pl
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import json
 import os
+import signal
+import threading
+import time
+from pathlib import Path
 
 import aiohttp.web
 import pytest
@@ -14,8 +21,10 @@ from zdd_tui.cloud.client import DOClient
 from zdd_tui.cloud.models import Droplet
 from zdd_tui.config import Config, RegistryConfig, ServiceConfig, SSHConfig
 from zdd_tui.events import LogLine
+from zdd_tui.hosts import argv as host_argv
 from zdd_tui.hosts.bootstrap import bootstrap_host
 from zdd_tui.hosts.known_hosts import KnownHosts
+from zdd_tui.hosts.runner import CommandFailed, HostShell
 from zdd_tui.hosts.runtime import DockerSSHRuntime
 from zdd_tui.hosts.ssh import SSHPool
 from zdd_tui.rollout.interfaces import ImageNotFound, RuntimeFailure
@@ -26,6 +35,11 @@ REPO = "registry.digitalocean.com/team/app"
 
 def _state(s) -> dict:
     return json.loads((s.dir / "docker-state.json").read_text())
+
+
+def _on_host(s, path: str) -> Path:
+    """A path as the sshd's sessions see it (they have their own /run: a tmpfs)."""
+    return Path(f"/proc/{s.pid}/root{path}")
 
 
 @pytest.fixture
@@ -106,12 +120,13 @@ async def test_pull_run_stop_logs_with_read_only_credentials(docker_host, do_api
 
             st = _state(s)
             # Credentials: read-only, asked from DO each time, delivered on stdin into a 0700
-            # temp DOCKER_CONFIG that is gone afterwards and never on any argv.
+            # DOCKER_CONFIG in memory (never /tmp) that is gone afterwards and never on any argv.
             assert [c["read_write"] for c in do_api.issued_credentials] == [False, False]
             for p in st["pulls"]:
-                assert p["dir_mode"] == "0o700"
+                assert p["dir_mode"] == "0o700" and p["file_mode"] == "0o600" and p["fs"] == "tmpfs"
+                assert p["docker_config"].startswith("/run/zdd-tui-0/pull.")
                 assert set(p["config"]["auths"]) == {"registry.digitalocean.com"}
-                assert not os.path.exists(p["docker_config"])  # noqa: ASYNC240 - a local stat in a check
+                assert not _on_host(s, p["docker_config"]).exists()
                 secret = p["config"]["auths"]["registry.digitalocean.com"]["auth"]
                 assert all(secret not in " ".join(call) for call in st["calls"])
 
@@ -210,3 +225,210 @@ async def test_bootstrap_reports_per_host(docker_host, tmp_path, quiet_ports):
     finally:
         for r in runners:
             await r.cleanup()
+
+
+def _pids_with(needle: str) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if needle.encode() in Path(f"/proc/{d}/cmdline").read_bytes():
+                    out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+async def _wait_for(pred, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while not (value := pred()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+    return value
+
+
+@pytest.mark.slow
+async def test_credentials_of_a_pull_killed_mid_way_are_swept_at_the_next_connection(docker_host, tmp_path):
+    s = docker_host
+    kh = KnownHosts(tmp_path / "kh")
+    ref = f"{REPO}:block"
+    creds = json.dumps({"auths": {"registry.digitalocean.com": {"auth": "bGFiOnMzY3IzdC1wdWxs"}}})
+    # A bare shell (no runtime: nothing of ours cleans up after it) starts a pull that hangs.
+    pool = SSHPool(s.client_key_text, known_hosts=kh, accept_new=True, port=s.port)
+    shell = HostShell(pool, "127.0.0.1")
+    argv = host_argv.docker_pull(ref, bound_seconds=1, credentials_id="feedf00d")
+    pulling = asyncio.create_task(shell.run(argv, input=creds, check=False))
+    try:
+        rec = await _wait_for(lambda: next((p for p in _state(s)["pulls"] if p["ref"] == ref), None)
+                              if (s.dir / "docker-state.json").exists() else None)
+        left = _on_host(s, rec["docker_config"])
+        assert rec["fs"] == "tmpfs" and not rec["docker_config"].startswith("/tmp")
+        # The worst case: the session's processes die at once (no trap runs) and the connection drops.
+        for pid in _pids_with("feedf00d") + _pids_with(ref):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pool.drop("127.0.0.1")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(pulling, 10)
+        assert (left / "config.json").exists()  # left behind, in memory only
+    finally:
+        pulling.cancel()
+        await pool.close()
+    # Another pull, still within its bound, must survive the sweep.
+    running = _on_host(s, f"/run/zdd-tui-0/pull.{int(time.time()) + 3600}.0badc0de")
+    running.mkdir()
+    deadline = int(left.name.split(".")[1])
+    assert deadline <= time.time() + 1 + 8  # the bound, the KILL after it, a little slack
+    await asyncio.sleep(max(0.0, deadline + 1 - time.time()))
+
+    events = []
+    cfg = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "state")))
+    pool = SSHPool(s.client_key_text, known_hosts=kh, port=s.port)
+    rt = DockerSSHRuntime(cfg, _droplet(), pool=pool, registry_auth=False, on_event=events.append)
+    try:
+        assert await rt.inspect() is None  # any command: a new connection is swept first
+        assert not left.exists() and running.exists()
+        removed = [e.line for e in events if "removed" in e.line]
+        assert removed == [f"removed {left.name}, left by an interrupted command"]
+    finally:
+        await rt.close()
+        await pool.close()
+
+
+@pytest.mark.slow
+async def test_environment_values_never_reach_a_command_line_a_message_or_the_disk(docker_host, tmp_path):
+    s = docker_host
+    marker = f"marker-{os.getpid()}-{time.monotonic_ns()}"
+    cfg = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "state")),
+                 service=ServiceConfig(port=18080, admin_port=19090, env={"FOO": marker}))
+    pool = SSHPool(s.client_key_text, known_hosts=KnownHosts(tmp_path / "kh"), accept_new=True, port=s.port)
+    rt = DockerSSHRuntime(cfg, _droplet(), pool=pool, registry_auth=False)
+    seen: list[str] = []
+    samples = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        # Every process's argv, over and over, while the runtime works.
+        nonlocal samples
+        while not stop.is_set():
+            for d in os.listdir("/proc"):
+                if d.isdigit():
+                    try:
+                        argv = Path(f"/proc/{d}/cmdline").read_bytes()
+                    except OSError:
+                        continue
+                    if marker.encode() in argv:
+                        seen.append(argv.decode(errors="replace"))
+            samples += 1
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        await rt.pull(f"{REPO}:sha-1234567")
+        await rt.run(f"{REPO}:sha-1234567", env={"ZDD_ROLLOUT_ID": "r-1"})
+        await rt.stop(1)
+        # A start that fails: its message is what the engine reports and journals as `seen`.
+        with pytest.raises(CommandFailed) as err:
+            await rt.run(f"{REPO}:badrun")
+    finally:
+        stop.set()
+        await asyncio.to_thread(watcher.join, 10)
+        await rt.close()
+        await pool.close()
+    assert "exec format error" in str(err.value)
+    assert marker not in str(err.value) and marker not in " ".join(err.value.argv)
+    st = _state(s)
+    assert samples > 20 and seen == []
+    assert all(marker not in " ".join(call) for call in st["calls"])
+    # It did reach the container, through an env file in memory that is gone after each start.
+    assert st["containers"] == {} and len(st["env_files"]) == 2
+    for f in st["env_files"]:
+        assert f["mode"] == "0o600" and f["fs"] == "tmpfs" and f["path"].startswith("/run/zdd-tui-0/env.")
+        assert not _on_host(s, f["path"]).exists()
+    assert list(_on_host(s, "/run/zdd-tui-0").iterdir()) == []
+
+
+@pytest.mark.slow
+async def test_environment_reaches_the_container(docker_host, tmp_path):
+    s = docker_host
+    cfg = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "state")),
+                 service=ServiceConfig(port=18080, admin_port=19090,
+                                       env={"FOO": "marker-123", "ZDD_ADMIN_HOST": "0.0.0.0", "SPACED": " a b "}))
+    pool = SSHPool(s.client_key_text, known_hosts=KnownHosts(tmp_path / "kh"), accept_new=True, port=s.port)
+    rt = DockerSSHRuntime(cfg, _droplet(), pool=pool, registry_auth=False)
+    try:
+        await rt.pull(f"{REPO}:sha-1234567")
+        await rt.run(f"{REPO}:sha-1234567", env={"ZDD_ROLLOUT_ID": "r-1"})
+        env = _state(s)["containers"]["web"]["Config"]["Env"]
+        assert {"FOO=marker-123", "SPACED= a b ", "ZDD_ROLLOUT_ID=r-1", "ZDD_VERSION=sha-1234567",
+                "ZDD_ADMIN_HOST=127.0.0.1"} <= set(env)
+        assert "ZDD_ADMIN_HOST=0.0.0.0" not in env
+    finally:
+        await rt.close()
+        await pool.close()
+
+
+@pytest.mark.slow
+async def test_a_deploy_whose_start_fails_on_the_host_journals_and_reports_no_environment_value(docker_host,
+                                                                                                 tmp_path):
+    """The engine in virtual time with one host starting its container over real SSH: the failure
+    it reports and the journal's `seen` hold the docker error, never an environment value."""
+    from rollout.fakes import FakeClock, FakeCloud, FakeHost, World, ref
+
+    from zdd_tui.config import DeployConfig
+    from zdd_tui.rollout.engine import Engine, EngineOptions
+    from zdd_tui.rollout.events import OutcomeStatus, Phase
+    from zdd_tui.rollout.journal import Journal, read_records
+    from zdd_tui.rollout.plan import HostFact, build_plan
+
+    s = docker_host
+    marker = f"marker-{os.getpid()}-{time.monotonic_ns()}"
+    cfg = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "state")),
+                 service=ServiceConfig(port=18080, admin_port=19090, env={"FOO": marker}))
+    kh = KnownHosts(tmp_path / "kh")
+    new = "sha-bbbbbbb"
+
+    def start_over_ssh(env) -> None:
+        async def start() -> None:
+            pool = SSHPool(s.client_key_text, known_hosts=kh, accept_new=True, port=s.port)
+            rt = DockerSSHRuntime(cfg, _droplet(), pool=pool, registry_auth=False)
+            try:
+                await rt.run(f"{REPO}:badrun", env=env)
+            finally:
+                await rt.close()
+                await pool.close()
+
+        # Its own thread and loop, waited for: virtual time stands still meanwhile.
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            ex.submit(asyncio.run, start()).result()
+
+    class StartsOverSSH(FakeHost):
+        async def run(self, image_ref: str, env=None):
+            if image_ref == ref(new):
+                self._note(f"run {new}")
+                start_over_ssh(env)
+            return await super().run(image_ref, env)
+
+    clock = FakeClock()
+    world = World(clock, names=("app-1", "app-2"))
+    world.add_version(new)
+    host = StartsOverSSH(world, "app-1", world.hosts["app-1"].address)
+    host.container = world.hosts["app-1"].container
+    world.hosts["app-1"] = host
+    deploy = DeployConfig(batch_size=1, start_timeout_seconds=20, margin_seconds=2, stop_grace_seconds=10,
+                          pull_timeout_seconds=60)
+    facts = [HostFact(n, h.address, h.container.tag, settled=True) for n, h in world.hosts.items()]
+    plan = build_plan(facts, new, ref(new), world.settings, deploy)
+    engine = Engine(plan, world.hosts, FakeCloud(world), world.settings, deploy, clock=clock,
+                    journal=Journal(world.hosts, wallclock=clock.now), operator="tester@box",
+                    options=EngineOptions(env={"ZDD_ROLLOUT_ID": "r-1"}))
+    out = await clock.run(engine.run())
+    assert out.status == OutcomeStatus.HALTED and out.failed_step == Phase.STARTING
+    assert "exec format error" in out.seen
+    records, _ = await read_records(world.hosts)
+    journal = json.dumps(records)
+    assert "exec format error" in journal
+    for text in (out.message, out.seen, journal):
+        assert marker not in text
+    assert all(marker not in " ".join(call) for call in _state(s)["calls"])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
+import time
 
 import aiohttp
 import aiohttp.web
@@ -12,7 +14,7 @@ import asyncssh
 import pytest
 
 from zdd_tui.config import Config, SSHConfig
-from zdd_tui.hosts.forward import Forwards
+from zdd_tui.hosts.forward import Forwards, NoAnswer
 from zdd_tui.hosts.known_hosts import HostKeyChanged, HostKeyUnknown, KnownHosts
 from zdd_tui.hosts.runner import CommandFailed, HostShell
 from zdd_tui.hosts.ssh import SSHPool, SSHUnreachable
@@ -213,12 +215,14 @@ async def test_connection_refused_is_unreachable(kh, quiet_ports):
             await HostShell(pool, "127.0.0.1").run(["true"])
 
 
-async def test_port_forward_to_loopback_only_server(sshd, kh):
-    hits = []
+async def test_requests_to_a_hosts_loopback_go_over_ssh_channels_with_no_listener_here(sshd, kh):
+    during = []
 
     async def handler(request):
-        hits.append(request.remote)
-        return aiohttp.web.json_response({"path": request.path, "probe": request.headers.get("X-Zdd-Probe")})
+        # While a request is in flight through the SSH channel, this process listens on nothing new.
+        during.append(_our_listeners())
+        return aiohttp.web.json_response({"path": request.path, "probe": request.headers.get("X-Zdd-Probe"),
+                                          "remote": request.remote})
 
     app = aiohttp.web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
@@ -229,22 +233,64 @@ async def test_port_forward_to_loopback_only_server(sshd, kh):
     port = site._server.sockets[0].getsockname()[1]
     try:
         async with SSHPool(sshd.client_key_text, known_hosts=kh, accept_new=True, port=sshd.port) as pool:
-            fw = Forwards(HostShell(pool, "127.0.0.1"))
-            ans = await fw.request("POST", port, "/admin/drain", headers={"X-Zdd-Probe": "zdd-tui"})
-            assert ans.status == 200 and ans.json() == {"path": "/admin/drain", "probe": "zdd-tui"}
-            lport = await fw.local_port(port)
-            assert lport != port
-            assert await fw.local_port(port) == lport  # the listener is reused
-            # Our end listens on 127.0.0.1 only: the kernel's socket table says so.
-            assert _listen_addresses(lport) == {"127.0.0.1"}
-            fw.close()
+            shell = HostShell(pool, "127.0.0.1")
+            await shell.connection()
+            before = _our_listeners()  # the stand-in service's own listener, and nothing of ours
+            fw = Forwards(shell)
+            for i in range(3):
+                ans = await fw.request("POST", port, f"/admin/drain/{i}", headers={"X-Zdd-Probe": "zdd-tui"})
+                assert ans.status == 200
+                assert ans.json() == {"path": f"/admin/drain/{i}", "probe": "zdd-tui", "remote": "127.0.0.1"}
+            assert during and all(seen == before for seen in during)
+            assert _our_listeners() == before
+            # Nothing listening there: a clear NoAnswer, not an SSH failure, and still no listener.
+            fw2 = Forwards(shell)
+            await runner.cleanup()
+            with pytest.raises(NoAnswer):
+                await fw2.request("GET", port, "/admin/stats")
+            assert _our_listeners() == before - {("tcp", f"127.0.0.1:{port}")}
+            assert (await shell.run(["true"])).exit_status == 0  # the SSH connection is still fine
     finally:
         await runner.cleanup()
-    assert hits and all(h == "127.0.0.1" for h in hits)
 
 
-def _listen_addresses(port: int) -> set[str]:
-    """IPv4/IPv6 addresses with a TCP listener on `port` (from /proc/net/tcp{,6})."""
+async def test_a_port_that_accepts_but_never_answers_times_out_and_frees_the_channel(sshd, kh):
+    held = []
+    eof = asyncio.Event()
+
+    async def silent(reader, writer):
+        held.append(writer)
+        await reader.read()  # nothing sent back; returns when our side closes the channel
+        eof.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with SSHPool(sshd.client_key_text, known_hosts=kh, accept_new=True, port=sshd.port) as pool:
+            fw = Forwards(HostShell(pool, "127.0.0.1"))
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await fw.request("GET", port, "/admin/stats", timeout=0.5)
+            assert time.monotonic() - started < 5
+            # The channel was closed: the host side sees end of file.
+            await asyncio.wait_for(eof.wait(), 5)
+    finally:
+        server.close()
+        for w in held:
+            w.close()
+
+
+def _our_listeners() -> set[tuple[str, str]]:
+    """Listening sockets (TCP v4/v6, Unix) of this process: its fds' socket inodes matched against
+    the kernel's socket tables."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
     out = set()
     for path, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
         try:
@@ -253,16 +299,21 @@ def _listen_addresses(port: int) -> set[str]:
             continue
         for line in lines:
             f = line.split()
-            addr, p = f[1].split(":")
-            if f[3] != "0A" or int(p, 16) != port:
+            if f[3] != "0A" or f[9] not in inodes:
                 continue
+            addr, p = f[1].split(":")
             raw = bytes.fromhex(addr)
             if v6:
                 # /proc stores each 32-bit word in host (little-endian) order.
                 raw = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-                out.add(socket.inet_ntop(socket.AF_INET6, raw))
+                out.add(("tcp", f"[{socket.inet_ntop(socket.AF_INET6, raw)}]:{int(p, 16)}"))
             else:
-                out.add(socket.inet_ntoa(raw[::-1]))
+                out.add(("tcp", f"{socket.inet_ntoa(raw[::-1])}:{int(p, 16)}"))
+    for line in open("/proc/net/unix").read().splitlines()[1:]:
+        f = line.split()
+        # Flags 00010000 is __SO_ACCEPTON: a listening Unix socket.
+        if f[3] == "00010000" and f[6] in inodes:
+            out.add(("unix", f[7] if len(f) > 7 else "(unnamed)"))
     return out
 
 

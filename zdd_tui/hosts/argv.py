@@ -66,31 +66,135 @@ def repo_of(ref: str) -> str:
     return f"{head}/{last}" if head else last
 
 
-# --- docker -------------------------------------------------------------------------------
+# --- secrets on a host -------------------------------------------------------------------
 
-# Registry credentials arrive on stdin as a docker config.json and live in a private temporary
-# DOCKER_CONFIG only for the pull; they never appear on a command line. The pull runs in the
-# background and the shell `wait`s, so a hangup/termination runs the trap at once (a shell
-# defers traps while a foreground child runs): it ends the pull and the EXIT trap removes the dir.
-_PULL_WITH_AUTH = """set -u
+# Secret material a command needs on a host (registry credentials, the container's environment)
+# arrives on stdin and lives in one directory only the SSH user can use, on a memory-backed file
+# system (/run, else /dev/shm; never /tmp, which is disk on Debian): a kill or a reboot cannot
+# leave it on disk. Each entry is named `<kind>.<deadline>.<id>`: the command's shell removes it
+# on exit (a trap), the runtime removes it by id after a failure, and `secrets_sweep` removes any
+# whose deadline (epoch seconds, past the command's `timeout` bound) has passed.
+_SECRET_DIR = """set -u
 umask 077
-d=$(mktemp -d) || exit 1
-trap 'rm -rf "$d"' EXIT
-cat > "$d/config.json" || exit 1
-DOCKER_CONFIG="$d" docker pull -- "$1" &
-p=$!
+base=
+for fs in /run /dev/shm; do
+  case $(stat -f -c %T "$fs" 2>/dev/null) in tmpfs|ramfs) ;; *) continue ;; esac
+  b="$fs/zdd-tui-$(id -u)"
+  mkdir -m 700 "$b" 2>/dev/null
+  if [ -d "$b" ] && [ ! -L "$b" ] && [ -O "$b" ] && chmod 700 "$b"; then base=$b; break; fi
+done
+if [ -z "$base" ]; then
+  echo "zdd-tui: no memory-backed directory for secrets on this host (a tmpfs at /run or /dev/shm)" >&2
+  exit 1
+fi
+"""
+
+# How long `timeout` waits after its TERM before it KILLs, and the slack added to a deadline.
+_KILL_AFTER = 5
+_DEADLINE_SLACK = _KILL_AFTER + 3
+
+# Set once $e names the entry, before it exists: it is removed on every exit, and a hangup or
+# termination ends the command (below) and exits, which runs the EXIT trap. Untrapped, such a
+# signal would end the shell without it.
+_TRAPS = """p=
+trap 'rm -rf -- "$e"' EXIT
 trap 'kill "$p" 2>/dev/null; exit 129' HUP
 trap 'kill "$p" 2>/dev/null; exit 130' INT
 trap 'kill "$p" 2>/dev/null; exit 143' TERM PIPE
-wait "$p"
 """
 
+# Runs "$@" under `timeout` in the background and waits: a shell defers traps while a foreground
+# child runs, but `wait` returns at once for a trapped signal.
+_GUARDED = f"""timeout -k {_KILL_AFTER} "$bound" "$@" &
+p=$!
+wait "$p"
+s=$?
+if [ "$s" -eq 124 ] || [ "$s" -eq 137 ]; then
+  echo "zdd-tui: $1 $2 did not finish within ${{bound}}s on the host; stopped" >&2
+fi
+exit "$s"
+"""
 
-def docker_pull(ref: str, *, with_credentials_on_stdin: bool) -> Argv:
+# $1 image ref, $2 bound (seconds), $3 id; the docker config.json comes on stdin.
+_PULL_WITH_AUTH = _SECRET_DIR + f"""ref=$1 bound=$2
+e="$base/pull.$(( $(date +%s) + bound + {_DEADLINE_SLACK} )).$3"
+""" + _TRAPS + """mkdir -m 700 "$e" || exit 1
+cat > "$e/config.json" || exit 1
+export DOCKER_CONFIG="$e"
+set -- docker pull -- "$ref"
+""" + _GUARDED
+
+# $1 id, $2 bound (seconds), then `docker run`'s options and image; the env file comes on stdin.
+# `docker run --detach` returns once the container has started: the file goes right after.
+_RUN_WITH_ENV_FILE = _SECRET_DIR + f"""id=$1 bound=$2
+shift 2
+e="$base/env.$(( $(date +%s) + bound + {_DEADLINE_SLACK} )).$id"
+""" + _TRAPS + """(set -C; cat > "$e") || exit 1
+set -- docker run --env-file "$e" "$@"
+""" + _GUARDED
+
+# Entries whose deadline has passed: their command is over (its `timeout` saw to that) and its
+# shell did not remove them (killed outright, or the host lost power mid-way on a /dev/shm that
+# survived). Prints what it removed.
+_SWEEP = """now=$(date +%s)
+for fs in /run /dev/shm; do
+  b="$fs/zdd-tui-$(id -u)"
+  [ -d "$b" ] && [ ! -L "$b" ] && [ -O "$b" ] || continue
+  for e in "$b"/pull.* "$b"/env.*; do
+    [ -e "$e" ] || continue
+    t=${e##*/}; t=${t#*.}; t=${t%%.*}
+    case $t in ''|*[!0-9]*) continue ;; esac
+    if [ "$t" -lt "$now" ]; then rm -rf -- "$e" && echo "${e##*/}"; fi
+  done
+done
+exit 0
+"""
+
+# $1 id: every entry of that id, whatever its kind or deadline.
+_REMOVE = """for fs in /run /dev/shm; do
+  b="$fs/zdd-tui-$(id -u)"
+  [ -d "$b" ] && [ ! -L "$b" ] && [ -O "$b" ] || continue
+  rm -rf -- "$b"/*."$1"
+done
+exit 0
+"""
+
+_SECRET_ID = re.compile(r"[0-9a-f]{8,64}")
+
+
+def _check_id(secret_id: str) -> str:
+    if not _SECRET_ID.fullmatch(secret_id):
+        raise ValueError(f"invalid secret entry id {secret_id!r} (8 to 64 lowercase hex digits)")
+    return secret_id
+
+
+def _check_bound(seconds: float) -> str:
+    if not seconds > 0:
+        raise ValueError(f"a command's bound must be positive, not {seconds!r}")
+    return str(math.ceil(seconds))
+
+
+def secrets_sweep() -> Argv:
+    """Remove secret entries past their deadline (run on each new connection)."""
+    return ["sh", "-c", _SWEEP, "zdd-sweep"]
+
+
+def secrets_remove(secret_id: str) -> Argv:
+    """Remove the secret entries of one command (after it failed or its outcome is unknown)."""
+    return ["sh", "-c", _REMOVE, "zdd-secrets-remove", _check_id(secret_id)]
+
+
+# --- docker -------------------------------------------------------------------------------
+
+
+def docker_pull(ref: str, *, bound_seconds: float, credentials_id: str | None = None) -> Argv:
+    """`docker pull` ended after bound_seconds. With credentials_id, a docker config.json with the
+    registry credentials comes on stdin and is kept as a secret entry only for the pull."""
     check_image_ref(ref)
-    if with_credentials_on_stdin:
-        return ["sh", "-c", _PULL_WITH_AUTH, "zdd-pull", ref]
-    return ["docker", "pull", "--", ref]
+    bound = _check_bound(bound_seconds)
+    if credentials_id is not None:
+        return ["sh", "-c", _PULL_WITH_AUTH, "zdd-pull", ref, bound, _check_id(credentials_id)]
+    return ["timeout", "-k", str(_KILL_AFTER), bound, "docker", "pull", "--", ref]
 
 
 def docker_image_digests(ref: str) -> Argv:
@@ -104,40 +208,56 @@ def docker_image_digests_by_id(image_id: str) -> Argv:
     return ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", "--", image_id]
 
 
+# Set by docker_run itself, last, so the operator's environment cannot change them (the admin
+# endpoints must never listen on a public address).
+FIXED_ENV = ("ZDD_PORT", "ZDD_ADMIN_PORT", "ZDD_ADMIN_HOST")
+
+
 def docker_run(
     name: str,
     ref: str,
     *,
     port: int,
     admin_port: int,
-    version: str,
-    env: Mapping[str, str] | None = None,
+    env_file_id: str,
+    bound_seconds: float,
     labels: Mapping[str, str] | None = None,
 ) -> Argv:
     """The app container: host networking, restart always, admin port on the host's loopback.
 
-    The operator's env comes first; the ports, ZDD_ADMIN_HOST and ZDD_VERSION come last so
-    they cannot be overridden (the admin endpoints must never listen on a public address).
+    The environment (`env_file`'s text) comes on stdin into a secret entry given to
+    `--env-file`, so no value of it is on any command line; FIXED_ENV come as `--env`, which
+    wins over the file.
     """
     check_container_name(name)
     check_image_ref(ref)
-    argv = ["docker", "run", "--detach", "--name", name, "--network", "host", "--restart", "always"]
-    for k, v in (env or {}).items():
-        if not _ENV_KEY.match(k):
-            raise ValueError(f"invalid environment variable name {k!r}")
-        if k in ("ZDD_PORT", "ZDD_ADMIN_PORT", "ZDD_ADMIN_HOST", "ZDD_VERSION"):
-            continue
-        argv += ["--env", f"{k}={v}"]
-    argv += [
-        "--env", f"ZDD_PORT={int(port)}",
-        "--env", f"ZDD_ADMIN_PORT={int(admin_port)}",
-        "--env", "ZDD_ADMIN_HOST=127.0.0.1",
-        "--env", f"ZDD_VERSION={version}",
-    ]
+    argv = ["sh", "-c", _RUN_WITH_ENV_FILE, "zdd-run", _check_id(env_file_id), _check_bound(bound_seconds),
+            "--detach", "--name", name, "--network", "host", "--restart", "always",
+            "--env", f"ZDD_PORT={int(port)}",
+            "--env", f"ZDD_ADMIN_PORT={int(admin_port)}",
+            "--env", "ZDD_ADMIN_HOST=127.0.0.1"]
     for k, v in sorted((labels or {}).items()):
         argv += ["--label", f"{k}={v}"]
     argv += ["--", ref]
     return argv
+
+
+def env_file(env: Mapping[str, str]) -> str:
+    """The text of a docker env file (`NAME=value` lines) for `env`, without FIXED_ENV.
+
+    Docker reads each line up to its newline and takes the value verbatim, so a value cannot
+    hold a newline, a carriage return or a NUL; the message names the variable, never the value.
+    """
+    lines = []
+    for k, v in env.items():
+        if not _ENV_KEY.match(k):
+            raise ValueError(f"invalid environment variable name {k!r}")
+        if k in FIXED_ENV:
+            continue
+        if any(c in v for c in "\n\r\0"):
+            raise ValueError(f"environment variable {k}: a value cannot contain a newline, carriage return or NUL")
+        lines.append(f"{k}={v}\n")
+    return "".join(lines)
 
 
 def docker_stop(name: str, grace_seconds: float) -> Argv:

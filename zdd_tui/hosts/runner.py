@@ -8,7 +8,7 @@ connection that drops mid-command becomes HostUnreachable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncssh
@@ -57,18 +57,28 @@ def describe_argv(argv: Sequence[str]) -> str:
 
 
 class HostShell:
-    """Runs argv lists on one host through the pool (the connection is shared and reused)."""
+    """Runs argv lists on one host through the pool (the connection is shared and reused).
+
+    on_connect runs once for each new connection, before its first use here (the runtime sweeps
+    leftovers with it); the commands it runs see the connection as already greeted.
+    """
 
     def __init__(self, pool: SSHPool, host: str, *, port: int | None = None, user: str | None = None,
-                 label: str | None = None):
+                 label: str | None = None, on_connect: Callable[[HostShell], Awaitable[None]] | None = None):
         self.pool = pool
         self.host = host
         self.port = port
         self.user = user
         self.label = label or host
+        self.on_connect = on_connect
+        self._greeted: asyncssh.SSHClientConnection | None = None
 
     async def connection(self) -> asyncssh.SSHClientConnection:
-        return await self.pool.connection(self.host, self.port, self.user)
+        conn = await self.pool.connection(self.host, self.port, self.user)
+        if self.on_connect is not None and conn is not self._greeted:
+            self._greeted = conn
+            await self.on_connect(self)
+        return conn
 
     async def run(
         self,

@@ -1,28 +1,32 @@
 """DockerSSHRuntime: one droplet's app container, admin port and state files, over SSH.
 
 Implements zdd_tui.rollout.interfaces.HostRuntime with the docker CLI on the host (run over
-SSH by HostShell), the service's admin/health endpoints through SSH port forwards to the host's
+SSH by HostShell), the service's admin/health endpoints through SSH channels to the host's
 127.0.0.1, and state files in `<ssh.state_dir>/<app>/` on the host.
 
 Registry access: before each pull the runtime asks for short-lived READ-ONLY docker
-credentials (DO's docker-credentials endpoint) and sends them on stdin into a temporary
-DOCKER_CONFIG on the host that the pull's shell removes on exit. No DO token reaches a host.
+credentials (DO's docker-credentials endpoint) and sends them on stdin into a DOCKER_CONFIG on
+the host's memory-backed storage that exists only for the (bounded) pull. No DO token reaches a
+host. The container's environment travels the same way, as an env file that is gone once the
+container has started: no value of it is on a command line, in a message or in the journal.
+Whatever an interrupted command left there is removed by id afterwards, or by the sweep on the
+next connection (see argv.py, "secrets on a host").
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from secrets import token_hex
 from typing import Any
-
-import aiohttp
 
 from zdd_tui.cloud.models import DockerCredentials, Droplet
 from zdd_tui.config import Config
 from zdd_tui.hosts import argv as host_argv
-from zdd_tui.hosts.forward import Forwards
+from zdd_tui.hosts.forward import Forwards, NoAnswer
 from zdd_tui.hosts.runner import CommandFailed, HostShell, stderr_tail
 from zdd_tui.hosts.ssh import AcceptPolicy, SSHPool
 from zdd_tui.rollout.interfaces import (
@@ -36,6 +40,10 @@ from zdd_tui.rollout.interfaces import (
 
 # How long the pull credentials live: long enough for a slow pull, short enough to be useless later.
 PULL_CREDENTIALS_SECONDS = 900
+# Our own bound on a bounded host command: its `timeout` there, then the KILL after it, and slack.
+REMOTE_BOUND_SLACK = 20.0
+# `docker run --detach` of a pulled image returns in seconds; the engine allows a start 60 s too.
+RUN_BOUND_SECONDS = 60.0
 
 CredentialsProvider = Callable[[], Awaitable["DockerCredentials | dict | None"]]
 
@@ -93,7 +101,8 @@ class DockerSSHRuntime(ServiceAdmin):
         self.pool = pool or SSHPool.from_config(
             config, context=self.context, accept_new=accept_new, known_hosts=known_hosts, private_key=private_key
         )
-        self.shell = HostShell(self.pool, host, port=ssh_port or config.ssh.port, user=config.ssh.user, label=self.name)
+        self.shell = HostShell(self.pool, host, port=ssh_port or config.ssh.port, user=config.ssh.user, label=self.name,
+                               on_connect=self._sweep)
         self.forwards = Forwards(self.shell)
         self.state_dir = f"{config.ssh.state_dir.rstrip('/')}/{config.app}"
         self._client = client
@@ -144,19 +153,20 @@ class DockerSSHRuntime(ServiceAdmin):
 
     async def pull(self, image_ref: str) -> ImageInfo:
         docker_config = await self._pull_config()
-        argv = host_argv.docker_pull(image_ref, with_credentials_on_stdin=docker_config is not None)
+        bound = float(self.config.deploy.pull_timeout_seconds)
+        secret_id = token_hex(8) if docker_config is not None else None
+        argv = host_argv.docker_pull(image_ref, bound_seconds=bound, credentials_id=secret_id)
         self._log(f"docker pull {image_ref}")
         try:
-            await self.shell.run(
-                argv,
-                input=docker_config,
-                on_line=self._stream,
-                timeout=float(self.config.deploy.pull_timeout_seconds),
-            )
+            await self.shell.run(argv, input=docker_config, on_line=self._stream, timeout=bound + REMOTE_BOUND_SLACK)
         except CommandFailed as exc:
+            await self._remove_secrets(secret_id)
             if _NOT_FOUND.search(exc.stderr):
                 raise ImageNotFound(
                     f"{image_ref}: the registry has no such tag ({stderr_tail(exc.stderr, 2)})") from None
+            raise
+        except BaseException:
+            await self._remove_secrets(secret_id)
             raise
         digest = await self._repo_digest(host_argv.docker_image_digests(image_ref), image_ref)
         self._digests[image_ref] = digest
@@ -175,6 +185,30 @@ class DockerSSHRuntime(ServiceAdmin):
             if d.startswith(want):
                 return d.split("@", 1)[1]
         return digests[0].split("@", 1)[1] if digests else ""
+
+    # --- secrets on the host ---------------------------------------------------------------
+
+    async def _remove_secrets(self, secret_id: str | None) -> None:
+        """After a command that had secrets on stdin failed or was cut off: remove what it may
+        have left (its shell's trap usually did already)."""
+        if secret_id is None:
+            return
+        try:
+            await asyncio.wait_for(self.shell.run(host_argv.secrets_remove(secret_id)), 10)
+        except Exception as exc:  # noqa: BLE001 - the next connection's sweep removes it, and the
+            # failure being handled matters more than this one
+            self._log(f"could not remove a secret entry ({type(exc).__name__}); the next connection's sweep will",
+                      "warning")
+
+    async def _sweep(self, shell: HostShell) -> None:
+        """On each new connection: remove secret entries that interrupted commands left behind."""
+        try:
+            res = await shell.run(host_argv.secrets_sweep(), timeout=30)
+        except Exception as exc:  # noqa: BLE001 - the command that connected reports a real problem
+            self._log(f"could not sweep leftover secret entries ({type(exc).__name__})", "warning")
+            return
+        for entry in res.stdout.split():
+            self._log(f"removed {entry}, left by an interrupted command", "warning")
 
     # --- container -------------------------------------------------------------------------
 
@@ -224,17 +258,24 @@ class DockerSSHRuntime(ServiceAdmin):
             labels["zdd.digest"] = digest
         if "ZDD_ROLLOUT_ID" in merged:
             labels["zdd.rollout"] = merged["ZDD_ROLLOUT_ID"]
+        env_file = host_argv.env_file({**merged, "ZDD_VERSION": merged.get("ZDD_VERSION", tag)})
+        secret_id = token_hex(8)
+        bound = RUN_BOUND_SECONDS
         argv = host_argv.docker_run(
             name,
             image_ref,
             port=self.config.service.port,
             admin_port=self.config.service.admin_port,
-            version=merged.get("ZDD_VERSION", tag),
-            env=merged,
+            env_file_id=secret_id,
+            bound_seconds=bound,
             labels=labels,
         )
         self._log(f"docker run {name} {image_ref}")
-        await self.shell.run(argv)
+        try:
+            await self.shell.run(argv, input=env_file, timeout=bound + REMOTE_BOUND_SLACK)
+        except BaseException:
+            await self._remove_secrets(secret_id)
+            raise
         info = await self.inspect()
         if info is None:
             raise RuntimeFailure(f"on {self.name}: container {name} vanished right after `docker run`")
@@ -260,19 +301,19 @@ class DockerSSHRuntime(ServiceAdmin):
             raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr or res.stdout)
         return res.stdout.splitlines()
 
-    # --- the service's endpoints (through SSH forwards) ------------------------------------
+    # --- the service's endpoints (through SSH channels) ------------------------------------
 
     async def _admin_get(self, path: str) -> dict | None:
         try:
             ans = await self.forwards.request("GET", self.config.service.admin_port, path, timeout=self.http_timeout)
             return ans.json() if ans.status == 200 else None
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+        except (NoAnswer, TimeoutError, ValueError):
             return None
 
     async def _admin_post(self, path: str) -> None:
         try:
             ans = await self.forwards.request("POST", self.config.service.admin_port, path, timeout=self.http_timeout)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (NoAnswer, TimeoutError) as exc:
             raise RuntimeFailure(
                 f"on {self.name}: POST {path} to the admin port 127.0.0.1:{self.config.service.admin_port} failed: "
                 f"{type(exc).__name__} {exc}".rstrip()
@@ -289,8 +330,8 @@ class DockerSSHRuntime(ServiceAdmin):
             )
         except TimeoutError:
             return HealthProbe(False, None, f"timeout after {self.http_timeout:g}s")
-        except aiohttp.ClientError as exc:
-            return HealthProbe(False, None, f"no answer on 127.0.0.1:{port} ({type(exc).__name__})")
+        except NoAnswer as exc:
+            return HealthProbe(False, None, f"no answer on 127.0.0.1:{port} ({exc})")
         detail = ans.body.strip()[:200]
         return HealthProbe(200 <= ans.status < 400, ans.status, detail)
 

@@ -2,7 +2,7 @@
 
 Container and state-file operations go to the sandbox's host agent (`/sandbox/hosts/<name>/...`
 on the sandbox API, bearer token); admin and health calls go straight to the host's address, as
-the SSH runtime reaches them through a port forward on a real droplet. Health probes carry
+the SSH runtime reaches them through an SSH channel on a real droplet. Health probes carry
 `X-Zdd-Probe: zdd` so the service does not count them as load-balancer checks.
 """
 
