@@ -271,3 +271,45 @@ def test_lb_health_values_and_scales():
     assert lb_health_from(body(), ids) == {}
     assert lb_health_from({"status": "success", "data": {}}, ids) == {}
     assert lb_health_from(None, ids) == {}
+
+
+# ---- docker credentials --------------------------------------------------------------------------
+
+
+async def test_docker_credentials_really_expire(api):
+    clock = FakeTime()
+    api.clock = clock
+    api.state.create_registry("zdd-registry")
+    async with DOClient(api.url, TOKEN, clock=clock) as do:
+        ro = await do.docker_credentials("zdd-registry", expiry_seconds=60)
+        rw = await do.docker_credentials("zdd-registry", read_write=True, expiry_seconds=600)
+        forever = await do.docker_credentials("zdd-registry", expiry_seconds=0)  # DO: 0 never expires
+    auth = ro.auths["registry.digitalocean.com"]["auth"]
+    rw_auth = rw.auths["registry.digitalocean.com"]["auth"]
+    assert api.docker_auth_refusal(auth) is None
+    assert api.docker_auth_refusal(auth, push=True) == "denied: requested access to the resource is denied"
+    assert api.docker_auth_refusal(rw_auth, push=True) is None
+    clock.now += 59
+    assert api.docker_auth_refusal(auth) is None
+    clock.now += 1
+    assert api.docker_auth_refusal(auth) == "unauthorized: authentication required"
+    assert api.docker_auth_refusal(rw_auth, push=True) is None
+    clock.now += 540
+    assert api.docker_auth_refusal(rw_auth, push=True) == "unauthorized: authentication required"
+    assert api.docker_auth_refusal(forever.auths["registry.digitalocean.com"]["auth"]) is None
+    assert api.docker_auth_refusal("bm90Omlzc3VlZA==") == "unauthorized: authentication required"
+
+
+async def test_status_says_unknown_not_unhealthy_without_lb_data(api):
+    from zdd_tui.project.status import FleetStatus, render_text
+
+    async with DOClient(api.url, TOKEN) as do:
+        ds = await do.create_droplets(["a", "b"], region="nyc3", size="s-1vcpu-1gb", image="x", tags=["web"])
+        lb = await do.create_load_balancer("lb", region="nyc3", tag="web", entry_port=80, target_port=8080,
+                                           health_check=HC)
+        health = await do.lb_droplet_health(lb.id)  # a new LB: DigitalOcean has no series yet
+    st = FleetStatus(sandbox=False, api_url=api.url, droplets=ds, load_balancer=lb, lb_health=health)
+    text = render_text(st)
+    assert "UNHEALTHY" not in text and text.count("LB:unknown") == 2
+    assert "no data from DigitalOcean's monitoring yet" in text
+    assert all(d["lb_healthy"] is None for d in st.to_dict()["droplets"])

@@ -10,10 +10,21 @@ Served (bearer auth, 401 on a wrong token): /v2/account, /v2/account/keys[/{id|f
 /v2/droplets/{id}, /v2/tags[/{name}[/resources]], /v2/load_balancers[/{id}] (PUT replaces the whole
 object), /v2/monitoring/metrics/load_balancer/droplets_health_checks, /v2/registries (list/create),
 /v2/registries/{name} (+ docker-credentials, repositoriesV2, repositories/{repo}/tags[/{tag}]),
-/v2/registries/options, /v2/registries/subscription, /v2/sizes. Lists page with per_page (max
-200), links.pages and meta.total; errors are {id, message, request_id}. Rate limits per token:
-250 a minute and 5,000 an hour (constructor arguments), `ratelimit-limit/-remaining/-reset`
-headers on every DO response, 429 with `retry-after` beyond them.
+/v2/registries/options, /v2/registries/subscription, /v2/registries/validate-name, /v2/sizes.
+Lists page with per_page (max 200), links.pages and meta.total; errors are {id, message,
+request_id}. Rate limits per token, as DigitalOcean counts them: 250 a minute and 5,000 an hour
+(constructor arguments; `api.clock` is their clock), `ratelimit-limit/-remaining/-reset` headers
+on every DO response; beyond the minute's, 429 with `retry-after` (and remaining 0); beyond the
+hour's, 429 without it (the budget returns at `ratelimit-reset`); GET /v2/account/keys has its
+own 10 a minute.
+
+DigitalOcean behaviours switched on in code (`api.imitate`, zdd_tui.sandbox.imitations; never
+over the network): a token without a scope (403), a 404 on the registry list while there is
+none, registry names taken elsewhere (409), several registries (Professional plan; else 422),
+errored droplet create actions, load balancers ending `errored`, sizes offered in some regions
+only, and the shape of the LB health metric. Docker credentials really expire:
+`api.docker_auth_refusal(auth, push=...)` says what the registry answers a pull or push with
+them (after `expiry_seconds`: "unauthorized: authentication required").
 
 Sandbox-only endpoints (same bearer token, not rate limited):
 - GET /sandbox/stats: requests served, per route ("GET /v2/droplets/{droplet_id}") and per status.
@@ -52,6 +63,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import hashlib
 import inspect
 import itertools
 import json
@@ -263,6 +275,7 @@ class SandboxAPI(LocalServer):
         self.request_log: collections.deque[tuple[str, str, str, int]] = collections.deque(maxlen=5000)
         # Docker credentials handed out (expiry, read_write); the secrets themselves are not kept.
         self.issued_credentials: list[dict] = []
+        self._minted: dict[str, dict] = {}  # sha256 of a credential handed out -> its scope and expiry
         self.app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
         self._add_do_routes()
         self._runner: web.AppRunner | None = None
@@ -842,11 +855,29 @@ class SandboxAPI(LocalServer):
         if isinstance(self.registry_backend, DistributionRegistry) and self.registry_backend.auth_value():
             auth = self.registry_backend.auth_value()
         else:
-            # A throwaway credential: the sandbox's own registry does not check it.
+            # A credential of its own, which docker_auth_refusal() checks until it expires.
             user = "rw" if read_write else "ro"
             auth = base64.b64encode(f"{user}-{secrets.token_hex(8)}:{secrets.token_urlsafe(24)}".encode()).decode()
+            self._minted_auth(auth, read_write, expiry)
         self.issued_credentials.append({"read_write": read_write, "expiry_seconds": expiry, "at": time.time()})
         return web.json_response({"auths": {self.registry_server: {"auth": auth}}})
+
+    def _minted_auth(self, auth: str, read_write: bool, expiry_seconds: int) -> None:
+        # Kept as a digest only: the sandbox never holds a usable credential after answering.
+        expires = self.clock() + expiry_seconds if expiry_seconds > 0 else None  # DO: 0 = no expiry
+        digest = hashlib.sha256(auth.encode()).hexdigest()
+        self._minted[digest] = {"read_write": read_write, "expires_at": expires}
+
+    def docker_auth_refusal(self, auth: str | None, *, push: bool = False) -> str | None:
+        """What the sandbox's registry answers a pull (or push) with these `auths[...]["auth"]`:
+        None when allowed; else the registry's error, as docker prints it. Credentials really
+        expire `expiry_seconds` after they were handed out, and read-only ones cannot push."""
+        rec = self._minted.get(hashlib.sha256((auth or "").encode()).hexdigest())
+        if rec is None or (rec["expires_at"] is not None and self.clock() >= rec["expires_at"]):
+            return "unauthorized: authentication required"
+        if push and not rec["read_write"]:
+            return "denied: requested access to the resource is denied"
+        return None
 
     async def _tags(self, repo: str) -> list[dict]:
         try:
