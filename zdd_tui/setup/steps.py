@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zdd_tui.cloud.models import Droplet, HealthCheck, LoadBalancer, Registry, SSHKey
+from zdd_tui.cloud.models import Droplet, HealthCheck, LoadBalancer, Registry, Size, SSHKey
 from zdd_tui.config import Config, key_for
 from zdd_tui.errors import RefusedError, UsageError, ZddError
 from zdd_tui.events import HostReport, Listener
@@ -125,6 +125,7 @@ class Setup:
         self.pool_options = pool_options or {}
         self._ssh_key: SSHKey | None = None
         self._sizes: dict[str, float] | None = None
+        self._offers: dict[str, Size] | None = None
         self._create_actions: dict[str, int] = {}  # droplet name -> its create action, until completed
 
     # --- plumbing --------------------------------------------------------------------------
@@ -328,7 +329,9 @@ class Setup:
     async def _size_price(self) -> float:
         """The size's monthly price; UsageError when DigitalOcean does not offer it in the region
         (checked before anything is created: a create would fail only after the others began)."""
-        offers = {s.slug: s for s in await (await self.client()).list_sizes()}
+        if self._offers is None:
+            self._offers = {s.slug: s for s in await (await self.client()).list_sizes()}
+        offers = self._offers
         size, region = self.config.droplets.size, self.config.digitalocean.region
         offer = offers.get(size)
         if offer is None:
