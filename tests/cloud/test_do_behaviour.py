@@ -313,3 +313,13 @@ async def test_status_says_unknown_not_unhealthy_without_lb_data(api):
     assert "UNHEALTHY" not in text and text.count("LB:unknown") == 2
     assert "no data from DigitalOcean's monitoring yet" in text
     assert all(d["lb_healthy"] is None for d in st.to_dict()["droplets"])
+
+
+async def test_login_check_of_a_token_without_a_scope_names_the_scopes(api):
+    from zdd_tui.errors import UsageError
+    from zdd_tui.project.credentials import check_token
+
+    api.imitate.missing_scopes = {"account:read"}
+    with pytest.raises(UsageError) as e:
+        await check_token(api.url, TOKEN)
+    assert "403" in e.value.message and "account:read" in (e.value.hint or "")

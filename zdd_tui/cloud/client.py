@@ -211,9 +211,7 @@ def load_balancer_put_body(lb: LoadBalancer) -> dict:
     region = body.get("region")
     body["region"] = region.get("slug", lb.region) if isinstance(region, dict) else (region or lb.region)
     body["name"] = ours["name"]
-    if "size" in body and "size_unit" not in lb.raw:
-        pass  # sized by slug (older load balancers): keep it
-    else:
+    if "size_unit" in lb.raw or "size" not in body:  # else sized by slug (older ones): kept as it is
         body.pop("size", None)
         body["size_unit"] = ours["size_unit"]
     old_rules = {(r.get("entry_protocol"), r.get("entry_port")): r for r in lb.raw.get("forwarding_rules") or ()}
