@@ -276,9 +276,11 @@ def test_rate_limiter_minute_and_hour_windows():
     assert rl.check(t)[0] and rl.check(t + 1)[0]
     allowed, headers, retry = rl.check(t + 2)
     assert not allowed and retry == 58  # the first request leaves the minute window at t+60
-    assert headers == {"ratelimit-limit": "3", "ratelimit-remaining": "1", "ratelimit-reset": str(int(t + 3600))}
+    # The burst limit's answer: remaining 0 with a retry-after, as DigitalOcean documents it.
+    assert headers == {"ratelimit-limit": "3", "ratelimit-remaining": "0", "ratelimit-reset": str(int(t + 3600))}
     assert rl.check(t + 61)[0]  # a new minute
     allowed, headers, retry = rl.check(t + 200)
     assert not allowed and headers["ratelimit-remaining"] == "0"
-    assert retry == 3400  # the hour's oldest request expires at t+3600
+    # The hourly limit's answer has no retry-after: the budget returns at ratelimit-reset.
+    assert retry is None and headers["ratelimit-reset"] == str(int(t + 3600))
     assert rl.check(t + 3601)[0]

@@ -29,6 +29,7 @@ PATHS = {
     "/v2/registries/{registry_name}": ["get", "delete"],
     "/v2/registries/{registry_name}/docker-credentials": ["get"],
     "/v2/registries/options": ["get"],
+    "/v2/registries/validate-name": ["post"],
     "/v2/registries/subscription": ["get"],
     "/v2/registries/{registry_name}/repositoriesV2": ["get"],
     "/v2/registries/{registry_name}/repositories/{repository_name}/tags": ["get"],

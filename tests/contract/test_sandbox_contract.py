@@ -15,7 +15,7 @@ import pytest
 from openapi_core.testing import MockRequest, MockResponse
 
 from zdd_tui.cloud.client import DOClient
-from zdd_tui.cloud.errors import CloudError, NotFoundError, UnauthorizedError
+from zdd_tui.cloud.errors import CloudError, ForbiddenError, NotFoundError, RateLimitedError, UnauthorizedError
 from zdd_tui.cloud.models import HealthCheck
 
 SPEC_FILE = Path(__file__).with_name("do-openapi-zdd.json")
@@ -41,6 +41,7 @@ ADAPTER_OPERATIONS = {
     ("get", "/v2/registries"),
     ("post", "/v2/registries"),
     ("get", "/v2/registries/options"),
+    ("post", "/v2/registries/validate-name"),
     ("get", "/v2/registries/{registry_name}/docker-credentials"),
     ("get", "/v2/registries/{registry_name}/repositoriesV2"),
     ("get", "/v2/registries/{registry_name}/repositories/{repository_name}/tags"),
@@ -87,13 +88,38 @@ async def drive_adapter(api) -> None:
         with pytest.raises(CloudError) as e422:
             await do.update_load_balancer(lb, health_check=HealthCheck("http", 8080, "/health", 1, 5, 3, 5))
         assert e422.value.status == 422
+        # Settings made elsewhere come back in DigitalOcean's shapes and survive the PUT.
+        api.state.load_balancer(lb.id).update({
+            "firewall": {"deny": ["ip:198.51.100.7"], "allow": []}, "tls_cipher_policy": "STRONG",
+            "vpc_uuid": "c33931f2-a26a-4e61-b85c-4e95a2ec431b", "project_id": "9cc10173-e9ea-4176-9dbc-a4cee4c4ff30",
+            "sticky_sessions": {"type": "cookies", "cookie_name": "DO-LB", "cookie_ttl_seconds": 300},
+        })
+        lb = await do.get_load_balancer(lb.id)
         lb = await do.update_load_balancer(lb, size_unit=2)
+        assert lb.raw["firewall"]["deny"] == ["ip:198.51.100.7"]
         await do.get_load_balancer(lb.id)
         with pytest.raises(NotFoundError):
             await do.get_load_balancer("7c7b4bd9-8d0d-4b1e-9a7f-000000000000")
         api.lb_health_provider = lambda lb_id: {droplets[0].id: True, droplets[1].id: False}
         assert await do.lb_droplet_health(lb.id) == {droplets[0].id: True, droplets[1].id: False}
+        api.imitate.missing_scopes = {"monitoring:read"}  # a token without the scope: 403
+        with pytest.raises(ForbiddenError):
+            await do.lb_droplet_health(lb.id)
+        api.imitate.missing_scopes = set()
+        api.imitate.registry_list_404 = True  # no registry yet: 404 on the list
+        assert await do.get_registry() is None
+        api.imitate.taken_registry_names = {"taken"}
+        with pytest.raises(CloudError) as e409:
+            await do.validate_registry_name("taken")
+        assert e409.value.status == 409
+        with pytest.raises(CloudError) as e409:
+            await do.create_registry("taken")
+        assert e409.value.status == 409
+        await do.validate_registry_name("zdd-registry")  # 204
         await do.create_registry("zdd-registry", "basic", "nyc3")
+        with pytest.raises(CloudError) as e422:
+            await do.create_registry("second-registry")  # the plan holds one
+        assert e422.value.status == 422
         api.state.put_registry_tag("app", "latest")
         api.state.put_registry_tag("app", "sha-0000001", behaviour="crash")
         await do.get_registry()
@@ -109,6 +135,11 @@ async def drive_adapter(api) -> None:
         api.inject_fault(r"^/v2/sizes$", 500, method="GET")
         await do.list_droplets("zdd-app")  # 429, then 200
         await do.sizes()  # 500, then 200
+        per_hour = api.limiter.per_hour
+        api.limiter.per_hour = len(api.limiter.hits)  # the hour's budget used up: 429 without retry-after
+        with pytest.raises(RateLimitedError):
+            await do.account()
+        api.limiter.per_hour = per_hour
         await do.delete_droplet(droplets[1].id)
         with pytest.raises(NotFoundError):
             await do.delete_droplet(droplets[1].id)
@@ -166,7 +197,10 @@ async def test_every_adapter_exchange_validates_against_do_spec(recorded_api, op
     missing = ADAPTER_OPERATIONS - seen
     assert not missing, f"operations not exercised: {sorted(missing)}"
     statuses = {ex.status for ex in exchanges}
-    assert {200, 201, 202, 204, 401, 404, 422, 429, 500} <= statuses, statuses
+    assert {200, 201, 202, 204, 401, 403, 404, 409, 422, 429, 500} <= statuses, statuses
+    # Both kinds of 429: the burst limit's with retry-after, the hourly limit's without.
+    limited = [ex for ex in exchanges if ex.status == 429]
+    assert {"retry-after" in {k.lower() for k in ex.headers} for ex in limited} == {True, False}
     # Error answers carry DO's request id in the body.
     for ex in exchanges:
         if ex.status >= 400:
@@ -206,6 +240,20 @@ async def drive_raw(api) -> None:
         await call("DELETE", f"/v2/account/keys/{key['id']}", 204)
         await call("GET", f"/v2/account/keys/{key['id']}", 404)
         await call("POST", "/v2/account/keys", 422, json={"name": "k", "public_key": "not a key"})
+        api.imitate.keys_per_minute = 1  # DigitalOcean's own limit on listing keys (10 a minute)
+        async with s.get(base + "/v2/account/keys"):
+            pass  # 200, or already 429 if the adapter listed keys within the minute
+        await call("GET", "/v2/account/keys", 429)
+        api.imitate.keys_per_minute = 10
+        api.imitate.size_regions = {"s-4vcpu-8gb": [], "s-2vcpu-4gb": ["sfo3"]}
+        await call("GET", "/v2/sizes", 200)
+        await call("POST", "/v2/droplets", 422, json={"name": "big", "size": "s-2vcpu-4gb", "image": "debian-12-x64"})
+        api.imitate.failing_creates = 1
+        failed = await call("POST", "/v2/droplets", 202, json={"name": "fails", "size": "s-1vcpu-1gb",
+                                                                 "image": "debian-12-x64"})
+        action = (await call("GET", f"/v2/actions/{failed['links']['actions'][0]['id']}", 200))["action"]
+        assert action["status"] == "errored"
+        await call("DELETE", f"/v2/droplets/{failed['droplet']['id']}", 204)
         droplet_body = {"name": "one", "size": "s-1vcpu-1gb", "image": "debian-12-x64", "tags": ["t1"]}
         d = (await call("POST", "/v2/droplets", 202, json=droplet_body))["droplet"]
         await call("GET", "/v2/actions", 200, params={"per_page": "1"})
@@ -227,6 +275,10 @@ async def drive_raw(api) -> None:
         await call("POST", "/v2/load_balancers", 422, json=dict(lb_body, droplet_ids=[d["id"]]))
         await call("DELETE", f"/v2/load_balancers/{lb['id']}", 204)
         await call("DELETE", f"/v2/load_balancers/{lb['id']}", 404)
+        api.imitate.errored_load_balancers = True
+        bad = (await call("POST", "/v2/load_balancers", 202, json=dict(lb_body, name="bad-lb")))["load_balancer"]
+        assert (await call("GET", f"/v2/load_balancers/{bad['id']}", 200))["load_balancer"]["status"] == "errored"
+        await call("DELETE", f"/v2/load_balancers/{bad['id']}", 204)
         await call("GET", "/v2/monitoring/metrics/load_balancer/droplets_health_checks", 400,
                    params={"lb_id": lb["id"]})
         await call("GET", "/v2/registries/nothing", 404)
@@ -235,6 +287,7 @@ async def drive_raw(api) -> None:
         await call("GET", "/v2/registries/subscription", 404)
         await call("POST", "/v2/registries", 201,
                    json={"name": "raw-reg", "subscription_tier_slug": "starter", "region": "nyc3"})
+        await call("POST", "/v2/registries/validate-name", 409, json={"name": "raw-reg"})
         await call("GET", "/v2/registries/raw-reg", 200)
         await call("GET", "/v2/registries/raw-reg/docker-credentials", 200,
                    params={"read_write": "true", "expiry_seconds": "60"})

@@ -11,7 +11,9 @@ same paths and query parameters pydo 0.44 sends).
 Both transports share `_call`, which
 - turns any error answer into a CloudError subclass with DO's message and request id (pydo
   *returns* DO's error body for many 404s instead of raising: that is an error too);
-- honours 429 `retry-after` (waits and retries, `max_retry_wait` seconds in all at most);
+- honours 429 `retry-after` (the per-minute burst limit: waits and retries, `max_retry_wait`
+  seconds in all at most); a 429 without it is the hourly limit: it waits for `ratelimit-reset`
+  once if that is within `max_retry_wait`, else stops at once saying when the budget comes back;
 - retries on 5xx / no answer a few times, never a create: pydo's own retry policy is off
   (retry_total=0) because it re-sends POSTs, and creates re-list after a 5xx before deciding;
 - records the `ratelimit-*` headers (`.rate_limit`) and counts HTTP requests (`.requests_made`).
@@ -34,6 +36,7 @@ import httpx
 
 from zdd_tui.cloud.errors import (
     CloudError,
+    ForbiddenError,
     NotFoundError,
     RateLimitedError,
     UnauthorizedError,
@@ -53,6 +56,7 @@ from zdd_tui.cloud.models import (
     RegistryTag,
     RegistryTier,
     Repository,
+    Size,
     SSHKey,
 )
 
@@ -154,6 +158,7 @@ def load_balancer_from(lb: dict) -> LoadBalancer:
         ),
         health_check=health_check_from(lb.get("health_check") or {}),
         size_unit=int(lb.get("size_unit") or 1),
+        raw=lb,
     )
 
 
@@ -188,6 +193,86 @@ def load_balancer_body(lb: LoadBalancer) -> dict:
     else:
         body["droplet_ids"] = list(lb.droplet_ids)
     return body
+
+
+# Fields DigitalOcean sets itself: never sent back in a PUT.
+LB_READ_ONLY = ("id", "ip", "ipv6", "status", "created_at")
+
+
+def load_balancer_put_body(lb: LoadBalancer) -> dict:
+    """The PUT body for `lb`: the object as DigitalOcean returned it (`lb.raw`), with only what
+    zdd-tui owns replaced (name, forwarding rules' ports and protocols, health check, size, tag or
+    droplets). Everything else (sticky sessions, firewall, HTTPS redirect, certificates, VPC,
+    project, ...) goes back unchanged, because a PUT replaces the whole load balancer."""
+    if not lb.raw:
+        return load_balancer_body(lb)
+    body = {k: v for k, v in lb.raw.items() if k not in LB_READ_ONLY}
+    ours = load_balancer_body(lb)
+    region = body.get("region")
+    body["region"] = region.get("slug", lb.region) if isinstance(region, dict) else (region or lb.region)
+    body["name"] = ours["name"]
+    if "size_unit" in lb.raw or "size" not in body:  # else sized by slug (older ones): kept as it is
+        body.pop("size", None)
+        body["size_unit"] = ours["size_unit"]
+    old_rules = {(r.get("entry_protocol"), r.get("entry_port")): r for r in lb.raw.get("forwarding_rules") or ()}
+    body["forwarding_rules"] = [
+        dict(old_rules.get((r["entry_protocol"], r["entry_port"]), {}), **r) for r in ours["forwarding_rules"]
+    ]
+    body["health_check"] = dict(lb.raw.get("health_check") or {}, **ours["health_check"])
+    body.pop("tag", None)
+    body.pop("droplet_ids", None)
+    body.update({k: ours[k] for k in ("tag", "droplet_ids") if k in ours})
+    return body
+
+
+# The per-droplet LB health metric's labels are not in DigitalOcean's spec; what names the droplet
+# is read from the first of these present. DigitalOcean's backend metrics name it `server`.
+LB_HEALTH_LABELS = ("droplet_id", "server", "host_id", "droplet", "instance")
+
+
+def lb_health_from(body: Any, resolve: Callable[[str], int | None]) -> dict[int, bool | None]:
+    """droplet id -> True (healthy) / False (unhealthy) / None (unknown) from a metric answer.
+
+    The value scale is not specified either: 0/1 and 0-100 (percent of checks passing) are both
+    read. The newest sample counts: all checks passing is healthy, none is unhealthy; a part
+    (a droplet changing state within the sample), NaN, or a sample that cannot be read is unknown.
+    A droplet without a series (a new LB has none) is left out: the caller shows it as unknown.
+    """
+    series = ((body or {}).get("data") or {}).get("result") or [] if isinstance(body, dict) else []
+    latest: dict[int, float | None] = {}
+    for one in series:
+        if not isinstance(one, dict):
+            continue
+        labels = one.get("metric") or {}
+        did = None
+        for key in LB_HEALTH_LABELS:
+            if key in labels:
+                name = str(labels[key]).strip()
+                did = resolve(name)
+                if did is None and name.count(":") == 1:  # "address:port"
+                    did = resolve(name.split(":", 1)[0])
+                break
+        if did is None:
+            continue
+        values = one.get("values") or []
+        try:
+            value = float(values[-1][1])
+        except (TypeError, ValueError, IndexError):
+            value = None
+        latest[did] = value if value is None or value == value else None  # NaN is no reading
+    percent = any(v is not None and v > 1 for v in latest.values())
+    full = 100.0 if percent else 1.0
+    out: dict[int, bool | None] = {}
+    for did, value in latest.items():
+        if value is None:
+            out[did] = None
+        elif value >= full:
+            out[did] = True
+        elif value <= 0:
+            out[did] = False
+        else:
+            out[did] = None
+    return out
 
 
 def registry_from(r: dict) -> Registry:
@@ -240,6 +325,7 @@ class DOClient:
         retry_backoff: float = 0.25,
         recheck_delay: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], float] | None = None,
     ):
         if not token:
             raise UnauthorizedError(
@@ -253,6 +339,11 @@ class DOClient:
         self.retry_backoff = retry_backoff  # first pause before re-reading after a 5xx; doubles
         self.recheck_delay = recheck_delay  # pause before re-listing after a create's 5xx
         self._sleep = sleep or asyncio.sleep
+        self._clock = clock or time.time  # wall clock: `ratelimit-reset` is an epoch
+        # id, name and addresses of every droplet seen -> its id: the LB health metric may name
+        # a droplet by any of them.
+        self._droplet_keys: dict[str, int] = {}
+        self._registry_options: dict | None = None
         self.rate_limit: RateLimit | None = None
         self.requests_made = 0
         self.waited_seconds = 0.0  # time spent waiting on 429 retry-after, in total
@@ -367,7 +458,9 @@ class DOClient:
         cls = CloudError
         if status == 404:
             cls = NotFoundError
-        elif status in (401, 403):
+        elif status == 403:
+            cls = ForbiddenError
+        elif status == 401:
             cls = UnauthorizedError
         elif status == 429:
             cls = RateLimitedError
@@ -384,6 +477,7 @@ class DOClient:
         """
         attempt = 0
         waited = 0.0
+        hour_waited = False
         while True:
             attempt += 1
             try:
@@ -400,6 +494,16 @@ class DOClient:
                 return body
             if status == 429:
                 retry_after = _retry_after(headers)
+                if retry_after is None:  # the hourly limit: wait for its reset once, if soon enough
+                    wait, err = self._hourly_limit(what, body, headers)
+                    if wait is None or hour_waited or waited + wait > self.max_retry_wait:
+                        raise err
+                    log.info("%s: hourly rate limit, waiting %.0f s for it to reset", what, wait)
+                    hour_waited = True
+                    waited += wait
+                    self.waited_seconds += wait
+                    await self._sleep(wait)
+                    continue
                 if waited + retry_after <= self.max_retry_wait:
                     log.info("%s: rate limited, retrying in %.0f s", what, retry_after)
                     waited += retry_after
@@ -414,6 +518,30 @@ class DOClient:
                 await self._sleep(min(self.retry_backoff * 2 ** (attempt - 1), 4))
                 continue
             raise self._error(what, status, body, headers)
+
+    def _hourly_limit(self, what: str, body: Any, headers: Any) -> tuple[float | None, CloudError]:
+        """A 429 without `retry-after`: the hour's 5,000 requests are used up. They come back one
+        by one as the oldest turn an hour old (`ratelimit-reset`), so retrying every second would
+        only spend the first one that does. Returns (seconds until then, or None when the answer
+        does not say; the error that says when)."""
+        try:
+            reset = float(headers.get("ratelimit-reset")) if headers is not None else None
+        except (TypeError, ValueError):
+            reset = None
+        wait = None if reset is None else max(0.0, reset - self._clock()) + 1
+        request_id = (body.get("request_id") if isinstance(body, dict) else None) or (
+            headers.get("x-request-id") if headers is not None else None)
+        text = f"{what}: DigitalOcean answered 429: its hourly request limit is used up"
+        hint = "wait up to an hour and retry; something else may be using the same token heavily"
+        if reset is not None:
+            at = datetime.fromtimestamp(reset).astimezone()
+            minutes = max(1, round((wait or 0) / 60))
+            text += f" until {at:%H:%M:%S %Z} (in about {minutes} min)"
+            hint = (f"retry after {at:%H:%M:%S %Z}: requests come back one by one as the oldest turn an hour old; "
+                    "something else may be using the same token heavily")
+        err = RateLimitedError(self._redact(text), hint, status=429, do_id="too_many_requests",
+                               request_id=request_id, retry_after=wait, reset_epoch=reset)
+        return wait, err
 
     async def _read(self, what: str, path: str, **params: Any) -> Any:
         """GET `path` (with query `params`) through httpx; the body of a success."""
@@ -501,11 +629,21 @@ class DOClient:
         kw = {"tag_name": tag} if tag else {}
         what = f"list droplets{f' tagged {tag}' if tag else ''}"
         items = await self._list_all(what, "/v2/droplets", "droplets", **kw)
-        return [droplet_from(d) for d in items]
+        return [self._seen(droplet_from(d)) for d in items]
+
+    def _seen(self, d: Droplet) -> Droplet:
+        """Remember how the droplet can be named (id, name, addresses), for the LB health metric."""
+        for key in (str(d.id), d.name, d.public_ipv4, d.private_ipv4):
+            if key:
+                self._droplet_keys[key] = d.id
+        return d
+
+    def _droplet_by_key(self, key: str) -> int | None:
+        return int(key) if key.isdigit() else self._droplet_keys.get(key)
 
     async def get_droplet(self, droplet_id: int) -> Droplet:
         body = await self._read(f"read droplet {droplet_id}", f"/v2/droplets/{int(droplet_id)}")
-        return droplet_from(body["droplet"])
+        return self._seen(droplet_from(body["droplet"]))
 
     async def find_droplets_by_name(self, name: str) -> list[Droplet]:
         items = await self._list_all(f"find droplet {name}", "/v2/droplets", "droplets", name=name)
@@ -565,8 +703,15 @@ class DOClient:
                         last_error = e
                         break  # re-list before deciding anything else
                     raise
-                for d in res.get("droplets") or ([res["droplet"]] if res.get("droplet") else []):
-                    dm = droplet_from(d)
+                made = res.get("droplets") or ([res["droplet"]] if res.get("droplet") else [])
+                # DigitalOcean names one create action per droplet, in the order of the droplets.
+                actions = [a.get("id") for a in (res.get("links") or {}).get("actions") or ()
+                           if isinstance(a, dict) and a.get("rel", "create") == "create"]
+                for i, d in enumerate(made):
+                    dm = self._seen(droplet_from(d))
+                    aid = actions[i] if len(actions) == len(made) else None
+                    if aid is not None:
+                        dm = replace(dm, create_action_id=int(aid))
                     existing.setdefault(dm.name, dm)
             else:
                 continue
@@ -644,16 +789,19 @@ class DOClient:
         return load_balancer_from(body["load_balancer"])
 
     async def update_load_balancer(self, lb: LoadBalancer, **changes: Any) -> LoadBalancer:
-        """PUT the whole LB: `lb` (as read) with `changes` (dataclass fields) applied."""
+        """PUT the whole LB: `lb` as DigitalOcean returned it, with `changes` (dataclass fields)
+        applied; settings zdd-tui does not model go back as they were (see load_balancer_put_body)."""
         new = replace(lb, **changes) if changes else lb
         body = await self._write(
-            f"update load balancer {lb.name}", self.pydo.load_balancers.update, lb.id, load_balancer_body(new)
+            f"update load balancer {lb.name}", self.pydo.load_balancers.update, lb.id, load_balancer_put_body(new)
         )
         return load_balancer_from(body["load_balancer"])
 
     async def lb_droplet_health(self, lb_id: str, *, window_seconds: int = 300) -> dict[int, bool | None]:
-        """droplet id -> healthy per the LB's last health-check sample (advisory; it lags)."""
-        end = int(time.time())
+        """droplet id -> True healthy / False unhealthy / None unknown, per the LB's newest
+        health-check sample (advisory; it lags). Droplets with no series are left out (unknown).
+        A droplet named by name or address is matched against the droplets this client has read."""
+        end = int(self._clock())
         body = await self._read(
             "read the load balancer's droplet health",
             "/v2/monitoring/metrics/load_balancer/droplets_health_checks",
@@ -661,31 +809,33 @@ class DOClient:
             start=str(end - window_seconds),
             end=str(end),
         )
-        out: dict[int, bool | None] = {}
-        for series in ((body or {}).get("data") or {}).get("result") or []:
-            try:
-                did = int((series.get("metric") or {})["droplet_id"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            values = series.get("values") or []
-            if not values:
-                out[did] = None
-                continue
-            try:
-                out[did] = float(values[-1][1]) > 0
-            except (TypeError, ValueError, IndexError):
-                out[did] = None
-        return out
+        return lb_health_from(body, self._droplet_by_key)
 
     # ---- registry ----------------------------------------------------------------------------
 
+    async def list_registries(self) -> list[Registry]:
+        """The account's registries (several on a Professional plan); [] when it has none (a 404
+        on the list means none, as the older single-registry API answers)."""
+        try:
+            body = await self._read("list the container registries", "/v2/registries")
+        except NotFoundError:
+            return []
+        return [registry_from(r) for r in (body or {}).get("registries") or []]
+
     async def get_registry(self, name: str | None = None) -> Registry | None:
-        """The account's registry (the one named `name`, when given); None when there is none."""
-        body = await self._read("read the container registry", "/v2/registries")
-        regs = [registry_from(r) for r in (body or {}).get("registries") or []]
+        """The registry named `name` (without a name: the account's only or first one); None when
+        there is none."""
+        regs = await self.list_registries()
         if name is not None:
             regs = [r for r in regs if r.name == name]
         return regs[0] if regs else None
+
+    async def validate_registry_name(self, name: str) -> None:
+        """CloudError (409, with a hint) when the name is not available; registry names are global."""
+        try:
+            await self._write(f"check registry name {name}", self.pydo.registries.validate_name, {"name": name})
+        except CloudError as e:
+            raise _registry_error(e, name) from None
 
     async def create_registry(self, name: str, tier: str = "starter", region: str | None = None) -> Registry:
         found = await self.get_registry(name)
@@ -702,7 +852,7 @@ class DOClient:
                 found = await self.get_registry(name)
                 if found is not None:
                     return found
-            raise
+            raise _registry_error(e, name) from None
         reg = registry_from(res["registry"])
         return reg if reg.tier else replace(reg, tier=tier)
 
@@ -807,13 +957,35 @@ class DOClient:
 
     # ---- prices for the setup wizard ---------------------------------------------------------
 
+    async def list_sizes(self) -> list[Size]:
+        """Every droplet size with its monthly price, the regions offering it and availability."""
+        items = await self._list_all("list droplet sizes", "/v2/sizes", "sizes")
+        return [
+            Size(
+                slug=s["slug"],
+                price_monthly=float(s.get("price_monthly") or 0),
+                regions=tuple(s.get("regions") or ()),
+                available=bool(s.get("available", True)),
+            )
+            for s in items
+        ]
+
     async def sizes(self) -> dict[str, float]:
         """Droplet size slug -> monthly price in USD."""
-        items = await self._list_all("list droplet sizes", "/v2/sizes", "sizes")
-        return {s["slug"]: float(s.get("price_monthly") or 0) for s in items}
+        return {s.slug: s.price_monthly for s in await self.list_sizes()}
+
+    async def _registry_options_body(self) -> dict:
+        if self._registry_options is None:
+            self._registry_options = await self._read("read registry options", "/v2/registries/options") or {}
+        return self._registry_options
+
+    async def registry_regions(self) -> list[str]:
+        """The regions DigitalOcean offers container registries in (`available_regions`)."""
+        body = await self._registry_options_body()
+        return [str(r) for r in (body.get("options") or {}).get("available_regions") or []]
 
     async def registry_options(self) -> list[RegistryTier]:
-        body = await self._read("read registry options", "/v2/registries/options")
+        body = await self._registry_options_body()
         tiers = ((body or {}).get("options") or {}).get("subscription_tiers") or []
         return [
             RegistryTier(
@@ -828,9 +1000,23 @@ class DOClient:
         ]
 
 
-def _retry_after(headers: Any) -> float:
+def _registry_error(e: CloudError, name: str) -> CloudError:
+    """DigitalOcean's registry refusals with what to do about each."""
+    if e.status == 409:
+        e.hint = (f"the registry name {name!r} is taken (registry names are global across DigitalOcean): "
+                  "choose another registry.name in zdd.yaml")
+    elif e.status == 422 and "already" in (e.message or "").lower():
+        e.hint = ("the account already has a container registry and its plan allows one: set registry.name in "
+                  "zdd.yaml to that registry (`zdd-tui setup` lists it), or move to the Professional plan")
+    return e
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds a 429's `retry-after` asks for; None when it has none (DigitalOcean's hourly limit)."""
     value = headers.get("retry-after") if headers is not None else None
+    if value is None:
+        return None
     try:
-        return max(0.0, float(value)) if value is not None else 1.0
+        return max(0.0, float(value))
     except ValueError:
         return 1.0

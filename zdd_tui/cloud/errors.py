@@ -41,24 +41,49 @@ class UnauthorizedError(CloudError):
     """401/403: the token is wrong, expired, or lacks the scope."""
 
 
+class ForbiddenError(UnauthorizedError):
+    """403: the token is valid but lacks a scope the operation needs."""
+
+
 class RateLimitedError(CloudError):
     """429 and still limited after waiting as long as allowed."""
 
-    def __init__(self, *args, retry_after: float | None = None, **kwargs):
+    def __init__(self, *args, retry_after: float | None = None, reset_epoch: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.retry_after = retry_after
+        self.reset_epoch = reset_epoch  # the hourly limit: when the budget comes back
 
 
 class UnreachableError(CloudError):
     """No HTTP answer at all (connection refused, DNS, TLS, timeout)."""
 
 
+# The token scopes zdd-tui's requests need (DigitalOcean's custom scopes, as its OpenAPI spec
+# names them per operation); a token with fewer gets 403 on the operations that need the rest.
+REQUIRED_SCOPES = (
+    "account:read",
+    "actions:read",
+    "droplet:read", "droplet:create", "droplet:delete",
+    "ssh_key:read", "ssh_key:create",
+    "tag:create",
+    "load_balancer:read", "load_balancer:create", "load_balancer:update",
+    "monitoring:read",
+    "registry:read", "registry:create", "registry:update", "registry:delete",
+    "sizes:read", "regions:read",
+)
+
+
 def hint_for(status: int | None, do_id: str | None) -> str:
     """What the operator can do about an API failure with this status."""
-    if status in (401, 403):
+    if status == 401:
         return (
-            "check the DigitalOcean token: run `zdd-tui login` to store a valid one "
-            "(it needs read and write scope for droplets, load balancers, registry, tags, keys)"
+            "DigitalOcean does not accept the token (wrong, expired or revoked): run `zdd-tui login` "
+            "to store a valid one"
+        )
+    if status == 403:
+        return (
+            "the token lacks a scope this needs: create a token with full access, or with the custom scopes "
+            + ", ".join(REQUIRED_SCOPES) + ", and run `zdd-tui login`"
         )
     if status == 404:
         return "check the name or id in zdd.yaml; `zdd-tui status` lists what exists"

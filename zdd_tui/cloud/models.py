@@ -21,6 +21,8 @@ class Droplet:
     private_ipv4: str | None
     tags: tuple[str, ...] = ()
     created_at: datetime | None = None
+    # The create action DigitalOcean named for it (`links.actions`), when this client created it.
+    create_action_id: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ class LoadBalancer:
     forwarding_rules: tuple[ForwardingRule, ...]
     health_check: HealthCheck
     size_unit: int = 1
+    # The object as DigitalOcean returned it: a PUT replaces the whole load balancer, so an update
+    # starts from this and changes only what zdd-tui owns (a user's HTTPS rule, firewall or
+    # sticky sessions stay as they are).
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,16 @@ class Registry:
     region: str | None
     created_at: datetime | None
     tier: str | None = None
+
+
+@dataclass(frozen=True)
+class Size:
+    """A droplet size as GET /v2/sizes lists it: its price and where it can be created."""
+
+    slug: str
+    price_monthly: float
+    regions: tuple[str, ...] = ()
+    available: bool = True
 
 
 @dataclass(frozen=True)
@@ -100,7 +116,8 @@ class Account:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """From the `ratelimit-*` headers of the last response."""
+    """From the `ratelimit-*` headers of the last response (`reset_epoch`: when the oldest
+    request of the hour stops counting)."""
 
     limit: int
     remaining: int

@@ -43,6 +43,7 @@ async def check_token(api_url: str, token: str) -> Any:
     except UnauthorizedError as exc:  # DOClient's text carries DO's message and request id, never the token
         raise UsageError(
             f"the token was rejected, nothing was stored: {exc.message}",
+            exc.hint if exc.status == 403 else  # valid, but without a scope: the hint names them
             "create a token with read and write scope at https://cloud.digitalocean.com/account/api/tokens "
             "and paste it whole",
         ) from None

@@ -190,6 +190,9 @@ def render_text(st: FleetStatus) -> str:
             f"in after {hc.healthy_threshold}"
         )
     out.append(f"droplets ({len(st.droplets)}):")
+    if lb is not None and st.droplets and all(st.lb_health.get(d.id) is None for d in st.droplets):
+        # DigitalOcean's metric has no sample yet (a new load balancer) or none it could match.
+        out.append("  (LB health: no data from DigitalOcean's monitoring yet: shown as unknown, not unhealthy)")
     for d in st.droplets:
         lbh = st.lb_health.get(d.id)
         lbw = {True: "LB:healthy", False: "LB:UNHEALTHY", None: "LB:unknown"}[lbh]

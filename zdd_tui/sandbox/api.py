@@ -10,10 +10,21 @@ Served (bearer auth, 401 on a wrong token): /v2/account, /v2/account/keys[/{id|f
 /v2/droplets/{id}, /v2/tags[/{name}[/resources]], /v2/load_balancers[/{id}] (PUT replaces the whole
 object), /v2/monitoring/metrics/load_balancer/droplets_health_checks, /v2/registries (list/create),
 /v2/registries/{name} (+ docker-credentials, repositoriesV2, repositories/{repo}/tags[/{tag}]),
-/v2/registries/options, /v2/registries/subscription, /v2/sizes. Lists page with per_page (max
-200), links.pages and meta.total; errors are {id, message, request_id}. Rate limits per token:
-250 a minute and 5,000 an hour (constructor arguments), `ratelimit-limit/-remaining/-reset`
-headers on every DO response, 429 with `retry-after` beyond them.
+/v2/registries/options, /v2/registries/subscription, /v2/registries/validate-name, /v2/sizes.
+Lists page with per_page (max 200), links.pages and meta.total; errors are {id, message,
+request_id}. Rate limits per token, as DigitalOcean counts them: 250 a minute and 5,000 an hour
+(constructor arguments; `api.clock` is their clock), `ratelimit-limit/-remaining/-reset` headers
+on every DO response; beyond the minute's, 429 with `retry-after` (and remaining 0); beyond the
+hour's, 429 without it (the budget returns at `ratelimit-reset`); GET /v2/account/keys has its
+own 10 a minute.
+
+DigitalOcean behaviours switched on in code (`api.imitate`, zdd_tui.sandbox.imitations; never
+over the network): a token without a scope (403), a 404 on the registry list while there is
+none, registry names taken elsewhere (409), several registries (Professional plan; else 422),
+errored droplet create actions, load balancers ending `errored`, sizes offered in some regions
+only, and the shape of the LB health metric. Docker credentials really expire:
+`api.docker_auth_refusal(auth, push=...)` says what the registry answers a pull or push with
+them (after `expiry_seconds`: "unauthorized: authentication required").
 
 Sandbox-only endpoints (same bearer token, not rate limited):
 - GET /sandbox/stats: requests served, per route ("GET /v2/droplets/{droplet_id}") and per status.
@@ -52,6 +63,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import hashlib
 import inspect
 import itertools
 import json
@@ -69,6 +81,7 @@ from typing import Any
 from aiohttp import web
 
 from zdd_tui.sandbox import LocalServer
+from zdd_tui.sandbox.imitations import FORBIDDEN_MESSAGE, SCOPES, Imitations, WindowLimit
 from zdd_tui.sandbox.registry import DistributionRegistry, RegistryBackend, StateRegistry
 from zdd_tui.sandbox.state import (
     BEHAVIOURS,
@@ -103,6 +116,7 @@ ERROR_IDS = {
 }
 ERROR_MESSAGES = {
     401: "Unable to authenticate you",
+    403: FORBIDDEN_MESSAGE,
     404: "The resource you were accessing could not be found.",
     429: "Too many requests",
     500: "Server was unable to give you a response.",
@@ -179,25 +193,30 @@ class RateLimiter:
         while self.hits and self.hits[0] <= now - 3600:
             self.hits.popleft()
 
-    def check(self, now: float) -> tuple[bool, dict, float]:
-        """(allowed, headers, retry_after). Counts the request when allowed."""
+    def check(self, now: float) -> tuple[bool, dict, float | None]:
+        """(allowed, headers, retry_after). Counts the request when allowed.
+
+        As DigitalOcean answers: the hourly limit's 429 has no `retry-after` (the budget comes
+        back as `ratelimit-reset` passes); the per-minute burst limit's 429 has one, with
+        `ratelimit-remaining: 0`.
+        """
         self._trim(now)
         minute = sum(1 for _ in itertools.takewhile(lambda t: t > now - 60, reversed(self.hits)))
-        allowed = minute < self.per_minute and len(self.hits) < self.per_hour
-        retry_after = 0.0
+        hourly_out = len(self.hits) >= self.per_hour
+        allowed = minute < self.per_minute and not hourly_out
+        retry_after: float | None = None
         if allowed:
             self.hits.append(now)
-        elif len(self.hits) >= self.per_hour:
-            retry_after = self.hits[0] + 3600 - now
-        else:
-            retry_after = self.hits[-self.per_minute] + 60 - now
+        elif not hourly_out:
+            retry_after = max(1.0, math.ceil(self.hits[-self.per_minute] + 60 - now))
         reset = int(self.hits[0] + 3600) if self.hits else int(now)
+        remaining = 0 if retry_after is not None else max(0, self.per_hour - len(self.hits))
         headers = {
             "ratelimit-limit": str(self.per_hour),
-            "ratelimit-remaining": str(max(0, self.per_hour - len(self.hits))),
+            "ratelimit-remaining": str(remaining),
             "ratelimit-reset": str(reset),
         }
-        return allowed, headers, max(1.0, math.ceil(retry_after))
+        return allowed, headers, retry_after
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -239,6 +258,9 @@ class SandboxAPI(LocalServer):
         self.lb_ip = lb_ip
         self.account_email = account_email
         self.limiter = RateLimiter(rate_per_minute, rate_per_hour)
+        self.clock: Callable[[], float] = time.time  # the rate limits' clock (tests replace it)
+        self.imitate = Imitations()
+        self._keys_limit = WindowLimit(self.imitate.keys_per_minute, 60)
         self.faults: list[Fault] = []
         self.on_droplet_created: Callable[[dict], Any] | None = None
         self.on_droplet_deleted: Callable[[dict], Any] | None = None
@@ -253,6 +275,7 @@ class SandboxAPI(LocalServer):
         self.request_log: collections.deque[tuple[str, str, str, int]] = collections.deque(maxlen=5000)
         # Docker credentials handed out (expiry, read_write); the secrets themselves are not kept.
         self.issued_credentials: list[dict] = []
+        self._minted: dict[str, dict] = {}  # sha256 of a credential handed out -> its scope and expiry
         self.app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
         self._add_do_routes()
         self._runner: web.AppRunner | None = None
@@ -338,11 +361,13 @@ class SandboxAPI(LocalServer):
             if not self._authorized(request):
                 raise APIError(401)
             if is_do:
-                allowed, rl_headers, retry_after = self.limiter.check(time.time())
+                allowed, rl_headers, retry_after = self.limiter.check(self.clock())
                 headers.update(rl_headers)
                 if not allowed:
                     self.rate_limited += 1
-                    raise APIError(429, "API rate limit exceeded.", {"retry-after": str(int(retry_after))})
+                    extra = {"retry-after": str(int(retry_after))} if retry_after is not None else {}
+                    raise APIError(429, "API rate limit exceeded.", extra)
+                self._imitate(request, headers)
             if not request.path.startswith("/sandbox/faults"):
                 fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
                 if fault is not None:
@@ -386,6 +411,22 @@ class SandboxAPI(LocalServer):
         self.by_status[str(response.status)] += 1
         self.request_log.append((request.method, request.path, request.query_string, response.status))
         return response
+
+    def _imitate(self, request: web.Request, headers: dict[str, str]) -> None:
+        """DigitalOcean's per-request refusals that `imitate` switches on: a missing scope (403),
+        the SSH key list's own limit (429 with retry-after)."""
+        resource = request.match_info.route.resource
+        op = (request.method, resource.canonical if resource is not None else request.path)
+        missing = [s for s in SCOPES.get(op, ()) if s in self.imitate.missing_scopes]
+        if missing:
+            raise APIError(403, FORBIDDEN_MESSAGE)
+        if op == ("GET", "/v2/account/keys"):
+            self._keys_limit.limit = self.imitate.keys_per_minute
+            wait = self._keys_limit.hit(self.clock())
+            if wait > 0:
+                self.rate_limited += 1
+                headers["ratelimit-remaining"] = "0"
+                raise APIError(429, "API rate limit exceeded.", {"retry-after": str(max(1, math.ceil(wait)))})
 
     def _fault_error(self, f: Fault) -> APIError:
         headers = {"retry-after": str(math.ceil(f.retry_after))} if f.retry_after is not None else {}
@@ -458,6 +499,7 @@ class SandboxAPI(LocalServer):
         r.add_get("/v2/registries", self.h_registries_list)
         r.add_post("/v2/registries", self.h_registry_create)
         r.add_get("/v2/registries/options", self.h_registry_options)
+        r.add_post("/v2/registries/validate-name", self.h_registry_validate_name)
         r.add_get("/v2/registries/subscription", self.h_registry_subscription)
         r.add_get("/v2/registries/{registry_name}", self.h_registry_get)
         r.add_delete("/v2/registries/{registry_name}", self.h_registry_delete)
@@ -521,8 +563,16 @@ class SandboxAPI(LocalServer):
         a = self._get(self.state.action, request.match_info["action_id"])
         return web.json_response({"action": public(a)})
 
+    def _size(self, slug: str) -> dict:
+        """A size as DigitalOcean lists it; `imitate.size_regions` narrows where it is offered."""
+        size = size_obj(slug)
+        if slug in self.imitate.size_regions:
+            size["regions"] = list(self.imitate.size_regions[slug])
+            size["available"] = bool(size["regions"])
+        return size
+
     async def h_sizes(self, request):
-        return self._paginate(request, [size_obj(s) for s in SIZES], "sizes")
+        return self._paginate(request, [self._size(s) for s in SIZES], "sizes")
 
     # droplets
 
@@ -558,6 +608,8 @@ class SandboxAPI(LocalServer):
         region = body.get("region") or "nyc3"
         if region not in REGIONS:
             raise APIError(422, f"region {region!r} is not available")
+        if region not in self._size(body["size"])["regions"]:
+            raise APIError(422, "Size is not available in this region.")
         tags = body.get("tags") or []
         tag_rx = re.compile(r"[a-zA-Z0-9_\-:]+")
         if not isinstance(tags, list) or not all(isinstance(t, str) and tag_rx.fullmatch(t) for t in tags):
@@ -576,6 +628,7 @@ class SandboxAPI(LocalServer):
             created.append(d)
         for d in created:
             await self.notify_created(d)
+        self._fail_creates(created)
         base = f"{request.url.scheme}://{request.host}/v2/actions/"
         links = {
             "actions": [
@@ -590,6 +643,18 @@ class SandboxAPI(LocalServer):
         if multiple:
             return web.json_response({"droplets": public(created), "links": links}, status=202)
         return web.json_response({"droplet": public(created[0]), "links": links}, status=202)
+
+    def _fail_creates(self, created: list[dict]) -> None:
+        """`imitate.failing_creates`: these droplets' create actions error and they never start."""
+        for d in created:
+            if self.imitate.failing_creates <= 0:
+                break
+            self.imitate.failing_creates -= 1
+            action = self.state.action(d["_sandbox"]["create_action_id"])
+            action["status"] = "errored"
+            action["completed_at"] = None
+            d["_sandbox"]["active_at"] = 1e18  # never
+        self.state.save()
 
     async def _delete_droplet(self, droplet_id) -> None:
         d = self._get(self.state.delete_droplet, droplet_id)
@@ -658,7 +723,11 @@ class SandboxAPI(LocalServer):
         body = await json_body(request)
         lb = self._get(lambda: self.state.create_load_balancer(body, ip=self.lb_ip))
         await self._lb_changed(lb, lb["id"])
-        return web.json_response({"load_balancer": public(lb)}, status=202)
+        response = web.json_response({"load_balancer": public(lb)}, status=202)
+        if self.imitate.errored_load_balancers:
+            lb["status"] = "errored"  # after the answer, as DigitalOcean's comes while it is "new"
+            self.state.save()
+        return response
 
     async def h_lb_get(self, request):
         lb = self._get(self.state.load_balancer, request.match_info["lb_id"])
@@ -694,13 +763,21 @@ class SandboxAPI(LocalServer):
         for d in self.state.lb_droplets(lb):
             if health.get(d["id"]) is None:
                 continue
-            result.append(
-                {
-                    "metric": {"lb_id": lb["id"], "droplet_id": str(d["id"])},
-                    "values": [[ts, "1" if health[d["id"]] else "0"]],
-                }
-            )
+            result.append(self._health_series(lb, d, health[d["id"]], ts))
         return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+    def _health_series(self, lb: dict, d: dict, healthy: bool, ts: int) -> dict:
+        """One droplet's series, labelled and scaled as `imitate.lb_health_shape` says."""
+        shape = self.imitate.lb_health_shape
+        if shape == "droplet_id":
+            labels = {"lb_id": lb["id"], "droplet_id": str(d["id"])}
+            return {"metric": labels, "values": [[ts, "1" if healthy else "0"]]}
+        server = str(d["id"])
+        if shape == "server-ip":
+            addr = self.state.droplet_ipv4(d, "private") or self.state.droplet_ipv4(d, "public") or ""
+            server = f"{addr}:{lb['health_check']['port']}"
+        labels = {"lb_id": lb["id"], "region": lb["region"]["slug"], "server": server}
+        return {"metric": labels, "values": [[ts, "100" if healthy else "0"]]}
 
     # registry
 
@@ -712,14 +789,33 @@ class SandboxAPI(LocalServer):
         return out
 
     async def h_registries_list(self, request):
-        reg = self.state.data["registry"]
-        return web.json_response({"registries": [self._registry_obj(reg, True)] if reg else []})
+        regs = self.state.registries()
+        if not regs and self.imitate.registry_list_404:
+            raise APIError(404, "registry not found")
+        return web.json_response({"registries": [self._registry_obj(r, True) for r in regs]})
+
+    def _check_registry_name(self, name: str) -> None:
+        if name in self.imitate.taken_registry_names:
+            raise APIError(409, f"registry name {name!r} is not available")
+
+    async def h_registry_validate_name(self, request):
+        body = await json_body(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9-]{1,63}", name):
+            raise APIError(422, "name must be 1-63 lowercase letters, digits and '-'")
+        self._check_registry_name(name)
+        if any(r["name"] == name for r in self.state.registries()):
+            raise APIError(409, f"registry name {name!r} is not available")
+        return web.Response(status=204)
 
     async def h_registry_create(self, request):
         body = await json_body(request)
+        name = body.get("name", "")
+        self._check_registry_name(name)
         reg = self._get(
             lambda: self.state.create_registry(
-                body.get("name", ""), body.get("subscription_tier_slug", "starter"), body.get("region")
+                name, body.get("subscription_tier_slug", "starter"), body.get("region"),
+                several=self.imitate.professional,
             )
         )
         return web.json_response({"registry": self._registry_obj(reg)}, status=201)
@@ -729,9 +825,7 @@ class SandboxAPI(LocalServer):
         return web.json_response({"registry": self._registry_obj(reg, True)})
 
     async def h_registry_delete(self, request):
-        self._get(self.state.registry, request.match_info["registry_name"])
-        self.state.data["registry"] = None
-        self.state.save()
+        self._get(self.state.delete_registry, request.match_info["registry_name"])
         return web.Response(status=204)
 
     async def h_registry_options(self, request):
@@ -761,11 +855,29 @@ class SandboxAPI(LocalServer):
         if isinstance(self.registry_backend, DistributionRegistry) and self.registry_backend.auth_value():
             auth = self.registry_backend.auth_value()
         else:
-            # A throwaway credential: the sandbox's own registry does not check it.
+            # A credential of its own, which docker_auth_refusal() checks until it expires.
             user = "rw" if read_write else "ro"
             auth = base64.b64encode(f"{user}-{secrets.token_hex(8)}:{secrets.token_urlsafe(24)}".encode()).decode()
+            self._minted_auth(auth, read_write, expiry)
         self.issued_credentials.append({"read_write": read_write, "expiry_seconds": expiry, "at": time.time()})
         return web.json_response({"auths": {self.registry_server: {"auth": auth}}})
+
+    def _minted_auth(self, auth: str, read_write: bool, expiry_seconds: int) -> None:
+        # Kept as a digest only: the sandbox never holds a usable credential after answering.
+        expires = self.clock() + expiry_seconds if expiry_seconds > 0 else None  # DO: 0 = no expiry
+        digest = hashlib.sha256(auth.encode()).hexdigest()
+        self._minted[digest] = {"read_write": read_write, "expires_at": expires}
+
+    def docker_auth_refusal(self, auth: str | None, *, push: bool = False) -> str | None:
+        """What the sandbox's registry answers a pull (or push) with these `auths[...]["auth"]`:
+        None when allowed; else the registry's error, as docker prints it. Credentials really
+        expire `expiry_seconds` after they were handed out, and read-only ones cannot push."""
+        rec = self._minted.get(hashlib.sha256((auth or "").encode()).hexdigest())
+        if rec is None or (rec["expires_at"] is not None and self.clock() >= rec["expires_at"]):
+            return "unauthorized: authentication required"
+        if push and not rec["read_write"]:
+            return "denied: requested access to the resource is denied"
+        return None
 
     async def _tags(self, repo: str) -> list[dict]:
         try:

@@ -99,6 +99,15 @@ def fake_digest(*parts: str) -> str:
     return "sha256:" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
+# Load balancer settings the sandbox does not act on but keeps as given, as DigitalOcean does;
+# a PUT that leaves them out loses them (PUT replaces the whole object).
+LB_KEPT = ("firewall", "vpc_uuid", "project_id", "tls_cipher_policy", "type", "network", "network_stack")
+
+
+def lb_settings_kept(body: dict) -> dict:
+    return {k: body[k] for k in LB_KEPT if body.get(k) is not None}
+
+
 class NotFound(Exception):
     pass
 
@@ -491,7 +500,7 @@ class SandboxState:
             "region": region_obj(region),
             "droplet_ids": droplet_ids,
             "tag": tag,
-        }
+        } | lb_settings_kept(body)
 
     def create_load_balancer(self, body: dict, *, ip: str = "127.0.0.1") -> dict:
         lb_id = str(uuid.uuid4())
@@ -528,18 +537,39 @@ class SandboxState:
 
     def registry(self, name: str | None = None) -> dict:
         reg = self.data["registry"]
-        if reg is None or (name is not None and reg["name"] != name):
+        if name is not None:
+            reg = next((r for r in self.registries() if r["name"] == name), None)
+        if reg is None:
             raise NotFound("registry not found" if name is None else f"registry {name!r} not found")
         return reg
 
-    def create_registry(self, name: str, tier: str = "starter", region: str | None = None) -> dict:
+    def registries(self) -> list[dict]:
+        """Every registry: the first one, then those a Professional plan adds ("more_registries")."""
+        first = [self.data["registry"]] if self.data["registry"] else []
+        return first + list(self.data.get("more_registries") or [])
+
+    def delete_registry(self, name: str) -> None:
+        reg = self.registry(name)
+        if reg is self.data["registry"]:
+            more = list(self.data.get("more_registries") or [])
+            self.data["registry"] = more.pop(0) if more else None
+            self.data["more_registries"] = more
+        else:
+            self.data["more_registries"] = [r for r in self.data.get("more_registries") or [] if r is not reg]
+        self.save()
+
+    def create_registry(
+        self, name: str, tier: str = "starter", region: str | None = None, *, several: bool = False
+    ) -> dict:
         import re
 
         if not re.fullmatch(r"[a-z0-9-]{1,63}", name or ""):
             raise Invalid("name must be 1-63 lowercase letters, digits and '-'")
         if tier not in {t["slug"] for t in REGISTRY_TIERS}:
             raise Invalid("subscription_tier_slug must be one of starter, basic, professional")
-        if self.data["registry"] is not None:
+        if any(r["name"] == name for r in self.registries()):
+            raise Invalid(f"a registry named {name!r} already exists on this account")
+        if self.data["registry"] is not None and not several:
             raise Invalid("a registry already exists on this account")
         reg = {
             "name": name,
@@ -549,7 +579,10 @@ class SandboxState:
             "storage_usage_bytes_updated_at": now_iso(),
             "_tier": tier,
         }
-        self.data["registry"] = reg
+        if self.data["registry"] is None:
+            self.data["registry"] = reg
+        else:
+            self.data.setdefault("more_registries", []).append(reg)
         self.save()
         return reg
 

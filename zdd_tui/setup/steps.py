@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zdd_tui.cloud.models import Droplet, HealthCheck, LoadBalancer, SSHKey
+from zdd_tui.cloud.models import Droplet, HealthCheck, LoadBalancer, Registry, Size, SSHKey
 from zdd_tui.config import Config, key_for
 from zdd_tui.errors import RefusedError, UsageError, ZddError
 from zdd_tui.events import HostReport, Listener
@@ -125,6 +125,8 @@ class Setup:
         self.pool_options = pool_options or {}
         self._ssh_key: SSHKey | None = None
         self._sizes: dict[str, float] | None = None
+        self._offers: dict[str, Size] | None = None
+        self._create_actions: dict[str, int] = {}  # droplet name -> its create action, until completed
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -234,11 +236,10 @@ class Setup:
         try:
             async with DOClient(self.config.digitalocean.api_url, token) as c:
                 account = await c.account()
-        except UnauthorizedError:
-            raise UsageError(
-                "DigitalOcean rejected the token (401 Unauthorized); nothing was stored",
-                "create a token with read and write scope at cloud.digitalocean.com/account/api/tokens",
-            ) from None
+        except UnauthorizedError as e:
+            what = "403 Forbidden: the token lacks a scope" if e.status == 403 else "401 Unauthorized"
+            raise UsageError(f"DigitalOcean rejected the token ({what}); nothing was stored",
+                             f"{e.hint}; tokens are made at cloud.digitalocean.com/account/api/tokens") from None
         stored = ""
         if self._typed_token is not None and not self.config.is_sandbox:
             from zdd_tui.secrets import set_token
@@ -326,14 +327,26 @@ class Setup:
         return out
 
     async def _size_price(self) -> float:
-        sizes = await self.sizes()
-        size = self.config.droplets.size
-        if size not in sizes:
+        """The size's monthly price; UsageError when DigitalOcean does not offer it in the region
+        (checked before anything is created: a create would fail only after the others began)."""
+        if self._offers is None:
+            self._offers = {s.slug: s for s in await (await self.client()).list_sizes()}
+        offers = self._offers
+        size, region = self.config.droplets.size, self.config.digitalocean.region
+        offer = offers.get(size)
+        if offer is None:
             raise UsageError(
-                f"droplet size {size!r} is not offered (known: {', '.join(sorted(sizes)[:12])}...)",
+                f"droplet size {size!r} is not offered (known: {', '.join(sorted(offers)[:12])}...)",
                 "set droplets.size in zdd.yaml",
             )
-        return sizes[size]
+        if not offer.available or (offer.regions and region not in offer.regions):
+            elsewhere = [s for s, o in sorted(offers.items()) if o.available and region in o.regions]
+            raise UsageError(
+                f"droplet size {size!r} is not available in region {region}"
+                + (f" (offered there: {', '.join(elsewhere[:8])})" if elsewhere else ""),
+                "set droplets.size (or digitalocean.region) in zdd.yaml",
+            )
+        return offer.price_monthly
 
     async def _preview_droplets(self) -> Preview:
         dc = self.config.droplets
@@ -364,7 +377,7 @@ class Setup:
             if key is None:
                 raise RefusedError("no SSH key on the account for this project yet", "run the 'ssh-key' step first")
             self._progress("droplets", f"creating {', '.join(missing)}")
-            await c.create_droplets(
+            made = await c.create_droplets(
                 missing,
                 region=self.config.digitalocean.region,
                 size=dc.size,
@@ -374,6 +387,8 @@ class Setup:
                 user_data=CLOUD_INIT,
             )
             created = tuple(f"droplet {n}" for n in missing)
+            self._create_actions.update({d.name: d.create_action_id for d in made
+                                         if d.name in missing and d.create_action_id is not None})
         droplets = await self._wait_droplets_active(list(dc.names))
         detail = ", ".join(f"{d.name} {d.public_ipv4 or '-'}" for d in droplets)
         return StepDone("droplets", "created" if created else "exists", f"active: {detail}", created)
@@ -387,11 +402,29 @@ class Setup:
             self._progress("droplets", f"{len(active)}/{len(names)} droplets active", len(active) / max(1, len(names)))
             if len(active) == len(names):
                 return ds
+            await self._check_create_actions([d for d in ds if d not in active])
             if time.monotonic() >= deadline:
                 waiting = ", ".join(f"{d.name} ({d.status})" for d in ds if d not in active)
                 raise ZddError(f"droplets not active after {self.wait_timeout:.0f}s: {waiting}",
                                "run setup again later: it resumes")
             await asyncio.sleep(self.poll_interval)
+
+    async def _check_create_actions(self, waiting: list[Droplet]) -> None:
+        """A droplet whose create action errored never becomes active: say so now, not after the
+        wait's timeout."""
+        c = await self.client()
+        for d in waiting:
+            aid = self._create_actions.get(d.name)
+            if aid is None:
+                continue
+            action = await c.get_action(aid)
+            if action.status == "completed":
+                self._create_actions.pop(d.name, None)
+            elif action.status == "errored":
+                raise ZddError(
+                    f"DigitalOcean failed to create droplet {d.name} (create action {aid} errored)",
+                    "see the droplet in the DigitalOcean control panel, delete it, and run setup again",
+                )
 
     # --- 4. load balancer ------------------------------------------------------------------
 
@@ -485,18 +518,36 @@ class Setup:
             "set registry.tier in zdd.yaml",
         )
 
-    async def _preview_registry(self) -> Preview:
+    async def _registry_plan(self) -> tuple[Registry | None, list[Registry]]:
+        """(the configured registry if it exists, the account's others); UsageError for a region
+        DigitalOcean does not offer registries in."""
         rc = self.config.registry
         validate_registry_name(rc.name)
-        price = await self._tier_price()
         c = await self.client()
-        any_reg = await c.get_registry()
-        if any_reg is not None and any_reg.name == rc.name:
+        if rc.region:
+            regions = await c.registry_regions()
+            if regions and rc.region not in regions:
+                raise UsageError(f"container registries are not offered in region {rc.region!r} "
+                                 f"(offered: {', '.join(regions)})", "set registry.region in zdd.yaml")
+        regs = await c.list_registries()
+        mine = next((r for r in regs if r.name == rc.name), None)
+        return mine, [r for r in regs if r.name != rc.name]
+
+    @staticmethod
+    def _one_allowed(others: list[Registry]) -> bool:
+        """Whether the account's plan holds one registry only (only Professional holds several)."""
+        return bool(others) and not any(r.tier == "professional" for r in others)
+
+    async def _preview_registry(self) -> Preview:
+        rc = self.config.registry
+        mine, others = await self._registry_plan()
+        price = await self._tier_price()
+        if mine is not None:
             return Preview("registry", "Container registry", (),
-                           (f"registry {rc.name} ({any_reg.tier or 'tier unknown'})",), 0.0, "already exists")
+                           (f"registry {rc.name} ({mine.tier or 'tier unknown'})",), 0.0, "already exists")
         notes: tuple[str, ...] = ()
-        if any_reg is not None:
-            notes = ((f"the account already has registry {any_reg.name!r} (DigitalOcean allows one): "
+        if self._one_allowed(others):
+            notes = ((f"the account already has registry {others[0].name!r} and its plan allows one: "
                       "set registry.name to it"),)
         return Preview(
             "registry",
@@ -510,17 +561,17 @@ class Setup:
 
     async def _apply_registry(self) -> StepDone:
         rc = self.config.registry
-        validate_registry_name(rc.name)
+        mine, others = await self._registry_plan()
+        if mine is not None:
+            return StepDone("registry", "exists", f"registry {rc.name} ({mine.tier or 'tier unknown'})")
         await self._tier_price()
-        c = await self.client()
-        any_reg = await c.get_registry()
-        if any_reg is not None and any_reg.name == rc.name:
-            return StepDone("registry", "exists", f"registry {rc.name} ({any_reg.tier or 'tier unknown'})")
-        if any_reg is not None:
+        if self._one_allowed(others):
             raise RefusedError(
-                f"the account already has container registry {any_reg.name!r}; DigitalOcean allows one per account",
-                f"set registry.name: {any_reg.name} in zdd.yaml",
+                f"the account already has container registry {others[0].name!r} and its plan allows one",
+                f"set registry.name: {others[0].name} in zdd.yaml (or move the account to the Professional plan)",
             )
+        c = await self.client()
+        await c.validate_registry_name(rc.name)  # a name taken elsewhere fails here, with its hint
         self._progress("registry", f"creating registry {rc.name}")
         reg = await c.create_registry(rc.name, rc.tier, rc.region)
         return StepDone("registry", "created", f"registry {reg.name} (tier {reg.tier or rc.tier})",
