@@ -94,8 +94,8 @@ def _new_droplet_host(sshd_factory, cloud_init_seconds: float | None):
             (bindir / name).chmod(0o755)
         (bindir / "docker.pending").chmod(0o755)
         # No system bin directory holds a cloud-init here unless this machine has one.
-        return (f"SetEnv PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin FAKE_DOCKER_STATE={d / 'docker-state.json'}"
-                f" ZDD_CALLS={calls}",)
+        return (f"SetEnv PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin FAKE_DOCKER_STATE={d / 'docker-state.json'} "
+                f"ZDD_CALLS={calls}"),
 
     return sshd_factory(extra_config=prepare)
 

@@ -10,11 +10,12 @@ tagged like the droplets with a fast health check, and N droplets (app-1..app-N)
 the older good version (so `deploy latest` has something to do); these exist already, so they are
 active at once. With no hosts (and no external droplets) the account starts empty: no droplets,
 no load balancer, no registry (the sample versions appear in the registry once one is created),
-and zdd.yaml names the droplets `setup` is to create (`setup_droplets` of them). Whatever is created through
-the API takes `create_delay` seconds to become active, as on DigitalOcean: each droplet so made
-gets a local host (running nothing until a deploy), and the project's load balancer its proxy. Starting again on the same state
-dir keeps droplets, tags, LB settings and what each host runs; the API and LB try their previous
-ports first so an existing zdd.yaml stays valid.
+and zdd.yaml names the droplets `setup` is to create (`setup_droplets` of them). Whatever is
+created through the API takes `create_delay` seconds to become active, as on DigitalOcean: each
+droplet so made gets a local host (running nothing until a deploy), and the project's load
+balancer its proxy. Starting again on the same state dir keeps droplets, tags, LB settings and
+what each host runs; the API and LB try their previous ports first so an existing zdd.yaml stays
+valid.
 
 Lab mode (`external` droplets and a real registry backend): external droplets are given a name and
 an IP, have no local process and no agent; the LB proxies to them like to any droplet.
