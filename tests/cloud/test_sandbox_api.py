@@ -39,13 +39,14 @@ async def test_state_survives_a_restart(tmp_path, token):
     async with SandboxAPI(state_dir, token, activation_delay=0) as api2:
         async with DOClient(api2.url, token) as do:
             again = await do.list_droplets("zdd-app")
-            assert [(d.id, d.name, d.public_ipv4) for d in again] == [(d.id, d.name, d.public_ipv4) for d in ds]
+            assert [(d.id, d.name, d.public_ipv4) for d in again] == [
+                (d.id, d.name, f"127.0.1.{i}") for i, d in enumerate(ds, 2)]
             assert (await do.get_load_balancer(lb.id)).name == "lb"
             assert [t.tag for t in await do.list_tags("zdd-registry", "app")] == ["sha-1234567"]
             assert api2.state.registry_tags("app")[0]["_behaviour"] == "slow"
             [d3] = await do.create_droplets(["app-3"], region="nyc3", size="s-1vcpu-1gb", image="x", tags=["zdd-app"])
             assert d3.id == ds[-1].id + 1  # ids continue, never reused
-            assert d3.public_ipv4 == "127.0.1.4"
+            assert (await do.get_droplet(d3.id)).public_ipv4 == "127.0.1.4"
 
 
 async def test_hooks_addresses_and_deletes(tmp_path, token):
@@ -70,6 +71,8 @@ async def test_hooks_addresses_and_deletes(tmp_path, token):
         async with DOClient(api.url, token) as do:
             [d] = await do.create_droplets(["app-1"], region="nyc3", size="s-1vcpu-1gb", image="x", tags=["zdd-app"])
             assert created == ["app-1"]
+            assert (d.public_ipv4, d.private_ipv4) == (None, None)  # none while new
+            d = await do.get_droplet(d.id)
             assert (d.public_ipv4, d.private_ipv4) == (f"127.0.9.{d.id % 100}", "10.0.0.5")
             assert api.state.droplet(d.id)["_sandbox"]["process"] == 4242
             lb = await do.create_load_balancer("lb", region="nyc3", tag="zdd-app", entry_port=80, target_port=8080,

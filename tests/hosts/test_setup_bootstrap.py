@@ -4,6 +4,9 @@ credential store (env), and host-key pinning only with --accept-new-host-keys.""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from zdd_tui.config import Config, DigitalOceanConfig, DropletsConfig, ServiceConfig, SSHConfig
@@ -64,6 +67,93 @@ async def test_bootstrap_step_pins_only_when_allowed(docker_host, do_api, tmp_pa
     assert rep.ok and rep.checks["host key"] == f"pinned {s.host_fingerprint}"
     assert [k.get_fingerprint("sha256") for k in KnownHosts(kh).keys_for("127.0.0.1", s.port)] == [s.host_fingerprint]
     assert (s.dir / "zdd-state" / "edge").is_dir()
+
+
+def _new_droplet_host(sshd_factory, cloud_init_seconds: float | None):
+    """An sshd whose sessions see a droplet on first boot: no Docker yet, apt-get and systemctl
+    stand-ins that log their calls (apt-get install brings the stand-in docker), and a
+    cloud-init whose `status --wait` blocks for `cloud_init_seconds` (None: not installed)."""
+
+    def prepare(d: Path):
+        bindir = d / "bin"
+        bindir.mkdir()
+        shutil.copy(Path(__file__).with_name("fake_docker.py"), bindir / "docker.pending")
+        calls = d / "calls.log"
+        scripts = {
+            "apt-get": 'echo "apt-get $*" >> "$ZDD_CALLS"\n'
+                       'case "$*" in *install*) mv "$(dirname "$0")/docker.pending" "$(dirname "$0")/docker";; esac\n',
+            "systemctl": 'echo "systemctl $*" >> "$ZDD_CALLS"\n',
+        }
+        if cloud_init_seconds is not None:
+            scripts["cloud-init"] = ('echo "cloud-init $* started" >> "$ZDD_CALLS"\n'
+                                     f"sleep {cloud_init_seconds}\n"
+                                     'echo "cloud-init finished" >> "$ZDD_CALLS"\n'
+                                     "printf '....\\nstatus: done\\n'\n")
+        for name, body in scripts.items():
+            (bindir / name).write_text("#!/bin/sh\n" + body)
+            (bindir / name).chmod(0o755)
+        (bindir / "docker.pending").chmod(0o755)
+        # No system bin directory holds a cloud-init here unless this machine has one.
+        return (f"SetEnv PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin FAKE_DOCKER_STATE={d / 'docker-state.json'} "
+                f"ZDD_CALLS={calls}"),
+
+    return sshd_factory(extra_config=prepare)
+
+
+async def _bootstrap(s, do_api, tmp_path, monkeypatch, quiet_ports, **setup_kw):
+    service_port, admin_port = quiet_ports(2)
+    monkeypatch.setenv("ZDD_SSH_PRIVATE_KEY", s.client_key_text)
+    d = do_api.state.create_droplet("edge-1", tags=["edge"], public_ipv4="127.0.0.1", sandbox={"external": True})
+    await do_api.notify_created(d)
+    cfg = Config(
+        app="edge", context="boot", runtime="ssh",
+        digitalocean=DigitalOceanConfig(api_url=do_api.url),
+        droplets=DropletsConfig(tag="edge", names=("edge-1",)),
+        service=ServiceConfig(port=service_port, admin_port=admin_port),
+        ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "zdd-state")),
+    )
+    events: list = []
+    async with Setup(cfg, token=TOKEN, emit=events.append, accept_new_host_keys=True, poll_interval=0.05,
+                     pool_options={"known_hosts": str(tmp_path / "known_hosts")}, **setup_kw) as setup:
+        try:
+            await setup.apply("bootstrap")
+        except ZddError:
+            pass
+    report = next(e for e in events if isinstance(e, HostReport))
+    calls_file = s.dir / "calls.log"
+    calls = calls_file.read_text().splitlines() if calls_file.exists() else []
+    return report, calls, events
+
+
+async def test_bootstrap_waits_for_cloud_init_before_apt(sshd_factory, do_api, tmp_path, monkeypatch, quiet_ports):
+    s = _new_droplet_host(sshd_factory, cloud_init_seconds=1.5)
+    report, calls, events = await _bootstrap(s, do_api, tmp_path, monkeypatch, quiet_ports)
+    assert report.ok, report.checks
+    # cloud-init had finished before the first apt-get began.
+    assert calls[:2] == ["cloud-init status --wait started", "cloud-init finished"], calls
+    assert calls[2].startswith("apt-get update"), calls
+    assert report.checks["cloud-init"].startswith("finished (status: done")
+    assert report.checks["docker"].startswith("installed")
+    said = [e.message for e in events if getattr(e, "step", None) == "bootstrap" and hasattr(e, "message")]
+    assert any("waiting for cloud-init" in m and "cloud-init status --wait" in m for m in said), said
+
+
+async def test_bootstrap_wait_for_cloud_init_is_bounded(sshd_factory, do_api, tmp_path, monkeypatch, quiet_ports):
+    s = _new_droplet_host(sshd_factory, cloud_init_seconds=60)
+    report, calls, _ = await _bootstrap(s, do_api, tmp_path, monkeypatch, quiet_ports, wait_timeout=2)
+    assert not report.ok
+    assert report.checks["cloud-init"].startswith("still running after 2s"), report.checks
+    assert not [c for c in calls if c.startswith("apt-get")], calls  # never raced the dpkg lock
+    assert "cloud-init finished" not in calls  # the host's own timeout ended the wait
+
+
+@pytest.mark.skipif(shutil.which("cloud-init") is not None, reason="this machine has a cloud-init on PATH")
+async def test_host_without_cloud_init_passes_through(sshd_factory, do_api, tmp_path, monkeypatch, quiet_ports):
+    s = _new_droplet_host(sshd_factory, cloud_init_seconds=None)
+    report, calls, _ = await _bootstrap(s, do_api, tmp_path, monkeypatch, quiet_ports)
+    assert report.ok, report.checks
+    assert report.checks["cloud-init"] == "not installed: nothing to wait for"
+    assert calls[0].startswith("apt-get update"), calls
 
 
 def _console_source(cfg, client):

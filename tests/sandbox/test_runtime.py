@@ -162,12 +162,19 @@ async def test_agent_needs_the_token_and_a_known_host(sandbox, config):
         await ghost.close()
 
 
+async def _active(do, droplet_id):
+    d = await do.get_droplet(droplet_id)
+    return d if d.status == "active" else None
+
+
 async def test_droplets_created_and_deleted_through_the_api_start_and_stop_hosts(sandbox, config):
     async with DOClient(sandbox.api.url, sandbox.token) as do:
         created = await do.create_droplets(["extra-1"], region="nyc3", size="s-1vcpu-1gb", image="debian-12-x64",
                                            tags=["zdd-app"])
         d = created[0] if isinstance(created, list) else created
-        host = sandbox.hosts.get("extra-1")
+        host = sandbox.hosts.get("extra-1")  # made at once; the droplet has no address while new
+        assert d.status == "new" and d.public_ipv4 is None
+        d = await wait_until(lambda: _active(do, d.id))
         assert host.address == d.public_ipv4
         assert host.address.rsplit(".", 1)[0] == sandbox.hosts.get("app-1").address.rsplit(".", 1)[0]
         rt = open_runtime(config, d)

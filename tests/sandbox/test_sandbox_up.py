@@ -202,3 +202,11 @@ def test_bad_arguments_are_refused_without_side_effects(tmp_path):
     )
     assert r.returncode == 2 and "initial tag 'sha-nope'" in r.stderr
     assert not (tmp_path / "y").exists()
+    for bad in ("-1", "601", "soon"):
+        r = subprocess.run(
+            [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--state-dir", str(tmp_path / "z"),
+             "--create-delay", bad],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert r.returncode == 2 and "--create-delay" in r.stderr and "seconds 0-600" in r.stderr, r.stderr
+        assert not (tmp_path / "z").exists()

@@ -44,13 +44,30 @@ def _positive(lo: int, hi: int | None = None):
     return parse
 
 
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(text) from None
+    if not 0 <= v <= 600:
+        raise ValueError(text)
+    return v
+
+
+_seconds.__name__ = "seconds 0-600"
+
+
 def register(sub, common):
     p = sub.add_parser("sandbox", parents=[common], help="a local stand-in for DigitalOcean")
     ssub = p.add_subparsers(dest="sandbox_command", metavar="SUBCOMMAND")
     up = ssub.add_parser("up", help="start API, load balancer and hosts; run until Ctrl-C")
-    up.add_argument("--hosts", type=_positive(0, 50), default=2, help="droplets to create (default 2)")
+    up.add_argument("--hosts", type=_positive(0, 50), default=2,
+                    help="droplets to create (default 2); 0: an empty account for `zdd-tui setup` to fill")
     up.add_argument("--state-dir", default=None, help=f"where state persists (default {default_state_dir()})")
     up.add_argument("--json", action="store_true", help="print one JSON line when ready")
+    up.add_argument("--create-delay", type=_seconds, default=None, metavar="SECONDS",
+                    help="how long droplets and load balancers created through the API stay 'new', "
+                    "without addresses (default: a few seconds, as on DigitalOcean)")
     up.add_argument("--lb-interval", type=_positive(1, 300), default=3, help="health check interval s (default 3)")
     up.add_argument("--lb-timeout", type=_positive(1, 300), default=3, help="health check timeout s (default 3)")
     up.add_argument("--lb-unhealthy", type=_positive(2, 10), default=2, help="unhealthy threshold (default 2)")
@@ -94,7 +111,7 @@ def _lab(spec_path: str, options) -> None:
 
 
 async def run_up(args) -> int:
-    from zdd_tui.project.sandbox import Sandbox, SandboxOptions
+    from zdd_tui.project.sandbox import CREATE_DELAY, Sandbox, SandboxOptions
 
     options = SandboxOptions(
         state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),
@@ -106,6 +123,7 @@ async def run_up(args) -> int:
         lb_unhealthy=args.lb_unhealthy,
         lb_healthy=args.lb_healthy,
         initial_tag=args.initial_tag,
+        create_delay=CREATE_DELAY if args.create_delay is None else args.create_delay,
     )
     if args.service_port == args.admin_port:
         raise UsageError("--service-port and --admin-port must differ")

@@ -372,6 +372,24 @@ def port_free(port: int) -> Argv:
     return ["sh", "-c", _PORT_FREE, "zdd-port-free", str(int(port))]
 
 
+# Exit status when the host has no cloud-init (the shell's "command not found"): nothing to wait for.
+EXIT_NOT_FOUND = 127
+# Exit status of coreutils `timeout` when the wait ran out.
+EXIT_TIMED_OUT = 124
+
+# A new droplet is "active" while cloud-init still runs its user data (apt-get included): wait
+# for it, bounded on the host itself so an abandoned wait does not linger there.
+_CLOUD_INIT_WAIT = """command -v cloud-init >/dev/null 2>&1 || exit 127
+exec timeout "$1" cloud-init status --wait
+"""
+
+
+def cloud_init_wait(seconds: int) -> Argv:
+    """Block until cloud-init has finished (0 done, 1 error, 2 done with recoverable errors,
+    as cloud-init 23.4+ reports them); EXIT_TIMED_OUT after `seconds`; EXIT_NOT_FOUND without it."""
+    return ["sh", "-c", _CLOUD_INIT_WAIT, "zdd-cloud-init-wait", str(max(1, int(seconds)))]
+
+
 def docker_present() -> Argv:
     return ["sh", "-c", "command -v docker >/dev/null 2>&1 && docker version --format '{{.Server.Version}}'",
             "zdd-docker-check"]

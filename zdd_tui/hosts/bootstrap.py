@@ -1,5 +1,6 @@
-"""Bootstrap one host over SSH: pin its key, check (or install) Docker, create the zdd state
-directory, check the service and admin ports are free. Every check is reported in words."""
+"""Bootstrap one host over SSH: pin its key, wait for cloud-init to finish, check (or install)
+Docker, create the zdd state directory, check the service and admin ports are free. Every check
+is reported in words."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from zdd_tui.events import HostReport
 from zdd_tui.hosts import argv as host_argv
 from zdd_tui.hosts.known_hosts import fingerprint
 from zdd_tui.hosts.runner import CommandFailed, HostShell
-from zdd_tui.rollout.interfaces import HostUnreachable
+from zdd_tui.rollout.interfaces import HostUnreachable, RuntimeFailure
+
+# How long a host's cloud-init may still run when bootstrap reaches it (Docker from apt takes
+# a minute or two on a new droplet).
+CLOUD_INIT_TIMEOUT = 600.0
 
 
 async def bootstrap_host(
@@ -23,15 +28,26 @@ async def bootstrap_host(
     install_docker: bool = True,
     progress: Callable[[str], None] = lambda m: None,
     ssh_host: str | None = None,
+    cloud_init_timeout: float = CLOUD_INIT_TIMEOUT,
 ) -> HostReport:
     host = ssh_host or droplet.public_ipv4 or droplet.private_ipv4 or ""
     checks: dict[str, str] = {}
+    if not host:
+        checks["address"] = f"none yet (droplet {droplet.status}): run setup again in a moment"
+        return HostReport(step="bootstrap", host=droplet.name, address="", ok=False, checks=checks)
     ok = True
     shell = HostShell(pool, host, label=droplet.name)
     try:
         conn = await shell.connection()
         key = conn.get_server_host_key()
         checks["host key"] = f"pinned {fingerprint(key)}" if key is not None else "pinned"
+
+        # Before anything that may use apt: cloud-init installs packages on a new droplet and
+        # holds the dpkg lock while it does.
+        waited = await _wait_cloud_init(shell, cloud_init_timeout, progress)
+        checks["cloud-init"] = waited
+        if waited.startswith("still running"):
+            return HostReport(step="bootstrap", host=droplet.name, address=host, ok=False, checks=checks)
 
         progress("checking Docker")
         res = await shell.run(host_argv.docker_present(), check=False)
@@ -72,6 +88,24 @@ async def bootstrap_host(
         ok = False
         checks["command"] = str(exc)
     return HostReport(step="bootstrap", host=droplet.name, address=host, ok=ok, checks=checks)
+
+
+async def _wait_cloud_init(shell: HostShell, timeout: float, progress: Callable[[str], None]) -> str:
+    """What was waited for, in words (a host without cloud-init passes at once)."""
+    progress(f"waiting for cloud-init to finish (`cloud-init status --wait`, up to {timeout:.0f}s)")
+    try:
+        # The host's own `timeout` ends the wait; the runner's bound only covers a silent host.
+        res = await shell.run(host_argv.cloud_init_wait(int(timeout)), check=False, timeout=timeout + 30)
+    except RuntimeFailure:
+        res = None
+    if res is not None and res.exit_status == host_argv.EXIT_NOT_FOUND:
+        return "not installed: nothing to wait for"
+    if res is None or res.exit_status == host_argv.EXIT_TIMED_OUT:
+        return (f"still running after {timeout:.0f}s (`cloud-init status --wait`): "
+                "wait for the droplet's first boot to finish, then run setup again")
+    said = [ln.strip() for ln in res.stdout.splitlines() if ln.strip().startswith("status:")]
+    status = said[-1] if said else f"exit status {res.exit_status}"
+    return f"finished ({status}; waited with `cloud-init status --wait`)"
 
 
 async def _ours_running(shell: HostShell, config: Config) -> bool:

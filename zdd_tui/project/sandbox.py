@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from zdd_tui.sandbox.registry import DistributionRegistry
-from zdd_tui.sandbox.supervisor import ExternalDroplet, Sandbox, SandboxOptions
+from zdd_tui.sandbox.supervisor import CREATE_DELAY, ExternalDroplet, Sandbox, SandboxOptions
 
-__all__ = ["DistributionRegistry", "ExternalDroplet", "Sandbox", "SandboxOptions"]
+__all__ = ["CREATE_DELAY", "DistributionRegistry", "ExternalDroplet", "Sandbox", "SandboxOptions"]

@@ -108,6 +108,30 @@ def lb_settings_kept(body: dict) -> dict:
     return {k: body[k] for k in LB_KEPT if body.get(k) is not None}
 
 
+def _networks(d: dict) -> dict:
+    """A droplet's networks: the published ones, else those it gets when it is up."""
+    published = d.get("networks") or {}
+    if published.get("v4"):
+        return published
+    return (d.get("_sandbox") or {}).get("networks") or published
+
+
+def _hide_networks(d: dict, at: float) -> None:
+    """A new droplet has no addresses yet (DigitalOcean's `networks.v4` is empty while it boots):
+    they are kept aside and published at `at` (normally when it turns active)."""
+    d["_sandbox"]["networks"] = d["networks"]
+    d["_sandbox"]["networks_at"] = at
+    d["networks"] = {"v4": [], "v6": []}
+
+
+def _show_networks(d: dict) -> None:
+    sb = d.get("_sandbox") or {}
+    networks = sb.pop("networks", None)
+    sb.pop("networks_at", None)
+    if networks is not None:
+        d["networks"] = networks
+
+
 class NotFound(Exception):
     pass
 
@@ -119,7 +143,10 @@ class Invalid(Exception):
 class SandboxState:
     """The account's objects, persisted to `<state_dir>/api-state.json` (None: memory only).
 
-    `activation_delay`: seconds a droplet stays "new" (and its create action "in-progress").
+    `activation_delay`: seconds a droplet or load balancer stays "new" (a droplet's create action
+    "in-progress"); while new, a droplet has no `networks.v4` and a load balancer `ip: ""`, as on
+    DigitalOcean. A droplet's addresses are published at `_sandbox.networks_at` (its activation,
+    unless moved later: DigitalOcean can report `active` a moment before the addresses).
     `address_allocator(droplet) -> (public_ipv4, private_ipv4 | None)` picks a new droplet's
     addresses; the default hands out 127.0.1.N (N = 2..254, the lowest free one).
     """
@@ -181,18 +208,35 @@ class SandboxState:
         for d in self.data["droplets"].values():
             sb = d.get("_sandbox", {})
             if d["status"] == "new" and sb.get("active_at", 0) <= now:
-                d["status"] = "active"
+                self._complete_create(d)
                 changed = True
-                action = self.data["actions"].get(str(sb.get("create_action_id")))
-                if action and action["status"] == "in-progress":
-                    action["status"] = "completed"
-                    action["completed_at"] = now_iso()
+            if "networks" in sb and sb.get("networks_at", 0) <= now:
+                _show_networks(d)
+                changed = True
         for lb in self.data["load_balancers"].values():
             if lb["status"] == "new" and lb.get("_active_at", 0) <= now:
-                lb["status"] = "active"
+                self.activate_load_balancer(lb)
                 changed = True
         if changed:
             self.save()
+
+    def _complete_create(self, d: dict) -> None:
+        d["status"] = "active"
+        action = self.data["actions"].get(str((d.get("_sandbox") or {}).get("create_action_id")))
+        if action and action["status"] == "in-progress":
+            action["status"] = "completed"
+            action["completed_at"] = now_iso()
+
+    def activate_droplet(self, d: dict) -> None:
+        """Up at once (a droplet the account already has): active, with its addresses."""
+        self._complete_create(d)
+        _show_networks(d)
+
+    def activate_load_balancer(self, lb: dict) -> None:
+        """The load balancer is up: status active, with its address."""
+        lb["status"] = "active"
+        if "_ip" in lb:
+            lb["ip"] = lb.pop("_ip")
 
     # ---- droplets ----------------------------------------------------------------------------
 
@@ -206,7 +250,8 @@ class SandboxState:
 
     @staticmethod
     def droplet_ipv4(d: dict, kind: str) -> str | None:
-        for n in d.get("networks", {}).get("v4", []):
+        """The droplet's address of `kind`, published or still to be published."""
+        for n in _networks(d).get("v4", []):
             if n.get("type") == kind:
                 return n["ip_address"]
         return None
@@ -298,6 +343,7 @@ class SandboxState:
         action = self.new_action("create", did, "droplet", region)
         d["_sandbox"]["create_action_id"] = action["id"]
         d["_sandbox"]["active_at"] = now + self.activation_delay
+        _hide_networks(d, now + self.activation_delay)
         self.data["droplets"][str(did)] = d
         if save:
             self.save()
@@ -504,7 +550,9 @@ class SandboxState:
 
     def create_load_balancer(self, body: dict, *, ip: str = "127.0.0.1") -> dict:
         lb_id = str(uuid.uuid4())
-        lb = self._lb_from_body(body, lb_id, now_iso(), ip, "new")
+        # A new load balancer has no address yet (DigitalOcean answers `ip: ""` until it is active).
+        lb = self._lb_from_body(body, lb_id, now_iso(), "", "new")
+        lb["_ip"] = ip
         lb["_active_at"] = time.time() + self.activation_delay
         self.data["load_balancers"][lb_id] = lb
         self.save()

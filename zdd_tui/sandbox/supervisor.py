@@ -7,9 +7,15 @@
 
 A fresh state dir gets: a token, a registry seeded with sample-service versions (images.py), an LB
 tagged like the droplets with a fast health check, and N droplets (app-1..app-N) whose hosts run
-the older good version (so `deploy latest` has something to do). Starting again on the same state
-dir keeps droplets, tags, LB settings and what each host runs; the API and LB try their previous
-ports first so an existing zdd.yaml stays valid.
+the older good version (so `deploy latest` has something to do); these exist already, so they are
+active at once. With no hosts (and no external droplets) the account starts empty: no droplets,
+no load balancer, no registry (the sample versions appear in the registry once one is created),
+and zdd.yaml names the droplets `setup` is to create (`setup_droplets` of them). Whatever is
+created through the API takes `create_delay` seconds to become active, as on DigitalOcean: each
+droplet so made gets a local host (running nothing until a deploy), and the project's load
+balancer its proxy. Starting again on the same state dir keeps droplets, tags, LB settings and
+what each host runs; the API and LB try their previous ports first so an existing zdd.yaml stays
+valid.
 
 Lab mode (`external` droplets and a real registry backend): external droplets are given a name and
 an IP, have no local process and no agent; the LB proxies to them like to any droplet.
@@ -38,10 +44,13 @@ from zdd_tui.sandbox.api import SandboxAPI
 from zdd_tui.sandbox.hosts import HostError, HostManager, can_bind
 from zdd_tui.sandbox.images import SandboxImage, seed_images
 from zdd_tui.sandbox.lb import SandboxLB
+from zdd_tui.sandbox.state import SandboxState
 
 log = logging.getLogger(__name__)
 
 INFO_FILE = "sandbox.json"  # pid, URLs and config path of the running sandbox
+# Seconds a droplet or load balancer created through the API stays "new" (without addresses).
+CREATE_DELAY = 3.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,8 @@ class SandboxOptions:
     external: list[ExternalDroplet] = field(default_factory=list)
     registry_backend: Any = None  # e.g. zdd_tui.sandbox.registry.DistributionRegistry (lab)
     registry_server: str | None = None  # image host in refs; default: the backend's, else ours
-    activation_delay: float = 1.0
+    create_delay: float = CREATE_DELAY
+    setup_droplets: int = 2  # how many droplets (app-1..) zdd.yaml names for setup in an empty account
     host_shutdown_grace: float = 10.0
     # Ready means ready: start() returns once every host runs a listening service and the LB
     # counts the healthy ones in (bounded by the LB's own settings).
@@ -168,18 +178,19 @@ class Sandbox(LocalServer):
 
     def _allocate(self, droplet: dict) -> tuple[str, str | None]:
         assert self.api is not None and self.hosts is not None
-        used = {_public_ip(d) for d in self.api.state.droplets()}
+        used = {SandboxState.droplet_ipv4(d, "public") for d in self.api.state.droplets()}
         return self.hosts.allocate_address(exclude=used), None
 
     async def _on_created(self, droplet: dict) -> None:
         assert self.hosts is not None
-        ip = _public_ip(droplet)
+        ip = SandboxState.droplet_ipv4(droplet, "public")  # published once the droplet is active
         if (droplet.get("_sandbox") or {}).get("external"):
             self.hosts.add_external(droplet["name"], droplet["id"], ip or "")
             return
         if droplet["name"] in self.hosts.hosts and self.hosts.hosts[droplet["name"]].droplet_id != droplet["id"]:
             raise HostError(f"the sandbox needs unique droplet names: {droplet['name']!r} exists")
         self.hosts.add(droplet["name"], droplet["id"], ip)
+        self._update_info()
 
     async def _on_deleted(self, droplet: dict) -> None:
         assert self.hosts is not None
@@ -197,21 +208,41 @@ class Sandbox(LocalServer):
             return
         if lb_id not in self.lbs:
             await self._start_lb(lb_id)
+        if self.lb_id is None and lb["name"] == self.o.lb_name:
+            self.lb_id = lb_id  # the project's LB, created by setup in an empty account
+            self._update_info()
         # A PUT needs nothing more: the LB re-reads its config from the state on each decision.
 
     async def _start_lb(self, lb_id: str, port: int = 0) -> SandboxLB:
         assert self.api is not None
         state = self.api.state
-        lb = SandboxLB(lambda: state.data["load_balancers"].get(lb_id), lambda: state.droplets(), port=port)
+        lb = SandboxLB(lambda: state.data["load_balancers"].get(lb_id), self._droplets_now, port=port)
         try:
             await lb.start()
         except OSError:
             if not port:
                 raise
-            lb = SandboxLB(lambda: state.data["load_balancers"].get(lb_id), lambda: state.droplets())
+            lb = SandboxLB(lambda: state.data["load_balancers"].get(lb_id), self._droplets_now)
             await lb.start()
         self.lbs[lb_id] = lb
         return lb
+
+    def _droplets_now(self) -> list[dict]:
+        """The droplets as of now: one that became active since the last API request gets its
+        address (the LB must not wait for someone to ask the API)."""
+        assert self.api is not None
+        self.api.state.refresh()
+        return self.api.state.droplets()
+
+    def _update_info(self) -> None:
+        """After a change through the API (a droplet, the project's LB): sandbox.json follows."""
+        if self._started:
+            self.info = self._info()
+            self._write_info()
+
+    @property
+    def empty_account(self) -> bool:
+        return self.o.hosts == 0 and not self.o.external
 
     def _lb_health(self, lb_id: str) -> dict[int, bool]:
         lb = self.lbs.get(lb_id)
@@ -284,7 +315,7 @@ class Sandbox(LocalServer):
             self.token,
             registry_backend=o.registry_backend,
             port=api_port,
-            activation_delay=o.activation_delay,
+            activation_delay=o.create_delay,
             address_allocator=self._allocate,
             registry_server=o.registry_server
             or (None if o.registry_backend is not None else SANDBOX_REGISTRY_SERVER),
@@ -296,9 +327,10 @@ class Sandbox(LocalServer):
         self.api.add_routes(agent_routes(self.hosts, self.token))
         state = self.api.state
 
-        # Registry: seeded once (a real backend in lab mode has its own tags).
+        # Registry: seeded once (a real backend in lab mode has its own tags). An empty account
+        # has the sample versions waiting for the registry setup creates.
         if o.registry_backend is None:
-            if state.data.get("registry") is None:
+            if state.data.get("registry") is None and not self.empty_account:
                 state.create_registry(o.registry_name, "basic")
             if not state.data["repositories"].get(o.repository):
                 for img in seed_images():
@@ -319,7 +351,7 @@ class Sandbox(LocalServer):
             if (d.get("_sandbox") or {}).get("external"):
                 self.hosts.add_external(d["name"], d["id"], _public_ip(d) or "")
             else:
-                self.hosts.add(d["name"], d["id"], _public_ip(d))
+                self.hosts.add(d["name"], d["id"], SandboxState.droplet_ipv4(d, "public"))
         known = {d["name"] for d in state.droplets()}
         for ext in o.external:
             if ext.name not in known:
@@ -330,12 +362,14 @@ class Sandbox(LocalServer):
                     private_ipv4=ext.private_ip,
                     sandbox={"external": True},
                 )
+                state.activate_droplet(d)  # part of the account as it starts: up already
                 await self.api.notify_created(d)
         new_hosts = []
         for i in range(1, o.hosts + 1):
             name = f"{o.app}-{i}"
             if name not in known:
                 d = state.create_droplet(name, tags=[o.tag])
+                state.activate_droplet(d)
                 await self.api.notify_created(d)
                 new_hosts.append(name)
 
@@ -353,7 +387,9 @@ class Sandbox(LocalServer):
 
         # The project's LB (created once; later starts keep its settings, PUTs included).
         mine = [lb for lb in state.load_balancers() if lb["name"] == o.lb_name]
-        if not mine:
+        if not mine and self.empty_account:
+            lb_obj = None
+        elif not mine:
             body = self._lb_body()
             wanted = dict(body["health_check"])
             # DO's API refuses intervals/timeouts under 3 s; tests want faster. Create with DO's
@@ -361,12 +397,13 @@ class Sandbox(LocalServer):
             for k in ("check_interval_seconds", "response_timeout_seconds"):
                 body["health_check"][k] = max(3, body["health_check"][k])
             lb_obj = state.create_load_balancer(body, ip=self.api.lb_ip)
+            state.activate_load_balancer(lb_obj)
             if lb_obj["health_check"] != {**lb_obj["health_check"], **wanted}:
                 lb_obj["health_check"].update(wanted)
-                state.save()
+            state.save()
         else:
             lb_obj = mine[0]
-        self.lb_id = lb_obj["id"]
+        self.lb_id = lb_obj["id"] if lb_obj else None
 
         await self.api.start()
         lb_ports = previous.get("lb_ports") or {}
@@ -423,11 +460,13 @@ class Sandbox(LocalServer):
         return good[-1]["tag"] if good else "latest"
 
     def _write_config(self) -> None:
-        assert self.api is not None and self.lb_id is not None
+        assert self.api is not None
         o = self.o
-        lb = self.api.state.load_balancer(self.lb_id)
+        # No LB yet (an empty account): the settings setup is to create it with.
+        lb = self.api.state.load_balancer(self.lb_id) if self.lb_id else self._lb_body()
         hc = lb["health_check"]
-        names = sorted(d["name"] for d in self.api.state.droplets(tag=o.tag))
+        names = sorted(d["name"] for d in self.api.state.droplets(tag=o.tag)) or [
+            f"{o.app}-{i}" for i in range(1, o.setup_droplets + 1)]
         server = self.image_repo.split("/")[0]
         doc = {
             "app": o.app,

@@ -66,7 +66,8 @@ STEPS: tuple[StepSpec, ...] = (
     StepSpec("load-balancer", "Load balancer", "a tag-based load balancer with the service's health check"),
     StepSpec("registry", "Container registry", "the DigitalOcean container registry with the chosen tier"),
     StepSpec("bootstrap", "Host bootstrap",
-             "over SSH: pin host keys, check Docker, create the state directory, check the port is free"),
+             "over SSH: pin host keys, wait for cloud-init, check Docker, create the state directory, "
+             "check the port is free"),
 )
 STEP_IDS = tuple(s.id for s in STEPS)
 
@@ -393,19 +394,24 @@ class Setup:
         detail = ", ".join(f"{d.name} {d.public_ipv4 or '-'}" for d in droplets)
         return StepDone("droplets", "created" if created else "exists", f"active: {detail}", created)
 
-    async def _wait_droplets_active(self, names: list[str]) -> list[Droplet]:
+    async def _wait_droplets_active(self, names: list[str], step: str = "droplets") -> list[Droplet]:
+        """Until each droplet is active *and* has its public address: DigitalOcean shows a new
+        droplet without `networks.v4`, and can call it active a moment before the address."""
         deadline = time.monotonic() + self.wait_timeout
         while True:
             found = await self._existing_droplets()
             ds = [found[n] for n in names if n in found]
-            active = [d for d in ds if d.status == "active" and d.public_ipv4]
-            self._progress("droplets", f"{len(active)}/{len(names)} droplets active", len(active) / max(1, len(names)))
-            if len(active) == len(names):
+            ready = [d for d in ds if d.status == "active" and d.public_ipv4]
+            waiting = [_droplet_state(d) for d in ds if d not in ready] + [f"{n} (not found)" for n in names
+                                                                           if n not in found]
+            self._progress(step, f"{len(ready)}/{len(names)} droplets active with an address"
+                           + (f"; waiting for {', '.join(waiting)}" if waiting else ""),
+                           len(ready) / max(1, len(names)))
+            if len(ready) == len(names):
                 return ds
-            await self._check_create_actions([d for d in ds if d not in active])
+            await self._check_create_actions([d for d in ds if d not in ready])
             if time.monotonic() >= deadline:
-                waiting = ", ".join(f"{d.name} ({d.status})" for d in ds if d not in active)
-                raise ZddError(f"droplets not active after {self.wait_timeout:.0f}s: {waiting}",
+                raise ZddError(f"droplets not ready after {self.wait_timeout:.0f}s: {', '.join(waiting)}",
                                "run setup again later: it resumes")
             await asyncio.sleep(self.poll_interval)
 
@@ -487,14 +493,16 @@ class Setup:
                 "rename load_balancer.name in zdd.yaml, or point that load balancer at the tag",
             )
         lb = await self._wait_lb_active(found)
-        return StepDone("load-balancer", "created" if created else "exists", f"{lb.name} active at {lb.ip}", created)
+        return StepDone("load-balancer", "created" if created else "exists",
+                        f"{lb.name} active at {lb.ip or '(no IP yet)'}", created)
 
     async def _wait_lb_active(self, lb: LoadBalancer) -> LoadBalancer:
         c = await self.client()
         deadline = time.monotonic() + self.wait_timeout
         while True:
             lb = await c.get_load_balancer(lb.id)
-            self._progress("load-balancer", f"load balancer {lb.status}", 1.0 if lb.status == "active" else 0.5)
+            self._progress("load-balancer", f"load balancer {lb.name} {lb.status}"
+                           + (f" at {lb.ip}" if lb.ip else " (no IP yet)"), 1.0 if lb.status == "active" else 0.5)
             if lb.status == "active":
                 return lb
             if lb.status == "errored":
@@ -593,7 +601,7 @@ class Setup:
             "bootstrap",
             "Host bootstrap",
             tuple(
-                f"{d.name} ({d.public_ipv4}): pin host key, "
+                f"{d.name} ({d.public_ipv4 or 'no address yet'}): pin host key, wait for cloud-init, "
                 f"check Docker{' (install if missing)' if self.install_docker else ''}, "
                 f"create {state_dir}, check port {self.config.service.port} is free"
                 for d in sorted(droplets, key=lambda d: d.name)
@@ -609,10 +617,12 @@ class Setup:
         from zdd_tui.hosts.bootstrap import bootstrap_host
         from zdd_tui.hosts.ssh import SSHPool
 
-        droplets = sorted(await (await self.client()).list_droplets(self.config.droplets.tag),
-                          key=lambda d: d.name)
-        if not droplets:
+        tagged = await (await self.client()).list_droplets(self.config.droplets.tag)
+        if not tagged:
             raise RefusedError(f"no droplets tagged {self.config.droplets.tag}", "run the 'droplets' step first")
+        # Droplets made a moment ago (or elsewhere) may still be booting, without an address.
+        droplets = sorted(await self._wait_droplets_active(sorted({d.name for d in tagged}), "bootstrap"),
+                          key=lambda d: d.name)
         pool = SSHPool.from_config(self.config, context=self.context, accept_new=self.accept_new_host_keys,
                                    **self.pool_options)
         reports: list[HostReport] = []
@@ -624,7 +634,7 @@ class Setup:
                     self._progress("bootstrap", f"{n}: {m}")
 
                 report = await bootstrap_host(self.config, d, pool, install_docker=self.install_docker,
-                                              progress=progress)
+                                              progress=progress, cloud_init_timeout=self.wait_timeout)
                 self.emit(report)
                 reports.append(report)
         finally:
@@ -635,6 +645,12 @@ class Setup:
             raise ZddError(f"host bootstrap failed on {', '.join(r.host for r in bad)}: {lines}",
                            "fix the hosts and run `zdd-tui setup --only bootstrap` again")
         return StepDone("bootstrap", "exists", f"{len(reports)} host(s) ready: " + ", ".join(r.host for r in reports))
+
+
+def _droplet_state(d: Droplet) -> str:
+    if d.status == "active":
+        return f"{d.name} (active, no address yet)"
+    return f"{d.name} ({d.status})"
 
 
 def _public_line(private_text: str) -> str:

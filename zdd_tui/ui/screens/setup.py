@@ -218,6 +218,11 @@ class SetupScreen(Screen):
         finally:
             await setup.close()
             self._token = None
+            # Setup changes the account (even a run that stopped half-way): the dashboard
+            # behind this screen shows it now, not at its next slow poll.
+            poller = getattr(self.app, "poller", None)
+            if poller:
+                poller.poke("droplets", "lb", "lb_health", "tags", "hosts")
 
     def action_close(self) -> None:
         self._token = None
