@@ -236,6 +236,9 @@ async def test_lb_health_read_in_every_shape(api, shape):
         ds = await do.create_droplets(["a", "b", "c"], region="nyc3", size="s-1vcpu-1gb", image="x", tags=["web"])
         lb = await do.create_load_balancer("lb", region="nyc3", tag="web", entry_port=80, target_port=8080,
                                            health_check=HC)
+        # New droplets have no address yet; reading them once they are up gives the client their
+        # addresses, which the metric's `server` label may carry instead of an id.
+        assert all(d.public_ipv4 for d in await do.list_droplets("web"))
         # A new LB: no series at all. Nothing is reported unhealthy.
         assert await do.lb_droplet_health(lb.id) == {}
         api.lb_health_provider = lambda _lb: {ds[0].id: True, ds[1].id: False}
