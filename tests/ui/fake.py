@@ -95,8 +95,10 @@ class FakeSource(FleetSource):
         )
         tags = [RegistryTag("app", tag, digests[tag], size, FIXED_NOW - age) for tag, _, size, age in TAGS]
         project = fake_project(world, config, droplets=droplets, lb=lb, tags=tags,
-                               wallclock=lambda: FIXED_NOW.timestamp(), lag=0.0)
-        super().__init__(project, label="fake fleet (fixed data)", wall_now=lambda: FIXED_NOW)
+                               wallclock=lambda: FIXED_NOW.timestamp() + self.clock.now(), lag=0.0)
+        # Wall time moves with the virtual clock (fixed at the start): journals and ages agree.
+        super().__init__(project, label="fake fleet (fixed data)",
+                         wall_now=lambda: FIXED_NOW + timedelta(seconds=self.clock.now()))
         self.sandbox = True  # labelled as a stand-in, as the sandbox is
         self.world = world
         self.step_delay = step_delay

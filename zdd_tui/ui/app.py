@@ -352,8 +352,8 @@ class ZddApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for k in keys.KEYS:
-            target = screen if k.scope != "app" else self
-            action = getattr(target, f"action_{k.action}", None)
+            target = screen if k.scope != "app" and not k.action.startswith("app.") else self
+            action = getattr(target, f"action_{k.action.removeprefix('app.')}", None)
             if action is not None:
                 yield SystemCommand(k.description, k.help, action)
         for name in self.zdd_themes:

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from zdd_tui.project import ContainerInfo, Droplet, HealthProbe, LoadBalancer, RateLimit, RegistryTag, RolloutSeen
+from zdd_tui.project import (
+    ContainerInfo,
+    Droplet,
+    HealthProbe,
+    LoadBalancer,
+    RateLimit,
+    RegistryTag,
+    RolloutSeen,
+    Versions,
+)
 
 
 class Health(enum.Enum):
@@ -104,6 +113,8 @@ class FleetState:
     tags: list[RegistryTag] | None = None
     hosts: dict[str, HostState] = field(default_factory=dict)
     rollout: RolloutInfo | None = None
+    versions: Versions | None = None  # which versions ran (the journals); None: not read yet
+    tag_labels: dict[str, str] = field(default_factory=dict)  # tag -> label (the sandbox's failure modes)
     rate_limit: RateLimit | None = None
     requests_made: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # task -> last error, cleared on success
@@ -126,6 +137,10 @@ class FleetState:
             self.hosts = dict(result)
         elif task == "rollout":
             self.rollout = result
+        elif task == "history":
+            self.versions = result
+        elif task == "labels":
+            self.tag_labels = dict(result)
 
 
 def natural_key(name: str) -> tuple:
@@ -186,7 +201,7 @@ def human_elapsed(seconds: float) -> str:
 
 DROPLET_COLUMNS = ("Name", "Public IP", "Status", "Region", "Running", "Direct health")
 LB_COLUMNS = ("Droplet", "LB health")
-TAG_COLUMNS = ("Tag", "Digest", "Size", "Age", "Runs on")
+TAG_COLUMNS = ("Tag", "Digest", "Size", "Age", "Runs on", "Ran here")
 
 Row = tuple[str, tuple[Any, ...]]  # (key, cells); a cell is a str or a Health
 
@@ -247,10 +262,25 @@ def tag_rows(state: FleetState, now: datetime) -> list[Row]:
     for t in sorted(state.tags or [], key=lambda t: (when(t), t.tag), reverse=True):
         runs = where.get(t.tag, [])
         runs_text = _compact_hosts(runs)
-        cells = (t.tag, short_digest(t.manifest_digest), human_size(t.compressed_size_bytes),
-                 human_age(t.updated_at, now), runs_text)
+        label = state.tag_labels.get(t.tag)
+        cells = (f"{t.tag} · {label}" if label else t.tag, short_digest(t.manifest_digest),
+                 human_size(t.compressed_size_bytes), human_age(t.updated_at, now), runs_text,
+                 ran_text(state.versions, t.tag, now))
         rows.append((t.tag, cells))
     return rows
+
+
+def ran_text(versions: Versions | None, tag: str, now: datetime) -> str:
+    """Whether a tag ran on this fleet, when and where (the hosts' journals say)."""
+    if versions is None:
+        return "…"
+    v = versions.get(tag)
+    if v is None:
+        return "never"
+    if v.current:
+        return "● now"
+    then = datetime.fromtimestamp(v.until or 0.0, UTC)
+    return f"{human_age(then, now)} ago on {_compact_hosts(list(v.hosts))}"
 
 
 def _compact_hosts(names: list[str]) -> str:
@@ -278,3 +308,28 @@ def rate_limit_text(rl: RateLimit | None) -> str:
     if rl is None:
         return "API rate limit: —"
     return f"API {rl.remaining}/{rl.limit} left"
+
+
+# What the engine logs when it has established a host's place in the LB (rollout/engine.py),
+# turned into the rollout view's LB column: the engine's evidence, not the lagging advisory view.
+_LB_EVIDENCE = (("LB sends traffic: ", Health.OK), ("undrained; ", Health.OK),
+                ("LB stopped sending traffic: ", Health.DRAINING))
+
+
+def lb_evidence(line: str) -> tuple[Health, str] | None:
+    """(health, short words) from an engine log line about the LB and one host, or None."""
+    import re
+
+    for prefix, health in _LB_EVIDENCE:
+        if line.startswith(prefix):
+            why = re.sub(r" after [\d.]+s$", "", line[len(prefix):])
+            m = re.match(r"LB health checks (passed|failed) (\d+)x", why)
+            if m:
+                return health, f"{m.group(2)} checks {m.group(1)}"
+            m = re.match(r"receiving traffic \((\d+) request", why)
+            if m:
+                return health, f"{m.group(1)} requests in"
+            if "reports it healthy" in why:
+                return health, "LB reports healthy"
+            return health, "no public traffic" if "no public traffic" in why else why[:17]
+    return None
