@@ -7,6 +7,9 @@ that never ran are offered only below the separator.
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from textual.widgets import OptionList
 
 from zdd_tui.project.versions import ran_versions
@@ -179,6 +182,57 @@ async def test_registry_pane_marks_what_ran_and_where():
         await pilot.pause(0.1)
         table = app.screen.query_one("#tags", FleetTable)
         rows = dict(table._all)
-        assert rows[NEW][-1] == "● now"
-        assert rows[OLD][-1] == "0s ago on app-1, app-2, app-3"
-        assert rows["sha-deadbee"][-1] == "never"
+        assert rows[NEW][-1] == rows["latest"][-1] == "● now on app-1 +2"
+        assert re.fullmatch(r"\d+s ago on app-1 \+2", rows[OLD][-1])
+        assert rows["sha-deadbee"][-1] == rows["sha-0ddba11"][-1] == "never"
+
+
+async def test_a_finished_rollout_shows_the_engines_lb_evidence_not_the_lagging_view():
+    # DigitalOcean's health view lags (here 25 s): after a host is done, its LB column says what
+    # the engine established (the LB's own checks counted by the service), as the log does.
+    from zdd_tui.ui.widgets import LogView
+
+    src = FakeSource()
+    src.project.cloud.lag = 25.0
+    app = ZddApp(src, poll="once")
+    async with app.run_test(size=SIZE) as pilot:
+        await filled(pilot)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: getattr(app.screen, "outcome", None) is not None, "the outcome")
+        await pilot.pause(0.2)
+        log = app.screen.query_one("#log", LogView).text()
+        for name, row in app.screen.rows.items():
+            m = re.search(rf"{name}\s+LB sends traffic: LB health checks passed (\d+)x", log)
+            assert m, log
+            assert row.lb_text() == f"✔ {m.group(1)} checks passed", (name, row.lb_text())
+        text = screen_text(app)
+        assert text.count("fleet now") == 1 and f"fleet now: {NEW} on 3" in text
+
+
+@pytest.mark.parametrize("theme", ["zdd-ansi", "zdd-dark", "zdd-light"])
+async def test_the_selected_row_shows_in_every_theme_and_without_colour(theme, monkeypatch):
+    """zdd-ansi (also NO_COLOR's theme: colours stripped, reverse video kept) shows the cursor
+    row reversed, focused or not; the coloured themes give it its own background."""
+    if theme == "zdd-ansi":
+        monkeypatch.setenv("NO_COLOR", "1")
+    app = ZddApp(FakeSource(), poll="once", theme=theme)
+    async with app.run_test(size=SIZE) as pilot:
+        await filled(pilot)
+        assert app.theme == theme
+        for table_id in ("tags", "droplets"):
+            table = app.screen.query_one(f"#{table_id}", FleetTable)
+            table.focus()
+            table.move_cursor(row=1)
+            await pilot.pause(0.1)
+            cursor = [s.style for s in table.render_line(2) if s.text.strip()]  # header, row 0, cursor
+            other = [s.style for s in table.render_line(3) if s.text.strip()]
+            if theme == "zdd-ansi":
+                assert cursor and all(s.reverse for s in cursor), table_id
+                assert not any(s.reverse for s in other)
+            else:
+                assert {s.bgcolor for s in cursor} != {s.bgcolor for s in other}, table_id
+        if theme == "zdd-ansi":  # blurred (the droplets pane has the focus): still reversed
+            tags = app.screen.query_one("#tags", FleetTable)
+            assert all(s.style.reverse for s in tags.render_line(2) if s.text.strip())

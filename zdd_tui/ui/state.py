@@ -189,7 +189,7 @@ def short_digest(digest: str | None) -> str:
     if not digest:
         return "—"
     _, _, hexpart = digest.partition(":")
-    return f"{hexpart[:12]}" if hexpart else digest[:12]
+    return f"{hexpart[:10]}" if hexpart else digest[:10]  # enough to tell images apart at a glance
 
 
 def human_elapsed(seconds: float) -> str:
@@ -201,7 +201,7 @@ def human_elapsed(seconds: float) -> str:
 
 DROPLET_COLUMNS = ("Name", "Public IP", "Status", "Region", "Running", "Direct health")
 LB_COLUMNS = ("Droplet", "LB health")
-TAG_COLUMNS = ("Tag", "Digest", "Size", "Age", "Runs on", "Ran here")
+TAG_COLUMNS = ("Tag", "Digest", "Size", "Age", "Ran here")
 
 Row = tuple[str, tuple[Any, ...]]  # (key, cells); a cell is a str or a Health
 
@@ -258,29 +258,39 @@ def tag_rows(state: FleetState, now: datetime) -> list[Row]:
             return oldest
         return u if u.tzinfo else u.replace(tzinfo=UTC)
 
+    # An alias (`latest`) ran wherever the sha tag with its digest ran.
+    alias = {t.manifest_digest: t.tag for t in state.tags or [] if t.tag.startswith("sha-")}
     rows: list[Row] = []
     for t in sorted(state.tags or [], key=lambda t: (when(t), t.tag), reverse=True):
         runs = where.get(t.tag, [])
-        runs_text = _compact_hosts(runs)
         label = state.tag_labels.get(t.tag)
+        ran = t.tag if t.tag.startswith("sha-") else alias.get(t.manifest_digest, t.tag)
         cells = (f"{t.tag} · {label}" if label else t.tag, short_digest(t.manifest_digest),
-                 human_size(t.compressed_size_bytes), human_age(t.updated_at, now), runs_text,
-                 ran_text(state.versions, t.tag, now))
+                 human_size(t.compressed_size_bytes), human_age(t.updated_at, now),
+                 ran_text(state.versions, ran, runs, now))
         rows.append((t.tag, cells))
     return rows
 
 
-def ran_text(versions: Versions | None, tag: str, now: datetime) -> str:
-    """Whether a tag ran on this fleet, when and where (the hosts' journals say)."""
+def ran_text(versions: Versions | None, tag: str, runs: list[str], now: datetime) -> str:
+    """Whether a tag ran on this fleet, when and where: the hosts running it now (they say so),
+    else the hosts' journals."""
+    if runs:
+        return f"● now on {_few(runs)}"
     if versions is None:
-        return "…"
+        return "—"
     v = versions.get(tag)
     if v is None:
         return "never"
     if v.current:
-        return "● now"
+        return f"● now on {_few(list(v.hosts))}"
     then = datetime.fromtimestamp(v.until or 0.0, UTC)
-    return f"{human_age(then, now)} ago on {_compact_hosts(list(v.hosts))}"
+    return f"{human_age(then, now)} ago on {_few(list(v.hosts))}"
+
+
+def _few(names: list[str]) -> str:
+    """Hosts in a narrow cell: two names, or the first and how many more."""
+    return ", ".join(names) if len(names) <= 2 else f"{names[0]} +{len(names) - 1}"
 
 
 def _compact_hosts(names: list[str]) -> str:
