@@ -104,13 +104,13 @@ def ran_versions(rollouts: Iterable[RolloutRecord]) -> list[VersionRun]:
         since = None if any(x is None for x in starts) or not starts else min(x for x in starts if x is not None)
         until = None if current else max((s.end or 0.0) for s in last)
         hosts = current if current else last
-        r = last_rollout
-        ended = "" if r is None else (r.status or "running")
+        by = last_rollout
+        ended = "" if by is None else (by.status or "running")
         out.append(VersionRun(
             tag=tag, digest=next((s.digest for s in reversed(ss) if s.digest), None),
             hosts=tuple(sorted({s.host for s in hosts})), since=since, until=until,
-            rollout_id=r.rollout_id if r else None, action=r.action if r else "",
-            operator=r.operator if r else "", ended=ended, order=max(s.order for s in ss)))
+            rollout_id=by.rollout_id if by else None, action=by.action if by else "",
+            operator=by.operator if by else "", ended=ended, order=max(s.order for s in ss)))
     out.sort(key=lambda v: (v.current, v.until or 0.0, v.order), reverse=True)
     return out
 
@@ -122,7 +122,9 @@ class Versions:
     ran: list[VersionRun]
     never_ran: list[str] = field(default_factory=list)  # registry tags, newest first
     missing: frozenset[str] = frozenset()  # ran, but no longer in the registry
-    labels: dict[str, str] = field(default_factory=dict)  # tag -> what it is (the sandbox's failure modes)
+    # tag -> words shown beside it (the picker, the registry pane): the sandbox's failure modes;
+    # also the place for what a strategy knows per tag (e.g. a container kept on the hosts).
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def current(self) -> list[VersionRun]:
