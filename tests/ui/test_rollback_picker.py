@@ -89,6 +89,7 @@ async def test_deploy_then_r_enter_y_puts_every_host_back():
         text = screen_text(app)
         assert f"Roll back to {OLD} on 3 hosts?" in text
         assert all(f"app-{i}" in text for i in (1, 2, 3)) and "about" in text  # hosts, estimate
+        assert "How     lb-drain: drain each host out of the load balancer" in text  # the strategy
         await run_confirmed(pilot, src)
         assert src.running == {"app-1": OLD, "app-2": OLD, "app-3": OLD}
 
@@ -236,3 +237,65 @@ async def test_the_selected_row_shows_in_every_theme_and_without_colour(theme, m
         if theme == "zdd-ansi":  # blurred (the droplets pane has the focus): still reversed
             tags = app.screen.query_one("#tags", FleetTable)
             assert all(s.style.reverse for s in tags.render_line(2) if s.text.strip())
+
+
+async def test_logs_follow_live_pause_and_name_the_container():
+    from dataclasses import replace
+
+    from textual.widgets import RichLog
+
+    from zdd_tui.ui.screens.logs import LogsScreen
+
+    src = FakeSource()
+    lines = ["GET / 200 1ms"]
+
+    async def logs(tail: int = 100) -> list[str]:
+        return lines[-tail:]
+
+    src.world.hosts["app-1"].logs = logs
+    app = ZddApp(src, poll="once")
+    async with app.run_test(size=SIZE) as pilot:
+        await filled(pilot)
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LogsScreen), "the logs")
+        screen = app.screen
+        view = screen.query_one(RichLog)
+        await wait_for(pilot, lambda: len(view.lines) == 1, "the first line")
+        assert f"container {OLD} · following" in screen_text(app)
+        lines.append("GET / 200 2ms")  # a new line on the host: it shows without a key
+        await wait_for(pilot, lambda: len(view.lines) == 2, "the new line")
+        await pilot.press("p")
+        await pilot.pause(0.1)
+        assert "PAUSED" in screen_text(app)
+        lines.append("GET / 200 3ms")
+        await pilot.pause(1.5)  # more than a refresh: paused, nothing is added
+        assert len(view.lines) == 2
+        await pilot.press("p")
+        await wait_for(pilot, lambda: len(view.lines) == 3, "the held line")
+        # Another container (a deploy): the log says so before its lines.
+        host = app.fleet.hosts["app-1"]
+        app.fleet.hosts["app-1"] = replace(host, container=replace(host.container, tag=NEW))
+        lines.append("zdd_service sha-c0ffee1 listening")
+        await wait_for(pilot, lambda: len(view.lines) == 5, "the new container's line")
+        text = screen_text(app)
+        assert f"the container now runs {NEW}" in text and f"container {NEW} · following" in text
+
+
+async def test_sandbox_labels_its_failure_modes_and_says_so_once():
+    from zdd_tui.ui.screens.dashboard import SANDBOX_HINT
+
+    src = FakeSource(labels={"sha-deadbee": "fails health", "sha-0ddba11": "slow"})
+    app = ZddApp(src, poll="once")
+    async with app.run_test(size=SIZE) as pilot:
+        await filled(pilot)
+        await wait_for(pilot, lambda: bool(app.fleet.tag_labels), "the labels")
+        await pilot.pause(0.2)
+        rows = dict(app.screen.query_one("#tags", FleetTable)._all)
+        assert rows["sha-deadbee"][0] == "sha-deadbee · fails health" and rows["sha-0ddba11"][0] == "sha-0ddba11 · slow"
+        assert [n.message for n in app._notifications].count(SANDBOX_HINT) == 1
+        app.poller.poke("labels")
+        await app.poller.run_once()
+        await pilot.pause(0.2)
+        assert [n.message for n in app._notifications].count(SANDBOX_HINT) == 1  # once a session
+        picker = await open_picker(pilot)
+        assert "never ran here  · fails health" in screen_text(app) and picker.versions.labels

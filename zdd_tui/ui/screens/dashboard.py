@@ -13,6 +13,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
+from zdd_tui.config import key_for
 from zdd_tui.errors import ZddError
 from zdd_tui.project import DEPLOY_RULE
 from zdd_tui.rollout.events import Plan
@@ -296,7 +297,7 @@ class DashboardScreen(Screen):
                 self.app.start_rollout(plan)
 
         yes = "Deploy" if action == "deploy" else "Roll back"
-        title, body = confirm_text(plan)
+        title, body = confirm_text(plan, source.config.deploy.strategy)
         if action == "deploy" and why:
             body = Text(f"Rule    {DEPLOY_RULE}\nHere    {why}\n") + body
         other = "Another tag" if action == "deploy" else None
@@ -328,13 +329,17 @@ class DashboardScreen(Screen):
             self.app.poller.poke("droplets", "lb", "lb_health", "tags", "hosts", "rollout")
 
 
-def confirm_text(plan: Plan) -> tuple[str, Text]:
-    """The confirmation for a plan: names the tag, every host (with what it runs now), the estimate."""
+def confirm_text(plan: Plan, strategy: str = "") -> tuple[str, Text]:
+    """The confirmation for a plan: names the tag, every host (with what it runs now), the
+    strategy and the estimate."""
     verb = "Roll back" if plan.action == "rollback" else "Deploy"
     n = len(plan.hosts)
     title = f"{verb} to {plan.to_tag} on {n} host{'s' if n != 1 else ''}?"
     body = Text()
     body.append(f"Image   {plan.image_ref}\n")
+    if strategy:
+        what = dict(key_for("deploy.strategy").choices).get(strategy, "")  # the config's own words
+        body.append(f"How     {strategy}" + (f": {what}" if what else "") + "\n")
     body.append(
         f"Batches {len(plan.batches)} of at most {plan.batch_size} host(s); the LB always keeps a healthy droplet\n"
     )
