@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from zdd_tui.project import Versions, describe, with_registry
+from zdd_tui.project import DEPLOY_RULE, Versions, describe, with_registry
 from zdd_tui.ui.screens.confirm import PausingModal
 
 if TYPE_CHECKING:
@@ -109,8 +109,10 @@ class VersionPicker(PausingModal):
                 t.append(f"{prev} ran before the current version: Enter rolls back to it.")
             else:
                 t.append("No earlier version has run on this fleet (the journals hold none).")
+        elif self.why:
+            t.append(f"d deploys {DEPLOY_RULE}: {self.why}. Enter plans the selected one.")
         else:
-            t.append(f"d deploys {self.why or 'the selected tag'}.")
+            t.append("Enter plans a deploy of the selected version.")
         t.append("\n* runs now; tags below the line never ran here.")
         return t
 
