@@ -30,7 +30,7 @@ COMMAND_HELP = {
     "status": "show droplets, load balancer, tags and hosts",
     "build": "build (and push) the service image",
     "deploy": "rolling deploy of a tag to every host",
-    "rollback": "rolling deploy of an earlier tag",
+    "rollback": "rolling deploy of an earlier tag (default: the previous)",
     "setup": "create the droplets, load balancer and registry; bootstrap the hosts",
 }
 COMMANDS = tuple(COMMAND_HELP)

@@ -57,7 +57,8 @@ def _droplet(i: int) -> Droplet:
 
 
 class FakeSource(FleetSource):
-    """`broken_tags` never become healthy (the engine halts and restores); `pause_after` holds
+    """`broken_tags` never become healthy (the engine halts and restores); `labels` what the
+    registry pane says of tags (the sandbox's failure modes); `pause_after` holds
     the rollout (engine and time) after that many events until `gate` is set; `step_delay`
     real seconds between virtual-time steps (to watch or interrupt a rollout)."""
 
@@ -69,6 +70,7 @@ class FakeSource(FleetSource):
         step_delay: float = 0.0,
         pause_after: int | None = None,
         config: Config | None = None,
+        labels: dict[str, str] | None = None,
     ):
         config = config or Config()
         self.clock = FakeClock()
@@ -95,8 +97,15 @@ class FakeSource(FleetSource):
         )
         tags = [RegistryTag("app", tag, digests[tag], size, FIXED_NOW - age) for tag, _, size, age in TAGS]
         project = fake_project(world, config, droplets=droplets, lb=lb, tags=tags,
-                               wallclock=lambda: FIXED_NOW.timestamp(), lag=0.0)
-        super().__init__(project, label="fake fleet (fixed data)", wall_now=lambda: FIXED_NOW)
+                               wallclock=lambda: FIXED_NOW.timestamp() + self.clock.now(), lag=0.0)
+        # Wall time moves with the virtual clock (fixed at the start): journals and ages agree.
+        if labels is not None:  # what the sandbox's registry says of its failure modes
+            async def tag_labels() -> dict[str, str]:
+                return dict(labels)
+
+            project.tag_labels = tag_labels  # type: ignore[method-assign]
+        super().__init__(project, label="fake fleet (fixed data)",
+                         wall_now=lambda: FIXED_NOW + timedelta(seconds=self.clock.now()))
         self.sandbox = True  # labelled as a stand-in, as the sandbox is
         self.world = world
         self.step_delay = step_delay

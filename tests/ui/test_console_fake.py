@@ -146,7 +146,7 @@ async def test_remapped_key_works_and_old_one_does_not(tmp_path):
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        line = next(ln for ln in screen_text(app).splitlines() if "Deploy the newest image" in ln)
+        line = next(ln for ln in screen_text(app).splitlines() if "Deploy git HEAD" in ln)
         assert re.search(r"\bx\b", line) and "deploy" in line
 
 

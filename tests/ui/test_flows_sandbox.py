@@ -48,16 +48,20 @@ async def dashboard_filled(pilot, app):
     await pilot.pause(0.2)
 
 
-async def select_tag(pilot, app, tag: str):
-    """As a person would: focus the registry pane, move down to the tag."""
-    table = app.screen.query_one("#tags", FleetTable)
-    table.focus()
+async def pick(pilot, app, tag: str | None = None):
+    """In the version picker (open), move to `tag` (None: keep the preselected row), Enter."""
+    from textual.widgets import OptionList
+
+    from zdd_tui.ui.screens.picker import VersionPicker
+
+    await until(pilot, lambda: isinstance(app.screen, VersionPicker) and app.screen.versions is not None,
+                what="the version picker")
     await pilot.pause()
-    for _ in range(len(table._order)):
-        if table.selected_key == tag:
-            return
-        await pilot.press("down")
-    assert table.selected_key == tag, f"{tag} not in the registry pane: {table._order}"
+    box = app.screen.query_one("#picker-list", OptionList)
+    if tag is not None:
+        box.highlighted = box.get_option_index(tag)
+        await pilot.pause()
+    await pilot.press("enter")
 
 
 async def run_to_outcome(pilot, app, timeout=120):
@@ -83,12 +87,16 @@ async def test_dashboard_fills_from_the_sandbox(sandbox, source):
         assert "✔ healthy" in text  # glyph and word, not colour alone
         assert app.fleet.lb.name in text
         latest = next(t for t in app.fleet.tags if t.tag == "latest")
-        assert latest.manifest_digest.split(":")[1][:12] in text
+        assert latest.manifest_digest.split(":")[1][:10] in text
         assert "API " in text and "/40 req/min" in text  # rate limit and budget in the status bar
-        # The registry pane is newest first and says where each tag runs.
+        # The registry pane is newest first and says where each tag runs, and labels the
+        # sandbox's failure modes.
         tags = app.screen.query_one("#tags", FleetTable)
-        runs = {k: cells[4] for k, cells in tags._all}
-        assert set(initial) <= set(runs[next(iter(initial.values()))].replace(" ", "").split(","))
+        await until(pilot, lambda: app.fleet.tag_labels, what="the sandbox's labels")
+        await pilot.pause(0.2)
+        rows = dict(tags._all)
+        assert rows[next(iter(initial.values()))][4] == f"● now on {', '.join(sorted(initial))}"
+        assert rows[tag_with(sandbox, "crash")][0].endswith(" · crashes")
 
 
 async def test_deploy_cancelled_changes_nothing(sandbox, source):
@@ -131,8 +139,8 @@ async def test_deploy_confirmed_then_rollback_to_chosen_tag(sandbox, source):
 
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="the dashboard")
-        await select_tag(pilot, app, old)
-        await pilot.press("r")
+        await pilot.press("r")  # the version that ran before is preselected: r, Enter, y
+        await pick(pilot, app)
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the rollback confirmation")
         text = screen_text(app)
         assert f"Roll back to {old}" in text
@@ -154,9 +162,12 @@ async def test_broken_version_shows_halted_outcome_and_host_is_restored(sandbox,
     app = ZddApp(source)
     async with app.run_test(size=SIZE) as pilot:
         await dashboard_filled(pilot, app)
-        await select_tag(pilot, app, bad)
-        await pilot.press("r")
+        await pilot.press("d")  # the plan of the default tag, then o: another tag, the broken one
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the deploy plan")
+        await pilot.press("o")
+        await pick(pilot, app, bad)
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        assert f"Deploy to {bad}" in screen_text(app)
         await pilot.press("y")
         screen = await run_to_outcome(pilot, app, timeout=180)
         o = screen.outcome

@@ -6,7 +6,8 @@ affordable here). The console's own poll tasks (`FleetSource.tasks`, the same li
 the app runs) are driven by the console's own `Poller` on a virtual clock: each sleep advances
 time at once, so five minutes of schedule take seconds, while every DO API call is a real HTTP
 request to the sandbox API. Two minutes of the five run on the faster rollout schedule. Host
-probes and lock reads are not DO API requests (they go to the hosts) and are replaced by no-ops
+probes, lock and journal reads are not DO API requests (they go to the hosts), nor is the
+sandbox's own labels endpoint, and they are replaced by no-ops
 here so the virtual five minutes stay quick; `test_flows_sandbox` exercises them for real.
 
 Counted twice, independently: by the DO client (`requests_made`) and by the sandbox API's own
@@ -57,7 +58,17 @@ async def test_console_requests_in_five_minutes_with_200_droplets(big_sandbox):
     async def no_rollout():
         return None
 
-    src.hosts, src.rollout = no_hosts, no_rollout  # not DO API requests (see the docstring)
+    async def no_history():
+        from zdd_tui.project import Versions
+
+        return Versions(ran=[])
+
+    async def no_labels():
+        return {}
+
+    # Not DO API requests (see the docstring): the hosts, their lock and journals, and the
+    # sandbox's own labels for its tags (an endpoint DigitalOcean does not have).
+    src.hosts, src.rollout, src.history, src.tag_labels = no_hosts, no_rollout, no_history, no_labels
     clock = VirtualClock()
     got: dict[str, object] = {}
     errors: list[str] = []

@@ -46,19 +46,77 @@ def test_help_screen(snap_compare):
     assert snap_compare(app, terminal_size=SIZE, run_before=before)
 
 
+async def pick(pilot, tag: str) -> None:
+    """r, then the picker's row for `tag`, Enter: the rollback's confirmation."""
+    from textual.widgets import OptionList
+
+    await pilot.press("r")
+    while getattr(pilot.app.screen, "versions", None) is None:
+        await pilot.pause(0.05)
+    box = pilot.app.screen.query_one("#picker-list", OptionList)
+    box.highlighted = box.get_option_index(tag)
+    await pilot.pause()
+    await pilot.press("enter")
+    while pilot.app.screen.__class__.__name__ != "ConfirmScreen":
+        await pilot.pause(0.05)
+    await pilot.pause()
+
+
+async def deployed(pilot) -> None:
+    """`d`, `y`, wait for the outcome, Esc: the dashboard after a deploy of sha-c0ffee1."""
+    await filled(pilot)
+    await pilot.press("d")
+    while pilot.app.screen.__class__.__name__ != "ConfirmScreen":
+        await pilot.pause(0.05)
+    await pilot.press("y")
+    while getattr(pilot.app.screen, "outcome", None) is None:
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+    await pilot.press("escape")
+    while pilot.app.rollout is not None:
+        await pilot.pause(0.05)
+    pilot.app.poller.poke("history", "hosts", "labels")
+    await pilot.app.poller.run_once()
+    await pilot.pause(0.3)
+
+
 def test_rollback_confirmation(snap_compare):
     app, _ = make_app()
 
     async def before(pilot):
         await filled(pilot)
-        table = pilot.app.screen.query_one("#tags", FleetTable)
-        table.focus()
-        while table.selected_key != "sha-0ddba11":
-            await pilot.press("down")
+        await pick(pilot, "sha-0ddba11")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_rollback_picker(snap_compare, monkeypatch):
+    # After deploying sha-c0ffee1 over sha-b16b00b: r preselects sha-b16b00b; never-run tags below.
+    monkeypatch.setattr("zdd_tui.rollout.lock.operator_name", lambda: "ops@console")
+    app, _ = make_app()
+
+    async def before(pilot):
+        await deployed(pilot)
         await pilot.press("r")
-        while pilot.app.screen.__class__.__name__ != "ConfirmScreen":
+        while getattr(pilot.app.screen, "versions", None) is None:
             await pilot.pause(0.05)
-        await pilot.pause()
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_registry_pane_run_markers(snap_compare, monkeypatch):
+    # Which tags ran, when and where; the sandbox's label on its failure mode; the selected row
+    # visible without colour (zdd-ansi, NO_COLOR: reverse video).
+    monkeypatch.setenv("NO_COLOR", "1")
+    src = FakeSource(labels={"sha-deadbee": "fails health"})
+    app = ZddApp(src, poll="once")
+
+    async def before(pilot):
+        await deployed(pilot)
+        pilot.app.screen.query_one("#tags", FleetTable).focus()
+        await pilot.press("down")
+        await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=before)
 
@@ -101,13 +159,7 @@ def test_rollout_halted(snap_compare):
 
     async def before(pilot):
         await filled(pilot)
-        table = pilot.app.screen.query_one("#tags", FleetTable)
-        table.focus()
-        while table.selected_key != "sha-deadbee":
-            await pilot.press("down")
-        await pilot.press("r")
-        while pilot.app.screen.__class__.__name__ != "ConfirmScreen":
-            await pilot.pause(0.05)
+        await pick(pilot, "sha-deadbee")
         await pilot.press("y")
         while getattr(pilot.app.screen, "outcome", None) is None:
             await pilot.pause(0.05)

@@ -1,8 +1,8 @@
 """The real `zdd-tui --sandbox` in a real terminal (tmux): a person's keys, read off the screen.
 
 Starts the console in a private tmux server (its own socket, so nothing else is touched),
-waits for the dashboard, deploys (d, y), rolls back to the tag the hosts ran before (/ to filter
-the registry pane, Enter, r, y), quits (q) and checks that every process that ran under the
+waits for the dashboard, deploys (d, y), rolls back to the tag the hosts ran before (r: the picker
+has it selected, Enter, y; the picker's screen is printed), quits (q) and checks that every process that ran under the
 console (the console, the sandbox child, each host's service) is gone, by PID.
 """
 
@@ -142,15 +142,15 @@ def test_real_console_in_tmux_deploy_rollback_quit(tmp_path, tmux_bin):
         t.wait_for(rf"app-1 .*{new}", timeout=20)
         t.wait_for(rf"app-2 .*{new}", timeout=20)
 
-        # Roll back: focus the registry pane (Tab), filter it to the old tag, pick it, r.
-        t.keys("Tab", "Tab")
-        t.keys("/")
-        t.wait_for(r"filter tags…", timeout=10)  # the filter box is open (a person looks first)
-        t.text(old)
-        t.wait_for(rf"▊  {old}", timeout=10)
-        t.keys("Enter")
-        time.sleep(0.5)  # a person's pause: Enter hands focus back to the table
+        # Undo the deploy: r opens the picker on the version that ran before, Enter plans it.
         t.keys("r")
+        t.wait_for(rf"▶ +{old} +ran \S+ ago", timeout=30)
+        picker = t.screen()
+        print("---- the rollback picker (r) ----\n" + picker)
+        assert re.search(rf"\* {new} +runs now +app-1, app-2", picker)
+        assert re.search(r"never ran on this fleet", picker)
+        assert re.search(r"sha-[0-9a-f]{7} +never ran here +· fails health", picker)  # the sandbox teaches
+        t.keys("Enter")
         t.wait_for(rf"Roll back to {old} on 2 hosts\?", timeout=30)
         screen = t.screen()
         assert "app-1" in screen and "app-2" in screen

@@ -7,6 +7,8 @@ adapters (cloud, hosts, images, setup, sandbox).
     status.py   the fleet's status (`zdd-tui status`, text and JSON)
     state.py    the hosts' rollout record: lock, journal, interrupted rollout
     rollout.py  plan, run under the lock, rollback choices, break the lock
+    versions.py which versions ran on the fleet (the hosts' journals): what rollback offers;
+                what `d` deploys
     build.py    image builder and short-lived push credentials
     setup.py    the setup wizard and its steps
 
@@ -18,9 +20,11 @@ from __future__ import annotations
 from zdd_tui.cloud.models import Droplet, LoadBalancer, RateLimit, RegistryTag
 from zdd_tui.project.open import Project
 from zdd_tui.project.state import RolloutSeen
+from zdd_tui.project.versions import DEPLOY_RULE, VersionRun, Versions, describe, duration, with_registry
 from zdd_tui.rollout.interfaces import Clock, ContainerInfo, HealthProbe, SystemClock
 
 __all__ = [
+    "DEPLOY_RULE",
     "Clock",
     "ContainerInfo",
     "Droplet",
@@ -31,4 +35,9 @@ __all__ = [
     "RegistryTag",
     "RolloutSeen",
     "SystemClock",
+    "VersionRun",
+    "Versions",
+    "describe",
+    "duration",
+    "with_registry",
 ]

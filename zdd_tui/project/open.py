@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from zdd_tui.images.build import ImageBuilder
     from zdd_tui.project.state import RolloutSeen, RolloutState
     from zdd_tui.project.status import FleetStatus, HostStatus
+    from zdd_tui.project.versions import Versions
     from zdd_tui.rollout.events import Outcome, Plan
     from zdd_tui.rollout.journal import RanVersion
     from zdd_tui.setup.steps import Setup
@@ -181,6 +182,41 @@ class Project:
 
         return await rollout_seen(self, droplets, own_id)
 
+    async def versions(self, droplets: Iterable[Droplet] | None = None, *, registry: bool = True) -> Versions:
+        """The versions that ran on the fleet (from the hosts' journals; no API request) and,
+        with `registry`, the registry's tags that never ran and the sandbox's labels."""
+        from zdd_tui.project.versions import Versions, ran_versions, with_registry
+
+        state = await self.rollout_state(droplets)
+        ran = ran_versions(reversed(state.history))
+        if not registry:
+            return Versions(ran=ran)
+        return with_registry(ran, await self.registry_tags(), await self.tag_labels())
+
+    async def deploy_target(self, tags: Iterable[RegistryTag] | None = None) -> tuple[str | None, str]:
+        """What the console's `d` deploys (versions.DEPLOY_RULE) and why, in words; `tags`: the
+        registry's (fetched when not given)."""
+        import asyncio
+
+        from zdd_tui.errors import UsageError
+        from zdd_tui.project.rollout import default_tag
+        from zdd_tui.project.versions import deploy_choice
+
+        try:
+            head: str | None = await asyncio.to_thread(default_tag)
+        except UsageError:
+            head = None
+        return deploy_choice(tags if tags is not None else await self.registry_tags(), head)
+
+    async def tag_labels(self) -> dict[str, str]:
+        """tag -> what it is, for tags that are more than a version: the sandbox's failure modes
+        ("fails health", "crashes", "slow"). Empty (and no request) for DigitalOcean."""
+        if not self.sandbox:
+            return {}
+        from zdd_tui.sandbox.labels import tag_labels
+
+        return await tag_labels(self.client, self.config.registry.repository)
+
     async def logs(self, droplet: Droplet, tail: int = 200) -> list[str]:
         """The container's last lines, each made visible: anyone its service logs for (a request
         path, a User-Agent) writes into them."""
@@ -195,18 +231,15 @@ class Project:
 
         return await plan_deploy(self, tag)
 
-    async def plan_rollback(self, tag: str) -> Plan:
+    async def plan_rollback(self, tag: str | None = None) -> Plan:
+        """Plan a rollback to `tag` (default: the version that ran before the current one)."""
         from zdd_tui.project.rollout import plan_rollback
 
         return await plan_rollback(self, tag)
 
     async def plan(self, action: str, tag: str | None) -> Plan:
-        """action: deploy | rollback."""
+        """action: deploy | rollback; tag None: each one's default (see plan_deploy, plan_rollback)."""
         if action == "rollback":
-            if tag is None:
-                from zdd_tui.errors import UsageError
-
-                raise UsageError("a rollback needs a tag")
             return await self.plan_rollback(tag)
         return await self.plan_deploy(tag)
 

@@ -138,9 +138,25 @@ async def plan_deploy(project: Project, tag: str | None = None) -> Plan:
     return await _plan(project, tag if tag is not None else default_tag(), "deploy")
 
 
-async def plan_rollback(project: Project, tag: str) -> Plan:
-    """Plan a rolling deploy of an earlier tag (it must exist in the registry)."""
+async def plan_rollback(project: Project, tag: str | None = None) -> Plan:
+    """Plan a rolling deploy of an earlier tag (it must exist in the registry); with no tag, of
+    the version that ran before the current one (RefusedError when the journals know none)."""
+    if tag is None:
+        tag = await previous_tag(project)
     return await _plan(project, tag, "rollback")
+
+
+async def previous_tag(project: Project) -> str:
+    """The version that ran before the current one, per the hosts' journals and the registry."""
+    versions = await project.versions()
+    prev = versions.previous
+    if prev is None:
+        gone = [v.tag for v in versions.ran if not v.current and v.tag in versions.missing]
+        why = (f"the earlier versions ({', '.join(gone)}) are no longer in the registry" if gone else
+               "the hosts' journals show no version before the one running now")
+        raise RefusedError(f"no previous version to roll back to: {why}; nothing was changed",
+                           "name a tag: 'zdd-tui rollback TAG' ('zdd-tui rollback --list' shows what ran)")
+    return prev.tag
 
 
 async def run(

@@ -371,15 +371,15 @@ class ZddApp(App[int]):
         self.rollout = None
         if self.poller:
             self.poller.set_rollout(False)
-            self.poller.poke("droplets", "hosts", "lb_health", "tags", "rollout")
+            self.poller.poke("droplets", "hosts", "lb_health", "tags", "rollout", "history")
         if self.quit_when_done:
             self.run_worker(self.shutdown(), exclusive=True, group="quit")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for k in keys.KEYS:
-            target = screen if k.scope != "app" else self
-            action = getattr(target, f"action_{k.action}", None)
+            target = screen if k.scope != "app" and not k.action.startswith("app.") else self
+            action = getattr(target, f"action_{k.action.removeprefix('app.')}", None)
             if action is not None:
                 yield SystemCommand(k.description, k.help, action)
         for name in self.zdd_themes:

@@ -28,12 +28,16 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("deploy", "d", "deploy", "Deploy", "Deploy the newest image: plan, confirm, roll host by host", "dashboard"),
+    Key("deploy", "d", "deploy", "Deploy",
+        "Deploy git HEAD's tag if pushed, else latest's (o: other)", "dashboard"),
     Key("build", "b", "build", "Build+push", "Build the image, tag latest and sha-<git sha>, push it", "dashboard"),
-    Key("rollback", "r", "rollback", "Rollback", "Roll back to the tag selected in the registry pane", "dashboard"),
+    Key("rollback", "r", "rollback", "Rollback",
+        "Pick a version that ran here (previous preselected)", "dashboard"),
     Key("setup", "s", "setup", "Setup", "First-time setup: token, SSH key, droplets, LB, registry", "dashboard"),
     Key("filter", "slash", "filter", "Filter", "Filter the focused table (Esc clears)", "dashboard"),
-    Key("logs", "l", "logs", "Logs", "Logs of the droplet selected in the droplets pane", "dashboard"),
+    Key("logs", "l", "logs", "Logs", "Follow the selected droplet's logs (p pauses)", "dashboard"),
+    Key("next_pane", "tab", "app.focus_next", "Next pane", "Move to the next pane (shift+tab: back)",
+        "dashboard"),
     Key("refresh", "f5", "refresh", "Refresh", "Refresh now (within the API budget)", "dashboard", show=False),
     Key("back", "escape", "back", "Back", "Back to the dashboard (once the rollout has finished)", "rollout"),
     Key("theme", "t", "next_theme", "Theme", "Switch to the next colour theme", "app"),
@@ -57,7 +61,7 @@ def effective_keys(keymap: dict[str, str]) -> dict[str, str]:
     return {k.id: keymap.get(k.id, k.key) for k in KEYS}
 
 
-_KEY_NAMES = {"slash": "/", "question_mark": "?", "escape": "Esc"}
+_KEY_NAMES = {"slash": "/", "question_mark": "?", "escape": "Esc", "tab": "Tab"}
 
 
 def display_key(keys: str) -> str:

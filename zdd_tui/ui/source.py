@@ -16,7 +16,7 @@ from typing import Any
 
 from zdd_tui.config import Config
 from zdd_tui.events import Event
-from zdd_tui.project import Droplet, LoadBalancer, Project, RateLimit, RegistryTag
+from zdd_tui.project import Droplet, LoadBalancer, Project, RateLimit, RegistryTag, Versions
 from zdd_tui.rollout.events import Outcome, Plan
 from zdd_tui.ui.poller import Task
 from zdd_tui.ui.state import HostState, RolloutInfo
@@ -33,6 +33,8 @@ PERIODS: dict[str, tuple[float, float | None, bool]] = {
     "tags": (60.0, None, True),
     "hosts": (2.0, None, False),
     "rollout": (2.0, 1.0, False),
+    "history": (15.0, None, False),  # the hosts' journals: which versions ran (no API)
+    "labels": (60.0, None, True),  # the sandbox's labels for its tags (DigitalOcean: none, no request)
 }
 
 HOST_CONCURRENCY = 32  # probes in flight at once: 200 hosts in ~7 rounds, well inside 2 s locally
@@ -125,6 +127,19 @@ class FleetSource:
         """A rollout in progress according to the hosts' lock and journal."""
         return await self.project.rollout_seen(self._droplets, self._running_id)
 
+    async def history(self) -> Versions:
+        """The versions that ran on the fleet, from the hosts' journals: no API request."""
+        if not self._droplets:
+            return Versions(ran=[])
+        return await self.project.versions(self._droplets, registry=False)
+
+    async def tag_labels(self) -> dict[str, str]:
+        return await self.project.tag_labels()
+
+    async def deploy_target(self, tags: list[RegistryTag]) -> tuple[str | None, str]:
+        """What `d` deploys and why (the rule, in words)."""
+        return await self.project.deploy_target(tags)
+
     def tasks(self) -> list[Task]:
         """The console's poll tasks (the app and the request-count test share them)."""
         fns: dict[str, Callable[[], Awaitable[Any]]] = {
@@ -134,11 +149,13 @@ class FleetSource:
             "tags": self.registry_tags,
             "hosts": self.hosts,
             "rollout": self.rollout,
+            "history": self.history,
+            "labels": self.tag_labels,
         }
         return [Task(name, fns[name], idle, busy, api) for name, (idle, busy, api) in PERIODS.items()]
 
     # -- actions ---------------------------------------------------------------------------------
-    async def plan(self, action: str, tag: str) -> Plan:
+    async def plan(self, action: str, tag: str | None) -> Plan:
         """action: deploy | rollback. Raises ZddError (refused, unknown tag, ...)."""
         return await self.project.plan(action, tag)
 

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from zdd_tui.project import ContainerInfo, Droplet, HealthProbe, LoadBalancer, RateLimit, RegistryTag, RolloutSeen
+from zdd_tui.project import (
+    ContainerInfo,
+    Droplet,
+    HealthProbe,
+    LoadBalancer,
+    RateLimit,
+    RegistryTag,
+    RolloutSeen,
+    Versions,
+)
 
 
 class Health(enum.Enum):
@@ -104,6 +113,8 @@ class FleetState:
     tags: list[RegistryTag] | None = None
     hosts: dict[str, HostState] = field(default_factory=dict)
     rollout: RolloutInfo | None = None
+    versions: Versions | None = None  # which versions ran (the journals); None: not read yet
+    tag_labels: dict[str, str] = field(default_factory=dict)  # tag -> label (the sandbox's failure modes)
     rate_limit: RateLimit | None = None
     requests_made: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # task -> last error, cleared on success
@@ -126,6 +137,10 @@ class FleetState:
             self.hosts = dict(result)
         elif task == "rollout":
             self.rollout = result
+        elif task == "history":
+            self.versions = result
+        elif task == "labels":
+            self.tag_labels = dict(result)
 
 
 def natural_key(name: str) -> tuple:
@@ -176,7 +191,7 @@ def short_digest(digest: str | None) -> str:
     if not digest:
         return "—"
     _, _, hexpart = digest.partition(":")
-    return f"{hexpart[:12]}" if hexpart else digest[:12]
+    return f"{hexpart[:10]}" if hexpart else digest[:10]  # enough to tell images apart at a glance
 
 
 def human_elapsed(seconds: float) -> str:
@@ -188,7 +203,7 @@ def human_elapsed(seconds: float) -> str:
 
 DROPLET_COLUMNS = ("Name", "Public IP", "Status", "Region", "Running", "Direct health")
 LB_COLUMNS = ("Droplet", "LB health")
-TAG_COLUMNS = ("Tag", "Digest", "Size", "Age", "Runs on")
+TAG_COLUMNS = ("Tag", "Digest", "Size", "Age", "Ran here")
 
 Row = tuple[str, tuple[Any, ...]]  # (key, cells); a cell is a str or a Health
 
@@ -245,14 +260,39 @@ def tag_rows(state: FleetState, now: datetime) -> list[Row]:
             return oldest
         return u if u.tzinfo else u.replace(tzinfo=UTC)
 
+    # An alias (`latest`) ran wherever the sha tag with its digest ran.
+    alias = {t.manifest_digest: t.tag for t in state.tags or [] if t.tag.startswith("sha-")}
     rows: list[Row] = []
     for t in sorted(state.tags or [], key=lambda t: (when(t), t.tag), reverse=True):
         runs = where.get(t.tag, [])
-        runs_text = _compact_hosts(runs)
-        cells = (t.tag, short_digest(t.manifest_digest), human_size(t.compressed_size_bytes),
-                 human_age(t.updated_at, now), runs_text)
+        label = state.tag_labels.get(t.tag)
+        ran = t.tag if t.tag.startswith("sha-") else alias.get(t.manifest_digest, t.tag)
+        cells = (f"{t.tag} · {label}" if label else t.tag, short_digest(t.manifest_digest),
+                 human_size(t.compressed_size_bytes), human_age(t.updated_at, now),
+                 ran_text(state.versions, ran, runs, now))
         rows.append((t.tag, cells))
     return rows
+
+
+def ran_text(versions: Versions | None, tag: str, runs: list[str], now: datetime) -> str:
+    """Whether a tag ran on this fleet, when and where: the hosts running it now (they say so),
+    else the hosts' journals."""
+    if runs:
+        return f"● now on {_few(runs)}"
+    if versions is None:
+        return "—"
+    v = versions.get(tag)
+    if v is None:
+        return "never"
+    if v.current:
+        return f"● now on {_few(list(v.hosts))}"
+    then = datetime.fromtimestamp(v.until or 0.0, UTC)
+    return f"{human_age(then, now)} ago on {_few(list(v.hosts))}"
+
+
+def _few(names: list[str]) -> str:
+    """Hosts in a narrow cell: two names, or the first and how many more."""
+    return ", ".join(names) if len(names) <= 2 else f"{names[0]} +{len(names) - 1}"
 
 
 def _compact_hosts(names: list[str]) -> str:
@@ -280,3 +320,28 @@ def rate_limit_text(rl: RateLimit | None) -> str:
     if rl is None:
         return "API rate limit: —"
     return f"API {rl.remaining}/{rl.limit} left"
+
+
+# What the engine logs when it has established a host's place in the LB (rollout/engine.py),
+# turned into the rollout view's LB column: the engine's evidence, not the lagging advisory view.
+_LB_EVIDENCE = (("LB sends traffic: ", Health.OK), ("undrained; ", Health.OK),
+                ("LB stopped sending traffic: ", Health.DRAINING))
+
+
+def lb_evidence(line: str) -> tuple[Health, str] | None:
+    """(health, short words) from an engine log line about the LB and one host, or None."""
+    import re
+
+    for prefix, health in _LB_EVIDENCE:
+        if line.startswith(prefix):
+            why = re.sub(r" after [\d.]+s$", "", line[len(prefix):])
+            m = re.match(r"LB health checks (passed|failed) (\d+)x", why)
+            if m:
+                return health, f"{m.group(2)} checks {m.group(1)}"
+            m = re.match(r"receiving traffic \((\d+) request", why)
+            if m:
+                return health, f"{m.group(1)} requests in"
+            if "reports it healthy" in why:
+                return health, "LB reports healthy"
+            return health, "no public traffic" if "no public traffic" in why else why[:17]
+    return None

@@ -214,6 +214,10 @@ class HostRow:
         self.now = 0.0
         self.lb = Health.UNKNOWN
         self.direct = Health.UNKNOWN
+        # The LB column: what the engine established (its counters, e.g. "3 checks passed") once
+        # it has; until then DigitalOcean's advisory view, which lags, shown with its age.
+        self.lb_known = ""
+        self.lb_seen_at: float | None = None  # when the advisory view was fetched
 
     def set_phase(self, phase: Phase, detail: str, at: float) -> None:
         self.phase, self.detail = phase, detail
@@ -228,12 +232,28 @@ class HostRow:
     def set_progress(self, fraction: float) -> None:
         self.fraction = max(0.0, min(fraction, 1.0))
 
-    def set_health(self, view: str, healthy: bool | None, detail: str) -> None:
+    def set_health(self, view: str, healthy: bool | None, detail: str, at: float | None = None) -> None:
         h = Health.DRAINING if (healthy is False and "drain" in detail) else Health.from_bool(healthy)
         if view == "lb":
-            self.lb = h
+            if not self.lb_known:  # the engine's evidence outranks the advisory view
+                self.lb = h
+                self.lb_seen_at = at
         else:
             self.direct = h
+
+    def set_lb_evidence(self, health: Health | None, words: str) -> None:
+        """What the engine established about the LB and this host (None: nothing yet, again)."""
+        if health is None:
+            self.lb_known = ""
+            return
+        self.lb, self.lb_known = health, words
+
+    def lb_text(self) -> str:
+        if self.lb_known:
+            return f"{self.lb.glyph} {self.lb_known}"
+        if self.lb_seen_at is None or self.lb is Health.UNKNOWN:
+            return self.lb.label
+        return f"{self.lb.glyph} advisory {int(max(self.now - self.lb_seen_at, 0))}s old"
 
     def tick(self, now: float) -> None:
         self.now = max(self.now, now)
@@ -247,7 +267,8 @@ class HostRow:
 
 
 _PHASE_VAR = {Phase.DONE: "success", Phase.FAILED: "error", Phase.RESTORING: "warning", Phase.RESTORED: "warning"}
-BAR_WIDTH = 20
+BAR_WIDTH = 18
+LB_WIDTH = 19  # "✔ 3 checks passed", "✖ advisory 12s old"
 
 
 class InstantScrollView(ScrollView):
@@ -360,12 +381,13 @@ class HostTable(InstantScrollView, can_focus=True):
         var = _PHASE_VAR.get(r.phase)
         pieces.append((f" {int(r.fraction * 100):>3}%  ", plain))
         phase_style = base + theme_style(app, var, bold=r.phase is Phase.FAILED) if var else plain
-        pieces.append((set_cell_size(words, 34), phase_style))
+        pieces.append((set_cell_size(words, 30), phase_style))
         pieces.append(("  LB ", plain))
-        pieces.append((r.lb.label, base + _health_style(app, r.lb)))
-        pieces.append((" " * max(1, 13 - len(r.lb.label)) + "direct ", plain))
+        lb = set_cell_size(r.lb_text(), LB_WIDTH)
+        pieces.append((lb, base + _health_style(app, r.lb)))
+        pieces.append((" direct ", plain))
         pieces.append((r.direct.label, base + _health_style(app, r.direct)))
-        pieces.append((" " * max(1, 13 - len(r.direct.label)) + f"{human_elapsed(r.elapsed):>6}", plain))
+        pieces.append((" " * max(1, 12 - len(r.direct.label)) + f"{human_elapsed(r.elapsed):>6}", plain))
         segments = [Segment(text, style) for text, style in pieces if text]
         return segments, sum(cell_len(text) for text, _ in pieces)
 

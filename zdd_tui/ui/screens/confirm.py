@@ -30,17 +30,21 @@ class PausingModal(ModalScreen):
 
 
 class ConfirmScreen(PausingModal):
-    """`body` may be a str or Rich Text. Dismisses with True (yes) or False (no)."""
+    """`body` may be a str or Rich Text. Dismisses with True (yes) or False (no); with `other`
+    (a third button's words, key o), "other"."""
 
     BINDINGS = [
         Binding("y", "yes", "Yes", show=False),
         Binding("n", "no", "No", show=False),
+        Binding("o", "other", "Other", show=False),
         Binding("escape", "no", "Cancel"),
     ]
 
-    def __init__(self, title: str, body: str | Text, yes: str = "Confirm", no: str = "Cancel", danger: bool = False):
+    def __init__(self, title: str, body: str | Text, yes: str = "Confirm", no: str = "Cancel", danger: bool = False,
+                 other: str | None = None):
         super().__init__(classes="confirm")
         self._title, self._body, self._yes, self._no, self._danger = title, body, yes, no, danger
+        self._other = other
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -49,6 +53,8 @@ class ConfirmScreen(PausingModal):
             with VerticalScroll(id="dialog-body"):
                 yield Static(Text(self._body) if isinstance(self._body, str) else self._body)
             with Horizontal(id="dialog-buttons"):
+                if self._other:
+                    yield Button(f"{self._other}… (o)", id="other")
                 yield Button(f"{self._yes} (y)", id="yes", variant="error" if self._danger else "primary")
                 yield Button(f"{self._no} (n)", id="no")
 
@@ -60,6 +66,11 @@ class ConfirmScreen(PausingModal):
     @on(Button.Pressed, "#yes")
     def action_yes(self) -> None:
         self.dismiss(True)
+
+    @on(Button.Pressed, "#other")
+    def action_other(self) -> None:
+        if self._other:
+            self.dismiss("other")
 
     @on(Button.Pressed, "#no")
     def action_no(self) -> None:

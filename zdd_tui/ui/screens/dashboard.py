@@ -13,7 +13,9 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
+from zdd_tui.config import key_for
 from zdd_tui.errors import ZddError
+from zdd_tui.project import DEPLOY_RULE
 from zdd_tui.rollout.events import Plan
 from zdd_tui.text import visible
 from zdd_tui.ui import keys
@@ -42,7 +44,11 @@ _PANES = {
     "lb_health": ("lb",),
     "tags": ("tags",),
     "rollout": ("banner",),
+    "history": ("tags",),
+    "labels": ("tags", "hint"),
 }
+SANDBOX_HINT = ("Sandbox: tags marked 'fails health', 'crashes' or 'slow' misbehave on purpose; "
+                "deploy one (d, o) to watch a rollout halt and restore the previous version.")
 
 
 def _table_id(box: Input) -> str:
@@ -76,6 +82,7 @@ class DashboardScreen(Screen):
         # panes exist (the screen is pushed, its tables not mounted); they are painted on mount.
         self._unpainted: set[str] = set()
         self._ready = False
+        self._hinted = False
 
     def compose(self) -> ComposeResult:
         yield TopBar("zdd-tui", "connecting…", self.sandbox)
@@ -150,6 +157,9 @@ class DashboardScreen(Screen):
             self.query_one("#tags", FleetTable).sync(tag_rows(fleet, self.app.source.wall_now()))
         elif pane == "banner":
             self._paint_banner()
+        elif pane == "hint" and fleet.tag_labels and not self._hinted:
+            self._hinted = True  # once a session
+            self.app.notify(SANDBOX_HINT, title="Try a failure", timeout=12)
 
     def _paint_banner(self) -> None:
         ro = self.app.fleet.rollout
@@ -228,39 +238,48 @@ class DashboardScreen(Screen):
             return True
         return False
 
-    def deploy_target(self) -> str | None:
-        """The newest image: the sha tag `latest` points at (pinned, so rollback can name it)."""
-        tags = self.app.fleet.tags or []
-        latest = next((t for t in tags if t.tag == "latest"), None)
-        if latest is not None:
-            same = [t for t in tags if t.tag.startswith("sha-") and t.manifest_digest == latest.manifest_digest]
-            if same:
-                return same[0].tag
-            return "latest"
-        rows = tag_rows(self.app.fleet, self.app.source.wall_now()) if self.app.source else []
-        return rows[0][0] if rows else None
-
     def action_deploy(self) -> None:
         if self._busy():
             return
-        tag = self.deploy_target()
-        if tag is None:
-            self.app.notify("The registry has no image yet: build and push one first (b).", severity="warning",
+        self.deploy_default()
+
+    @work(exclusive=True, group="plan", exit_on_error=False)
+    async def deploy_default(self) -> None:
+        """`d`: the tag DEPLOY_RULE names, planned and confirmed (the dialog says why that tag)."""
+        source = self.app.source
+        assert source is not None  # _busy() checked it
+        try:
+            tag, why = await source.deploy_target(self.app.fleet.tags or [])
+        except Exception as exc:  # noqa: BLE001 - shown; the dashboard goes on
+            self.app.notify(visible(f"{type(exc).__name__}: {exc}"), title="deploy", severity="error", timeout=8,
                             markup=False)
             return
-        self.plan_and_confirm("deploy", tag)
+        if tag is None:
+            self.app.notify(f"Nothing to deploy: {why}. Build and push one first (b).", severity="warning",
+                            markup=False)
+            return
+        await self._plan_and_confirm("deploy", tag, why)
 
     def action_rollback(self) -> None:
         if self._busy():
             return
-        tag = self.query_one("#tags", FleetTable).selected_key
-        if tag is None:
-            self.app.notify("Select a tag in the registry pane first.", severity="warning", markup=False)
-            return
-        self.plan_and_confirm("rollback", tag)
+        self.pick("rollback")
+
+    def pick(self, action: str, preselect: str | None = None, why: str = "") -> None:
+        """The version picker; the chosen tag is planned and confirmed."""
+        from zdd_tui.ui.screens.picker import VersionPicker
+
+        def chosen(tag: str | None) -> None:
+            if tag is not None and not self._busy():
+                self.plan_and_confirm(action, tag)
+
+        self.app.push_screen(VersionPicker(action, preselect, why), chosen)
 
     @work(exclusive=True, group="plan", exit_on_error=False)
     async def plan_and_confirm(self, action: str, tag: str) -> None:
+        await self._plan_and_confirm(action, tag)
+
+    async def _plan_and_confirm(self, action: str, tag: str, why: str = "") -> None:
         source = self.app.source
         try:
             assert source is not None  # _busy() checked it
@@ -277,12 +296,18 @@ class DashboardScreen(Screen):
             return
         from zdd_tui.ui.screens.confirm import ConfirmScreen
 
-        def answer(yes: bool | None) -> None:
-            if yes:
+        def answer(yes: bool | str | None) -> None:
+            if yes == "other":
+                self.pick("deploy", tag, why)
+            elif yes:
                 self.app.start_rollout(plan)
 
         yes = "Deploy" if action == "deploy" else "Roll back"
-        self.app.push_screen(ConfirmScreen(*confirm_text(plan), yes=yes), answer)
+        title, body = confirm_text(plan, source.config.deploy.strategy)
+        if action == "deploy" and why:
+            body = Text(f"Rule    {DEPLOY_RULE}\nHere    {why}\n") + body
+        other = "Another tag" if action == "deploy" else None
+        self.app.push_screen(ConfirmScreen(title, body, yes=yes, other=other), answer)
 
     def action_logs(self) -> None:
         name = self.query_one("#droplets", FleetTable).selected_key
@@ -310,13 +335,17 @@ class DashboardScreen(Screen):
             self.app.poller.poke("droplets", "lb", "lb_health", "tags", "hosts", "rollout")
 
 
-def confirm_text(plan: Plan) -> tuple[str, Text]:
-    """The confirmation for a plan: names the tag, every host (with what it runs now), the estimate."""
+def confirm_text(plan: Plan, strategy: str = "") -> tuple[str, Text]:
+    """The confirmation for a plan: names the tag, every host (with what it runs now), the
+    strategy and the estimate."""
     verb = "Roll back" if plan.action == "rollback" else "Deploy"
     n = len(plan.hosts)
     title = f"{verb} to {plan.to_tag} on {n} host{'s' if n != 1 else ''}?"
     body = Text()
     body.append(f"Image   {plan.image_ref}\n")
+    if strategy:
+        what = dict(key_for("deploy.strategy").choices).get(strategy, "")  # the config's own words
+        body.append(f"How     {strategy}" + (f": {what}" if what else "") + "\n")
     body.append(
         f"Batches {len(plan.batches)} of at most {plan.batch_size} host(s); the LB always keeps a healthy droplet\n"
     )

@@ -16,6 +16,7 @@ from zdd_tui.rollout.events import (
     HealthChanged,
     Outcome,
     OutcomeStatus,
+    Phase,
     PhaseChanged,
     Plan,
     Progress,
@@ -24,13 +25,14 @@ from zdd_tui.rollout.events import (
 )
 from zdd_tui.ui import keys
 from zdd_tui.ui.messages import Emitted, Relay, RolloutReturned
-from zdd_tui.ui.state import human_elapsed
+from zdd_tui.ui.state import human_elapsed, lb_evidence
 from zdd_tui.ui.widgets import HostRow, HostTable, KeyFooter, LogView, TopBar, theme_style
 
 if TYPE_CHECKING:
     from zdd_tui.ui.app import ZddApp
 
 LOG_LINES = 2000
+_LB_MOVES = (Phase.DRAINING, Phase.WAITING_LB_OUT, Phase.RESTORING)
 FLUSH_SECONDS = 0.1  # engine events are painted in batches, at most 10 times a second
 
 
@@ -153,6 +155,8 @@ class RolloutScreen(Screen):
             at = ev.at or 0.0  # the engine stamps every event
             row = self.rows.get(getattr(ev, "host", None) or "")
             if isinstance(ev, PhaseChanged) and row:
+                if ev.phase in _LB_MOVES:  # the host leaves the LB again: the old evidence is over
+                    row.set_lb_evidence(None, "")
                 row.set_phase(ev.phase, ev.detail, at)
                 dirty.add(ev.host)
             elif isinstance(ev, Progress):
@@ -161,9 +165,13 @@ class RolloutScreen(Screen):
                     dirty.add(ev.host)
                 overall = ev.overall
             elif isinstance(ev, HealthChanged) and row:
-                row.set_health(ev.view, ev.healthy, ev.detail)
+                row.set_health(ev.view, ev.healthy, ev.detail, at)
                 dirty.add(ev.host)
             elif isinstance(ev, LogLine):
+                evidence = lb_evidence(ev.line) if row else None
+                if row and evidence:
+                    row.set_lb_evidence(*evidence)
+                    dirty.add(ev.host or "")
                 log_lines.append((f"{human_elapsed(at - self._t0(at))} {ev.host or '-':<12} ", ev.line, ev.level))
             elif isinstance(ev, RolloutPlanned):
                 self._start_at = at
@@ -217,7 +225,8 @@ class RolloutScreen(Screen):
         glyph = {"success": "✔", "warning": "◐"}.get(var, "✖")
         t = Text()
         t.append(f"{glyph} {o.status.value.upper()}: ", style=theme_style(self.app, var, bold=True))
-        t.append(o.message)
+        # The engine's message ends with the fleet as "a=x, b=y"; the box says it once, grouped.
+        t.append(o.message.partition(" | fleet now: ")[0])
         if o.failed_host:
             t.append(f"\n  failed: {o.failed_host} while {o.failed_step.words if o.failed_step else '?'}")
             if o.seen:
