@@ -426,7 +426,7 @@ async def test_a_deploy_whose_start_fails_on_the_host_journals_and_reports_no_en
     out = await clock.run(engine.run())
     assert out.status == OutcomeStatus.HALTED and out.failed_step == Phase.STARTING
     assert "exec format error" in out.seen
-    records, _ = await read_records(world.hosts)
+    records = (await read_records(world.hosts)).records
     journal = json.dumps(records)
     assert "exec format error" in journal
     for text in (out.message, out.seen, journal):

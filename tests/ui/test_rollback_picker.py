@@ -63,7 +63,7 @@ async def open_picker(pilot) -> VersionPicker:
 
 
 async def journal_order(src: FakeSource) -> list[str]:
-    records, _ = await read_records(src.world.hosts)
+    records = (await read_records(src.world.hosts)).records
     return [v.tag for v in ran_versions(summarize(records))]
 
 
