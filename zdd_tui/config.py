@@ -170,7 +170,8 @@ _SLUG = r"[a-z0-9][a-z0-9-]*"
 @dataclass(frozen=True)
 class DigitalOceanConfig:
     api_url: str = field(default=DEFAULT_API_URL, metadata=key(
-        "the DigitalOcean API (the sandbox writes its own local URL)", check=api_url_problem))
+        "the DigitalOcean API; a token is sent only to the URL it is bound to (`zdd-tui login --api-url`)",
+        check=api_url_problem))
     region: str = field(default="nyc3", metadata=key(
         "region slug for new droplets and the load balancer",
         pattern=(_SLUG, "a DigitalOcean region slug such as nyc3")))
