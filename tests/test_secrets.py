@@ -100,7 +100,7 @@ def test_env_override_works_without_any_keyring(monkeypatch, tmp_path):
 def test_sandbox_config_reads_the_token_of_the_sandboxs_own_state_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("DIGITALOCEAN_TOKEN", raising=False)
     state = tmp_path / "sb"
-    cfg = Config(runtime="sandbox", sandbox=SandboxConfig(state_dir=str(state)))
+    cfg = _sandbox_cfg(state)
     with pytest.raises(StateDirError, match=r"state directory .* does not exist") as err:
         secrets.get_token(cfg)
     assert "zdd-tui sandbox up" in str(err.value)
@@ -246,7 +246,8 @@ def test_the_environments_token_goes_to_digitalocean_or_to_ZDD_API_URL(monkeypat
 
 
 def _sandbox_cfg(state) -> Config:
-    return Config(runtime="sandbox", sandbox=SandboxConfig(state_dir=str(state)))
+    return Config(runtime="sandbox", sandbox=SandboxConfig(state_dir=str(state)),
+                  digitalocean=DigitalOceanConfig(api_url="http://127.0.0.1:8123"))
 
 
 def _own_sandbox_dir(path):
@@ -314,8 +315,17 @@ def test_a_sandbox_config_never_reads_a_token_outside_the_sandboxs_own_dir(tmp_p
     assert why in str(err.value) and TOKEN_A not in str(err.value)
 
 
-def test_the_sandboxs_own_dir_is_read(tmp_path):
-    assert secrets.get_token(_sandbox_cfg(_own_sandbox_dir(tmp_path / "sb"))) == "sandbox-throwaway"
+def test_the_sandboxs_own_dir_is_read_for_a_loopback_api_only(tmp_path):
+    state = _own_sandbox_dir(tmp_path / "sb")
+    for url in ("http://127.0.0.1:8123", "http://localhost:8123", "http://[::1]:8123"):
+        cfg = Config(runtime="sandbox", sandbox=SandboxConfig(state_dir=str(state)),
+                     digitalocean=DigitalOceanConfig(api_url=url))
+        assert secrets.get_token(cfg) == "sandbox-throwaway"
+    for url in (*HOSTILE[:2], "http://10.0.0.5:8123"):
+        cfg = Config(runtime="sandbox", sandbox=SandboxConfig(state_dir=str(state)),
+                     digitalocean=DigitalOceanConfig(api_url=url))
+        with pytest.raises(CredentialsError, match="the sandbox's token is only sent to the sandbox on this machine"):
+            secrets.get_token(cfg)
 
 
 def test_claim_makes_a_private_marked_dir_and_takes_no_foreign_token(tmp_path):

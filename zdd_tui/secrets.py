@@ -16,6 +16,7 @@ text scrubbed of the secret, and are never chained (a traceback would show their
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -236,6 +237,14 @@ def same_api_url(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def operator_api_url() -> str:
     """Where a token that is not bound to a URL yet may be sent: ZDD_API_URL from the operator's
     environment (never from zdd.yaml), else DigitalOcean's API. CredentialsError if it is unusable."""
@@ -302,7 +311,11 @@ def get_token(config: Config | None = None, context: str | None = None) -> str:
         path = Path(config.sandbox.state_dir)
         if not path.is_absolute() and config.path is not None:
             path = Path(config.path).resolve().parent / path  # relative to the zdd.yaml
-        return read_token(path)
+        token = read_token(path)
+        if not _loopback(config.digitalocean.api_url):  # where the sandbox listens, and nowhere else
+            raise _not_bound(config, "the sandbox's token", "the sandbox on this machine (a loopback address)",
+                             "restart `zdd-tui sandbox up`: it writes its own URL into its zdd.yaml")
+        return token
     api_url = config.digitalocean.api_url
     env = os.environ.get(TOKEN_ENV, "").strip()
     if env:
