@@ -179,17 +179,18 @@ async def test_login_with_a_rejected_token_stores_nothing_and_says_why(keyring_e
 @pytest.mark.slow  # several zdd-tui processes
 async def test_login_stores_a_good_token_in_the_keyring(keyring_env, fake_do, tmp_path):
     (tmp_path / "zdd.yaml").write_text(f"context: staging\ndigitalocean:\n  api_url: {fake_do.url}\n")
-    code, out, err = await azdd("login", "--token-stdin", "--json", cwd=tmp_path, env=keyring_env, stdin=GOOD_TOKEN)
+    env = {**keyring_env, "ZDD_API_URL": fake_do.url}  # without --api-url: the operator's API (not zdd.yaml's)
+    code, out, err = await azdd("login", "--token-stdin", "--json", cwd=tmp_path, env=env, stdin=GOOD_TOKEN)
     assert code == 0, err
     assert json.loads(out) == {
         "context": "staging", "api_url": fake_do.url, "email": "ops@example.com", "status": "active",
     }
     assert GOOD_TOKEN not in out + err
-    assert secrets.get_token(None, "staging") == GOOD_TOKEN
+    assert secrets.stored_token("staging") == secrets.StoredToken(GOOD_TOKEN, fake_do.url)
 
     # overwrite with a rejected one: the good token stays
-    code, _, err = await azdd("login", "--token-stdin", cwd=tmp_path, env=keyring_env, stdin=BAD_TOKEN)
-    assert code == 2 and secrets.get_token(None, "staging") == GOOD_TOKEN
+    code, _, err = await azdd("login", "--token-stdin", cwd=tmp_path, env=env, stdin=BAD_TOKEN)
+    assert code == 2 and secrets.stored_token("staging") == secrets.StoredToken(GOOD_TOKEN, fake_do.url)
 
 
 async def test_login_without_a_keyring_fails_before_asking_for_the_token(fake_do, tmp_path):
@@ -224,7 +225,7 @@ def test_login_ssh_key_and_logout(keyring_env, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "ssh-ed25519" in ok.stdout and "PRIVATE KEY" not in ok.stdout + ok.stderr
     assert secrets.get_ssh_key("prod") == key_text
-    secrets.set_token("prod", GOOD_TOKEN)
+    secrets.set_token("prod", GOOD_TOKEN, api_url="https://api.digitalocean.com")
 
     unconfirmed = zdd("logout", "--context", "prod", cwd=tmp_path, env=keyring_env)
     assert unconfirmed.returncode == 2 and "pass --yes" in unconfirmed.stderr
@@ -257,4 +258,4 @@ async def test_login_prompts_with_a_masked_prompt_on_a_terminal(keyring_env, fak
     assert status == 0, seen
     assert "logged in: context 'tty' is ops@example.com" in seen
     assert GOOD_TOKEN not in seen  # not echoed by the terminal, not printed
-    assert secrets.get_token(None, "tty") == GOOD_TOKEN
+    assert secrets.stored_token("tty") == secrets.StoredToken(GOOD_TOKEN, fake_do.url)

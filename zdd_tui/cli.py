@@ -116,7 +116,19 @@ def build_parser(eager: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _no_core_dumps() -> None:
+    """No core file for this process or any it starts (limits are inherited): a dump would hold
+    the token and the SSH key in plain text."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (ImportError, ValueError, OSError):  # no such limit on this platform
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _no_core_dumps()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

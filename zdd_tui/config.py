@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.events import AliasEvent, NodeEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from zdd_tui.errors import UsageError
@@ -132,6 +133,8 @@ def key(
 
 def api_url_problem(url: str) -> str | None:
     """What was expected, if `url` cannot be the DigitalOcean API's URL; None if it can."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "a URL without spaces or control characters"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "an https:// URL such as https://api.digitalocean.com"
@@ -149,6 +152,16 @@ def api_url_problem(url: str) -> str | None:
     return None
 
 
+def inside_project_problem(path: str) -> str | None:
+    """What was expected, if `path` could name a place outside the project directory (what a build
+    sends to the Docker daemon must stay inside it); None if it stays inside. Symlinks are checked
+    where the path is used."""
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith(("/", "~")) or ".." in parts:
+        return "a path inside the project, relative to zdd.yaml's directory (no leading '/' or '~', no '..')"
+    return None
+
+
 _DOCKER_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"  # Docker's container-name rule
 _SLUG = r"[a-z0-9][a-z0-9-]*"
 
@@ -159,7 +172,8 @@ _SLUG = r"[a-z0-9][a-z0-9-]*"
 @dataclass(frozen=True)
 class DigitalOceanConfig:
     api_url: str = field(default=DEFAULT_API_URL, metadata=key(
-        "the DigitalOcean API (the sandbox writes its own local URL)", check=api_url_problem))
+        "the DigitalOcean API; a token is sent only to the URL it is bound to (`zdd-tui login --api-url`)",
+        check=api_url_problem))
     region: str = field(default="nyc3", metadata=key(
         "region slug for new droplets and the load balancer",
         pattern=(_SLUG, "a DigitalOcean region slug such as nyc3")))
@@ -243,7 +257,8 @@ class BuildConfig:
     dockerfile: str = field(default="Dockerfile", metadata=key(
         "Dockerfile path, relative to the context", pattern=(r".+", "a Dockerfile path")))
     context: str = field(default=".", metadata=key(
-        "build context directory", pattern=(r".+", "a build context directory")))
+        "build context directory, inside the project (sent whole to the Docker daemon)",
+        pattern=(r".+", "a build context directory"), check=inside_project_problem))
     args: dict[str, str] = field(default_factory=dict, metadata=key("docker build arguments (NAME: value)"))
 
 
@@ -612,6 +627,48 @@ def _is_hostname(name: str) -> bool:
     return 0 < len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in name.split("."))
 
 
+class _Aliased(Exception):
+    """An anchor (&name) or alias (*name) at `key` (a key path); `line`, `column` 1-based."""
+
+    def __init__(self, what: str, key: str, mark: object):
+        super().__init__(what)
+        self.what = what
+        self.key = key
+        self.line = getattr(mark, "line", -1) + 1
+        self.column = getattr(mark, "column", -1) + 1
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """The safe loader without anchors and aliases: a zdd.yaml needs neither, and aliases nest
+    into trees exponentially larger than the text (a few hundred bytes would keep the secret scan
+    and validation busy for hours). The first one found stops the composing, so a refusal costs
+    no more than reading up to it."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._paths: list[str] = []  # key path of each node being composed, innermost last
+
+    def compose_node(self, parent: Node | None, index: typing.Any) -> Node | None:
+        # The composer passes a mapping value's key node, a list item's position, or None.
+        base = self._paths[-1] if self._paths else ""
+        if isinstance(index, ScalarNode):
+            path = f"{base}.{index.value}" if base else str(index.value)
+        elif isinstance(index, int) and isinstance(parent, SequenceNode):
+            path = f"{base}[{index}]"
+        else:
+            path = base
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
+            raise _Aliased(f"an alias *{event.anchor}", path or "(document)", event.start_mark)
+        if isinstance(event, NodeEvent) and event.anchor is not None:
+            raise _Aliased(f"an anchor &{event.anchor}", path or "(document)", event.start_mark)
+        self._paths.append(path)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._paths.pop()
+
+
 def _key_near(text: str, line: int) -> str:
     """The key path of the last key before a YAML syntax error (the text above it still parses)."""
     lines = text.splitlines()
@@ -622,8 +679,12 @@ def _key_near(text: str, line: int) -> str:
             continue
         best: tuple[int, str] = (-1, "(document)")
         stack: list[tuple[Node | None, str]] = [(root, "")]
+        seen: set[int] = set()  # an alias shares its node: walk each once
         while stack:
             node, path = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
             if isinstance(node, MappingNode):
                 for k, v in node.value:
                     sub = f"{path}.{k.value}" if path else str(k.value)
@@ -639,7 +700,11 @@ def _key_near(text: str, line: int) -> str:
 def parse_config(text: str, file: str = "zdd.yaml") -> Config:
     """Validate YAML text as a config; raises ConfigError listing every problem found."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_PlainLoader)
+    except _Aliased as e:
+        issue = ConfigIssue(file, e.line, e.column, e.key, "no YAML anchors or aliases (&name, *name)", e.what,
+                            "write each value out in full")
+        raise ConfigError(str(issue), issues=[issue]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)

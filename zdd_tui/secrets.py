@@ -2,26 +2,35 @@
 
 Keyring service "zdd-tui"; users "<context>:do-token" and "<context>:ssh-key" (a context is a
 named DigitalOcean account, like doctl's). CI overrides with DIGITALOCEAN_TOKEN and
-ZDD_SSH_PRIVATE_KEY (the key's text). A sandbox config reads `<sandbox.state_dir>/token`, a
-throwaway local token. There is deliberately no plain-file fallback: without a usable keyring
-backend every call raises CredentialsError saying what is missing and how to fix it.
+ZDD_SSH_PRIVATE_KEY (the key's text). There is deliberately no plain-file fallback: without a
+usable keyring backend every call raises CredentialsError saying what is missing and how to fix it.
+
+A token is sent only to the API URL it is bound to, whatever zdd.yaml says (zdd.yaml is committed
+and may come from anyone): a stored token to the URL `zdd-tui login` checked it against (kept in
+the same keyring entry), DIGITALOCEAN_TOKEN to ZDD_API_URL from the environment, else to
+DigitalOcean's. A sandbox config reads `<sandbox.state_dir>/token`, a throwaway local token, and
+only from a directory the sandbox made and marked as its own (zdd_tui.sandbox.statedir).
 No message built here contains a secret: errors from backends are reduced to their type and a
 text scrubbed of the secret, and are never chained (a traceback would show their text).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from zdd_tui.config import DEFAULT_API_URL, Config, api_url_problem
 from zdd_tui.errors import UsageError
 
 if TYPE_CHECKING:
     import keyring.backend
-
-    from zdd_tui.config import Config
 
 # keyring (and its backends' imports, ~45 ms) is imported where a keyring is used: a sandbox
 # config or the environment variables need none, and the console starts faster without it.
@@ -29,6 +38,7 @@ if TYPE_CHECKING:
 SERVICE = "zdd-tui"
 TOKEN_ENV = "DIGITALOCEAN_TOKEN"
 SSH_KEY_ENV = "ZDD_SSH_PRIVATE_KEY"
+API_URL_ENV = "ZDD_API_URL"  # where DIGITALOCEAN_TOKEN (or a token not yet bound) may be sent
 _INDEX_USER = "contexts"  # a non-secret entry listing the contexts that hold credentials
 _CI_HINT = f"in CI or on a headless server without a keyring, set {TOKEN_ENV} and {SSH_KEY_ENV} instead"
 
@@ -146,12 +156,13 @@ def _get(user: str, what: str) -> str | None:
         raise _backend_error(f"read the {what} from the keyring", exc) from None
 
 
-def _set(user: str, value: str, what: str) -> None:
+def _set(user: str, value: str, what: str, secret: str | None = None) -> None:
+    """Store `value`; `secret` (default: the value) is what a backend's error text must not show."""
     kr = _keyring()
     try:
         kr.set_password(SERVICE, user, value)
     except Exception as exc:  # noqa: BLE001 - backends raise anything; reduced to a secret-free error
-        raise _backend_error(f"store the {what} in the keyring", exc, value) from None
+        raise _backend_error(f"store the {what} in the keyring", exc, secret or value) from None
 
 
 def _delete(user: str, what: str) -> bool:
@@ -202,46 +213,150 @@ def check_backend() -> str:
     return f"{type(kr).__module__}.{type(kr).__name__}"
 
 
+SECRET_ENV_PREFIX = "ZDD_SECRET_"
+
+
+def without_credentials(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` minus the variables that carry credentials (DIGITALOCEAN_TOKEN, ZDD_SSH_PRIVATE_KEY,
+    ZDD_SECRET_*): the environment for a child process that needs none of them."""
+    return {k: v for k, v in env.items() if k not in (TOKEN_ENV, SSH_KEY_ENV) and not k.startswith(SECRET_ENV_PREFIX)}
+
+
+def same_api_url(a: str, b: str) -> bool:
+    """Whether two API URLs name the same endpoint (case of scheme and host, default port and a
+    trailing slash aside)."""
+
+    def norm(url: str) -> tuple:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port or {"https": 443, "http": 80}.get(scheme)
+        except ValueError:
+            return (url,)
+        return (scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/"), parts.query)
+
+    return norm(a) == norm(b)
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def operator_api_url() -> str:
+    """Where a token that is not bound to a URL yet may be sent: ZDD_API_URL from the operator's
+    environment (never from zdd.yaml), else DigitalOcean's API. CredentialsError if it is unusable."""
+    url = os.environ.get(API_URL_ENV, "").strip().rstrip("/")
+    if not url:
+        return DEFAULT_API_URL
+    problem = api_url_problem(url)
+    if problem:
+        raise CredentialsError(f"{API_URL_ENV}={url!r} in the environment: expected {problem}")
+    return url
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """A token as `zdd-tui login` keeps it: with the API URL it was checked against."""
+
+    token: str
+    api_url: str
+
+    def __repr__(self) -> str:  # never the token, even in a traceback's locals
+        return f"StoredToken(api_url={self.api_url!r})"
+
+
+def stored_token(context: str) -> StoredToken | None:
+    """The context's keyring entry. An entry written before tokens were bound (the bare token)
+    counts as bound to DigitalOcean's API, the only one `login` checked against by default."""
+    raw = _get(_token_user(_check_context(context)), "DigitalOcean token")
+    if not raw:
+        return None
+    if raw.startswith("{"):
+        try:
+            record = json.loads(raw)
+            return StoredToken(str(record["token"]), str(record["api_url"]))
+        except (ValueError, KeyError, TypeError):
+            raise CredentialsError(
+                f"the keyring entry of context '{context}' (service '{SERVICE}') is not one zdd-tui wrote",
+                f"run `zdd-tui login --context {context}` to replace it",
+            ) from None
+    return StoredToken(raw, DEFAULT_API_URL)
+
+
+def _not_bound(config: Config, what: str, bound: str, fix: str) -> CredentialsError:
+    api_url = config.digitalocean.api_url
+    return CredentialsError(
+        f"{what} is only sent to {bound}, but {config.path or 'zdd.yaml'} says digitalocean.api_url: {api_url!r}; "
+        "nothing was sent (a project file cannot redirect a token)",
+        f"{fix}; otherwise set digitalocean.api_url back to {bound}",
+    )
+
+
 def get_token(config: Config | None = None, context: str | None = None) -> str:
-    """The DigitalOcean token: the sandbox's token file for sandbox configs; else env
-    DIGITALOCEAN_TOKEN; else the keyring entry of the context (default: the config's context)."""
+    """The DigitalOcean token to send to `config.digitalocean.api_url` (config None: the defaults).
+
+    A sandbox config gets the sandbox's token from its own state dir; else env DIGITALOCEAN_TOKEN
+    (bound to ZDD_API_URL or DigitalOcean's API); else the keyring entry of the context (default:
+    the config's), bound to the URL `login` checked it against. A URL other than the token's is
+    refused here, before any request."""
+    config = config or Config()
     # A sandbox config always uses the sandbox's own throwaway token: a real token from the
     # environment must never be sent to a local stand-in.
-    if config is not None and config.is_sandbox and config.sandbox is not None:
+    if config.is_sandbox and config.sandbox is not None:
+        from zdd_tui.sandbox.statedir import read_token
+
         path = Path(config.sandbox.state_dir)
         if not path.is_absolute() and config.path is not None:
             path = Path(config.path).resolve().parent / path  # relative to the zdd.yaml
-        path = path / "token"
-        try:
-            token = path.read_text().strip()
-        except FileNotFoundError:
-            raise CredentialsError(
-                f"the sandbox's token file {path} does not exist",
-                "start the sandbox with `zdd-tui sandbox up` (it writes the token and this zdd.yaml)",
-            ) from None
-        except OSError as exc:
-            raise CredentialsError(f"cannot read the sandbox's token file {path}: {exc.strerror}") from None
-        if not token:
-            raise CredentialsError(f"the sandbox's token file {path} is empty", "restart `zdd-tui sandbox up`")
+        token = read_token(path)
+        if not _loopback(config.digitalocean.api_url):  # where the sandbox listens, and nowhere else
+            raise _not_bound(config, "the sandbox's token", "the sandbox on this machine (a loopback address)",
+                             "restart `zdd-tui sandbox up`: it writes its own URL into its zdd.yaml")
         return token
+    api_url = config.digitalocean.api_url
     env = os.environ.get(TOKEN_ENV, "").strip()
     if env:
+        bound = operator_api_url()
+        if not same_api_url(api_url, bound):
+            raise _not_bound(config, TOKEN_ENV, bound, f"if you trust {api_url!r}, set {API_URL_ENV}={api_url} "
+                             "in the environment (not in zdd.yaml)")
         return env
-    context = _check_context(context or (config.context if config is not None else "default"))
-    stored = _get(_token_user(context), "DigitalOcean token")
-    if not stored:
+    context = _check_context(context or config.context)
+    stored = stored_token(context)
+    if stored is None:
         raise CredentialsError(
             f"no DigitalOcean token for context '{context}' in the keyring (service '{SERVICE}')",
             f"run `zdd-tui login --context {context}`, or set {TOKEN_ENV}",
         )
-    return stored
+    if not same_api_url(api_url, stored.api_url):
+        raise _not_bound(config, f"the token of context '{context}' (checked there by `zdd-tui login`)",
+                         stored.api_url, f"if you trust {api_url!r}, run `zdd-tui login --context {context} --api-url "
+                         f"{api_url}` (it checks the token there, then binds it to that URL)")
+    return stored.token
 
 
-def set_token(context: str, token: str) -> None:
+def check_new_token_url(config: Config) -> None:
+    """A token typed in (not yet bound by `login`) may go to the config's API URL only when that is
+    where `login` would check it: ZDD_API_URL from the environment, else DigitalOcean's API."""
+    bound = operator_api_url()
+    api_url = config.digitalocean.api_url
+    if not same_api_url(api_url, bound):
+        raise _not_bound(config, "a token typed here", bound,
+                         f"if you trust {api_url!r}, run `zdd-tui login --context {config.context} --api-url "
+                         f"{api_url}` in a terminal (or set {API_URL_ENV}={api_url} in the environment)")
+
+
+def set_token(context: str, token: str, *, api_url: str) -> None:
+    """Store the token bound to `api_url`, the URL it was checked against (and will only be sent to)."""
     token = token.strip()
     if not token or any(c.isspace() for c in token):
         raise CredentialsError("the DigitalOcean token is empty or contains whitespace", "paste the token alone")
-    _set(_token_user(_check_context(context)), token, "DigitalOcean token")
+    record = json.dumps({"token": token, "api_url": api_url.rstrip("/")})
+    _set(_token_user(_check_context(context)), record, "DigitalOcean token", secret=token)
     _index(context, True)
 
 
@@ -254,7 +369,7 @@ def delete_token(context: str) -> bool:
 
 def has_token(context: str) -> bool:
     """Whether the keyring holds a token for the context (the env override is not considered)."""
-    return bool(_get(_token_user(_check_context(context)), "DigitalOcean token"))
+    return stored_token(context) is not None
 
 
 def get_ssh_key(context: str = "default") -> str:

@@ -20,11 +20,12 @@ TOKEN = "bootstrap-test-token"
 
 
 @pytest.fixture
-async def do_api():
+async def do_api(monkeypatch):
     from zdd_tui.sandbox.api import SandboxAPI
 
     api = SandboxAPI(None, TOKEN, activation_delay=0.0)
     await api.start()
+    monkeypatch.setenv("ZDD_API_URL", api.url)  # the operator lets a token typed in go to this API
     yield api
     await api.stop()
 

@@ -283,11 +283,10 @@ def _stop_sandbox(e: E2E) -> None:
 def test_01_credentials_and_setup(e2e):
     _step("setup")
     e = e2e
-    # the DO token (the sandbox's throwaway) into the credential store, over stdin
-    code = "import sys; from zdd_tui.secrets import set_token; set_token(sys.argv[1], sys.stdin.read().strip())"
-    cp = subprocess.run([sys.executable, "-c", code, CONTEXT], input=e.token, env=e.env(), capture_output=True,
-                        text=True, timeout=60)
-    assert cp.returncode == 0, cp.stderr
+    # the DO token (the sandbox's throwaway) into the credential store, over stdin, checked against
+    # and bound to the sandbox's API (the only URL it is then sent to)
+    e.zdd("login", "--token-stdin", "--context", CONTEXT, "--api-url", e.info["api_url"], stdin=e.token,
+          label="login")
     # setup: token check, the lab's key imported into the keyring and uploaded, droplets/LB/registry
     # found (the lab made them), hosts bootstrapped over SSH with their host keys pinned
     cp = e.zdd("setup", "--yes", "--accept-new-host-keys", "--import-key", str(e.lab.client_key), "--json",

@@ -10,11 +10,13 @@ TOKEN = "sandbox-test-token"
 
 
 @pytest.fixture
-async def do_api():
+async def do_api(monkeypatch):
     from zdd_tui.sandbox.api import SandboxAPI
 
     api = SandboxAPI(None, TOKEN, activation_delay=0.2)
     await api.start()
+    # The tests type tokens in: the operator's environment says this API may receive them.
+    monkeypatch.setenv("ZDD_API_URL", api.url)
     yield api
     await api.stop()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncssh
 import pytest
 
@@ -137,7 +139,8 @@ async def test_rejected_token_stores_nothing(do_api, memkeyring, cfg_for):
     async with Setup(cfg, token=TOKEN) as s:
         done = await s.apply("token")
     assert "stored in the keyring" in done.detail
-    assert memkeyring.items[("zdd-tui", "test:do-token")] == TOKEN
+    # stored bound to the API it was checked against, the only one it is then sent to
+    assert json.loads(memkeyring.items[("zdd-tui", "test:do-token")]) == {"token": TOKEN, "api_url": do_api.url}
 
 
 @pytest.mark.parametrize("size,tier,units", [("s-2vcpu-2gb", "basic", 2), ("s-1vcpu-512mb-10gb", "professional", 1)])

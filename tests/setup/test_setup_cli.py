@@ -10,13 +10,15 @@ import sys
 import asyncssh
 import pytest
 
+from zdd_tui.sandbox.statedir import claim, write_token
+
 TOKEN = "sandbox-test-token"  # the do_api fixture's token
 
 
 def _write_project(tmp_path, api_url):
     state = tmp_path / "sb"
-    state.mkdir()
-    (state / "token").write_text(TOKEN)
+    claim(state)  # the sandbox's own state directory, as `zdd-tui sandbox up` makes it
+    write_token(state, TOKEN)
     cfg = tmp_path / "zdd.yaml"
     cfg.write_text(
         f"""app: shop

@@ -5,6 +5,9 @@
 
 The token is checked (GET /v2/account) before anything is stored: a rejected token stores
 nothing and the error says why (DigitalOcean's message and request id, never the token).
+It is checked against --api-url, else ZDD_API_URL from the environment, else DigitalOcean's API,
+never against the URL zdd.yaml names (a project file must not see a freshly typed token), and is
+stored bound to that URL: zdd-tui then sends it nowhere else.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ def register(sub, common):
         "(service zdd-tui, per context). With --ssh-key, store the SSH private key instead.",
     )
     p.add_argument("--token-stdin", action="store_true", help="read the token from standard input (no prompt)")
-    p.add_argument("--api-url", default=None, help="API to check the token against (default: the config's)")
+    p.add_argument("--api-url", default=None,
+                   help="API to check the token against and bind it to (default: $ZDD_API_URL, else DigitalOcean's)")
     p.add_argument("--ssh-key", metavar="FILE", default=None, help="store this SSH private key (not the token)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
@@ -107,19 +111,26 @@ async def run(args) -> int:
             f"{config.path}: a sandbox config needs no login (its token is in {state_dir}/token)",
             "log in against DigitalOcean with a non-sandbox zdd.yaml, or pass --api-url",
         )
-    api_url = (args.api_url or config.digitalocean.api_url).rstrip("/")
-    problem = api_url_problem(api_url)
-    if problem:
-        raise UsageError(f"--api-url {api_url!r}: expected {problem}")
+    if args.api_url:
+        api_url = args.api_url.rstrip("/")
+        problem = api_url_problem(api_url)
+        if problem:
+            raise UsageError(f"--api-url {api_url!r}: expected {problem}")
+    else:
+        api_url = secrets.operator_api_url()
     token = _read_token(args)
     account = await check_token(api_url, token)
-    secrets.set_token(context, token)
+    secrets.set_token(context, token, api_url=api_url)
     result = {"context": context, "api_url": api_url, "email": account.email, "status": account.status}
     if args.json:
         print(json.dumps(result))
     else:
         print(f"logged in: context '{context}' is {account.email} (account {account.status}) at {api_url}; "
               "the token is in the OS keyring")
+    named = config.digitalocean.api_url
+    if config.path is not None and not config.is_sandbox and not secrets.same_api_url(named, api_url):
+        print(f"note: {config.path} says digitalocean.api_url: {named!r}; this token is "
+              f"bound to {api_url} and is not sent there", file=sys.stderr)
     if os.environ.get(secrets.TOKEN_ENV):
         print(f"note: {secrets.TOKEN_ENV} is set in this environment and overrides the keyring's token",
               file=sys.stderr)

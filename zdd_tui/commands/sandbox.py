@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from zdd_tui.errors import UsageError
+from zdd_tui.project.credentials import without_credentials
 
 
 def default_state_dir() -> Path:
@@ -129,6 +130,9 @@ async def run_up(args) -> int:
         raise UsageError("--service-port and --admin-port must differ")
     if args.lab_spec:
         _lab(args.lab_spec, options)
+    # A local stand-in needs no real credentials: nothing it starts may inherit them.
+    for name in set(os.environ) - set(without_credentials(os.environ)):
+        del os.environ[name]
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

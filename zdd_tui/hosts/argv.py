@@ -19,11 +19,11 @@ Argv = list[str]
 EXIT_ABSENT = 3
 EXIT_EXISTS = 4
 
-_STATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_STATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_CONTAINER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # A docker reference: [host[:port]/]path[:tag][@digest]; no whitespace, no leading '-'.
-_IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,511}$")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,511}")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def to_command_line(argv: Sequence[str]) -> str:
@@ -34,19 +34,19 @@ def to_command_line(argv: Sequence[str]) -> str:
 
 
 def check_state_name(name: str) -> str:
-    if not _STATE_NAME.match(name):
+    if not _STATE_NAME.fullmatch(name):
         raise ValueError(f"invalid state file name {name!r} (letters, digits, '.', '_', '-'; not starting with '.')")
     return name
 
 
 def check_container_name(name: str) -> str:
-    if not _CONTAINER_NAME.match(name):
+    if not _CONTAINER_NAME.fullmatch(name):
         raise ValueError(f"invalid container name {name!r}")
     return name
 
 
 def check_image_ref(ref: str) -> str:
-    if not _IMAGE_REF.match(ref):
+    if not _IMAGE_REF.fullmatch(ref):
         raise ValueError(f"invalid image reference {ref!r}")
     return ref
 
@@ -203,7 +203,7 @@ def docker_image_digests(ref: str) -> Argv:
 
 
 def docker_image_digests_by_id(image_id: str) -> Argv:
-    if not re.match(r"^(sha256:)?[0-9a-f]{12,64}$", image_id):
+    if not re.fullmatch(r"(sha256:)?[0-9a-f]{12,64}", image_id):
         raise ValueError(f"invalid image id {image_id!r}")
     return ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", "--", image_id]
 
@@ -250,7 +250,7 @@ def env_file(env: Mapping[str, str]) -> str:
     """
     lines = []
     for k, v in env.items():
-        if not _ENV_KEY.match(k):
+        if not _ENV_KEY.fullmatch(k):
             raise ValueError(f"invalid environment variable name {k!r}")
         if k in FIXED_ENV:
             continue

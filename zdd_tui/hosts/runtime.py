@@ -365,7 +365,7 @@ def _epoch(ts: str | None) -> float | None:
     """Docker's RFC 3339 time (nanoseconds) -> epoch seconds; its zero time -> None."""
     if not ts or ts.startswith("0001-"):
         return None
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", ts)
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", ts)
     if not m:
         return None
     frac = float(m.group(2) or 0)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zdd_tui.cloud.models import DockerCredentials
-from zdd_tui.config import Config
+from zdd_tui.config import Config, ConfigError, inside_project_problem
 from zdd_tui.errors import RefusedError, UsageError, ZddError
 from zdd_tui.events import Event, Listener
 from zdd_tui.images.events import BuildFinished, BuildOutput, BuildStarted, LayerProgress, PushFinished
@@ -62,7 +62,7 @@ def parse_build_args(items: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+        if not sep or not key or not key.isascii() or not key.replace("_", "a").isalnum() or key[0].isdigit():
             raise UsageError(f"--build-arg {item!r}: expected KEY=VALUE with KEY made of letters, digits and '_'")
         out[key] = value
     return out
@@ -144,6 +144,15 @@ class ImageBuilder:
     def _paths(self) -> tuple[Path, str]:
         context = (self.project_dir / self.config.build.context).resolve()
         dockerfile = (self.project_dir / self.config.build.dockerfile).resolve()
+        # The whole context goes to the Docker daemon (and from there into layers a registry
+        # keeps): it must not leave the project, also not through a symlink.
+        problem = inside_project_problem(self.config.build.context)
+        if problem is None and not context.is_relative_to(self.project_dir):
+            problem = f"a directory inside the project {self.project_dir} (symlinks are followed)"
+        if problem is not None:
+            where = self.config.path or "zdd.yaml"
+            raise ConfigError(f"{where}: build.context: expected {problem}; found {self.config.build.context!r} "
+                              f"({context})", "point build.context at a directory of the project; nothing was sent")
         if not context.is_dir():
             raise UsageError(f"build context {context} is not a directory", "set build.context in zdd.yaml")
         if not dockerfile.is_file():

@@ -8,18 +8,22 @@ from urllib.parse import urlsplit
 
 from zdd_tui.errors import UsageError, ZddError
 from zdd_tui.secrets import (
+    API_URL_ENV,
     SSH_KEY_ENV,
     TOKEN_ENV,
     check_backend,
     delete_ssh_key,
     delete_token,
+    operator_api_url,
+    same_api_url,
     set_ssh_key,
     set_token,
+    without_credentials,
 )
 
 __all__ = [
-    "SSH_KEY_ENV", "TOKEN_ENV", "check_backend", "check_token", "delete_ssh_key", "delete_token",
-    "set_ssh_key", "set_token",
+    "API_URL_ENV", "SSH_KEY_ENV", "TOKEN_ENV", "check_backend", "check_token", "delete_ssh_key", "delete_token",
+    "operator_api_url", "same_api_url", "set_ssh_key", "set_token", "without_credentials",
 ]
 
 

@@ -4,8 +4,9 @@ host runtimes; the sandbox too). The console and the commands ask it; it owns th
     async with await Project.open(config, context="default") as project:
         print(render_text(await project.status()))
 
-The token comes from the credential chain (zdd_tui.secrets.get_token): a sandbox config always
-gets the sandbox's throwaway token from its state dir, never the keyring or the environment.
+The token comes from the credential chain (zdd_tui.secrets.get_token), which refuses, before any
+request, a config whose API URL is not the one the token is bound to; a sandbox config always
+gets the sandbox's throwaway token from its own state dir, never the keyring or the environment.
 Tests build one from parts (a fake client, cloud, runtimes and clock) with the constructor.
 """
 

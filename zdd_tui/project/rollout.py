@@ -38,7 +38,7 @@ from zdd_tui.rollout.plan import HostFact, build_plan
 if TYPE_CHECKING:
     from zdd_tui.project.open import Project
 
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def exit_code_for(outcome: Outcome) -> int:
@@ -66,7 +66,7 @@ def default_tag(cwd: str | Path | None = None) -> str:
 
 
 def check_tag(tag: str) -> str:
-    if not isinstance(tag, str) or not _TAG_RE.match(tag):
+    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
         raise UsageError(f"'{tag}' is not a valid image tag (letters, digits, '_', '.', '-'; at most 128; "
                          "not starting with '.' or '-')", "tags look like sha-abc1234 or latest")
     return tag

@@ -596,9 +596,9 @@ class SandboxAPI(LocalServer):
             names, multiple = [body["name"]], False
         else:
             raise APIError(422, "name or names is required")
-        name_rx = re.compile(r"^[a-zA-Z0-9]?[a-z0-9A-Z.\-]*[a-z0-9A-Z]$")
+        name_rx = re.compile(r"[a-zA-Z0-9]?[a-z0-9A-Z.\-]*[a-z0-9A-Z]")
         for n in names:
-            if not isinstance(n, str) or not name_rx.match(n) or len(n) > 255:
+            if not isinstance(n, str) or not name_rx.fullmatch(n) or len(n) > 255:
                 raise APIError(422, f"name {n!r} is invalid: use letters, digits, '.' and '-'")
         for k in ("size", "image"):
             if not body.get(k):

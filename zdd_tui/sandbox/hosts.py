@@ -39,7 +39,7 @@ from zdd_tui.sandbox.images import SandboxImage, parse_ref
 
 log = logging.getLogger(__name__)
 
-STATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+STATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Environment a service process inherits from the sandbox; nothing else (no tokens, no ZDD_*).
 _INHERIT = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "TMPDIR", "SYSTEMROOT")
 
@@ -420,7 +420,7 @@ class LocalHost:
 
     # ----- state files -----
     def _state_path(self, name: str) -> Path:
-        if not STATE_NAME.match(name):
+        if not STATE_NAME.fullmatch(name):
             raise BadRequest(f"bad state file name {name!r}: letters, digits, '.', '_', '-' only")
         return self.root / "state" / name
 

@@ -45,6 +45,7 @@ from zdd_tui.sandbox.hosts import HostError, HostManager, can_bind
 from zdd_tui.sandbox.images import SandboxImage, seed_images
 from zdd_tui.sandbox.lb import SandboxLB
 from zdd_tui.sandbox.state import SandboxState
+from zdd_tui.sandbox.statedir import TOKEN, claim, read_token, write_token
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class Sandbox(LocalServer):
 
     # ----- lifecycle -----
     def _lock(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        claim(self.state_dir)  # the only kind of directory a sandbox config's token is read from
         self._lockfile = open(self.state_dir / ".lock", "a+")
         try:
             fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -167,13 +168,10 @@ class Sandbox(LocalServer):
             return {}
 
     def _token(self) -> str:
-        path = self.state_dir / "token"
-        if path.exists():
-            return path.read_text().strip()
+        if os.path.lexists(self.state_dir / TOKEN):
+            return read_token(self.state_dir)
         token = "sandbox-" + secrets.token_hex(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
+        write_token(self.state_dir, token)
         return token
 
     def _allocate(self, droplet: dict) -> tuple[str, str | None]:

@@ -133,6 +133,9 @@ class Setup:
 
     def _token(self) -> str:
         if self._typed_token is not None:
+            from zdd_tui.secrets import check_new_token_url
+
+            check_new_token_url(self.config)  # zdd.yaml must not choose where a typed token goes
             return self._typed_token
         from zdd_tui.secrets import get_token
 
@@ -245,7 +248,7 @@ class Setup:
         if self._typed_token is not None and not self.config.is_sandbox:
             from zdd_tui.secrets import set_token
 
-            set_token(self.context, token)
+            set_token(self.context, token, api_url=self.config.digitalocean.api_url)
             stored = f"; stored in the keyring for context '{self.context}'"
         return StepDone("token", "exists",
                         f"token accepted for {account.email or account.uuid} (status {account.status}){stored}")

@@ -81,6 +81,8 @@ def _exec_child(args: list[str]) -> None:
 def launch_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[str, ...] = ()) -> SandboxProcess:
     """Start the child. Call from the main thread: the death signal is tied to the thread that
     forks, and a worker thread that ends would take the sandbox with it."""
+    from zdd_tui.project.credentials import without_credentials  # here: the child's first step needs none of it
+
     owns = state_dir is None
     state_dir = Path(state_dir or tempfile.mkdtemp(prefix="zdd-sandbox-"))
     cmd = [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--json", "--state-dir", str(state_dir),
@@ -89,6 +91,7 @@ def launch_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[s
         proc = subprocess.Popen(
             [sys.executable, "-m", __name__, str(os.getpid()), *cmd],  # see _exec_child
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=without_credentials(os.environ),  # a local stand-in has no use for real credentials
         )
     return SandboxProcess(proc, state_dir, {}, owns)
 
