@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zdd_tui.config import ConfigError, parse_config
-from zdd_tui.secrets import secret_kind
+from zdd_tui.secret_values import secret_kind
 
 HEX32 = "0123456789abcdef" * 2
 
@@ -80,7 +80,7 @@ def test_service_env_refuses_them_naming_the_key_and_where_they_belong(value):
         parse_config(f"app: web\nservice:\n  env:\n    LOG_LEVEL: info\n    DATABASE_URL: '{value}'\n")
     text = str(err.value) + str(err.value.hint or "")
     assert "service.env.DATABASE_URL" in text
-    assert "zdd-tui secret set" in text and "keep them out of" in text
+    assert "keep them out of" in text
     assert value not in text and "hunter2" not in text
     assert "LOG_LEVEL" not in text
 
@@ -93,4 +93,4 @@ def test_service_env_with_ordinary_values_loads():
 def test_an_env_key_named_like_a_secret_points_at_application_secrets():
     with pytest.raises(ConfigError) as err:
         parse_config("app: web\nservice:\n  env:\n    DB_PASSWORD: x\n")
-    assert "service.env.DB_PASSWORD" in str(err.value) and "zdd-tui secret set" in str(err.value)
+    assert "service.env.DB_PASSWORD" in str(err.value) and "keep them out of" in str(err.value)

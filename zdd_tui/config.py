@@ -28,8 +28,8 @@ from yaml.events import AliasEvent, NodeEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from zdd_tui.errors import UsageError
-from zdd_tui.secrets import APP_SECRETS_HINT
-from zdd_tui.secrets import secret_kind as _secret_kind
+from zdd_tui.secret_values import APP_SECRETS_HINT
+from zdd_tui.secret_values import secret_kind as _secret_kind
 
 DEFAULT_CONFIG_PATH = Path("zdd.yaml")
 DEFAULT_API_URL = "https://api.digitalocean.com"
