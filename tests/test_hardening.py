@@ -142,6 +142,22 @@ def test_the_sandbox_child_inherits_no_credentials_and_dumps_no_core(monkeypatch
         sp.stop()
 
 
+@pytest.mark.slow  # a sandbox child
+def test_a_sandbox_child_that_refuses_its_state_dir_says_why(tmp_path):
+    """A state directory other users can read is refused, and the console reports the child's own
+    words at once rather than a start timeout."""
+    from zdd_tui.errors import ZddError
+    from zdd_tui.ui.sandbox_proc import start_sandbox
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    with pytest.raises(ZddError) as e:
+        start_sandbox(hosts=1, state_dir=shared)
+    assert "exited with code 2" in str(e.value) and "not private" in str(e.value), str(e.value)
+    assert not (shared / "token").exists()
+
+
 def test_zdd_tui_lowers_the_core_limit_at_start(tmp_path):
     code = (
         "import resource\n"

@@ -46,7 +46,7 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
 @pytest.fixture
 def empty_sandbox(tmp_path):
     state = tmp_path / "sandbox"
-    state.mkdir()
+    state.mkdir(mode=0o700)  # the sandbox takes only a private directory
     proc = subprocess.Popen(
         [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--json", "--state-dir", str(state), "--hosts", "0",
          "--create-delay", CREATE_DELAY, "--lb-unhealthy", "2", "--lb-healthy", "2"],

@@ -34,7 +34,7 @@ MIN_RATE = RATE / 4  # the load must have run all along (a busy machine sends fe
 def empty_sandbox(tmp_path):
     from zdd_tui.ui.sandbox_proc import start_sandbox
 
-    (tmp_path / "sandbox").mkdir()
+    (tmp_path / "sandbox").mkdir(mode=0o700)  # the sandbox takes only a private directory
     sp = start_sandbox(0, tmp_path / "sandbox",
                        ("--create-delay", "1", "--lb-unhealthy", "2", "--lb-healthy", "2"))
     try:

@@ -96,6 +96,16 @@ def launch_sandbox(hosts: int = 3, state_dir: Path | None = None, extra: tuple[s
     return SandboxProcess(proc, state_dir, {}, owns)
 
 
+def _exited(code: int, state_dir: Path) -> ZddError:
+    log = state_dir / "sandbox.log"
+    try:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+    except OSError:
+        tail = []
+    return ZddError(f"the sandbox exited with code {code}" + (f": {' / '.join(tail)}" if tail else ""),
+                    hint=f"see {log}")
+
+
 def wait_ready(sp: SandboxProcess) -> SandboxProcess:
     """Block until the child prints its JSON line (fills sp.info); stop it on any failure."""
     proc, state_dir = sp.proc, sp.state_dir
@@ -110,15 +120,18 @@ def wait_ready(sp: SandboxProcess) -> SandboxProcess:
                 raise ZddError(
                     f"the sandbox did not start within {START_TIMEOUT:.0f}s", hint=f"see {state_dir / 'sandbox.log'}"
                 )
-            if proc.poll() is not None and not select.select([stdout], [], [], 0)[0]:
-                tail = (state_dir / "sandbox.log").read_text(errors="replace").strip().splitlines()[-3:]
-                raise ZddError(f"the sandbox exited with code {proc.returncode}: {' / '.join(tail)}")
             ready, _, _ = select.select([stdout], [], [], min(left, 0.5))
-            if ready:
-                chunk = os.read(stdout.fileno(), 65536)
-                if not chunk and proc.poll() is not None:
-                    continue
-                buf += chunk
+            chunk = os.read(stdout.fileno(), 65536) if ready else b""
+            buf += chunk
+            if not ready and proc.poll() is not None:
+                raise _exited(proc.returncode, state_dir)  # its stdout may still be held by a grandchild
+            if ready and not chunk:
+                # End of file without the ready line: the child is gone or going.
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    continue  # the deadline above reports it
+                raise _exited(proc.returncode, state_dir)
         sp.info = json.loads(buf.split(b"\n", 1)[0])
     except BaseException:
         sp.stop()
