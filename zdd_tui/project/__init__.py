@@ -20,7 +20,7 @@ from __future__ import annotations
 from zdd_tui.cloud.models import Droplet, LoadBalancer, RateLimit, RegistryTag
 from zdd_tui.project.open import Project
 from zdd_tui.project.state import RolloutSeen
-from zdd_tui.project.versions import DEPLOY_RULE, VersionRun, Versions, describe, duration, with_registry
+from zdd_tui.project.versions import DEPLOY_RULE, VersionRun, Versions, ago, describe, duration, with_registry
 from zdd_tui.rollout.interfaces import Clock, ContainerInfo, HealthProbe, SystemClock
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "SystemClock",
     "VersionRun",
     "Versions",
+    "ago",
     "describe",
     "duration",
     "with_registry",

@@ -20,6 +20,7 @@ from zdd_tui.project import (
     RegistryTag,
     RolloutSeen,
     Versions,
+    ago,
 )
 
 
@@ -177,14 +178,7 @@ def human_age(then: datetime | None, now: datetime) -> str:
         return "—"
     if then.tzinfo is None:
         then = then.replace(tzinfo=UTC)
-    s = max(int((now - then).total_seconds()), 0)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h"
-    return f"{s // 86400}d"
+    return ago((now - then).total_seconds())
 
 
 def short_digest(digest: str | None) -> str:
