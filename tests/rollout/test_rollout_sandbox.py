@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .childproc import ready_line
 from .loadgen import LoadProcess as Load
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def sandbox(tmp_path_factory):
          "--lb-interval", "3", "--lb-timeout", "3", "--lb-unhealthy", "2", "--lb-healthy", "3"],
         stdout=subprocess.PIPE, stderr=open(state / "sandbox.err", "w"), text=True)
     try:
-        line = _readline(proc, 90)
+        line = ready_line(proc, 90)
         info = json.loads(line)
         info["state"] = state
         base = yaml.safe_load(Path(info["config"]).read_text())
@@ -70,21 +71,6 @@ def sandbox(tmp_path_factory):
             proc.kill()
             proc.wait(10)
 
-
-def _readline(proc, timeout: float) -> str:
-    import selectors
-
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sel.select(0.5):
-            line = proc.stdout.readline()
-            if line.strip():
-                return line
-        if proc.poll() is not None:
-            raise RuntimeError(f"sandbox up exited with {proc.returncode}")
-    raise TimeoutError("sandbox up printed no JSON line")
 
 
 async def cli(*args: str, timeout: float = 240) -> tuple[int, str, str]:

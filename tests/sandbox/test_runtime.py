@@ -223,3 +223,39 @@ async def test_a_put_on_the_lb_through_the_api_applies_live(sandbox, config):
         assert (await http.get(sandbox.lb.url + "/")).status_code == 503
         await wait_until(lambda: all(sandbox.lb.health_view().get(i) for i in ids), timeout=15)
         assert (await http.get(sandbox.lb.url + "/")).status_code == 200
+
+
+async def test_pulls_carry_short_lived_registry_credentials(sandbox, config):
+    """A sandbox host pulls with fresh read-only credentials, as a droplet does; the sandbox's
+    registry refuses a pull without them, and once they have expired."""
+    api = sandbox.api
+
+    def asked() -> int:
+        return sum(1 for _m, p, q, s in api.request_log
+                   if p.endswith("/docker-credentials") and "read_write=false" in q and s == 200)
+
+    ref = f"{config.image_repo}:latest"
+    rt = open_runtime(config, droplet_of(sandbox, "app-1"))
+    try:
+        before = asked()
+        await rt.pull(ref)
+        assert asked() == before + 1
+    finally:
+        await rt.close()
+
+    token = sandbox.token
+    async with DOClient(sandbox.api.url, token) as do:
+        creds = await do.docker_credentials(config.registry.name, expiry_seconds=60)
+    auth = next(iter(creds.auths.values()))["auth"]
+    url = f"{config.digitalocean.api_url}/sandbox/hosts/app-1/pull"
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+        assert (await http.post(url, json={"image_ref": ref, "auth": auth})).status_code == 200
+        bare = await http.post(url, json={"image_ref": ref})
+        assert bare.status_code == 403 and "authentication required" in bare.json()["message"]
+        real_clock = api.clock
+        api.clock = lambda: real_clock() + 61
+        try:
+            late = await http.post(url, json={"image_ref": ref, "auth": auth})
+        finally:
+            api.clock = real_clock
+        assert late.status_code == 403 and "authentication required" in late.json()["message"]

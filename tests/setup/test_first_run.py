@@ -13,11 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from rollout.childproc import ready_line
 from rollout.loadgen import LoadProcess
 
 pytestmark = pytest.mark.slow
@@ -26,21 +26,6 @@ CREATE_DELAY = "1.5"  # long enough for setup's polls to see every object "new" 
 RATE = 250
 MIN_RATE = RATE / 4  # the load must have run all along (a busy machine sends fewer)
 
-
-def _readline(proc: subprocess.Popen, timeout: float) -> str:
-    import selectors
-
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sel.select(0.5):
-            line = proc.stdout.readline()
-            if line.strip():
-                return line
-        if proc.poll() is not None:
-            raise RuntimeError(f"sandbox up exited with {proc.returncode}")
-    raise TimeoutError("sandbox up printed no JSON line")
 
 
 @pytest.fixture
@@ -52,7 +37,7 @@ def empty_sandbox(tmp_path):
          "--create-delay", CREATE_DELAY, "--lb-unhealthy", "2", "--lb-healthy", "2"],
         stdout=subprocess.PIPE, stderr=open(state / "sandbox.err", "w"), text=True)
     try:
-        info = json.loads(_readline(proc, 90))
+        info = json.loads(ready_line(proc, 90))
         info["state"] = state
         yield info
     finally:

@@ -89,6 +89,11 @@ class RegistryTag:
     updated_at: datetime | None
 
 
+# How long a host's pull credentials live: long enough for a slow pull, short enough to be useless
+# later.
+PULL_CREDENTIALS_SECONDS = 900
+
+
 @dataclass(frozen=True)
 class DockerCredentials:
     """A docker config.json `auths` mapping; short-lived. Never log or display it."""

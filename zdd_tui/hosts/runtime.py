@@ -23,7 +23,7 @@ from datetime import datetime
 from secrets import token_hex
 from typing import Any
 
-from zdd_tui.cloud.models import DockerCredentials, Droplet
+from zdd_tui.cloud.models import PULL_CREDENTIALS_SECONDS, DockerCredentials, Droplet
 from zdd_tui.config import Config
 from zdd_tui.hosts import argv as host_argv
 from zdd_tui.hosts.forward import Forwards, NoAnswer
@@ -38,8 +38,6 @@ from zdd_tui.rollout.interfaces import (
     ServiceAdmin,
 )
 
-# How long the pull credentials live: long enough for a slow pull, short enough to be useless later.
-PULL_CREDENTIALS_SECONDS = 900
 # Our own bound on a bounded host command: its `timeout` there, then the KILL after it, and slack.
 REMOTE_BOUND_SLACK = 20.0
 # `docker run --detach` of a pulled image returns in seconds; the engine allows a start 60 s too.

@@ -7,7 +7,8 @@ running), 400 (bad input), 500 (the operation failed).
 
   GET    /sandbox/hosts                                   all hosts (name, address, ports, tag)
   GET    /sandbox/hosts/{name}                            one host
-  POST   /sandbox/hosts/{name}/pull        {image_ref}    -> {ref, tag, digest}
+  POST   /sandbox/hosts/{name}/pull        {image_ref, auth} -> {ref, tag, digest}; 403 when the
+                                                         registry refuses the credentials
   GET    /sandbox/hosts/{name}/container                  -> container (404 when none)
   POST   /sandbox/hosts/{name}/container   {image_ref, env}  run -> container
   POST   /sandbox/hosts/{name}/container/stop {grace_seconds}
@@ -42,8 +43,13 @@ def _host_error(exc: HostError) -> web.Response:
     return _error(exc.status, ident, str(exc))
 
 
-def agent_routes(manager: HostManager, token: str | Callable[[], str]) -> list[web.RouteDef]:
-    """The agent's routes, for `app.add_routes(...)` on the sandbox API's application."""
+def agent_routes(
+    manager: HostManager,
+    token: str | Callable[[], str],
+    pull_refusal: Callable[[str | None], str | None] | None = None,
+) -> list[web.RouteDef]:
+    """The agent's routes, for `app.add_routes(...)` on the sandbox API's application.
+    `pull_refusal(auth)` is the registry's answer to a pull's credentials (None: allowed)."""
 
     def authorized(request: web.Request) -> bool:
         expected = token() if callable(token) else token
@@ -75,6 +81,10 @@ def agent_routes(manager: HostManager, token: str | Callable[[], str]) -> list[w
         ref = body.get("image_ref")
         if not isinstance(ref, str) or not ref:
             return _error(400, "bad_request", "image_ref (string) is required")
+        auth = body.get("auth")
+        refused = pull_refusal(auth if isinstance(auth, str) else None) if pull_refusal else None
+        if refused:
+            return _error(403, "forbidden", f"pull {ref}: {refused}")
         return web.json_response(await host(request).pull(ref))
 
     async def inspect(request):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from zdd_tui.cloud.models import Droplet
+from zdd_tui.cloud.models import PULL_CREDENTIALS_SECONDS, Droplet
 from zdd_tui.config import Config
 from zdd_tui.rollout.interfaces import (
     ContainerInfo,
@@ -108,8 +108,27 @@ class SandboxRuntime(ServiceAdmin):
             raise ImageNotFound(f"{self.name}: {message}")
         raise RuntimeFailure(f"{self.name}: {method} {path or '/'} -> {r.status_code}: {message}")
 
+    async def _pull_auth(self) -> str | None:
+        """Short-lived read-only registry credentials, asked for per pull as a droplet's pull does;
+        the sandbox's registry refuses a pull without them or once they have expired."""
+        try:
+            r = await self._agent.get(
+                f"{self._api_url}/v2/registries/{self.config.registry.name}/docker-credentials",
+                params={"read_write": "false", "expiry_seconds": str(PULL_CREDENTIALS_SECONDS)},
+            )
+        except httpx.HTTPError as exc:
+            raise HostUnreachable(f"{self.name}: sandbox API unreachable for registry credentials: "
+                                  f"{type(exc).__name__}") from None
+        if r.status_code == 404:
+            return None  # no registry yet: the pull says what is missing
+        if r.status_code != 200:
+            raise RuntimeFailure(f"{self.name}: registry credentials -> {r.status_code}")
+        auths = (r.json().get("auths") or {}).values()
+        return next((a.get("auth") for a in auths if isinstance(a, dict)), None)
+
     async def pull(self, image_ref: str) -> ImageInfo:
-        r = await self._call("POST", "/pull", json={"image_ref": image_ref}, image_op=True)
+        auth = await self._pull_auth()
+        r = await self._call("POST", "/pull", json={"image_ref": image_ref, "auth": auth}, image_op=True)
         d = r.json()  # type: ignore[union-attr]
         return ImageInfo(ref=d["ref"], tag=d["tag"], digest=d["digest"])
 

@@ -322,7 +322,7 @@ class Sandbox(LocalServer):
         self.api.on_droplet_deleted = self._on_deleted
         self.api.on_load_balancer_changed = self._on_lb_changed
         self.api.lb_health_provider = self._lb_health
-        self.api.add_routes(agent_routes(self.hosts, self.token))
+        self.api.add_routes(agent_routes(self.hosts, self.token, self.api.docker_auth_refusal))
         state = self.api.state
 
         # Registry: seeded once (a real backend in lab mode has its own tags). An empty account
