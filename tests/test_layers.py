@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "zdd_tui"
 
-ADAPTERS = ("cloud", "hosts", "images", "setup", "sandbox")
+ADAPTERS = ("cloud", "hosts", "images", "setup", "sandbox", "proxy")
 # Plain data the front ends render: the events of a rollout, of setup and of a build.
 EVENT_MODULES = ("zdd_tui.events", "zdd_tui.rollout.events", "zdd_tui.setup.events", "zdd_tui.images.events")
 FRONT_END_COMMON = ("zdd_tui.project", "zdd_tui.errors", "zdd_tui.config", "zdd_tui.text", *EVENT_MODULES)

@@ -250,6 +250,22 @@ class ServiceConfig:
         "null = the app name", pattern=(_DOCKER_NAME, "a Docker container name")))
     env: dict[str, str] = field(default_factory=dict, metadata=key(
         "environment for the container; never secrets (NAME: value)"))
+    port_env: str = field(default="PORT", metadata=key(
+        "local-swap: the variable that tells the app which port to listen on",
+        pattern=(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")))
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    image: str = field(default="traefik:v3.7.15", metadata=key(
+        "local-swap: the proxy's image on the droplets (official Traefik, pinned)",
+        pattern=(r"\S+", "an image reference")))
+    port: int = field(default=9180, metadata=key(
+        "the proxy's ping, metrics and read-only API, on the host's loopback only", bounds=PORT))
+    slot_a_port: int = field(default=8081, metadata=key(
+        "local-swap: the app's port in slot a, on the host's loopback", bounds=PORT))
+    slot_b_port: int = field(default=8082, metadata=key(
+        "local-swap: the app's port in slot b, on the host's loopback", bounds=PORT))
 
 
 @dataclass(frozen=True)
@@ -264,8 +280,9 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class DeployConfig:
-    strategy: str = field(default="lb-drain", metadata=key("", choices={
-        "lb-drain": "drain each host out of the load balancer, replace, bring back"}))
+    strategy: str = field(default="local-swap", metadata=key("", choices={
+        "local-swap": "a proxy on each host swaps old for new locally; the host never leaves the LB",
+        "lb-drain": "drain each host out of the load balancer, replace, bring back (needs the admin contract)"}))
     batch_size: int = field(default=1, metadata=key(
         "hosts replaced at a time (always fewer than the droplets)", bounds=AT_LEAST_1))
     pull_timeout_seconds: int = field(default=300, metadata=key(
@@ -276,6 +293,9 @@ class DeployConfig:
         "SIGTERM to SIGKILL: time for in-flight requests to finish", bounds=AT_LEAST_1))
     margin_seconds: int = field(default=5, metadata=key(
         "added to the waits derived from the health check settings", bounds=Range(0)))
+    retain: int = field(default=3, metadata=key(
+        "local-swap: stopped containers kept per host, so a rollback to them needs no pull",
+        bounds=Range(1, 20)))
 
 
 @dataclass(frozen=True)
@@ -317,6 +337,8 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig, metadata=key("the container on each droplet"))
     build: BuildConfig = field(default_factory=BuildConfig, metadata=key("`zdd-tui build`: docker build of the image"))
     deploy: DeployConfig = field(default_factory=DeployConfig, metadata=key("the rolling deploy"))
+    proxy: ProxyConfig = field(default_factory=ProxyConfig, metadata=key(
+        "local-swap: the proxy on each droplet, in front of the app's two slots"))
     ssh: SSHConfig = field(default_factory=SSHConfig, metadata=key("how zdd-tui reaches the droplets"))
     sandbox: SandboxConfig | None = field(default=None, metadata=key(
         "the local sandbox (written by `zdd-tui sandbox up`)"))

@@ -26,6 +26,13 @@ class Phase(str, enum.Enum):
     RESTORING = "restoring"  # putting the previous version back
     RESTORED = "restored"
     SKIPPED = "skipped"  # not touched because the rollout halted earlier
+    # local-swap: the host stays in the LB; its proxy moves traffic from one slot to the other.
+    INSTALLING_PROXY = "installing-proxy"  # adoption: the first local-swap deploy onto a host
+    LEAVING_LB = "leaving-lb"  # adoption of a serving host without the admin contract (cloud API)
+    CHECKING_HEALTH = "checking-health"  # the new slot's own health, before any traffic
+    SWITCHING = "switching"  # the proxy's upstream moves to the new slot
+    DRAINING_OLD = "draining-old"  # until the proxy has no request in flight to the old slot
+    STOPPING_OLD = "stopping-old"  # the old container stops and is kept for rollback
 
     @property
     def words(self) -> str:
@@ -46,6 +53,12 @@ _PHASE_WORDS = {
     Phase.RESTORING: "restoring previous version",
     Phase.RESTORED: "restored",
     Phase.SKIPPED: "not touched",
+    Phase.INSTALLING_PROXY: "installing proxy",
+    Phase.LEAVING_LB: "leaving the LB (adoption)",
+    Phase.CHECKING_HEALTH: "checking health",
+    Phase.SWITCHING: "switching",
+    Phase.DRAINING_OLD: "draining old",
+    Phase.STOPPING_OLD: "stopping old",
 }
 
 
@@ -83,6 +96,10 @@ class Plan:
     unchanged: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     resumes: str | None = None  # the interrupted rollout id this plan continues or rolls back
+    strategy: str = "lb-drain"  # lb-drain | local-swap
+    # local-swap: hosts with no proxy yet, and how each is adopted ("fresh": runs nothing, gets
+    # proxy and app at once; "lb-drain": one drain cycle; "detach": out of the LB via the API).
+    adopt: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         show_fields(self, newlines=False)
@@ -146,15 +163,28 @@ class Progress(Event, kind="progress"):
 @dataclass(frozen=True)
 class HealthChanged(Event, kind="health"):
     host: str
-    view: str  # "lb" (as the load balancer sees it) | "direct" (probed from the host)
+    view: str  # "lb" (as the load balancer sees it) | "direct" (probed from the host) | "proxy"
     healthy: bool | None  # None: unknown
     detail: str = ""
 
     def text(self) -> str:
-        who = "LB sees" if self.view == "lb" else "direct probe"
+        who = {"lb": "LB sees", "proxy": "proxy"}.get(self.view, "direct probe")
         word = {True: "healthy", False: "unhealthy", None: "unknown"}[self.healthy]
         detail = f" ({self.detail})" if self.detail else ""
         return f"{self.host:<12} {who}: {word}{detail}"
+
+
+@dataclass(frozen=True)
+class SlotSwitched(Event, kind="switched"):
+    """local-swap: the host's proxy now sends traffic to `slot`, which runs `tag`."""
+
+    host: str
+    slot: str
+    tag: str
+    from_tag: str | None = None  # what the proxy sent traffic to before (None: nothing)
+
+    def text(self) -> str:
+        return f"{self.host:<12} traffic now goes to {self.tag} (slot {self.slot}; was {self.from_tag or 'nothing'})"
 
 
 @dataclass(frozen=True)

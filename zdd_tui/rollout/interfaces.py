@@ -44,6 +44,11 @@ class ContainerInfo:
     started_at: float | None = None  # epoch seconds
     exit_code: int | None = None
     restart_count: int = 0
+    # local-swap only: the slot ("a" or "b") and port the container was started on; None for the
+    # single container of lb-drain.
+    slot: str | None = None
+    port: int | None = None
+    stopped_at: float | None = None  # epoch seconds; orders the retained (stopped) containers
 
     def __post_init__(self) -> None:
         show_fields(self, newlines=False)  # as the host's docker reported it
@@ -108,6 +113,28 @@ class HealthProbe:
         show_fields(self, newlines=False)  # may quote the service's own answer
 
 
+SLOTS = ("a", "b")
+
+
+def other_slot(slot: str | None) -> str:
+    """The idle slot beside `slot` (a host with no active slot starts on "a")."""
+    return "b" if slot == "a" else "a"
+
+
+@dataclass(frozen=True)
+class ProxyStatus:
+    """The proxy on one host (local-swap), as the host reports it."""
+
+    installed: bool  # its container (process in the sandbox) exists
+    running: bool
+    healthy: bool  # its own ping answers
+    active_slot: str | None  # the slot it sends traffic to, as the proxy itself reports; None: none
+    detail: str = ""  # what is wrong, in words, when not healthy
+
+    def __post_init__(self) -> None:
+        show_fields(self, newlines=False)
+
+
 @runtime_checkable
 class HostRuntime(Protocol):
     """One host: its app container, the service's admin port, and its zdd state files.
@@ -166,6 +193,53 @@ class HostRuntime(Protocol):
         """Release connections."""
 
 
+@runtime_checkable
+class SwapHost(Protocol):
+    """The local-swap part of a host runtime: the proxy on `service.port` and the app in two slots.
+
+    The proxy (host networking, restart always) forwards to the active slot's port on the host's
+    own loopback; its control surface is a root-owned file on the host, never a port. App
+    containers are named per tag, started with `restart unless-stopped` (a crash restarts them, a
+    stop keeps them stopped across a reboot) and are told their slot's port in `service.port_env`.
+    Stopped ones are kept (newest `deploy.retain`) so a rollback to them needs no pull.
+    """
+
+    async def proxy(self) -> ProxyStatus:
+        """The proxy's state; never raises for a missing or dead proxy (installed/running say so)."""
+
+    async def install_proxy(self, slot: str | None) -> ProxyStatus:
+        """Write the proxy's configuration (upstream: `slot`, or none) and start the proxy.
+        Idempotent. RuntimeFailure if service.port is held by something else (say what)."""
+
+    async def slot_containers(self) -> list[ContainerInfo]:
+        """This app's slot containers, running and stopped, each with slot and port set."""
+
+    async def run_slot(self, slot: str, image_ref: str, env: dict[str, str] | None = None) -> ContainerInfo:
+        """Start image_ref on `slot` (its port in service.port_env). A running container on that
+        slot is an error (RuntimeFailure); a stopped one of the same name is replaced."""
+
+    async def probe_slot(self, slot: str) -> HealthProbe:
+        """GET the health path on the slot's port from the host itself (not through the proxy)."""
+
+    async def switch(self, slot: str) -> None:
+        """Point the proxy at `slot` (its configuration replaced by rename: in-flight requests to
+        the old slot finish) and return once the proxy reports `slot` active (RuntimeFailure if
+        it does not within a few seconds)."""
+
+    async def in_flight(self, slot: str) -> int | None:
+        """Requests the proxy has in flight to `slot` now (None: cannot tell)."""
+
+    async def stop_slot(self, slot: str, grace_seconds: float) -> None:
+        """SIGTERM the slot's running container, SIGKILL after the grace; keep it (stopped)."""
+
+    async def remove_container(self, name: str) -> None:
+        """Remove one (stopped) app container, e.g. a new one that never got healthy."""
+
+    async def prune(self, keep: int) -> list[str]:
+        """Remove stopped slot containers beyond the newest `keep` (and their images when no
+        container uses them); the names removed."""
+
+
 class ServiceAdmin(abc.ABC):
     """`stats`, `drain` and `undrain` of HostRuntime over the service's admin endpoints; a
     runtime supplies only the transport (an SSH port forward, or a direct call in the sandbox)."""
@@ -208,6 +282,12 @@ class Cloud(Protocol):
         """droplet name -> healthy as the LB sees it (None: unknown). Advisory; may lag."""
 
     async def tag_exists(self, tag: str) -> bool: ...
+
+    async def lb_detach(self, host: str) -> None:
+        """Take the droplet out of the LB through the cloud's API (adoption without the app's help)."""
+
+    async def lb_attach(self, host: str) -> None:
+        """Put it back (the LB then health-checks it before sending traffic)."""
 
 
 class Clock(Protocol):
