@@ -1,18 +1,23 @@
-"""Rollout benchmark: zdd-tui's evidence-driven rollout vs the seed's fixed-sleep algorithm.
+"""Rollout benchmark: both strategies of zdd-tui vs the seed's fixed-sleep algorithm.
 
 Run on demand (not part of the test run), from the repository root:
 
-    python -m tests.bench_rollout [--rounds 1] [--hosts 3] [--rate 250]
+    python -m tests.bench_rollout [--rounds 1] [--hosts 3] [--rate 250] [--lb fast|do]
 
-Starts its own `zdd-tui sandbox up` (LB interval 3 s, timeout 3 s, unhealthy 2, healthy 3), then,
-under load through the LB (counting every failed request), alternates the fleet between two good
-versions with: zdd-tui at batch size 1, the seed's algorithm (one host at a time: pull, drain,
-sleep (unhealthy+1) x interval, stop, run, sleep (healthy+1) x interval, check health), zdd-tui
-at batch size 2, and zdd-tui at batch size 1 without overlap (the next batch drained only after
-the previous one is back, the strategy the bound describes). Prints wall times, the lower bound
-for the strategy (per batch (unhealthy + healthy - 1) x interval, which is how long the LB needs
-on average to notice a host leave and come back, plus the measured stop and start time), the
-ratios, and failed requests.
+For each LB setting (`fast`: interval 3 s, timeout 3 s, unhealthy 2, healthy 3; `do`:
+DigitalOcean's defaults, 10 s, 5 s, 3, 5) it starts its own sandboxes and, under load through
+the LB (counting every failed request), alternates the fleet between two good versions:
+- on an `lb-drain` sandbox: zdd-tui at batch size 1, the seed's algorithm (one host at a time:
+  pull, drain, sleep (unhealthy+1) x interval, stop, run, sleep (healthy+1) x interval, check
+  health), zdd-tui at batch size 2, and at batch size 1 without overlap (the next batch drained
+  only after the previous one is back, the strategy the bound describes);
+- on a `local-swap` sandbox: zdd-tui at batch size 1 (a deploy), then a rollback to the version
+  it just replaced, which every host keeps (stopped): no pull.
+Prints wall times, each strategy's floor, the ratios, and failed requests. The lb-drain bound is
+per batch (unhealthy + healthy - 1) x interval, which is how long the LB needs on average to
+notice a host leave and come back, plus the measured stop and start time. The local-swap floor
+is what no strategy can avoid: the sum over hosts of the new container's start-to-healthy plus
+the switch, as measured in the same run.
 Figures only: nothing here asserts on time.
 """
 
@@ -44,7 +49,8 @@ from loadgen import Load
 
 TRACE = False
 
-INTERVAL, TIMEOUT, UNHEALTHY, HEALTHY = 3, 3, 2, 3
+LB_SETTINGS = {"fast": (3, 3, 2, 3), "do": (10, 5, 3, 5)}  # interval, timeout, unhealthy, healthy
+INTERVAL, TIMEOUT, UNHEALTHY, HEALTHY = LB_SETTINGS["fast"]
 
 
 @dataclasses.dataclass
@@ -59,14 +65,22 @@ class Run:
     pull: float = 0.0  # measured pull before the first drain (zdd-tui pulls all hosts at once)
     undone: int = 0  # early drains the guard undid (the previous batch came back late)
 
+    lb: str = "fast"
+    floor_seconds: float | None = None  # local-swap: the measured physical floor
+    per_host: float = 0.0  # wall / hosts changed
+
     @property
     def bound(self) -> float:
+        if self.floor_seconds is not None:
+            return self.floor_seconds
         return self.pull + self.batches * ((UNHEALTHY + HEALTHY - 1) * INTERVAL + self.stop_start)
 
 
-def start_sandbox(state: Path, hosts: int) -> tuple[subprocess.Popen, dict]:
+def start_sandbox(state: Path, hosts: int, strategy: str) -> tuple[subprocess.Popen, dict]:
+    state.mkdir(mode=0o700, exist_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--json", "--state-dir", str(state), "--hosts", str(hosts),
+         "--strategy", strategy,
          "--lb-interval", str(INTERVAL), "--lb-timeout", str(TIMEOUT), "--lb-unhealthy", str(UNHEALTHY),
          "--lb-healthy", str(HEALTHY)], stdout=subprocess.PIPE, stderr=open(state / "sandbox.err", "w"), text=True)
     line = proc.stdout.readline()
@@ -101,6 +115,34 @@ async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str, o
                undone=sum(1 for e in rec.of(PhaseChanged) if "early drain undone" in e.detail))
 
 
+async def swap_rollout(session, tag: str, rate: float, lb_url: str, rollback: bool = False) -> Run:
+    """A local-swap deploy (or rollback) at batch size 1; the floor from its own events."""
+    session.config = dataclasses.replace(session.config, deploy=dataclasses.replace(
+        session.config.deploy, batch_size=1, strategy="local-swap"))
+    plan = await (session.plan_rollback(tag) if rollback else session.plan_deploy(tag))
+    rec = Recorder()
+    listeners = [rec] + ([HeadlessRenderer(sys.stdout)] if TRACE else [])
+    load = await Load(lb_url + "/", rate, max_seconds=600).start()
+    t0 = time.monotonic()
+    outcome = await session.run(plan, listeners)
+    wall = time.monotonic() - t0
+    res = await load.stop()
+    if outcome.status != OutcomeStatus.SUCCESS:
+        raise SystemExit(f"zdd-tui local-swap {plan.action} failed: {outcome.message}")
+    marks: dict[str, dict[Phase, float]] = {}
+    for e in rec.of(PhaseChanged):
+        marks.setdefault(e.host, {}).setdefault(e.phase, e.at)
+    # start-to-healthy: STARTING -> SWITCHING; the switch: SWITCHING -> DRAINING_OLD
+    starts = [m[Phase.SWITCHING] - m[Phase.STARTING] for m in marks.values()
+              if Phase.STARTING in m and Phase.SWITCHING in m]
+    switches = [m[Phase.DRAINING_OLD] - m[Phase.SWITCHING] for m in marks.values()
+                if Phase.SWITCHING in m and Phase.DRAINING_OLD in m]
+    hosts = max(1, len(starts))
+    return Run("local-swap rollback" if rollback else "local-swap", 1, wall,
+               statistics.mean(starts) if starts else float("nan"), len(plan.batches), res.failed, res.sent,
+               floor_seconds=sum(starts) + sum(switches), per_host=wall / hosts)
+
+
 async def seed_rollout(session, tag: str, rate: float, lb_url: str) -> Run:
     """The seed's per-host job, faithfully: fixed sleeps, one host at a time."""
     runtimes = await session.host_runtimes()
@@ -132,45 +174,71 @@ async def seed_rollout(session, tag: str, rate: float, lb_url: str) -> Run:
                pull=sum(pulls))
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m tests.bench_rollout")
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--hosts", type=int, default=3)
-    ap.add_argument("--rate", type=float, default=250)
-    ap.add_argument("--only", choices=("zdd1", "seed", "zdd2", "zdd1-seq"), action="append", help="run only these")
-    ap.add_argument("--trace", action="store_true", help="print zdd-tui's event lines")
-    a = ap.parse_args()
-    global TRACE
-    TRACE = a.trace
-    with tempfile.TemporaryDirectory(prefix="zdd-bench-") as tmp:
-        proc, info = start_sandbox(Path(tmp), a.hosts)
+async def bench_lb(lb: str, a, tmp: Path) -> list[Run]:
+    global INTERVAL, TIMEOUT, UNHEALTHY, HEALTHY
+    INTERVAL, TIMEOUT, UNHEALTHY, HEALTHY = LB_SETTINGS[lb]
+    runs: list[Run] = []
+    kinds = a.only or ("zdd1", "seed", "zdd2", "zdd1-seq", "swap")
+    for strategy in ("lb-drain", "local-swap"):
+        mine = [k for k in kinds if (k == "swap") == (strategy == "local-swap")]
+        if not mine:
+            continue
+        proc, info = start_sandbox(tmp / f"{lb}-{strategy}", a.hosts, strategy)
         try:
             ok = [t["tag"] for t in info["tags"] if t["behaviour"] == "ok" and t["tag"].startswith("sha-")]
             v1 = info["hosts"][0]["tag"]
             v2 = next(t for t in ok if t != v1)
             session = await Project.open(load_config(info["config"]))
-            runs: list[Run] = []
             try:
                 cur = v1
                 for r in range(a.rounds):
-                    for kind in a.only or ("zdd1", "seed", "zdd2", "zdd1-seq"):
+                    for kind in mine:
                         nxt = v2 if cur == v1 else v1
+                        done: list[Run] = []
                         if kind == "seed":
-                            run = await seed_rollout(session, nxt, a.rate, info["lb_url"])
+                            done.append(await seed_rollout(session, nxt, a.rate, info["lb_url"]))
+                        elif kind == "swap":
+                            done.append(await swap_rollout(session, nxt, a.rate, info["lb_url"]))
+                            # Back to the version every host just stopped and kept.
+                            done.append(await swap_rollout(session, cur, a.rate, info["lb_url"], rollback=True))
+                            nxt = cur
                         else:
-                            run = await zdd_rollout(session, nxt, 2 if kind == "zdd2" else 1, a.rate, info["lb_url"],
-                                                    overlap=kind != "zdd1-seq")
+                            done.append(await zdd_rollout(session, nxt, 2 if kind == "zdd2" else 1, a.rate,
+                                                          info["lb_url"], overlap=kind != "zdd1-seq"))
                         cur = nxt
-                        runs.append(run)
-                        print(f"round {r + 1} {run.name} batch {run.batch}: {run.wall:.1f}s "
-                              f"(bound {run.bound:.1f}s, stop+start {run.stop_start:.2f}s"
-                              f"{f', {run.undone} early drain(s) undone' if run.undone else ''}), "
-                              f"{run.failed} failed of {run.sent}", flush=True)
+                        for run in done:
+                            run.lb = lb
+                            runs.append(run)
+                            print(f"[{lb}] round {r + 1} {run.name} batch {run.batch}: {run.wall:.1f}s "
+                                  f"({'floor' if run.floor_seconds is not None else 'bound'} {run.bound:.1f}s, "
+                                  f"stop+start {run.stop_start:.2f}s"
+                                  f"{f', {run.undone} early drain(s) undone' if run.undone else ''}), "
+                                  f"{run.failed} failed of {run.sent}", flush=True)
             finally:
                 await session.close()
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
+    return runs
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench_rollout")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--hosts", type=int, default=3)
+    ap.add_argument("--rate", type=float, default=250)
+    ap.add_argument("--lb", choices=tuple(LB_SETTINGS), action="append",
+                    help="LB settings to run (default: both)")
+    ap.add_argument("--only", choices=("zdd1", "seed", "zdd2", "zdd1-seq", "swap"), action="append",
+                    help="run only these")
+    ap.add_argument("--trace", action="store_true", help="print zdd-tui's event lines")
+    a = ap.parse_args()
+    global TRACE
+    TRACE = a.trace
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="zdd-bench-") as tmp:
+        for lb in a.lb or tuple(LB_SETTINGS):
+            runs += await bench_lb(lb, a, Path(tmp))
     report(runs, a)
 
 
@@ -178,21 +246,27 @@ def report(runs: list[Run], a) -> None:
     def mean(xs):
         return statistics.mean(xs) if xs else float("nan")
 
-    groups = {}
-    for r in runs:
-        groups.setdefault((r.name, r.batch), []).append(r)
-    seed = mean([r.wall for r in groups.get(("seed (fixed sleeps)", 1), [])])
     print()
-    print(f"{a.hosts} hosts, LB interval {INTERVAL}s timeout {TIMEOUT}s unhealthy {UNHEALTHY} healthy {HEALTHY}, "
-          f"load {a.rate:.0f} req/s, {a.rounds} round(s)")
-    print(f"{'strategy':<22}{'batch':>6}{'wall s':>9}{'bound s':>9}{'wall/bound':>12}{'wall/seed':>11}"
-          f"{'pull s':>8}{'stop+start s':>14}{'failed':>8}{'requests':>10}")
-    for (name, batch), rs in groups.items():
-        wall, bound = mean([r.wall for r in rs]), mean([r.bound for r in rs])
-        print(f"{name:<22}{batch:>6}{wall:>9.1f}{bound:>9.1f}{wall / bound:>12.2f}{wall / seed:>11.2f}"
-              f"{mean([r.pull for r in rs]):>8.2f}{mean([r.stop_start for r in rs]):>14.2f}"
-              f"{sum(r.failed for r in rs):>8}{sum(r.sent for r in rs):>10}")
-    print("bound = measured pull + batches x ((unhealthy + healthy - 1) x interval + measured stop+start)")
+    print(f"{a.hosts} hosts, load {a.rate:.0f} req/s, {a.rounds} round(s); LB settings: " + "; ".join(
+        f"{k} = interval {v[0]}s timeout {v[1]}s unhealthy {v[2]} healthy {v[3]}" for k, v in LB_SETTINGS.items()))
+    print(f"{'LB':<6}{'strategy':<22}{'batch':>6}{'wall s':>9}{'floor s':>9}{'wall/floor':>12}{'wall/seed':>11}"
+          f"{'s/host':>8}{'start s':>9}{'failed':>8}{'requests':>10}")
+    for lb in dict.fromkeys(r.lb for r in runs):
+        groups: dict[tuple[str, int], list[Run]] = {}
+        for r in runs:
+            if r.lb == lb:
+                groups.setdefault((r.name, r.batch), []).append(r)
+        seed = mean([r.wall for r in groups.get(("seed (fixed sleeps)", 1), [])])
+        for (name, batch), rs in groups.items():
+            wall, bound = mean([r.wall for r in rs]), mean([r.bound for r in rs])
+            per_host = mean([r.per_host or r.wall / max(1, r.batches * r.batch) for r in rs])
+            print(f"{lb:<6}{name:<22}{batch:>6}{wall:>9.1f}{bound:>9.1f}{wall / bound:>12.2f}{wall / seed:>11.2f}"
+                  f"{per_host:>8.1f}{mean([r.stop_start for r in rs]):>9.2f}"
+                  f"{sum(r.failed for r in rs):>8}{sum(r.sent for r in rs):>10}")
+    print("lb-drain floor (bound) = measured pull + batches x ((unhealthy + healthy - 1) x interval + "
+          "measured stop+start)")
+    print("local-swap floor = sum over hosts of the measured start-to-healthy + switch; "
+          "start s = mean start-to-healthy (local-swap) or stop+start (lb-drain)")
 
 
 if __name__ == "__main__":
