@@ -90,7 +90,7 @@ def build_plan(
     unchanged = tuple(f.name for f in facts if f not in todo)
     todo.sort(key=lambda f: (f.settled, f.name))
     if strategy == "local-swap":
-        return _local_swap_plan(facts, todo, unchanged, to_tag, image_ref, settings, deploy, action, rollout_id)
+        return _local_swap_plan(todo, unchanged, to_tag, image_ref, settings, deploy, action, rollout_id)
     size = effective_batch_size(len(facts), deploy.batch_size)
     hosts = tuple(
         PlannedHost(name=f.name, address=f.address, from_tag=f.current_tag, batch=i // size)
@@ -128,7 +128,7 @@ def swap_seconds() -> float:
     return START_ESTIMATE + HEALTH_ESTIMATE + SWITCH_ESTIMATE
 
 
-def _local_swap_plan(facts: list[HostFact], todo: list[HostFact], unchanged: tuple[str, ...], to_tag: str,
+def _local_swap_plan(todo: list[HostFact], unchanged: tuple[str, ...], to_tag: str,
                      image_ref: str, settings: LBSettings, deploy: DeployConfig, action: str,
                      rollout_id: str | None) -> Plan:
     """The first host alone (a bad version shows on one host), then batches of batch_size: hosts
@@ -162,9 +162,6 @@ def _local_swap_plan(facts: list[HostFact], todo: list[HostFact], unchanged: tup
         basis += (f"; + {leaving} adoption(s) out of the LB and back, each (unhealthy "
                   f"{settings.unhealthy_threshold} + healthy {settings.healthy_threshold} - 1) x interval "
                   f"{settings.interval:g}s")
-    notes: list[str] = []
-    if leaving and len(facts) <= 1:
-        notes.append("a single host without a proxy: adopting it would leave no host serving (refused)")
     return Plan(
         rollout_id=rollout_id or new_rollout_id(),
         action=action,
@@ -175,7 +172,6 @@ def _local_swap_plan(facts: list[HostFact], todo: list[HostFact], unchanged: tup
         estimated_seconds=estimate,
         estimate_basis=basis,
         unchanged=unchanged,
-        notes=tuple(notes),
         strategy="local-swap",
         adopt=adopt,
     )
