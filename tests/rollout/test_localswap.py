@@ -327,3 +327,21 @@ def test_cli_takes_strategy_on_deploy_and_rollback():
     assert p.parse_args(["deploy"]).strategy is None
     with pytest.raises(SystemExit):
         p.parse_args(["deploy", "--strategy", "blue-green"])
+
+
+async def test_a_stop_request_before_the_switch_leaves_the_host_as_it_was(clock):
+    import asyncio
+
+    world = swap_world(clock)
+    world.add_version(NEW, start_delay=3.0)  # still starting when the operator asks to stop
+    plan, deploy = make(world)
+    cancel = asyncio.Event()
+    clock.call_at(2.5, cancel.set)
+    rec = Recorder()
+    e = Engine(plan, world.hosts, FakeSwapCloud(world), world.settings, deploy, listeners=[rec], clock=clock,
+               cancel=cancel)
+    out = await clock.run(e.run())
+    assert out.status == OutcomeStatus.INTERRUPTED
+    assert world.ops("app-1") == ["pull", f"run_slot b {NEW}", "stop_slot b", f"remove app-b-{NEW}"]
+    assert world.hosts["app-1"].switch_calls == 0 and phases(rec, "app-1")[-1] == Phase.RESTORED
+    assert world.tags() == dict.fromkeys(world.hosts, OLD) and world.failed == 0
