@@ -18,6 +18,7 @@ from zdd_tui.config import (
     HealthCheckConfig,
     Key,
     LoadBalancerConfig,
+    ProxyConfig,
     RegistryConfig,
     SandboxConfig,
     ServiceConfig,
@@ -153,6 +154,21 @@ def test_admin_port_differs_from_service_port():
         parse_config("service:\n  admin_port: 8080\n")
 
 
+@pytest.mark.parametrize("text, message", [
+    # the key the file sets is the one named, with the key it collides with
+    ("proxy:\n  slot_a_port: 9180\n", r"proxy.slot_a_port: expected a port other than proxy.port \(9180\)"),
+    ("proxy:\n  slot_b_port: 8080\n", r"proxy.slot_b_port: expected a port other than service.port \(8080\)"),
+    ("service:\n  port: 8081\n", r"service.port: expected a port other than proxy.slot_a_port \(8081\)"),
+    ("proxy:\n  port: 9090\n", r"proxy.port: expected a port other than service.admin_port \(9090\)"),
+    ("proxy:\n  slot_a_port: 8500\n  slot_b_port: 8500\n",
+     r"proxy.slot_b_port: expected a port other than proxy.slot_a_port \(8500\)"),
+])
+def test_the_ports_a_host_listens_on_are_pairwise_distinct(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text)
+    parse_config("proxy:\n  slot_a_port: 8500\n  slot_b_port: 8501\n")  # distinct: fine
+
+
 def test_batch_must_leave_a_healthy_droplet():
     with pytest.raises(ConfigError, match=r"deploy\.batch_size: expected at most 1 with 2 droplets; found 2"):
         parse_config("deploy:\n  batch_size: 2\n")
@@ -167,9 +183,9 @@ def test_env_values_keep_their_text_and_reject_bad_names():
 
 
 def test_partial_file_takes_defaults_and_derived_values():
-    cfg = parse_config("app: shop\nservice:\n  port: 8081\n")
-    assert cfg.droplets == DropletsConfig() and cfg.service.port == 8081
-    assert (cfg.target_port, cfg.health_port, cfg.container_name, cfg.is_sandbox) == (8081, 8081, "shop", False)
+    cfg = parse_config("app: shop\nservice:\n  port: 8085\n")
+    assert cfg.droplets == DropletsConfig() and cfg.service.port == 8085
+    assert (cfg.target_port, cfg.health_port, cfg.container_name, cfg.is_sandbox) == (8085, 8085, "shop", False)
     assert cfg.image_repo == "registry.digitalocean.com/zdd-registry/app"
 
 
@@ -183,16 +199,18 @@ def _custom() -> Config:
         droplets=DropletsConfig(tag="shop", names=("shop-1", "shop-2", "shop-3"), size="s-2vcpu-2gb",
                                 image="ubuntu-24-04-x64"),
         load_balancer=LoadBalancerConfig(
-            name="shop-lb", size_unit=2, entry_port=8000, target_port=8081,
-            health_check=HealthCheckConfig(protocol="https", path="/healthz", port=8081, check_interval_seconds=3,
+            name="shop-lb", size_unit=2, entry_port=8000, target_port=8085,
+            health_check=HealthCheckConfig(protocol="https", path="/healthz", port=8085, check_interval_seconds=3,
                                            response_timeout_seconds=300, unhealthy_threshold=2, healthy_threshold=10),
         ),
         registry=RegistryConfig(name="shopreg", repository="team/shop", server="127.0.0.1:5000", tier="basic",
                                 region="fra1"),
-        service=ServiceConfig(port=8081, admin_port=9091, container_name="shop-web", env={"A": "1", "B": "two words"}),
+        service=ServiceConfig(port=8085, admin_port=9091, container_name="shop-web", env={"A": "1", "B": "two words"},
+                              port_env="SHOP_PORT"),
         build=BuildConfig(dockerfile="docker/Dockerfile", context="src", args={"BASE": "debian:12"}),
-        deploy=DeployConfig(batch_size=2, pull_timeout_seconds=60, start_timeout_seconds=30, stop_grace_seconds=10,
-                            margin_seconds=0),
+        deploy=DeployConfig(strategy="lb-drain", batch_size=2, pull_timeout_seconds=60, start_timeout_seconds=30,
+                            stop_grace_seconds=10, margin_seconds=0, retain=5),
+        proxy=ProxyConfig(image="registry.example/traefik:v3.7.15", port=9181, slot_a_port=9201, slot_b_port=9202),
         ssh=SSHConfig(user="deploy", port=2222, state_dir="/srv/zdd", connect_timeout_seconds=3),
         sandbox=SandboxConfig(state_dir="/tmp/zdd-sandbox"),
     )

@@ -587,6 +587,28 @@ class _Loader:
         return _BAD
 
     # -- rules across fields --
+    def _distinct_ports(self, cfg: Config) -> None:
+        """Every port a host listens on for the app is its own: the proxy or the public port on a
+        slot's port (or the admin port on either) could not both bind it."""
+        ports = (
+            ("service.port", cfg.service.port),
+            ("service.admin_port", cfg.service.admin_port),
+            ("proxy.port", cfg.proxy.port),
+            ("proxy.slot_a_port", cfg.proxy.slot_a_port),
+            ("proxy.slot_b_port", cfg.proxy.slot_b_port),
+        )
+        for i, (path, value) in enumerate(ports):
+            for other, other_value in ports[:i]:
+                if value != other_value:
+                    continue
+                # Blame the key the file sets (a default the user never wrote cannot be the mistake).
+                if path not in self.nodes and other in self.nodes:
+                    path, other = other, path
+                self.issue(self.nodes.get(path), path, f"a port other than {other} ({other_value})", str(value),
+                           "each of service.port, service.admin_port, proxy.port, proxy.slot_a_port and "
+                           "proxy.slot_b_port is bound on the host by a different listener")
+                break
+
     def cross_checks(self, cfg: Config) -> None:
         port = cfg.service.port
         why = (
@@ -599,10 +621,7 @@ class _Loader:
         ):
             if value is not None and value != port:
                 self.issue(self.nodes.get(path), path, f"{port} (service.port)", str(value), why)
-        if cfg.service.admin_port == port and "service.admin_port" in self.nodes:
-            self.issue(self.nodes["service.admin_port"], "service.admin_port",
-                       f"a port other than service.port ({port})", str(cfg.service.admin_port),
-                       "the admin port is bound to 127.0.0.1 only; the public port serves traffic")
+        self._distinct_ports(cfg)
         if cfg.runtime == "sandbox" and cfg.sandbox is None:
             self.issue(self.nodes.get("runtime"), "sandbox", "a sandbox section with state_dir when runtime is sandbox",
                        "no sandbox section", "`zdd-tui sandbox up` writes a zdd.yaml with it")

@@ -400,19 +400,28 @@ class FakeCloudAPI:
         return list(self.tags)
 
 
-def fake_project(world: World, config=None, *, droplets=None, lb=None, tags=(), wallclock=None, lag=2.5):
-    """A real Project (zdd_tui.project) on the fake world: its hosts as runtimes, FakeCloud as the
-    cloud, the world's clock as the engine's."""
+def fake_project(world: World, config=None, *, droplets=None, lb=None, tags=(), wallclock=None, lag=2.5,
+                 cloud_cls=None):
+    """A real Project (zdd_tui.project) on the fake world: its hosts as runtimes, FakeCloud (or
+    `cloud_cls`) as the cloud, the world's clock as the engine's. The plain FakeHost speaks
+    lb-drain only, so a config on the default strategy (local-swap) is set to lb-drain for it."""
+    import dataclasses
+
     from zdd_tui.cloud.models import Droplet
     from zdd_tui.config import Config
     from zdd_tui.project import Project
+    from zdd_tui.rollout.interfaces import SwapHost
+
+    config = config or Config()
+    if config.deploy.strategy == "local-swap" and not all(isinstance(h, SwapHost) for h in world.hosts.values()):
+        config = dataclasses.replace(config, deploy=dataclasses.replace(config.deploy, strategy="lb-drain"))
 
     if droplets is None:
         droplets = [Droplet(id=i + 1, name=n, status="active", region="nyc3", size="s-1vcpu-1gb",
                             public_ipv4=h.address, private_ipv4=None, tags=())
                     for i, (n, h) in enumerate(world.hosts.items())]
-    cloud = FakeCloud(world, lag=lag)
+    cloud = (cloud_cls or FakeCloud)(world, lag=lag)
     client = FakeCloudAPI(world, droplets, tags)
     cloud.lb, cloud.api = lb, client
-    return Project(config or Config(), client=client, cloud=cloud,
+    return Project(config, client=client, cloud=cloud,
                    runtime_factory=lambda d: world.hosts[d.name], clock=world.clock, wallclock=wallclock)

@@ -51,7 +51,8 @@ async def test_rollback_with_no_tag_list_and_json(sandbox, tmp_path):
     from zdd_tui.config import load_config
 
     doc = yaml.safe_load(sandbox.config_path.read_text())
-    doc.setdefault("deploy", {})["start_timeout_seconds"] = 15
+    # The lb-drain sandbox (one container per host); local-swap has its own (test_localswap_sandbox.py).
+    doc.setdefault("deploy", {}).update(start_timeout_seconds=15, strategy="lb-drain")
     path = tmp_path / "zdd.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     config = load_config(path)

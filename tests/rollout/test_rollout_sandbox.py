@@ -51,7 +51,8 @@ def sandbox(tmp_path_factory):
         base = yaml.safe_load(Path(info["config"]).read_text())
         for batch in (1, 2):
             cfg = dict(base)
-            cfg["deploy"] = {**(base.get("deploy") or {}), "batch_size": batch,
+            # lb-drain's semantics under load; local-swap's are in test_localswap_sandbox.py.
+            cfg["deploy"] = {**(base.get("deploy") or {}), "batch_size": batch, "strategy": "lb-drain",
                              "start_timeout_seconds": START_TIMEOUT, "margin_seconds": 3}
             p = state / f"zdd-batch{batch}.yaml"
             p.write_text(yaml.safe_dump(cfg))

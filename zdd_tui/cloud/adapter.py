@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from zdd_tui.cloud.client import DOClient
-from zdd_tui.cloud.errors import NotFoundError
+from zdd_tui.cloud.errors import CloudError, NotFoundError
 from zdd_tui.cloud.models import LoadBalancer
 from zdd_tui.config import Config
 from zdd_tui.rollout.interfaces import LBSettings
@@ -16,7 +16,7 @@ class DOCloud:
         self.client = client
         self.config = config
         self._lb_id: str | None = None
-        self._names: dict[int, str] = {}
+        self._ids: dict[str, int] = {}  # droplet name -> id, kept while a droplet is out of the LB
 
     async def load_balancer(self) -> LoadBalancer | None:
         """The LB named in the config (id remembered; looked up again if it disappears)."""
@@ -62,3 +62,37 @@ class DOCloud:
         except NotFoundError:
             return False
         return any(t.tag == tag for t in tags)
+
+    async def _droplet_id(self, host: str) -> int:
+        if host not in self._ids:
+            for d in await self.client.list_droplets(self.config.droplets.tag):
+                self._ids[d.name] = d.id
+        if host not in self._ids:
+            raise CloudError(f"no droplet named {host} tagged {self.config.droplets.tag}")
+        return self._ids[host]
+
+    async def _lb_for_membership(self) -> LoadBalancer:
+        lb = await self.load_balancer()
+        if lb is None:
+            raise CloudError(f"no load balancer named {self.config.load_balancer.name}",
+                             "run 'zdd-tui setup' to create it")
+        return lb
+
+    async def lb_detach(self, host: str) -> None:
+        """Take the droplet out of the LB: a tag-based LB (what setup creates) loses it with the
+        tag, which is also the fleet's, so until `lb_attach` the droplet is not listed under it
+        (its id is kept here); an LB by droplet ids has it removed from that list."""
+        did = await self._droplet_id(host)
+        lb = await self._lb_for_membership()
+        if lb.tag:
+            await self.client.untag_resources(lb.tag, [did])
+        else:
+            await self.client.lb_remove_droplets(lb.id, [did])
+
+    async def lb_attach(self, host: str) -> None:
+        did = await self._droplet_id(host)
+        lb = await self._lb_for_membership()
+        if lb.tag:
+            await self.client.tag_resources(lb.tag, [did])
+        else:
+            await self.client.lb_add_droplets(lb.id, [did])

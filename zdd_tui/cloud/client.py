@@ -933,6 +933,21 @@ class DOClient:
         resources = [{"resource_id": str(i), "resource_type": "droplet"} for i in droplet_ids]
         await self._write(f"tag droplets with {tag}", self.pydo.tags.assign_resources, tag, {"resources": resources})
 
+    async def untag_resources(self, tag: str, droplet_ids: Iterable[int]) -> None:
+        resources = [{"resource_id": str(i), "resource_type": "droplet"} for i in droplet_ids]
+        await self._write(f"remove tag {tag} from droplets", self.pydo.tags.unassign_resources, tag,
+                          {"resources": resources})
+
+    async def lb_add_droplets(self, lb_id: str, droplet_ids: Iterable[int]) -> None:
+        """POST /v2/load_balancers/{id}/droplets (an LB by droplet ids; a tag-based one follows its tag)."""
+        await self._write(f"add droplets to load balancer {lb_id}", self.pydo.load_balancers.add_droplets, lb_id,
+                          {"droplet_ids": [int(i) for i in droplet_ids]})
+
+    async def lb_remove_droplets(self, lb_id: str, droplet_ids: Iterable[int]) -> None:
+        """DELETE /v2/load_balancers/{id}/droplets."""
+        await self._write(f"remove droplets from load balancer {lb_id}", self.pydo.load_balancers.remove_droplets,
+                          lb_id, {"droplet_ids": [int(i) for i in droplet_ids]})
+
     async def get_action(self, action_id: int) -> Action:
         body = await self._read(f"read action {action_id}", f"/v2/actions/{int(action_id)}")
         return action_from(body["action"])

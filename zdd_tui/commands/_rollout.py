@@ -10,6 +10,12 @@ from zdd_tui.errors import UsageError
 
 
 def add_rollout_options(p) -> None:
+    from zdd_tui.config import key_for
+
+    choices = dict(key_for("deploy.strategy").choices)
+    p.add_argument("--strategy", choices=list(choices), default=None,
+                   help="override the config's deploy.strategy for this run: "
+                        + "; ".join(f"{k}: {v}" for k, v in choices.items()))
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation (CI)")
     p.add_argument("--json", action="store_true", help="print JSON event lines instead of text")
     p.add_argument("--break-lock", action="store_true",
@@ -41,7 +47,7 @@ async def execute(args, *, action: str, tag: str | None) -> int:
         check_tag(tag)
     config = load_config(args.config)
     async with await Project.open(config, context=getattr(args, "context", None)) as project:
-        plan = await project.plan(action, tag)
+        plan = await project.plan(action, tag, getattr(args, "strategy", None))
         if not args.yes:
             print(plan.text(), file=sys.stderr)
             if not plan.hosts:

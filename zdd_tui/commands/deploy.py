@@ -1,4 +1,5 @@
-"""`zdd-tui deploy [--tag TAG] [--yes] [--json] [--break-lock]`: a rolling deploy, headless."""
+"""`zdd-tui deploy [--tag TAG] [--strategy lb-drain|local-swap] [--yes] [--json] [--break-lock]`:
+a rolling deploy, headless."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from zdd_tui.commands._rollout import add_rollout_options, execute
 
 def register(sub, common):
     p = sub.add_parser("deploy", parents=[common], help="rolling deploy of a tag to every host",
-                       description="Rolling deploy through the load balancer: one batch at a time, each "
-                                   "host drained, replaced and back in the LB before the next; halts and "
-                                   "restores the failed host on the first failure.")
+                       description="Rolling deploy, one batch at a time; halts on the first failure and "
+                                   "leaves the failed host on the version it ran. local-swap: the proxy on "
+                                   "each host switches from the old container to the new one (the host "
+                                   "never leaves the LB). lb-drain: each host drained, replaced and back in "
+                                   "the LB before the next.")
     p.add_argument("--tag", default=None,
                    help="image tag to deploy (default: sha-<short git HEAD of the current directory>)")
     add_rollout_options(p)

@@ -1,4 +1,5 @@
-"""`zdd-tui rollback [TAG] [--yes] [--json] [--break-lock]`: a rolling deploy of an earlier tag;
+"""`zdd-tui rollback [TAG] [--strategy lb-drain|local-swap] [--yes] [--json] [--break-lock]`: a
+rolling deploy of an earlier tag (local-swap: a retained container needs no pull);
 with no TAG, of the version that ran before the current one (the hosts' journals say which).
 `zdd-tui rollback --list [--json]`: the versions that ran on this fleet, newest first."""
 

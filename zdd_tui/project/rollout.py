@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zdd_tui.config import Config
+from zdd_tui.config import Config, key_for
 from zdd_tui.errors import (
     EXIT_ERROR,
     EXIT_HALTED,
@@ -30,10 +30,10 @@ from zdd_tui.events import Listener
 from zdd_tui.project.state import state_of
 from zdd_tui.rollout.engine import Engine, EngineOptions
 from zdd_tui.rollout.events import Outcome, OutcomeStatus, Plan
-from zdd_tui.rollout.interfaces import HostRuntime
+from zdd_tui.rollout.interfaces import HostRuntime, SwapHost
 from zdd_tui.rollout.journal import Journal, RanVersion
 from zdd_tui.rollout.lock import LockHeld, LockInfo, acquire, read_locks, release
-from zdd_tui.rollout.plan import HostFact, build_plan
+from zdd_tui.rollout.plan import LEAVING, HostFact, build_plan
 
 if TYPE_CHECKING:
     from zdd_tui.project.open import Project
@@ -76,7 +76,9 @@ def image_ref(config: Config, tag: str) -> str:
     return f"{config.image_repo}:{tag}"
 
 
-async def _fact(name: str, rt: HostRuntime) -> HostFact:
+async def _fact(name: str, rt: HostRuntime, strategy: str) -> HostFact:
+    if strategy == "local-swap":
+        return await _swap_fact(name, rt)
     try:
         info = await rt.inspect()
     except Exception as exc:  # noqa: BLE001
@@ -94,6 +96,47 @@ async def _fact(name: str, rt: HostRuntime) -> HostFact:
     return HostFact(name=name, address=rt.address, current_tag=tag, settled=settled)
 
 
+async def _swap_fact(name: str, rt: HostRuntime) -> HostFact:
+    """local-swap: the current tag is what runs on the slot the proxy sends traffic to; a host
+    with no proxy yet is described for its adoption (runs nothing, or answers the admin contract)."""
+    if not isinstance(rt, SwapHost):
+        raise RefusedError(f"host {name}: its runtime cannot run local-swap (no proxy support); nothing was changed",
+                           "deploy with --strategy lb-drain")
+    try:
+        proxy = await rt.proxy()
+        if not proxy.installed:
+            info = await rt.inspect()
+            tag = info.tag if info is not None and info.state == "running" else None
+            admin = False
+            if tag is not None:
+                try:
+                    admin = await rt.stats() is not None
+                except Exception:  # noqa: BLE001 - no admin contract: adopted through the cloud's API
+                    admin = False
+            return HostFact(name=name, address=rt.address, current_tag=tag, proxy=False, admin=admin)
+        active = proxy.active_slot
+        running = [c for c in await rt.slot_containers() if active is not None and c.slot == active
+                   and c.state == "running"]
+    except Exception as exc:  # noqa: BLE001
+        raise ZddError(f"cannot reach host {name}: {type(exc).__name__}: {exc}",
+                       "check the host; nothing was changed") from None
+    tag = running[0].tag if running else None
+    settled = False
+    if tag is not None and active is not None and proxy.running and proxy.healthy:
+        try:
+            settled = (await rt.probe_slot(active)).healthy
+        except Exception:  # noqa: BLE001 - unknown counts as "not settled": it gets redeployed
+            settled = False
+    return HostFact(name=name, address=rt.address, current_tag=tag, settled=settled, proxy=True)
+
+
+def check_strategy(strategy: str) -> str:
+    choices = dict(key_for("deploy.strategy").choices)
+    if strategy not in choices:
+        raise UsageError(f"'{strategy}' is not a deploy strategy", f"one of: {', '.join(choices)}")
+    return strategy
+
+
 async def rollback_choices(project: Project) -> list[RanVersion]:
     """Versions that actually ran on the hosts and still exist in the registry, newest first."""
     state = await project.rollout_state()
@@ -107,20 +150,28 @@ async def rollback_choices(project: Project) -> list[RanVersion]:
     return out
 
 
-async def _plan(project: Project, tag: str, action: str) -> Plan:
+async def _plan(project: Project, tag: str, action: str, strategy: str | None = None) -> Plan:
     check_tag(tag)
     config = project.config
+    strategy = check_strategy(strategy or config.deploy.strategy)
     if not await project.cloud.tag_exists(tag):
         raise RefusedError(f"tag {tag} not found in the registry {config.image_repo}: nothing was changed",
                            "build and push it first ('zdd-tui build'), or pick a tag that exists")
     runtimes = await project.host_runtimes()
-    facts = list(await asyncio.gather(*(_fact(n, rt) for n, rt in runtimes.items())))
+    facts = list(await asyncio.gather(*(_fact(n, rt, strategy) for n, rt in runtimes.items())))
     settings = await project.cloud.lb_settings()
     state = await state_of(runtimes)
     interrupted = state.interrupted
     if interrupted is not None and action == "deploy" and tag == interrupted.to_tag:
         action = "resume"
-    plan = build_plan(facts, tag, image_ref(config, tag), settings, config.deploy, action=action)
+    plan = build_plan(facts, tag, image_ref(config, tag), settings, config.deploy, action=action,
+                      strategy=strategy)
+    leaving = [name for name, how in plan.adopt if how in LEAVING]
+    if leaving and len(facts) < 2:
+        raise RefusedError(f"{leaving[0]} serves traffic without a proxy and is the only host: installing the proxy "
+                           "would take it out of the LB with no other host serving; nothing was changed",
+                           "add a droplet first, or deploy once with --strategy lb-drain (the plan says it "
+                           "is unavailable while replaced)")
     if state.skipped:
         lines = state.skipped_lines(3)
         note = f"journal: {len(state.skipped)} unusable line(s) skipped: {'; '.join(lines)}"
@@ -132,18 +183,18 @@ async def _plan(project: Project, tag: str, action: str) -> Plan:
     return plan
 
 
-async def plan_deploy(project: Project, tag: str | None = None) -> Plan:
-    """Plan a deploy of `tag` (default: sha- of the current git HEAD). RefusedError if the tag is
-    not in the registry; UsageError if it is malformed."""
-    return await _plan(project, tag if tag is not None else default_tag(), "deploy")
+async def plan_deploy(project: Project, tag: str | None = None, strategy: str | None = None) -> Plan:
+    """Plan a deploy of `tag` (default: sha- of the current git HEAD) with `strategy` (default:
+    the config's). RefusedError if the tag is not in the registry; UsageError if it is malformed."""
+    return await _plan(project, tag if tag is not None else default_tag(), "deploy", strategy)
 
 
-async def plan_rollback(project: Project, tag: str | None = None) -> Plan:
+async def plan_rollback(project: Project, tag: str | None = None, strategy: str | None = None) -> Plan:
     """Plan a rolling deploy of an earlier tag (it must exist in the registry); with no tag, of
     the version that ran before the current one (RefusedError when the journals know none)."""
     if tag is None:
         tag = await previous_tag(project)
-    return await _plan(project, tag, "rollback")
+    return await _plan(project, tag, "rollback", strategy)
 
 
 async def previous_tag(project: Project) -> str:

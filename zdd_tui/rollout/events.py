@@ -70,6 +70,14 @@ class OutcomeStatus(str, enum.Enum):
     INTERRUPTED = "interrupted"  # the operator stopped it; the current step was finished or restored
 
 
+# How a host with no proxy yet gets one (Plan.adopt), in words.
+_ADOPT_WORDS = {
+    "fresh": "runs nothing: proxy and app at once",
+    "lb-drain": "no proxy yet: leaves the LB once (drain cycle) to get it",
+    "detach": "no proxy yet: leaves the LB once (taken out through the cloud's API) to get it",
+}
+
+
 @dataclass(frozen=True)
 class PlannedHost:
     name: str
@@ -115,6 +123,7 @@ class Plan:
         """The plan preview, in words."""
         lines = [f"Plan {self.rollout_id}: {self.action} {self.to_tag}"]
         lines.append(f"  image: {self.image_ref}")
+        lines.append(f"  strategy: {self.strategy}")
         if self.resumes:
             lines.append(f"  continues interrupted rollout {self.resumes}")
         if not self.hosts:
@@ -122,6 +131,8 @@ class Plan:
         for i, batch in enumerate(self.batches):
             hosts = ", ".join(f"{h.name} ({h.from_tag or 'nothing'} -> {self.to_tag})" for h in batch)
             lines.append(f"  batch {i + 1}: {hosts}")
+        for name, how in self.adopt:
+            lines.append(f"  adopt {name}: {_ADOPT_WORDS.get(how, how)}")
         if self.unchanged:
             lines.append(f"  unchanged (already on {self.to_tag}): {', '.join(self.unchanged)}")
         lines.append(f"  batch size {self.batch_size}; estimated {_dur(self.estimated_seconds)} "

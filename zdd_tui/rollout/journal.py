@@ -2,7 +2,7 @@
 
 Records (one JSON object per line, `type` first):
 - start: rollout_id, action, to_tag, image_ref, operator, hosts, from (host -> tag), batch_size,
-  resumes, at. Written to every host of the fleet.
+  resumes, strategy (lb-drain | local-swap; absent in older journals), at. Written to every host.
 - step:  rollout_id, host, phase, detail, at. Written to that host as it moves (so a killed
   rollout shows where each host stopped).
 - host:  rollout_id, host, outcome (done | restored | failed | interrupted), step, from_tag,
@@ -90,11 +90,14 @@ class Journal:
 
     async def start(self, *, rollout_id: str, action: str, to_tag: str, image_ref: str, operator: str,
                     hosts: list[str], from_tags: dict[str, str | None], batch_size: int,
-                    resumes: str | None = None) -> None:
-        await self._append(sorted(self.runtimes), {
+                    resumes: str | None = None, strategy: str | None = None) -> None:
+        rec: dict[str, Any] = {
             "type": "start", "rollout_id": rollout_id, "action": action, "to_tag": to_tag,
             "image_ref": image_ref, "operator": operator, "hosts": hosts, "from": from_tags,
-            "batch_size": batch_size, "resumes": resumes, "at": self.wallclock()})
+            "batch_size": batch_size, "resumes": resumes, "at": self.wallclock()}
+        if strategy:
+            rec["strategy"] = strategy
+        await self._append(sorted(self.runtimes), rec)
 
     async def step(self, rollout_id: str, host: str, phase: str, detail: str = "") -> None:
         await self._append([host], {"type": "step", "rollout_id": rollout_id, "host": host, "phase": phase,
@@ -163,7 +166,8 @@ def _tags_by_host(v: Any) -> bool:
 # (the reader has a default) but never of another kind.
 FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
     "start": {"action": _text, "to_tag": _text, "image_ref": _text, "operator": _text, "hosts": _names,
-              "from": _tags_by_host, "batch_size": _count, "resumes": _text_or_none, "at": _time},
+              "from": _tags_by_host, "batch_size": _count, "resumes": _text_or_none, "at": _time,
+              "strategy": _text},
     "step": {"host": _text, "phase": _text, "detail": _text, "at": _time},
     "host": {"host": _text, "outcome": _text, "step": _text_or_none, "from_tag": _text_or_none, "to_tag": _text,
              "digest": _text_or_none, "seen": _text, "started": _time, "ended": _time},

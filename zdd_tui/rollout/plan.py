@@ -14,10 +14,15 @@ from zdd_tui.config import DeployConfig
 from zdd_tui.rollout.events import Plan, PlannedHost
 from zdd_tui.rollout.interfaces import LBSettings
 
-# Rough per-host step costs for the estimate (seconds); the LB timing dominates anyway.
+# Rough per-host step costs for the estimate (seconds); for lb-drain the LB timing dominates anyway.
 PULL_ESTIMATE = 5.0
 STOP_ESTIMATE = 1.0
 START_ESTIMATE = 2.0
+HEALTH_ESTIMATE = 2.0  # local-swap: the new slot's own health checks
+SWITCH_ESTIMATE = 1.0  # local-swap: the proxy applying the switch, and the old slot draining
+
+# Adoptions that take the host out of the LB once (local-swap, a host with no proxy yet).
+LEAVING = ("lb-drain", "detach")
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,19 @@ class HostFact:
     address: str
     current_tag: str | None  # what its container runs now (None: no container)
     settled: bool = False  # running current_tag, serving, not draining
+    # local-swap: whether the host runs its proxy (None: unknown, e.g. an lb-drain plan), and
+    # whether its app answers the admin contract (how a host with no proxy is adopted).
+    proxy: bool | None = None
+    admin: bool = False
+
+    @property
+    def adoption(self) -> str | None:
+        """How local-swap gives this host its proxy: fresh | lb-drain | detach (None: it has one)."""
+        if self.proxy is not False:
+            return None
+        if self.current_tag is None:
+            return "fresh"
+        return "lb-drain" if self.admin else "detach"
 
 
 def effective_batch_size(n_hosts: int, configured: int) -> int:
@@ -61,6 +79,7 @@ def build_plan(
     *,
     action: str = "deploy",
     rollout_id: str | None = None,
+    strategy: str = "lb-drain",
 ) -> Plan:
     """Hosts already settled on `to_tag` are left out (listed in `Plan.unchanged`).
 
@@ -70,6 +89,8 @@ def build_plan(
     todo = [f for f in facts if not (f.settled and f.current_tag == to_tag)]
     unchanged = tuple(f.name for f in facts if f not in todo)
     todo.sort(key=lambda f: (f.settled, f.name))
+    if strategy == "local-swap":
+        return _local_swap_plan(todo, unchanged, to_tag, image_ref, settings, deploy, action, rollout_id)
     size = effective_batch_size(len(facts), deploy.batch_size)
     hosts = tuple(
         PlannedHost(name=f.name, address=f.address, from_tag=f.current_tag, batch=i // size)
@@ -98,6 +119,61 @@ def build_plan(
         estimate_basis=basis,
         unchanged=unchanged,
         notes=tuple(notes),
+        strategy=strategy,
+    )
+
+
+def swap_seconds() -> float:
+    """One local-swap batch: start + own health + switch; the LB's cadence plays no part."""
+    return START_ESTIMATE + HEALTH_ESTIMATE + SWITCH_ESTIMATE
+
+
+def _local_swap_plan(todo: list[HostFact], unchanged: tuple[str, ...], to_tag: str,
+                     image_ref: str, settings: LBSettings, deploy: DeployConfig, action: str,
+                     rollout_id: str | None) -> Plan:
+    """The first host alone (a bad version shows on one host), then batches of batch_size: hosts
+    never leave the LB, so the size is not capped at n-1. A host adopted by leaving the LB goes
+    alone in its own batch, one at a time."""
+    size = max(1, int(deploy.batch_size))
+    batches: list[list[HostFact]] = []
+    current: list[HostFact] = []
+    for f in todo:
+        if f.adoption in LEAVING:
+            if current:
+                batches.append(current)
+                current = []
+            batches.append([f])
+            continue
+        current.append(f)
+        if len(current) >= (1 if not batches else size):
+            batches.append(current)
+            current = []
+    if current:
+        batches.append(current)
+    hosts = tuple(PlannedHost(name=f.name, address=f.address, from_tag=f.current_tag, batch=i)
+                  for i, batch in enumerate(batches) for f in batch)
+    adopt = tuple((f.name, f.adoption) for f in todo if f.adoption is not None)
+    leaving = sum(1 for _, how in adopt if how in LEAVING)
+    swaps = len(batches) - leaving
+    estimate = PULL_ESTIMATE + swaps * swap_seconds() + leaving * (batch_seconds(settings) + swap_seconds())
+    basis = (f"pull ~{PULL_ESTIMATE:g}s + {swaps} batch(es) x (start ~{START_ESTIMATE:g}s + health "
+             f"~{HEALTH_ESTIMATE:g}s + switch ~{SWITCH_ESTIMATE:g}s), independent of the LB's check cadence")
+    if leaving:
+        basis += (f"; + {leaving} adoption(s) out of the LB and back, each (unhealthy "
+                  f"{settings.unhealthy_threshold} + healthy {settings.healthy_threshold} - 1) x interval "
+                  f"{settings.interval:g}s")
+    return Plan(
+        rollout_id=rollout_id or new_rollout_id(),
+        action=action,
+        to_tag=to_tag,
+        image_ref=image_ref,
+        hosts=hosts,
+        batch_size=size,
+        estimated_seconds=estimate,
+        estimate_basis=basis,
+        unchanged=unchanged,
+        strategy="local-swap",
+        adopt=adopt,
     )
 
 

@@ -1,0 +1,106 @@
+"""local-swap in the sandbox, under load through the LB, through the real CLI: a deploy (adopting
+hosts that have no proxy yet), a version that never gets healthy (halted, nothing switched), and
+a rollback to the retained version, each counting every failed request (0 expected).
+
+Runs once the sandbox's host runtime has the local-swap methods (rollout.interfaces.SwapHost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+import yaml
+
+from zdd_tui.rollout.interfaces import SwapHost
+
+from .loadgen import LoadProcess as Load
+
+pytestmark = pytest.mark.slow
+
+RATE = 250
+MIN_RATE = RATE / 4
+SWAP_METHODS = ("proxy", "install_proxy", "slot_containers", "run_slot", "probe_slot", "switch", "in_flight",
+                "stop_slot", "remove_container", "prune")
+
+
+def _sandbox_swaps() -> bool:
+    from zdd_tui.sandbox.runtime import SandboxRuntime
+
+    return all(hasattr(SandboxRuntime, m) for m in SWAP_METHODS)
+
+
+@pytest.fixture
+async def sandbox(tmp_path):
+    if not _sandbox_swaps():
+        pytest.skip("the sandbox's host runtime has no local-swap methods (SwapHost) yet")
+    from zdd_tui.sandbox.supervisor import Sandbox, SandboxOptions
+
+    sb = Sandbox(SandboxOptions(state_dir=tmp_path / "sandbox", hosts=2, lb_interval=3, lb_timeout=3,
+                                lb_unhealthy=2, lb_healthy=2, stop_grace_seconds=3, host_shutdown_grace=3))
+    await sb.start()
+    try:
+        yield sb
+    finally:
+        await sb.stop()
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    p = await asyncio.create_subprocess_exec(sys.executable, "-m", "zdd_tui", *args, stdin=asyncio.subprocess.DEVNULL,
+                                             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(p.communicate(), 240)
+    return p.returncode or 0, out.decode(), err.decode()
+
+
+async def serving(config) -> dict[str, str | None]:
+    """host -> the tag on the slot its proxy sends traffic to, asked of the hosts themselves."""
+    from zdd_tui.project import Project
+
+    async with await Project.open(config) as project:
+        out: dict[str, str | None] = {}
+        for name, rt in (await project.host_runtimes()).items():
+            assert isinstance(rt, SwapHost)
+            st = await rt.proxy()
+            running = [c for c in await rt.slot_containers() if c.slot == st.active_slot and c.state == "running"]
+            out[name] = running[0].tag if st.installed and running else None
+        return out
+
+
+async def under_load(url: str, *args: str) -> tuple[int, str, str]:
+    load = await Load(url + "/", RATE, max_seconds=300).start()
+    try:
+        rc, out, err = await cli(*args)
+    finally:
+        res = await load.stop()
+    assert res.rate >= MIN_RATE, res.summary()
+    assert res.failed == 0, res.summary()
+    return rc, out, err
+
+
+async def test_deploy_halt_and_rollback_with_local_swap_under_load(sandbox, tmp_path):
+    from zdd_tui.config import load_config
+
+    doc = yaml.safe_load(sandbox.config_path.read_text())
+    doc.setdefault("deploy", {}).update(start_timeout_seconds=10, strategy="local-swap")
+    path = tmp_path / "zdd.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    config = load_config(path)
+    cfg = ("--config", str(path))
+    tags = {t["tag"]: t["behaviour"] for t in sandbox.info["tags"]}
+    v1 = sandbox.info["hosts"][0]["tag"]
+    v2 = next(t for t, b in tags.items() if b == "ok" and t.startswith("sha-") and t != v1)
+    bad = next(t for t, b in tags.items() if b == "unhealthy")
+    url = sandbox.info["lb_url"]
+
+    rc, _, err = await under_load(url, "deploy", "--tag", v2, "--yes", *cfg)
+    assert rc == 0, err
+    assert await serving(config) == {"app-1": v2, "app-2": v2}
+
+    rc, _, err = await under_load(url, "deploy", "--tag", bad, "--yes", *cfg)
+    assert rc == 3, err  # halted; the failed host untouched
+    assert await serving(config) == {"app-1": v2, "app-2": v2}
+
+    rc, _, err = await under_load(url, "rollback", v1, "--yes", "--strategy", "local-swap", *cfg)
+    assert rc == 0, err
+    assert await serving(config) == {"app-1": v1, "app-2": v1}
