@@ -164,6 +164,10 @@ def test_proxy_files_say_what_the_droplet_needs(tmp_path):
     api = [r for r in dyn["routers"].values() if "api" in r["service"]]
     assert api == [{"entryPoints": ["zdd"], "rule": "PathPrefix(`/api`)", "service": "api@internal"}]
     assert "app" not in yaml.safe_load(host_proxy.dynamic_text(cfg, None))["http"]["routers"]
+    # What a kept file routes to (a second install waits for the proxy to apply it).
+    assert traefik.slot_of_dynamic(host_proxy.dynamic_text(cfg, "b")) == "b"
+    for text in (host_proxy.dynamic_text(cfg, None), None, "", "{", "http: 3"):
+        assert traefik.slot_of_dynamic(text) is None
     assert host_proxy.container_name(cfg) == "web-proxy" and host_proxy.config_file() == "/etc/zdd-proxy/traefik.yml"
 
 

@@ -1,47 +1,61 @@
 """A tiny HTTP/1.1 keep-alive backend for the proxy tests: `python backend.py HOST PORT NAME`.
 
-GET /slow waits SLOW seconds (env, default 2) before answering; every other path answers NAME at
-once. It prints "ready" once it listens. On SIGTERM it stops listening, finishes the requests it
-has and exits (what the app contract asks). With HOLD=1 it first waits for a line on stdin,
-so a test can start it ahead and have it listen at an exact moment.
+Plain asyncio (cheap per request, so a loaded machine still drives hundreds a second). GET /slow
+waits SLOW seconds (env, default 2) before answering; every other path answers NAME at once. It
+prints "ready" once it listens. On SIGTERM it stops listening, finishes the requests it has and
+exits (what the app contract asks). With HOLD=1 it first waits for a line on stdin, so a test
+can start it ahead and have it listen at an exact moment.
 """
 
+import asyncio
 import os
 import signal
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+NAME = sys.argv[3].encode()
+SLOW = float(os.environ.get("SLOW", "2"))
+busy = 0
+idle: asyncio.Event  # set while no request is being served
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        if self.path.startswith("/slow"):
-            time.sleep(float(os.environ.get("SLOW", "2")))
-        body = sys.argv[3].encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
+async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    global busy
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            busy += 1
+            idle.clear()
+            try:
+                if head.split(b" ", 2)[1].startswith(b"/slow"):
+                    await asyncio.sleep(SLOW)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(NAME), NAME))
+                await writer.drain()
+            finally:
+                busy -= 1
+                if not busy:
+                    idle.set()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
         pass
+    finally:
+        writer.close()
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() waits for the requests being served
-    request_queue_size = 128
+async def main() -> None:
+    global idle
+    idle = asyncio.Event()
+    idle.set()
+    if os.environ.get("HOLD"):
+        print("held", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    server = await asyncio.start_server(serve, sys.argv[1], int(sys.argv[2]), backlog=256)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    server.close()  # no new connections; the requests being served finish
+    await idle.wait()
 
 
 if __name__ == "__main__":
-    if os.environ.get("HOLD"):
-        print("held", flush=True)
-        sys.stdin.readline()
-    server = Server((sys.argv[1], int(sys.argv[2])), Handler)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    print("ready", flush=True)
-    server.serve_forever()
-    server.server_close()
+    asyncio.run(main())

@@ -126,9 +126,10 @@ class ProxyWorld:
         log = open(self.dir / "traefik.log", "ab")
         self.proxy = subprocess.Popen([self.traefik_bin, f"--configFile={static}"], stdout=log, stderr=log)
         deadline = time.monotonic() + 20
-        while self.get(traefik.PING_PATH) != (200, "OK"):
+        # Its ping answers as soon as it listens, its routers only once the file is applied.
+        while self.get(traefik.PING_PATH) != (200, "OK") or self.active() != "a":
             assert self.proxy.poll() is None, (self.dir / "traefik.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "traefik did not answer /ping"
+            assert time.monotonic() < deadline, "traefik did not answer /ping and name slot a"
             time.sleep(0.05)
 
     def in_flight(self, slot: str) -> int:

@@ -418,7 +418,11 @@ class DockerSSHRuntime(ServiceAdmin):
         image = self.config.proxy.image
         static_changed = await self._write_proxy_file(lay.dir, host_proxy.STATIC_FILE,
                                                       host_proxy.static_text(self.config))
-        if slot is not None or await self._read_at(lay.dynamic_dir, traefik.DYNAMIC_FILE) is None:
+        expect, kept = slot, None
+        if slot is None:
+            kept = await self._read_at(lay.dynamic_dir, traefik.DYNAMIC_FILE)
+            expect = traefik.slot_of_dynamic(kept)
+        if slot is not None or kept is None:
             await self._write_proxy_file(lay.dynamic_dir, traefik.DYNAMIC_FILE,
                                          host_proxy.dynamic_text(self.config, slot))
         raw = await self._inspect_raw(name)
@@ -429,7 +433,7 @@ class DockerSSHRuntime(ServiceAdmin):
                    "its static configuration changed" if static_changed else
                    None if running else "it is not running")
             if why is None:
-                return await self._wait_proxy(name)
+                return await self._wait_proxy(name, expect)
             self._log(f"replacing the proxy container {name}: {why}", "warning")
             await self.shell.run(host_argv.docker_rm(name, force=True))
         await self._ensure_image(image)
@@ -442,14 +446,19 @@ class DockerSSHRuntime(ServiceAdmin):
         await self.shell.run(host_argv.docker_run_proxy(
             name, image, config_dir=lay.dir, mount=host_proxy.PROXY_MOUNT, config_file=host_proxy.config_file(),
             app=self.config.app, bound_seconds=RUN_BOUND_SECONDS), timeout=RUN_BOUND_SECONDS + REMOTE_BOUND_SLACK)
-        return await self._wait_proxy(name)
+        return await self._wait_proxy(name, expect)
 
-    async def _wait_proxy(self, name: str) -> ProxyStatus:
+    async def _wait_proxy(self, name: str, slot: str | None) -> ProxyStatus:
+        """Until its ping answers and, when its file names a slot, its router does too: the ping
+        answers as soon as it listens, the router only once the file is applied (404 before)."""
         deadline = time.monotonic() + PROXY_START_SECONDS
         while True:
             healthy, detail = await self._ping()
             if healthy:
-                return await self.proxy()
+                st = await self.proxy()
+                if slot is None or st.active_slot == slot:
+                    return st
+                detail = f"its API names {f'slot {st.active_slot}' if st.active_slot else 'no slot'}, not slot {slot}"
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)

@@ -116,3 +116,15 @@ def active_slot_from_router(body: str | bytes | None) -> str | None:
 ROUTER_PATH = f"/api/http/routers/{ROUTER}@file"
 PING_PATH = "/ping"
 METRICS_PATH = "/metrics"
+
+
+def slot_of_dynamic(text: str | None) -> str | None:
+    """The slot a dynamic file (as `dynamic_config` writes it) routes to; None: none, or unreadable."""
+    if not text:
+        return None
+    try:
+        doc = yaml.safe_load(text)
+        svc = str(doc["http"]["routers"][ROUTER]["service"])
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+    return svc[len("slot-"):] if svc.startswith("slot-") and len(svc) == 6 else None
