@@ -237,6 +237,9 @@ def docker_host(sshd_factory):
         bindir.mkdir()
         shutil.copy(Path(__file__).with_name("fake_docker.py"), bindir / "docker")
         (bindir / "docker").chmod(0o755)
-        return (f"SetEnv PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin FAKE_DOCKER_STATE={d / 'docker-state.json'}",)
+        traefik = shutil.which("traefik") or "traefik"
+        env = [f"PATH={bindir}:/usr/sbin:/usr/bin:/sbin:/bin", f"FAKE_DOCKER_STATE={d / 'docker-state.json'}",
+               f"FAKE_TRAEFIK={traefik}"]
+        return ("SetEnv " + " ".join(env),)
 
     return sshd_factory(extra_config=prepare)

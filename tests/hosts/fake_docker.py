@@ -5,11 +5,14 @@ It keeps its containers and images in the JSON file $FAKE_DOCKER_STATE, prints w
 CLI prints for the commands DockerSSHRuntime sends (same argv, same output shapes, same error
 texts), and records each pull's DOCKER_CONFIG (contents, modes, file system) and each run's
 env file the same way. A ref tagged `block` makes pull or run wait until killed; `badrun` makes
-run fail.
+run fail. A container labelled zdd.proxy (the local-swap proxy) runs the real `traefik` binary
+($FAKE_TRAEFIK) on the host's 127.0.0.1, with its bind mount's paths as they are on the host; its
+PID is kept in the state (`rm --force` and the tests end it by that PID).
 """
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -94,11 +97,36 @@ elif cmd == "image" and argv[1] == "inspect":
     else:
         fail(f"Error: No such image: {target}")
 elif cmd == "container" and argv[1] == "inspect":
+    found, missing = [], []
+    for key in after_dashdash(argv) if "--" in argv else argv[-1:]:
+        c = s["containers"].get(key) or next((c for c in s["containers"].values() if c["Id"] == key), None)
+        (found.append(c) if c is not None else missing.append(key))
+    print(json.dumps(found))
+    if missing:
+        fail(f"Error: No such container: {missing[0]}")
+elif cmd == "ps":
+    want = [argv[i + 1][len("label="):] for i, a in enumerate(argv) if a == "--filter"]
+    for c in s["containers"].values():
+        labels = c["Config"]["Labels"]
+        if all((k in labels and (not v or labels[k] == v[0])) for k, *v in (w.split("=", 1) for w in want)):
+            print(c["Id"])
+elif cmd == "start":
     name = after_dashdash(argv)[0]
     if name not in s["containers"]:
-        print("[]")
-        fail(f"Error: No such container: {name}")
-    print(json.dumps([s["containers"][name]]))
+        fail(f"Error response from daemon: No such container: {name}")
+    s["containers"][name]["State"].update({"Status": "running", "Running": True, "ExitCode": 0,
+                                           "StartedAt": "2026-11-26T12:30:00Z"})
+    print(name)
+elif cmd == "image" and argv[1] == "rm":
+    ref = after_dashdash(argv)[0]
+    users = [c["Name"] for c in s["containers"].values() if c["Config"]["Image"] == ref]
+    if ref not in s["images"]:
+        fail(f"Error response from daemon: No such image: {ref}")
+    if users:
+        fail(f'Error response from daemon: conflict: unable to remove repository reference "{ref}" (must force)'
+             f" - container {users[0]} is using its referenced image")
+    del s["images"][ref]
+    print(f"Untagged: {ref}")
 elif cmd == "run":
     rest = argv[1:argv.index("--")]
     ref = after_dashdash(argv)[0]
@@ -118,8 +146,21 @@ elif cmd == "run":
         fail(f'docker: Error response from daemon: Conflict. The container name "/{name}" is already in use.', 125)
     env += [rest[i + 1] for i, a in enumerate(rest) if a == "--env"]
     labels = dict(rest[i + 1].split("=", 1) for i, a in enumerate(rest) if a == "--label")
+    pid = None
+    if "zdd.proxy" in labels:
+        mount = dict(kv.split("=", 1) for kv in rest[rest.index("--mount") + 1].split(",") if "=" in kv)
+        args = after_dashdash(argv)[1:]
+        static = open(args[0].split("=", 1)[1].replace(mount["target"], mount["source"], 1)).read()
+        static = static.replace(mount["target"], mount["source"]).replace("0.0.0.0:", "127.0.0.1:")
+        conf = os.path.join(os.path.dirname(STATE), "fake-traefik.yml")
+        with open(conf, "w") as f:
+            f.write(static)
+        pid = subprocess.Popen([os.environ["FAKE_TRAEFIK"], f"--configFile={conf}"], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid
+        s.setdefault("proxy_pids", []).append(pid)
     s["containers"][name] = {
-        "Id": "c" * 64,
+        "Id": hashlib.sha256(name.encode()).hexdigest(),
+        "Pid": pid,
         "Name": "/" + name,
         "Image": s["images"].get(ref, {"id": "sha256:" + "0" * 64})["id"],
         "Config": {"Image": ref, "Env": env, "Labels": labels},
@@ -133,7 +174,9 @@ elif cmd == "stop":
     name = after_dashdash(argv)[0]
     if name not in s["containers"]:
         fail(f"Error response from daemon: No such container: {name}")
-    s["containers"][name]["State"].update({"Status": "exited", "Running": False, "ExitCode": 0})
+    n = len(s["calls"])  # grows with every command: later stops finish later
+    s["containers"][name]["State"].update({"Status": "exited", "Running": False, "ExitCode": 0,
+                                           "FinishedAt": f"2026-11-26T13:{n // 60 % 60:02d}:{n % 60:02d}Z"})
     s["stop_timeout"] = argv[argv.index("-t") + 1]
     print(name)
 elif cmd == "rm":
@@ -143,6 +186,11 @@ elif cmd == "rm":
         fail(f"Error response from daemon: No such container: {name}")
     if c["State"]["Running"] and "--force" not in argv:
         fail(f"Error response from daemon: You cannot remove a running container {c['Id']}.")
+    if c.get("Pid"):
+        try:
+            os.kill(c["Pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     del s["containers"][name]
     print(name)
 elif cmd == "logs":

@@ -19,7 +19,7 @@ import pytest
 
 from zdd_tui.cloud.client import DOClient
 from zdd_tui.cloud.models import Droplet
-from zdd_tui.config import Config, RegistryConfig, ServiceConfig, SSHConfig
+from zdd_tui.config import Config, DeployConfig, RegistryConfig, ServiceConfig, SSHConfig
 from zdd_tui.events import LogLine
 from zdd_tui.hosts import argv as host_argv
 from zdd_tui.hosts.bootstrap import bootstrap_host
@@ -205,10 +205,11 @@ async def test_bootstrap_reports_per_host(docker_host, tmp_path, quiet_ports):
     free_port, free_admin_port = quiet_ports(2)
     runners, (_admin_port, busy_port), _ = await _service()
     try:
+        lb_drain = DeployConfig(strategy="lb-drain")
         cfg = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "var-lib-zdd")),
-                     service=ServiceConfig(port=busy_port, admin_port=0))
+                     service=ServiceConfig(port=busy_port, admin_port=0), deploy=lb_drain)
         cfg_free = Config(app="web", ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "var-lib-zdd")),
-                          service=ServiceConfig(port=free_port, admin_port=free_admin_port))
+                          service=ServiceConfig(port=free_port, admin_port=free_admin_port), deploy=lb_drain)
         pool = SSHPool(s.client_key_text, known_hosts=KnownHosts(tmp_path / "kh"), accept_new=True, port=s.port)
         try:
             ok = await bootstrap_host(cfg_free, _droplet(), pool, install_docker=False)

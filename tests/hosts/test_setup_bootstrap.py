@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from zdd_tui.config import Config, DigitalOceanConfig, DropletsConfig, ServiceConfig, SSHConfig
+from zdd_tui.config import Config, DeployConfig, DigitalOceanConfig, DropletsConfig, ServiceConfig, SSHConfig
 from zdd_tui.errors import ZddError
 from zdd_tui.events import HostReport
 from zdd_tui.hosts.known_hosts import KnownHosts
@@ -43,6 +43,7 @@ async def test_bootstrap_step_pins_only_when_allowed(docker_host, do_api, tmp_pa
         digitalocean=DigitalOceanConfig(api_url=do_api.url),
         droplets=DropletsConfig(tag="edge", names=("edge-1",)),
         service=ServiceConfig(port=service_port, admin_port=admin_port),
+        deploy=DeployConfig(strategy="lb-drain"),  # the proxy's start is tested in test_runtime_swap
         ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "zdd-state")),
     )
     kh = tmp_path / "known_hosts"
@@ -111,6 +112,7 @@ async def _bootstrap(s, do_api, tmp_path, monkeypatch, quiet_ports, **setup_kw):
         digitalocean=DigitalOceanConfig(api_url=do_api.url),
         droplets=DropletsConfig(tag="edge", names=("edge-1",)),
         service=ServiceConfig(port=service_port, admin_port=admin_port),
+        deploy=DeployConfig(strategy="lb-drain"),  # the proxy's start is tested in test_runtime_swap
         ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "zdd-state")),
     )
     events: list = []
@@ -191,6 +193,7 @@ async def test_console_setup_asks_for_a_new_host_key(answer, docker_host, do_api
         digitalocean=DigitalOceanConfig(api_url=do_api.url),
         droplets=DropletsConfig(tag="edge", names=("edge-1",)),
         service=ServiceConfig(port=service_port, admin_port=admin_port),
+        deploy=DeployConfig(strategy="lb-drain"),  # the proxy's start is tested in test_runtime_swap
         ssh=SSHConfig(port=s.port, state_dir=str(s.dir / "zdd-state")),
     )
     client = DOClient(do_api.url, TOKEN)

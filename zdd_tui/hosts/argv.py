@@ -58,6 +58,14 @@ def tag_of(ref: str) -> str:
     return last.split(":", 1)[1] if ":" in last else "latest"
 
 
+def registry_of(ref: str) -> str:
+    """The registry host a reference pulls from (`docker.io` when it names none)."""
+    head, sep, _ = ref.partition("/")
+    if sep and ("." in head or ":" in head or head == "localhost"):
+        return head
+    return "docker.io"
+
+
 def repo_of(ref: str) -> str:
     """The reference without tag or digest."""
     ref = ref.split("@", 1)[0]
@@ -242,8 +250,9 @@ def docker_run(
     return argv
 
 
-def env_file(env: Mapping[str, str]) -> str:
-    """The text of a docker env file (`NAME=value` lines) for `env`, without FIXED_ENV.
+def env_file(env: Mapping[str, str], *, fixed: Sequence[str] = FIXED_ENV) -> str:
+    """The text of a docker env file (`NAME=value` lines) for `env`, without the `fixed` names
+    (those the run command sets itself, or must never reach the app).
 
     Docker reads each line up to its newline and takes the value verbatim, so a value cannot
     hold a newline, a carriage return or a NUL; the message names the variable, never the value.
@@ -252,7 +261,7 @@ def env_file(env: Mapping[str, str]) -> str:
     for k, v in env.items():
         if not _ENV_KEY.fullmatch(k):
             raise ValueError(f"invalid environment variable name {k!r}")
-        if k in FIXED_ENV:
+        if k in fixed:
             continue
         if any(c in v for c in "\n\r\0"):
             raise ValueError(f"environment variable {k}: a value cannot contain a newline, carriage return or NUL")
@@ -278,6 +287,122 @@ def docker_logs(name: str, tail: int) -> Argv:
     """stdout and stderr of the container, merged in arrival order."""
     return ["sh", "-c", 'exec docker logs --tail "$1" -- "$2" 2>&1', "zdd-logs",
             str(int(tail)), check_container_name(name)]
+
+
+# --- local-swap: slot containers, the proxy, sockets --------------------------------------
+
+# Exit status of `proxy_file_write` when the file already holds exactly that content.
+EXIT_UNCHANGED = 5
+_CONTAINER_ID = re.compile(r"[0-9a-f]{12,64}")
+# Paths that go into `--mount type=bind,source=...` (comma-separated): no comma, no '=' and
+# no whitespace, absolute.
+_MOUNT_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*")
+
+
+def docker_run_slot(
+    name: str,
+    ref: str,
+    *,
+    port_env: str,
+    port: int,
+    env_file_id: str,
+    bound_seconds: float,
+    labels: Mapping[str, str] | None = None,
+) -> Argv:
+    """An app container on a slot (local-swap): host networking, `restart unless-stopped` (a
+    crash restarts it, a stop keeps it stopped across a reboot), its port in `$port_env`.
+
+    The environment comes on stdin as in `docker_run`; `port_env` comes as `--env`, which wins.
+    No ZDD_ADMIN_*: the app needs no admin port here.
+    """
+    check_container_name(name)
+    check_image_ref(ref)
+    if not _ENV_KEY.fullmatch(port_env):
+        raise ValueError(f"invalid environment variable name {port_env!r}")
+    argv = ["sh", "-c", _RUN_WITH_ENV_FILE, "zdd-run", _check_id(env_file_id), _check_bound(bound_seconds),
+            "--detach", "--name", name, "--network", "host", "--restart", "unless-stopped",
+            "--env", f"{port_env}={int(port)}"]
+    for k, v in sorted((labels or {}).items()):
+        argv += ["--label", f"{k}={v}"]
+    argv += ["--", ref]
+    return argv
+
+
+def docker_start(name: str, *, bound_seconds: float) -> Argv:
+    """Start an existing (stopped) container again, as it was created."""
+    return ["timeout", "-k", str(_KILL_AFTER), _check_bound(bound_seconds), "docker", "start", "--",
+            check_container_name(name)]
+
+
+def docker_slot_ids(app: str) -> Argv:
+    """Ids of the app's slot containers, running or not (labels zdd.app=<app> and zdd.slot: the
+    single container of lb-drain and the proxy have no zdd.slot)."""
+    return ["docker", "ps", "--all", "--no-trunc", "--filter", f"label=zdd.app={check_container_name(app)}",
+            "--filter", "label=zdd.slot", "--format", "{{.ID}}"]
+
+
+def docker_inspect_ids(ids: Sequence[str]) -> Argv:
+    """Several containers as one JSON array."""
+    if not ids:
+        raise ValueError("no container to inspect")
+    for i in ids:
+        if not _CONTAINER_ID.fullmatch(i):
+            raise ValueError(f"invalid container id {i!r}")
+    return ["docker", "container", "inspect", "--", *ids]
+
+
+def docker_image_rm(ref: str) -> Argv:
+    """Untag/remove a local image; docker refuses while a container uses it."""
+    return ["docker", "image", "rm", "--", check_image_ref(ref)]
+
+
+def check_mount_path(path: str) -> str:
+    if not _MOUNT_PATH.fullmatch(path) or "/../" in path + "/" or "/./" in path + "/":
+        raise ValueError(f"invalid path for a bind mount {path!r} (absolute; letters, digits, '._/+@-')")
+    return path
+
+
+def docker_run_proxy(name: str, image: str, *, config_dir: str, mount: str, config_file: str,
+                     app: str, bound_seconds: float) -> Argv:
+    """The proxy container: host networking, `restart always`, its configuration directory
+    bind-mounted read-only (a directory, so a dynamic file replaced by rename is seen)."""
+    check_container_name(name)
+    check_image_ref(image)
+    source = check_mount_path(config_dir)
+    target = check_mount_path(mount)
+    if not config_file.startswith(target + "/"):
+        raise ValueError(f"the proxy's configuration file {config_file!r} is not under {target!r}")
+    return ["timeout", "-k", str(_KILL_AFTER), _check_bound(bound_seconds),
+            "docker", "run", "--detach", "--name", name, "--network", "host", "--restart", "always",
+            "--label", f"zdd.proxy={check_container_name(app)}",
+            "--mount", f"type=bind,source={source},target={target},readonly",
+            "--", image, f"--configFile={check_mount_path(config_file)}"]
+
+
+# $1 directory (created 0700), $2 file name; the content comes on stdin. Replaced atomically (a
+# temp file in the same directory renamed over the name, which a watcher sees as one change);
+# EXIT_UNCHANGED, touching nothing, when the file already holds that content. The temp name ends
+# in six random letters, never `.yml`: a directory watcher that reads *.yml skips it.
+_FILE_WRITE = f"""umask 077
+mkdir -p -- "$1" && chmod 700 -- "$1" && cd -- "$1" || exit 1
+t=$(mktemp ".$2.XXXXXX") || exit 1
+trap 'rm -f "$t"' EXIT
+cat > "$t" || exit 1
+if [ -f "$2" ] && cmp -s -- "$t" "$2"; then exit {EXIT_UNCHANGED}; fi
+mv -f -- "$t" "$2"
+"""
+
+
+def proxy_file_write(directory: str, name: str) -> Argv:
+    """Replace `directory/name` with stdin, atomically, in a 0700 directory (see _FILE_WRITE)."""
+    return ["sh", "-c", _FILE_WRITE, "zdd-proxy-write", check_mount_path(directory), check_state_name(name)]
+
+
+def sockets_established(port: int, dst: str = "127.0.0.1") -> Argv:
+    """Established TCP connections to `dst:port`, one line each, no header (iproute2's ss)."""
+    if not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", dst):
+        raise ValueError(f"invalid IPv4 address {dst!r}")
+    return ["ss", "-Htn", "state", "established", f"( dst {dst} and dport = :{int(port)} )"]
 
 
 # --- state files (lock, journal) ----------------------------------------------------------
@@ -351,11 +476,12 @@ def state_init(state_dir: str) -> Argv:
 
 # --- bootstrap ----------------------------------------------------------------------------
 
-# Exit 0 when nothing listens on TCP port $1 (any address), 1 when something does.
+# Exit 0 when nothing listens on TCP port $1 (any address), 1 when something does (printed,
+# with the process holding it: `ss -p`).
 # `ss` is in iproute2 (on every Debian droplet); /proc/net/tcp is the fallback.
 _PORT_FREE = """p="$1"
 if command -v ss >/dev/null 2>&1; then
-  out=$(ss -Htln "sport = :$p") || exit 2
+  out=$(ss -Htlnp "sport = :$p") || exit 2
   [ -z "$out" ] && exit 0
   printf '%s\\n' "$out"; exit 1
 fi

@@ -1,6 +1,6 @@
 """Bootstrap one host over SSH: pin its key, wait for cloud-init to finish, check (or install)
-Docker, create the zdd state directory, check the service and admin ports are free. Every check
-is reported in words."""
+Docker, create the zdd state directory, check the service and admin ports are free (lb-drain),
+or start the proxy and check the slots' ports (local-swap). Every check is reported in words."""
 
 from __future__ import annotations
 
@@ -71,6 +71,10 @@ async def bootstrap_host(
         await shell.run(host_argv.state_init(state_dir))
         checks["state dir"] = f"{state_dir} ready"
 
+        if config.deploy.strategy == "local-swap":
+            ok = await _bootstrap_proxy(config, droplet, pool, host, checks, progress) and ok
+            return HostReport(step="bootstrap", host=droplet.name, address=host, ok=ok, checks=checks)
+
         for label, port in (("service port", config.service.port), ("admin port", config.service.admin_port)):
             res = await shell.run(host_argv.port_free(port), check=False)
             if res.exit_status == 0:
@@ -88,6 +92,51 @@ async def bootstrap_host(
         ok = False
         checks["command"] = str(exc)
     return HostReport(step="bootstrap", host=droplet.name, address=host, ok=ok, checks=checks)
+
+
+async def _bootstrap_proxy(config: Config, droplet: Droplet, pool, host: str, checks: dict[str, str],
+                           progress: Callable[[str], None]) -> bool:
+    """local-swap: start the proxy (no upstream yet, or the one the host already has) and check
+    the slots' ports. A host that serves with lb-drain's single container keeps doing so: the
+    first local-swap deploy adopts it."""
+    from zdd_tui.events import LogLine
+    from zdd_tui.hosts.runtime import DockerSSHRuntime
+
+    def said(event: object) -> None:
+        if isinstance(event, LogLine):
+            progress(event.line)
+
+    ok = True
+    rt = DockerSSHRuntime(config, droplet, pool=pool, ssh_host=host, on_event=said)
+    try:
+        if await _ours_running(rt.shell, config):
+            checks["proxy"] = (f"not installed yet: lb-drain's container {config.container_name} serves port "
+                               f"{config.service.port}; the first local-swap deploy adopts this host")
+        else:
+            progress(f"starting the proxy ({config.proxy.image}) on port {config.service.port}")
+            try:
+                st = await rt.install_proxy(None)
+            except RuntimeFailure as exc:
+                ok = False
+                checks["proxy"] = str(exc)
+            else:
+                where = f"slot {st.active_slot}" if st.active_slot else "no slot yet (the first deploy starts one)"
+                checks["proxy"] = (f"running ({config.proxy.image}) on port {config.service.port}, healthy; "
+                                   f"sends traffic to {where}")
+        live = {c.port: c.name for c in await rt.slot_containers() if c.state in ("running", "restarting")}
+        for slot, port in (("a", config.proxy.slot_a_port), ("b", config.proxy.slot_b_port)):
+            res = await rt.shell.run(host_argv.port_free(port), check=False)
+            if res.exit_status == 0:
+                checks[f"slot {slot} port {port}"] = "free"
+            elif port in live:
+                checks[f"slot {slot} port {port}"] = f"in use by zdd's container {live[port]} (fine)"
+            else:
+                ok = False
+                first = (res.stdout.strip().splitlines() or ["?"])[0]
+                checks[f"slot {slot} port {port}"] = "in use by another process: " + first[:120]
+    finally:
+        await rt.close()
+    return ok
 
 
 async def _wait_cloud_init(shell: HostShell, timeout: float, progress: Callable[[str], None]) -> str:

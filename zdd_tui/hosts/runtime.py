@@ -1,8 +1,10 @@
 """DockerSSHRuntime: one droplet's app container, admin port and state files, over SSH.
 
-Implements zdd_tui.rollout.interfaces.HostRuntime with the docker CLI on the host (run over
-SSH by HostShell), the service's admin/health endpoints through SSH channels to the host's
-127.0.0.1, and state files in `<ssh.state_dir>/<app>/` on the host.
+Implements zdd_tui.rollout.interfaces.HostRuntime and SwapHost with the docker CLI on the host
+(run over SSH by HostShell), the service's admin/health endpoints and the proxy's ping and API
+through SSH channels to the host's 127.0.0.1, and state files in `<ssh.state_dir>/<app>/` on the
+host. The proxy's files and container are described in zdd_tui.hosts.proxy; the slot
+containers' names, labels and readings in zdd_tui.hosts.slots.
 
 Registry access: before each pull the runtime asks for short-lived READ-ONLY docker
 credentials (DO's docker-credentials endpoint) and sends them on stdin into a DOCKER_CONFIG on
@@ -18,22 +20,27 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from secrets import token_hex
 from typing import Any
 
 from zdd_tui.cloud.models import PULL_CREDENTIALS_SECONDS, DockerCredentials, Droplet
 from zdd_tui.config import Config
 from zdd_tui.hosts import argv as host_argv
+from zdd_tui.hosts import proxy as host_proxy
+from zdd_tui.hosts import slots as host_slots
 from zdd_tui.hosts.forward import Forwards, NoAnswer
 from zdd_tui.hosts.runner import CommandFailed, HostShell, stderr_tail
 from zdd_tui.hosts.ssh import AcceptPolicy, SSHPool
+from zdd_tui.proxy import traefik
 from zdd_tui.rollout.interfaces import (
+    SLOTS,
     ContainerInfo,
     HealthProbe,
     ImageInfo,
     ImageNotFound,
+    ProxyStatus,
     RuntimeFailure,
     ServiceAdmin,
 )
@@ -42,6 +49,11 @@ from zdd_tui.rollout.interfaces import (
 REMOTE_BOUND_SLACK = 20.0
 # `docker run --detach` of a pulled image returns in seconds; the engine allows a start 60 s too.
 RUN_BOUND_SECONDS = 60.0
+# A started proxy answers its ping within a second or two.
+PROXY_START_SECONDS = 30.0
+# A switch is applied in well under a second (the proxy's file watcher, 50 ms throttle).
+SWITCH_SECONDS = 10.0
+POLL_SECONDS = 0.1
 
 CredentialsProvider = Callable[[], Awaitable["DockerCredentials | dict | None"]]
 
@@ -150,7 +162,22 @@ class DockerSSHRuntime(ServiceAdmin):
         return json.dumps({"auths": auths})
 
     async def pull(self, image_ref: str) -> ImageInfo:
-        docker_config = await self._pull_config()
+        tag = host_argv.tag_of(image_ref)
+        if tag.startswith("sha-"):
+            # An immutable tag already on the host is that very image: no pull, no credentials.
+            res = await self.shell.run(host_argv.docker_image_digests(image_ref), check=False)
+            if res.exit_status == 0:
+                self._log(f"{image_ref}: present on the host, not pulled")
+                digest = _pick_digest(res.stdout, image_ref)
+                self._digests[image_ref] = digest
+                return ImageInfo(ref=image_ref, tag=tag, digest=digest)
+        await self._docker_pull(image_ref, auth=True)
+        digest = await self._repo_digest(host_argv.docker_image_digests(image_ref), image_ref)
+        self._digests[image_ref] = digest
+        return ImageInfo(ref=image_ref, tag=tag, digest=digest)
+
+    async def _docker_pull(self, image_ref: str, *, auth: bool) -> None:
+        docker_config = await self._pull_config() if auth else None
         bound = float(self.config.deploy.pull_timeout_seconds)
         secret_id = token_hex(8) if docker_config is not None else None
         argv = host_argv.docker_pull(image_ref, bound_seconds=bound, credentials_id=secret_id)
@@ -166,23 +193,12 @@ class DockerSSHRuntime(ServiceAdmin):
         except BaseException:
             await self._remove_secrets(secret_id)
             raise
-        digest = await self._repo_digest(host_argv.docker_image_digests(image_ref), image_ref)
-        self._digests[image_ref] = digest
-        return ImageInfo(ref=image_ref, tag=host_argv.tag_of(image_ref), digest=digest)
 
     async def _repo_digest(self, argv: list[str], image_ref: str) -> str:
         res = await self.shell.run(argv, check=False)
         if res.exit_status != 0:
             return ""
-        try:
-            digests = json.loads(res.stdout or "[]") or []
-        except ValueError:
-            return ""
-        want = host_argv.repo_of(image_ref) + "@"
-        for d in digests:
-            if d.startswith(want):
-                return d.split("@", 1)[1]
-        return digests[0].split("@", 1)[1] if digests else ""
+        return _pick_digest(res.stdout, image_ref)
 
     # --- secrets on the host ---------------------------------------------------------------
 
@@ -210,8 +226,9 @@ class DockerSSHRuntime(ServiceAdmin):
 
     # --- container -------------------------------------------------------------------------
 
-    async def _inspect_raw(self) -> dict | None:
-        res = await self.shell.run(host_argv.docker_inspect(self.config.container_name), check=False)
+    async def _inspect_raw(self, name: str | None = None) -> dict | None:
+        """`docker container inspect` of one container (default: lb-drain's), None if absent."""
+        res = await self.shell.run(host_argv.docker_inspect(name or self.config.container_name), check=False)
         if res.exit_status != 0:
             if "no such" in res.stderr.lower():
                 return None
@@ -224,22 +241,11 @@ class DockerSSHRuntime(ServiceAdmin):
         if raw is None:
             return None
         labels = (raw.get("Config") or {}).get("Labels") or {}
-        ref = (raw.get("Config") or {}).get("Image", "")
         digest = labels.get("zdd.digest") or None
         if not digest and raw.get("Image"):
+            ref = (raw.get("Config") or {}).get("Image", "")
             digest = await self._repo_digest(host_argv.docker_image_digests_by_id(raw["Image"]), ref) or None
-        st = raw.get("State") or {}
-        status = st.get("Status", "unknown")
-        return ContainerInfo(
-            name=(raw.get("Name") or "").lstrip("/"),
-            image_ref=ref,
-            tag=labels.get("zdd.tag") or host_argv.tag_of(ref),
-            digest=digest,
-            state=status,
-            started_at=_epoch(st.get("StartedAt")),
-            exit_code=None if status == "running" else st.get("ExitCode"),
-            restart_count=int(raw.get("RestartCount") or 0),
-        )
+        return host_slots.container_info(raw, digest)
 
     async def run(self, image_ref: str, env: dict[str, str] | None = None) -> ContainerInfo:
         name = self.config.container_name
@@ -333,6 +339,276 @@ class DockerSSHRuntime(ServiceAdmin):
         detail = ans.body.strip()[:200]
         return HealthProbe(200 <= ans.status < 400, ans.status, detail)
 
+    # --- local-swap: the proxy --------------------------------------------------------------
+
+    async def _get(self, port: int, path: str, headers: dict[str, str] | None = None):
+        """GET on the host's 127.0.0.1:port; None when nothing answers HTTP in time."""
+        try:
+            return await self.forwards.request("GET", port, path, headers=headers, timeout=self.http_timeout)
+        except (NoAnswer, TimeoutError):
+            return None
+
+    async def _ping(self) -> tuple[bool, str]:
+        port = self.config.proxy.port
+        ans = await self._get(port, traefik.PING_PATH)
+        if ans is None:
+            return False, f"no answer on 127.0.0.1:{port}{traefik.PING_PATH}"
+        if ans.status == 200 and ans.body.strip() == "OK":
+            return True, ""
+        return False, f"127.0.0.1:{port}{traefik.PING_PATH} answered HTTP {ans.status}"
+
+    async def _router_slot(self) -> str | None:
+        ans = await self._get(self.config.proxy.port, traefik.ROUTER_PATH)
+        return traefik.active_slot_from_router(ans.body) if ans is not None and ans.status == 200 else None
+
+    async def proxy(self) -> ProxyStatus:
+        name = host_proxy.container_name(self.config)
+        try:
+            raw = await self._inspect_raw(name)
+        except CommandFailed as exc:
+            return ProxyStatus(False, False, False, None, f"cannot inspect {name}: {exc}")
+        if raw is None:
+            return ProxyStatus(False, False, False, None, f"no proxy container {name} on the host")
+        st = raw.get("State") or {}
+        if not st.get("Running"):
+            return ProxyStatus(True, False, False, None,
+                               f"proxy container {name} is {st.get('Status', 'not running')}")
+        healthy, detail = await self._ping()
+        return ProxyStatus(True, True, healthy, await self._router_slot() if healthy else None, detail)
+
+    async def _write_proxy_file(self, directory: str, name: str, text: str) -> bool:
+        """Replace the file atomically (stdin, temp file + rename); False when it was already so."""
+        res = await self.shell.run(host_argv.proxy_file_write(directory, name), input=text,
+                                   ok_statuses=(0, host_argv.EXIT_UNCHANGED))
+        return res.exit_status == 0
+
+    async def _ensure_image(self, ref: str) -> None:
+        """Pull `ref` unless the host has it; with the app's registry credentials when it is on
+        the app's registry (e.g. a mirrored proxy image), else anonymously (a public image)."""
+        res = await self.shell.run(host_argv.docker_image_digests(ref), check=False)
+        if res.exit_status == 0:
+            return
+        await self._docker_pull(ref, auth=host_argv.registry_of(ref) == self.config.registry.server)
+
+    async def _port_holder(self, port: int) -> str | None:
+        """What listens on the host's TCP `port`, in words; None when nothing does."""
+        res = await self.shell.run(host_argv.port_free(port), check=False)
+        if res.exit_status == 0:
+            return None
+        seen = (res.stdout.strip().splitlines() or [f"exit status {res.exit_status}"])[0][:200]
+        try:
+            single = await self._inspect_raw()
+        except CommandFailed:
+            single = None
+        if single is not None and (single.get("State") or {}).get("Running"):
+            return (f"{seen} (the lb-drain app container {self.config.container_name} runs on this host: "
+                    "a local-swap deploy adopts it)")
+        return seen
+
+    async def install_proxy(self, slot: str | None) -> ProxyStatus:
+        """Write the proxy's files and make its container run them, then wait for its ping.
+
+        `slot` None keeps an upstream already configured on the host (a second bootstrap must
+        not take traffic away from a serving host); with no configuration yet, there is none.
+        """
+        if slot is not None and slot not in SLOTS:
+            raise ValueError(f"unknown slot {slot!r}")
+        lay = host_proxy.layout(self.config)
+        name = host_proxy.container_name(self.config)
+        image = self.config.proxy.image
+        static_changed = await self._write_proxy_file(lay.dir, host_proxy.STATIC_FILE,
+                                                      host_proxy.static_text(self.config))
+        expect, kept = slot, None
+        if slot is None:
+            kept = await self._read_at(lay.dynamic_dir, traefik.DYNAMIC_FILE)
+            expect = traefik.slot_of_dynamic(kept)
+        if slot is not None or kept is None:
+            await self._write_proxy_file(lay.dynamic_dir, traefik.DYNAMIC_FILE,
+                                         host_proxy.dynamic_text(self.config, slot))
+        raw = await self._inspect_raw(name)
+        running = raw is not None and bool((raw.get("State") or {}).get("Running"))
+        if raw is not None:
+            current = (raw.get("Config") or {}).get("Image")
+            why = ("its image is not proxy.image" if current != image else
+                   "its static configuration changed" if static_changed else
+                   None if running else "it is not running")
+            if why is None:
+                return await self._wait_proxy(name, expect)
+            self._log(f"replacing the proxy container {name}: {why}", "warning")
+            await self.shell.run(host_argv.docker_rm(name, force=True))
+        await self._ensure_image(image)
+        for port, key in ((self.config.service.port, "service.port"), (self.config.proxy.port, "proxy.port")):
+            held = await self._port_holder(port)
+            if held is not None:
+                raise RuntimeFailure(f"on {self.name}: the proxy cannot listen on port {port} ({key}): it is taken: "
+                                     f"{held}")
+        self._log(f"docker run {name} {image}")
+        await self.shell.run(host_argv.docker_run_proxy(
+            name, image, config_dir=lay.dir, mount=host_proxy.PROXY_MOUNT, config_file=host_proxy.config_file(),
+            app=self.config.app, bound_seconds=RUN_BOUND_SECONDS), timeout=RUN_BOUND_SECONDS + REMOTE_BOUND_SLACK)
+        return await self._wait_proxy(name, expect)
+
+    async def _wait_proxy(self, name: str, slot: str | None) -> ProxyStatus:
+        """Until its ping answers and, when its file names a slot, its router does too: the ping
+        answers as soon as it listens, the router only once the file is applied (404 before)."""
+        deadline = time.monotonic() + PROXY_START_SECONDS
+        while True:
+            healthy, detail = await self._ping()
+            if healthy:
+                st = await self.proxy()
+                if slot is None or st.active_slot == slot:
+                    return st
+                detail = f"its API names {f'slot {st.active_slot}' if st.active_slot else 'no slot'}, not slot {slot}"
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        res = await self.shell.run(host_argv.docker_logs(name, 10), check=False)
+        said = " | ".join(ln.strip() for ln in res.stdout.splitlines() if ln.strip())[-600:]
+        raise RuntimeFailure(f"on {self.name}: the proxy {name} is not healthy {PROXY_START_SECONDS:g}s after its "
+                             f"start: {detail}" + (f"; its last output: {said}" if said else ""))
+
+    async def _read_at(self, directory: str, name: str) -> str | None:
+        res = await self.shell.run(host_argv.state_read(directory, name), ok_statuses=(0, host_argv.EXIT_ABSENT))
+        return None if res.exit_status == host_argv.EXIT_ABSENT else res.stdout
+
+    async def switch(self, slot: str) -> None:
+        if slot not in SLOTS:
+            raise ValueError(f"unknown slot {slot!r}")
+        lay = host_proxy.layout(self.config)
+        await self._write_proxy_file(lay.dynamic_dir, traefik.DYNAMIC_FILE, host_proxy.dynamic_text(self.config, slot))
+        deadline = time.monotonic() + SWITCH_SECONDS
+        while (seen := await self._router_slot()) != slot:
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(
+                    f"on {self.name}: the proxy still sends traffic to {f'slot {seen}' if seen else 'no slot'} "
+                    f"{SWITCH_SECONDS:g}s after its configuration named slot {slot} "
+                    f"({lay.dynamic_path}; its API: 127.0.0.1:{self.config.proxy.port}{traefik.ROUTER_PATH})")
+            await asyncio.sleep(POLL_SECONDS)
+        self._log(f"the proxy sends traffic to slot {slot}")
+
+    async def in_flight(self, slot: str) -> int | None:
+        port = host_proxy.slot_ports(self.config)[slot]
+        try:
+            res = await self.shell.run(host_argv.sockets_established(port, host_proxy.UPSTREAM_HOST), check=False)
+        except RuntimeFailure:
+            return None
+        return host_slots.count_lines(res.stdout) if res.exit_status == 0 else None
+
+    # --- local-swap: the slot containers ---------------------------------------------------
+
+    async def _slot_raw(self) -> list[dict]:
+        res = await self.shell.run(host_argv.docker_slot_ids(self.config.app))
+        ids = res.stdout.split()
+        if not ids:
+            return []
+        res = await self.shell.run(host_argv.docker_inspect_ids(ids), check=False)
+        if res.exit_status != 0 and "no such" not in res.stderr.lower():
+            raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
+        # One removed between the two commands: docker prints the others and fails.
+        data = json.loads(res.stdout or "[]") or []
+        return [d for d in data if isinstance(d, dict)]
+
+    async def slot_containers(self) -> list[ContainerInfo]:
+        infos = [host_slots.container_info(raw) for raw in await self._slot_raw()]
+        return sorted((c for c in infos if c.slot is not None),
+                      key=lambda c: (c.slot or "", -(c.started_at or 0.0), c.name))
+
+    async def run_slot(self, slot: str, image_ref: str, env: dict[str, str] | None = None) -> ContainerInfo:
+        if slot not in SLOTS:
+            raise ValueError(f"unknown slot {slot!r}")
+        live = host_slots.live_on((host_slots.container_info(r) for r in await self._slot_raw()), slot)
+        if live:
+            raise RuntimeFailure(f"on {self.name}: slot {slot} runs {', '.join(c.name for c in live)}; "
+                                 "stop it before starting another there")
+        tag = host_argv.tag_of(image_ref)
+        name = host_slots.container_name(self.config.container_name, slot, tag)
+        port = host_proxy.slot_ports(self.config)[slot]
+        port_env = self.config.service.port_env
+        merged = {**self.config.service.env, **(env or {})}
+        env_text = host_argv.env_file({**merged, "ZDD_VERSION": merged.get("ZDD_VERSION", tag)},
+                                      fixed=(*host_argv.FIXED_ENV, port_env))
+        want = host_slots.env_lines(env_text, {port_env: str(port)})
+        existing = await self._inspect_raw(name)
+        if existing is not None:
+            if host_slots.same_start(existing, slot=slot, image_ref=image_ref, want_env=want):
+                self._log(f"docker start {name} (kept from before: the same version, slot and environment)")
+                await self.shell.run(host_argv.docker_start(name, bound_seconds=RUN_BOUND_SECONDS),
+                                     timeout=RUN_BOUND_SECONDS + REMOTE_BOUND_SLACK)
+                return await self._slot_info(name)
+            await self.shell.run(host_argv.docker_rm(name, force=True))
+        labels = {"zdd.app": self.config.app, "zdd.slot": slot, "zdd.port": str(port), "zdd.tag": tag,
+                  "zdd.env": host_slots.env_names(want)}
+        digest = self._digests.get(image_ref)
+        if digest:
+            labels["zdd.digest"] = digest
+        if "ZDD_ROLLOUT_ID" in merged:
+            labels["zdd.rollout"] = merged["ZDD_ROLLOUT_ID"]
+        secret_id = token_hex(8)
+        argv = host_argv.docker_run_slot(name, image_ref, port_env=port_env, port=port, env_file_id=secret_id,
+                                         bound_seconds=RUN_BOUND_SECONDS, labels=labels)
+        self._log(f"docker run {name} {image_ref} ({port_env}={port})")
+        try:
+            await self.shell.run(argv, input=env_text, timeout=RUN_BOUND_SECONDS + REMOTE_BOUND_SLACK)
+        except BaseException:
+            await self._remove_secrets(secret_id)
+            raise
+        return await self._slot_info(name)
+
+    async def _slot_info(self, name: str) -> ContainerInfo:
+        raw = await self._inspect_raw(name)
+        if raw is None:
+            raise RuntimeFailure(f"on {self.name}: container {name} vanished right after it started")
+        return host_slots.container_info(raw)
+
+    async def probe_slot(self, slot: str) -> HealthProbe:
+        port = host_proxy.slot_ports(self.config)[slot]
+        path = self.config.load_balancer.health_check.path
+        try:
+            ans = await self.forwards.request("GET", port, path, headers={"X-Zdd-Probe": "zdd-tui"},
+                                              timeout=self.http_timeout)
+        except TimeoutError:
+            return HealthProbe(False, None, f"timeout after {self.http_timeout:g}s")
+        except NoAnswer as exc:
+            return HealthProbe(False, None, f"no answer on 127.0.0.1:{port} ({exc})")
+        return HealthProbe(200 <= ans.status < 400, ans.status, ans.body.strip()[:200])
+
+    async def stop_slot(self, slot: str, grace_seconds: float) -> None:
+        infos = [host_slots.container_info(r) for r in await self._slot_raw()]
+        for c in host_slots.live_on(infos, slot):
+            self._log(f"docker stop -t {grace_seconds:g} {c.name}")
+            res = await self.shell.run(host_argv.docker_stop(c.name, grace_seconds), check=False,
+                                       timeout=grace_seconds + 60)
+            if res.exit_status != 0 and "no such" not in res.stderr.lower():
+                raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
+
+    async def remove_container(self, name: str) -> None:
+        if not name.startswith(f"{self.config.container_name}-") or name == host_proxy.container_name(self.config):
+            raise RuntimeFailure(f"on {self.name}: {name} is not one of this app's slot containers")
+        self._log(f"docker rm --force {name}")
+        res = await self.shell.run(host_argv.docker_rm(name, force=True), check=False)
+        if res.exit_status != 0 and "no such" not in res.stderr.lower():
+            raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
+
+    async def prune(self, keep: int) -> list[str]:
+        infos = [host_slots.container_info(r) for r in await self._slot_raw()]
+        infos = [c for c in infos if c.slot is not None]
+        gone = host_slots.to_prune(infos, keep)
+        removed: list[str] = []
+        for c in gone:
+            res = await self.shell.run(host_argv.docker_rm(c.name), check=False)
+            if res.exit_status == 0 or "no such" in res.stderr.lower():
+                removed.append(c.name)
+                self._log(f"removed {c.name} (stopped; beyond the newest {keep} kept)")
+            else:
+                self._log(f"could not remove {c.name}: {res.stderr.strip()[:200]}", "warning")
+        kept_refs = {c.image_ref for c in infos if c.name not in removed}
+        for ref in sorted({c.image_ref for c in gone if c.name in removed} - kept_refs):
+            # docker refuses while any container (the proxy, lb-drain's) still uses it: kept then.
+            res = await self.shell.run(host_argv.docker_image_rm(ref), check=False)
+            if res.exit_status == 0:
+                self._log(f"removed image {ref} (no container uses it)")
+        return removed
+
     # --- state files -----------------------------------------------------------------------
 
     async def state_read(self, name: str) -> str | None:
@@ -359,13 +635,14 @@ class DockerSSHRuntime(ServiceAdmin):
             await self.pool.close()
 
 
-def _epoch(ts: str | None) -> float | None:
-    """Docker's RFC 3339 time (nanoseconds) -> epoch seconds; its zero time -> None."""
-    if not ts or ts.startswith("0001-"):
-        return None
-    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", ts)
-    if not m:
-        return None
-    frac = float(m.group(2) or 0)
-    tz = "+00:00" if m.group(3) == "Z" else m.group(3)
-    return datetime.fromisoformat(m.group(1) + tz).timestamp() + frac
+def _pick_digest(stdout: str, image_ref: str) -> str:
+    """The registry digest of `image_ref` from `docker image inspect`'s RepoDigests JSON."""
+    try:
+        digests = json.loads(stdout or "[]") or []
+    except ValueError:
+        return ""
+    want = host_argv.repo_of(image_ref) + "@"
+    for d in digests:
+        if d.startswith(want):
+            return d.split("@", 1)[1]
+    return digests[0].split("@", 1)[1] if digests else ""

@@ -28,7 +28,10 @@ DYNAMIC_FILE = "app.yml"  # in the watched directory; replaced by rename, never 
 ROUTER = "app"
 # Latency buckets (seconds) fine enough for a p50/p95 of a web app.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-RETRY_ATTEMPTS = 6  # 100 ms doubling: ~3 s of retries while a crashed app restarts
+# Retries while a crashed app restarts: Traefik waits from the initial interval up to twice it
+# between attempts (each wait randomized by +-50%), so 10 attempts at 250 ms cover ~4 s (>= 2 s).
+RETRY_ATTEMPTS = 10
+RETRY_INTERVAL = "250ms"
 
 
 def service_name(slot: str) -> str:
@@ -83,7 +86,7 @@ def dynamic_config(*, slot: str | None, slot_ports: Mapping[str, int], upstream_
     doc = {
         "http": {
             "routers": routers,
-            "middlewares": {"retry": {"retry": {"attempts": RETRY_ATTEMPTS, "initialInterval": "100ms"}}},
+            "middlewares": {"retry": {"retry": {"attempts": RETRY_ATTEMPTS, "initialInterval": RETRY_INTERVAL}}},
             "services": services,
             "serversTransports": {"slots": {"maxIdleConnsPerHost": -1,
                                             "forwardingTimeouts": {"dialTimeout": "2s"}}},
@@ -113,3 +116,15 @@ def active_slot_from_router(body: str | bytes | None) -> str | None:
 ROUTER_PATH = f"/api/http/routers/{ROUTER}@file"
 PING_PATH = "/ping"
 METRICS_PATH = "/metrics"
+
+
+def slot_of_dynamic(text: str | None) -> str | None:
+    """The slot a dynamic file (as `dynamic_config` writes it) routes to; None: none, or unreadable."""
+    if not text:
+        return None
+    try:
+        doc = yaml.safe_load(text)
+        svc = str(doc["http"]["routers"][ROUTER]["service"])
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+    return svc[len("slot-"):] if svc.startswith("slot-") and len(svc) == 6 else None

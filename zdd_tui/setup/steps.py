@@ -600,13 +600,18 @@ class Setup:
             return Preview("bootstrap", "Host bootstrap", (), (), 0.0, "free", (self._SANDBOX_NOTE,), applies=False)
         droplets = await (await self.client()).list_droplets(self.config.droplets.tag)
         state_dir = f"{self.config.ssh.state_dir.rstrip('/')}/{self.config.app}"
+        if self.config.deploy.strategy == "local-swap":
+            last = (f"start the proxy ({self.config.proxy.image}) on port {self.config.service.port}, "
+                    f"check ports {self.config.proxy.slot_a_port} and {self.config.proxy.slot_b_port} are free")
+        else:
+            last = f"check port {self.config.service.port} is free"
         return Preview(
             "bootstrap",
             "Host bootstrap",
             tuple(
                 f"{d.name} ({d.public_ipv4 or 'no address yet'}): pin host key, wait for cloud-init, "
                 f"check Docker{' (install if missing)' if self.install_docker else ''}, "
-                f"create {state_dir}, check port {self.config.service.port} is free"
+                f"create {state_dir}, {last}"
                 for d in sorted(droplets, key=lambda d: d.name)
             ),
             (),
