@@ -39,7 +39,7 @@ def test_port_from_zdd_port_else_port() -> None:
     assert load_settings({"PORT": "5000"}).port == 5000
     assert load_settings({"PORT": "5000", "ZDD_PORT": "8081"}).port == 8081
     assert load_settings({"PORT": "5000", "ZDD_PORT": ""}).port == 5000
-    with pytest.raises(SettingsError, match="^PORT must be"):
+    with pytest.raises(SettingsError, match=r"^PORT must be"):
         load_settings({"PORT": "web"})
 
 

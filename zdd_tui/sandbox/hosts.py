@@ -11,8 +11,11 @@ the engine relies on them:
 - inspect, logs (one log file per container, kept across restarts, new for each run);
 - state files (`state/`): atomic exclusive create, atomic replace, append, remove.
 What a host runs is persisted (`container.json`), so a restarted sandbox runs it again.
+- local-swap (`host.swap`, zdd_tui/sandbox/swap.py): the real Traefik on the service port in front
+  of two slot containers; `reboot()` SIGKILLs every process of the host and starts again what is
+  persisted, as a droplet's power cycle would.
 
-Service processes are children of the sandbox process, in their own session (a Ctrl-C in the
+Service and proxy processes are children of the sandbox process, in their own session (a Ctrl-C in the
 terminal reaches only the sandbox, which then stops them in order) and with a parent-death
 signal, so they do not outlive a sandbox that is killed outright.
 """

@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import quote
 
 # A behaviour (sandbox/images.py BEHAVIOURS) -> the label the registry pane shows; "ok" has none.
-LABELS = {"unhealthy": "fails health", "crash": "crashes", "slow": "slow", "plain": "no admin port"}
+LABELS = {"unhealthy": "fails health", "crash": "crashes", "slow": "slow"}
 
 
 async def tag_labels(client: Any, repository: str) -> dict[str, str]:
