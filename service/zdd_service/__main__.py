@@ -9,7 +9,8 @@ from .settings import SettingsError, load_settings
 USAGE = """usage: python -m zdd_service
 
 The zdd-tui sample service. Configured only by environment variables:
-  ZDD_HOST (0.0.0.0)  ZDD_PORT (8080)  ZDD_ADMIN_HOST (127.0.0.1)  ZDD_ADMIN_PORT (9090)
+  ZDD_HOST (0.0.0.0)  ZDD_PORT, else PORT (8080)
+  ZDD_ADMIN_PORT (unset or 0: no admin listener)  ZDD_ADMIN_HOST (127.0.0.1)  ZDD_NO_ADMIN=1
   ZDD_VERSION (dev)  ZDD_GRACE_SECONDS (30)
   ZDD_FAIL_HEALTH=1  ZDD_CRASH_ON_START=1  ZDD_START_DELAY_SECONDS=N  ZDD_LATENCY_MS=N
 See service/README.md."""

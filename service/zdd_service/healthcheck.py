@@ -19,7 +19,7 @@ def probe_url(env: Mapping[str, str] = os.environ) -> str:
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    port = env.get("ZDD_PORT", "").strip() or "8080"
+    port = env.get("ZDD_PORT", "").strip() or env.get("PORT", "").strip() or "8080"
     return f"http://{host}:{port}/health"
 
 

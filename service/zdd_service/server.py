@@ -1,4 +1,4 @@
-"""The sample service: public and admin HTTP servers in one process.
+"""The sample service: public and (when asked for) admin HTTP servers in one process.
 
 Written against the API common to aiohttp 3.8 (Debian bookworm's python3-aiohttp, used by the
 offline lab image) and 3.9+ (pip): web.Application, AppRunner, TCPSite.
@@ -318,24 +318,26 @@ async def serve(settings: Settings) -> int:
         log("error", reason="cannot listen", address=f"{settings.host}:{settings.port}",
             detail=exc.strerror or exc)
         return 1
-    try:
-        admin_runner, _ = await _start(
-            _app(service.admin), settings.admin_host, settings.admin_port
-        )
-    except OSError as exc:
-        await public_runner.cleanup()
-        log("error", reason="cannot listen",
-            address=f"{settings.admin_host}:{settings.admin_port}", detail=exc.strerror or exc)
-        return 1
+    admin_runner: web.AppRunner | None = None
+    if settings.admin_enabled:
+        try:
+            admin_runner, _ = await _start(
+                _app(service.admin), settings.admin_host, settings.admin_port or 0
+            )
+        except OSError as exc:
+            await public_runner.cleanup()
+            log("error", reason="cannot listen",
+                address=f"{settings.admin_host}:{settings.admin_port}", detail=exc.strerror or exc)
+            return 1
 
     service.listening_since = time.monotonic()
     log(
         "listening",
         public=_bound(public_runner),
-        admin=_bound(admin_runner),
+        admin=_bound(admin_runner) if admin_runner is not None else "none",
         start_delay_seconds=settings.start_delay_seconds,
     )
-    if not settings.admin_is_loopback:
+    if admin_runner is not None and not settings.admin_is_loopback:
         log("warning", reason="admin port bound to a non-loopback address",
             admin=settings.admin_host)
 
@@ -362,6 +364,7 @@ async def serve(settings: Settings) -> int:
         await asyncio.sleep(0)
 
     await public_runner.cleanup()
-    await admin_runner.cleanup()
+    if admin_runner is not None:
+        await admin_runner.cleanup()
     log("stopped", served=service.served, forced=forced, exit_code=0)
     return 0

@@ -21,13 +21,20 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
     admin_host: str = "127.0.0.1"
-    admin_port: int = 9090
+    # None: no admin listener (ZDD_ADMIN_PORT unset or 0). Only lb-drain's deployer sets it.
+    admin_port: int | None = None
     version: str = "dev"
     grace_seconds: float = 30.0
     fail_health: bool = False
     crash_on_start: bool = False
     start_delay_seconds: float = 0.0
     latency_ms: float = 0.0
+    # No admin listener even if ZDD_ADMIN_PORT asks for one: the plain contract ($PORT, /health).
+    no_admin: bool = False
+
+    @property
+    def admin_enabled(self) -> bool:
+        return self.admin_port is not None and not self.no_admin
 
     @property
     def admin_is_loopback(self) -> bool:
@@ -92,11 +99,14 @@ def _host(env: Mapping[str, str], name: str, default: str) -> str:
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
+    # ZDD_PORT (what lb-drain sets), else $PORT (what a PaaS, and local-swap, sets), else 8080.
+    port_name = "ZDD_PORT" if _get(env, "ZDD_PORT") is not None else "PORT"
+    admin_port = _port(env, "ZDD_ADMIN_PORT", 0)
     return Settings(
         host=_host(env, "ZDD_HOST", Settings.host),
-        port=_port(env, "ZDD_PORT", Settings.port),
+        port=_port(env, port_name, Settings.port),
         admin_host=_host(env, "ZDD_ADMIN_HOST", Settings.admin_host),
-        admin_port=_port(env, "ZDD_ADMIN_PORT", Settings.admin_port),
+        admin_port=admin_port or None,
         version=_get(env, "ZDD_VERSION") or Settings.version,
         grace_seconds=_seconds(env, "ZDD_GRACE_SECONDS", Settings.grace_seconds, "seconds"),
         fail_health=_flag(env, "ZDD_FAIL_HEALTH"),
@@ -105,4 +115,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "ZDD_START_DELAY_SECONDS", Settings.start_delay_seconds, "seconds"
         ),
         latency_ms=_seconds(env, "ZDD_LATENCY_MS", Settings.latency_ms, "milliseconds"),
+        no_admin=_flag(env, "ZDD_NO_ADMIN"),
     )

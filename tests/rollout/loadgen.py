@@ -127,8 +127,9 @@ class LoadProcess:
     """The same load from its own process (its own CPU share on a busy 2-core CI machine).
     `stop()` sends SIGTERM and reads the JSON result line."""
 
-    def __init__(self, url: str, rate: float = 250.0, *, max_seconds: float = 300.0):
-        self.args = [sys.executable, __file__, url, "--rate", str(rate), "--seconds", str(max_seconds)]
+    def __init__(self, url: str, rate: float = 250.0, *, max_seconds: float = 300.0, concurrency: int = 256):
+        self.args = [sys.executable, __file__, url, "--rate", str(rate), "--seconds", str(max_seconds),
+                     "--concurrency", str(concurrency)]
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> LoadProcess:
@@ -153,8 +154,9 @@ async def _main() -> None:
     ap.add_argument("url")
     ap.add_argument("--rate", type=float, default=250)
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--concurrency", type=int, default=256)
     a = ap.parse_args()
-    load = Load(a.url, a.rate, max_seconds=a.seconds)
+    load = Load(a.url, a.rate, max_seconds=a.seconds, concurrency=a.concurrency)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, load._stop.set)

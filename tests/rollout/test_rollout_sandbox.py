@@ -42,7 +42,8 @@ def sandbox(tmp_path_factory):
     state = tmp_path_factory.mktemp("sandbox")
     proc = subprocess.Popen(
         [sys.executable, "-m", "zdd_tui", "sandbox", "up", "--json", "--state-dir", str(state), "--hosts", "3",
-         "--lb-interval", "3", "--lb-timeout", "3", "--lb-unhealthy", "2", "--lb-healthy", "3"],
+         "--strategy", "lb-drain", "--lb-interval", "3", "--lb-timeout", "3", "--lb-unhealthy", "2",
+         "--lb-healthy", "3"],
         stdout=subprocess.PIPE, stderr=open(state / "sandbox.err", "w"), text=True)
     try:
         line = ready_line(proc, 90)

@@ -105,7 +105,7 @@ def status_json(config: str) -> dict:
 
 def test_up_status_sigterm_restart(tmp_path):
     state = tmp_path / "sb"
-    up = Up(state, "--hosts", "2")
+    up = Up(state, "--hosts", "2", "--strategy", "lb-drain")
     try:
         info = up.info
         assert set(info) == {"api_url", "lb_url", "config", "hosts", "tags"}
@@ -151,7 +151,7 @@ def test_up_status_sigterm_restart(tmp_path):
     assert up.stop(signal.SIGTERM) == 0
     assert wait_dead([up.p.pid, *up.kids, *kids_before]) == []
 
-    up2 = Up(state, "--hosts", "2")
+    up2 = Up(state, "--hosts", "2", "--strategy", "lb-drain")
     try:
         assert ([(h["name"], h["address"]) for h in up2.info["hosts"]]
                 == [(h["name"], h["address"]) for h in info["hosts"]])

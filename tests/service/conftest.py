@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service_testkit import ServiceProcess, StartService, service_env
+from service_testkit import ServiceProcess, StartService, free_port, service_env
 
 
 @pytest.fixture
@@ -16,10 +16,11 @@ def start_service() -> Iterator[StartService]:
 
     def start(wait: bool = True, **env: str) -> ServiceProcess:
         env.setdefault("ZDD_HOST", "127.0.0.1")
-        # Port 0: the service binds free ports itself and prints them (no port picked here that
-        # another process could take before the service binds it).
+        # Public port 0: the service binds a free port itself and prints it (no port picked here
+        # that another process could take before the service binds it).
         env.setdefault("ZDD_PORT", "0")
-        env.setdefault("ZDD_ADMIN_PORT", "0")
+        # The admin listener runs only when given a port (0 or unset: none), as lb-drain gives it.
+        env.setdefault("ZDD_ADMIN_PORT", str(free_port(env.get("ZDD_ADMIN_HOST", "127.0.0.1"))))
         svc = ServiceProcess(service_env(**env))
         started.append(svc)
         if wait:

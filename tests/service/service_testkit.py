@@ -74,6 +74,13 @@ def _given_port(value: str) -> int | None:
     return int(value) if value.isdigit() and int(value) != 0 else None
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` now (the admin listener has no "any free port": 0 means none)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 class ServiceProcess:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
@@ -134,7 +141,7 @@ class ServiceProcess:
         line = self.wait_line("zdd-service listening", timeout)
         fields = dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
         self.port = int(fields["public"].rsplit(":", 1)[1])
-        self.admin_port = int(fields["admin"].rsplit(":", 1)[1])
+        self.admin_port = None if fields["admin"] == "none" else int(fields["admin"].rsplit(":", 1)[1])
         return line
 
     def wait_exit(self, timeout: float) -> int:

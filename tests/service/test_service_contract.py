@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from service_testkit import StartService, port_open, request
+from service_testkit import StartService, free_port, port_open, request
 
 
 def test_root_health_and_identity(start_service: StartService) -> None:
@@ -263,15 +263,43 @@ def test_port_in_use_fails_with_exit_1(start_service: StartService) -> None:
     assert first.get("/health")[0] == 200
 
 
-def test_port_zero_reports_the_bound_ports(start_service: StartService) -> None:
-    svc = start_service(ZDD_PORT="0", ZDD_ADMIN_PORT="0")
+def test_port_zero_reports_the_bound_port(start_service: StartService) -> None:
+    admin_port = free_port()
+    svc = start_service(ZDD_PORT="0", ZDD_ADMIN_PORT=str(admin_port))
     line = svc.wait_line("zdd-service listening")
     m = re.search(r"public=127\.0\.0\.1:(\d+) admin=127\.0\.0\.1:(\d+)", line)
     assert m, line
-    port, admin_port = int(m.group(1)), int(m.group(2))
-    assert port != 0 and admin_port != 0
+    port = int(m.group(1))
+    assert port != 0 and int(m.group(2)) == admin_port
     assert request("127.0.0.1", port, "/health")[0] == 200
     assert request("127.0.0.1", admin_port, "/admin/stats")[0] == 200
+
+
+@pytest.mark.parametrize("admin", ["0", ""])
+def test_no_admin_listener_unless_given_a_port(start_service: StartService, admin: str) -> None:
+    """The plain contract: $PORT and /health; the admin port exists only when lb-drain asks."""
+    port = free_port()
+    svc = start_service(ZDD_PORT="", PORT=str(port), ZDD_ADMIN_PORT=admin)
+    line = svc.wait_line("zdd-service listening")
+    assert f"public=127.0.0.1:{port} admin=none " in line
+    assert svc.port == port and svc.admin_port is None
+    assert request("127.0.0.1", port, "/health")[0] == 200
+    assert request("127.0.0.1", port, "/")[0] == 200
+
+
+def test_zdd_port_wins_over_port(start_service: StartService) -> None:
+    svc = start_service(PORT=str(free_port()))
+    assert svc.port != int(svc.env["PORT"])
+    assert svc.get("/health")[0] == 200 and not port_open("127.0.0.1", int(svc.env["PORT"]))
+
+
+def test_no_admin_switch_refuses_an_admin_port(start_service: StartService) -> None:
+    """ZDD_NO_ADMIN=1 (the sandbox's `plain` version): no admin listener even when asked."""
+    svc = start_service(ZDD_NO_ADMIN="1")
+    asked = int(svc.env["ZDD_ADMIN_PORT"])
+    assert "admin=none " in svc.wait_line("zdd-service listening")
+    assert not port_open("127.0.0.1", asked)
+    assert svc.get("/health")[0] == 200
 
 
 def test_help_and_stray_arguments() -> None:

@@ -11,7 +11,9 @@ from zdd_service.settings import Settings, SettingsError, load_settings
 def test_defaults_are_the_contract() -> None:
     s = load_settings({})
     assert s == Settings()
-    assert (s.host, s.port, s.admin_host, s.admin_port) == ("0.0.0.0", 8080, "127.0.0.1", 9090)
+    # No admin listener unless lb-drain gives it a port.
+    assert (s.host, s.port, s.admin_host, s.admin_port) == ("0.0.0.0", 8080, "127.0.0.1", None)
+    assert not s.admin_enabled and not s.no_admin
     assert (s.version, s.grace_seconds) == ("dev", 30.0)
     assert (s.fail_health, s.crash_on_start, s.start_delay_seconds, s.latency_ms) == (
         False, False, 0.0, 0.0,
@@ -28,8 +30,24 @@ def test_values_and_empty_means_unset() -> None:
     })
     assert s == Settings("127.0.1.3", 8081, "127.0.1.3", 9191, "sha-1234567", 2.5, True, True,
                          3.0, 250.0)
+    assert s.admin_enabled
     assert load_settings({"ZDD_PORT": "", "ZDD_VERSION": " ", "ZDD_FAIL_HEALTH": "0"}) == Settings()
     assert not load_settings({"ZDD_ADMIN_HOST": "0.0.0.0"}).admin_is_loopback
+
+
+def test_port_from_zdd_port_else_port() -> None:
+    assert load_settings({"PORT": "5000"}).port == 5000
+    assert load_settings({"PORT": "5000", "ZDD_PORT": "8081"}).port == 8081
+    assert load_settings({"PORT": "5000", "ZDD_PORT": ""}).port == 5000
+    with pytest.raises(SettingsError, match=r"^PORT must be"):
+        load_settings({"PORT": "web"})
+
+
+def test_admin_listener_only_when_given_a_port() -> None:
+    assert load_settings({"ZDD_ADMIN_PORT": "0"}).admin_port is None
+    assert load_settings({"ZDD_ADMIN_PORT": "9090"}).admin_enabled
+    plain = load_settings({"ZDD_ADMIN_PORT": "9090", "ZDD_NO_ADMIN": "1"})
+    assert plain.no_admin and not plain.admin_enabled
 
 
 @pytest.mark.parametrize("name, value", [
@@ -48,3 +66,5 @@ def test_probe_url() -> None:
     assert probe_url({}) == "http://127.0.0.1:8080/health"
     assert probe_url({"ZDD_HOST": "0.0.0.0", "ZDD_PORT": "8081"}) == "http://127.0.0.1:8081/health"
     assert probe_url({"ZDD_HOST": "::1"}) == "http://[::1]:8080/health"
+    assert probe_url({"PORT": "5000"}) == "http://127.0.0.1:5000/health"
+    assert probe_url({"PORT": "5000", "ZDD_PORT": "8081"}) == "http://127.0.0.1:8081/health"

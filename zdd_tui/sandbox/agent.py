@@ -19,6 +19,18 @@ running), 400 (bad input), 500 (the operation failed).
   POST   /sandbox/hosts/{name}/state/{file}?mode=create   201, or 409 when it exists
   POST   /sandbox/hosts/{name}/state/{file}?mode=append   one line
   DELETE /sandbox/hosts/{name}/state/{file}               204 (also when absent)
+local-swap (the proxy and the slot containers, zdd_tui/sandbox/swap.py):
+  GET    /sandbox/hosts/{name}/proxy                      -> {installed, running, pid, ports...}
+  POST   /sandbox/hosts/{name}/proxy       {slot, service_port, proxy_port, slot_ports, port_env}
+                                                         install (idempotent); 409 if the port is held
+  POST   /sandbox/hosts/{name}/proxy/switch {slot}        the dynamic file replaced by rename; 204
+  GET    /sandbox/hosts/{name}/slots                      -> {containers: [...]} running and stopped
+  POST   /sandbox/hosts/{name}/slots/{slot} {image_ref, env, port, port_env} run -> container
+  POST   /sandbox/hosts/{name}/slots/{slot}/stop {grace_seconds}   stop, keep it
+  GET    /sandbox/hosts/{name}/slots/{slot}/in_flight     -> {in_flight: N} (ESTABLISHED to the port)
+  DELETE /sandbox/hosts/{name}/containers/{container}     204 (also when absent)
+  POST   /sandbox/hosts/{name}/prune       {keep}         -> {removed: [names]}
+  POST   /sandbox/hosts/{name}/reboot                     every process SIGKILLed, then resumed
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from aiohttp import web
 
 from zdd_tui.sandbox.api import json_body
 from zdd_tui.sandbox.hosts import HostError, HostManager
+from zdd_tui.sandbox.swap import SwapBadRequest, SwapError
 
 PREFIX = "/sandbox/hosts"
 
@@ -38,7 +51,7 @@ def _error(status: int, ident: str, message: str) -> web.Response:
     return web.json_response({"id": ident, "message": message}, status=status)
 
 
-def _host_error(exc: HostError) -> web.Response:
+def _host_error(exc: HostError | SwapError) -> web.Response:
     ident = {404: "not_found", 409: "conflict", 400: "bad_request"}.get(exc.status, "server_error")
     return _error(exc.status, ident, str(exc))
 
@@ -62,7 +75,7 @@ def agent_routes(
                 return _error(401, "unauthorized", "Unable to authenticate you.")
             try:
                 return await fn(request)
-            except HostError as exc:
+            except (HostError, SwapError) as exc:
                 return _host_error(exc)
 
         return wrapped
@@ -146,6 +159,96 @@ def agent_routes(
         host(request).state_remove(request.match_info["file"])
         return web.Response(status=204)
 
+    def _slot(request) -> str:
+        slot = request.match_info["slot"]
+        if slot not in ("a", "b"):
+            raise SwapBadRequest(f"unknown slot {slot!r}: a or b")
+        return slot
+
+    def _env(body: dict) -> dict[str, str] | None:
+        env = body.get("env") or {}
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            return None
+        return env
+
+    async def proxy_get(request):
+        return web.json_response(host(request).swap.proxy_info())
+
+    async def proxy_install(request):
+        body = await json_body(request)
+        slot = body.get("slot")
+        if slot not in (None, "a", "b"):
+            return _error(400, "bad_request", "slot must be a, b or null")
+        settings = {}
+        for k in ("service_port", "proxy_port"):
+            if k in body:
+                if not isinstance(body[k], int) or not 0 < body[k] < 65536:
+                    return _error(400, "bad_request", f"{k} must be a port number")
+                settings[k] = body[k]
+        if "slot_ports" in body:
+            sp = body["slot_ports"]
+            if not (isinstance(sp, dict) and set(sp) == {"a", "b"}
+                    and all(isinstance(v, int) and 0 < v < 65536 for v in sp.values())):
+                return _error(400, "bad_request", "slot_ports must be {a: port, b: port}")
+            settings["slot_ports"] = sp
+        if "port_env" in body:
+            settings["port_env"] = str(body["port_env"])
+        return web.json_response(await host(request).swap.install_proxy(slot, settings), status=201)
+
+    async def proxy_switch(request):
+        body = await json_body(request)
+        slot = body.get("slot")
+        if slot not in ("a", "b"):
+            return _error(400, "bad_request", "slot must be a or b")
+        await host(request).swap.switch(slot)
+        return web.Response(status=204)
+
+    async def slots_list(request):
+        return web.json_response({"containers": host(request).swap.containers()})
+
+    async def slot_run(request):
+        slot = _slot(request)
+        body = await json_body(request)
+        ref, env, port = body.get("image_ref"), _env(body), body.get("port")
+        if not isinstance(ref, str) or not ref:
+            return _error(400, "bad_request", "image_ref (string) is required")
+        if env is None:
+            return _error(400, "bad_request", "env must be an object of strings")
+        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+            return _error(400, "bad_request", "port must be a port number")
+        port_env = body.get("port_env")
+        if port_env is not None and (not isinstance(port_env, str) or not port_env.isidentifier()):
+            return _error(400, "bad_request", "port_env must be a variable name")
+        c = await host(request).swap.run_slot(slot, ref, env, port, port_env)
+        return web.json_response(c, status=201)
+
+    async def slot_stop(request):
+        slot = _slot(request)
+        body = await json_body(request)
+        grace = body.get("grace_seconds", 10)
+        if not isinstance(grace, (int, float)) or grace < 0:
+            return _error(400, "bad_request", "grace_seconds must be a non-negative number")
+        await host(request).swap.stop_slot(slot, float(grace))
+        return web.Response(status=204)
+
+    async def slot_in_flight(request):
+        return web.json_response({"in_flight": host(request).swap.in_flight(_slot(request))})
+
+    async def container_remove(request):
+        await host(request).swap.remove_container(request.match_info["container"])
+        return web.Response(status=204)
+
+    async def prune(request):
+        body = await json_body(request)
+        keep = body.get("keep")
+        if not isinstance(keep, int) or keep < 0:
+            return _error(400, "bad_request", "keep must be a non-negative integer")
+        return web.json_response({"removed": await host(request).swap.prune(keep)})
+
+    async def reboot(request):
+        await host(request).reboot()
+        return web.Response(status=204)
+
     p = PREFIX
     return [
         web.get(p, handler(list_hosts)),
@@ -160,4 +263,14 @@ def agent_routes(
         web.put(p + "/{name}/state/{file}", handler(state_put)),
         web.post(p + "/{name}/state/{file}", handler(state_post)),
         web.delete(p + "/{name}/state/{file}", handler(state_delete)),
+        web.get(p + "/{name}/proxy", handler(proxy_get)),
+        web.post(p + "/{name}/proxy", handler(proxy_install)),
+        web.post(p + "/{name}/proxy/switch", handler(proxy_switch)),
+        web.get(p + "/{name}/slots", handler(slots_list)),
+        web.post(p + "/{name}/slots/{slot}", handler(slot_run)),
+        web.post(p + "/{name}/slots/{slot}/stop", handler(slot_stop)),
+        web.get(p + "/{name}/slots/{slot}/in_flight", handler(slot_in_flight)),
+        web.delete(p + "/{name}/containers/{container}", handler(container_remove)),
+        web.post(p + "/{name}/prune", handler(prune)),
+        web.post(p + "/{name}/reboot", handler(reboot)),
     ]

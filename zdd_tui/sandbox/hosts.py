@@ -11,8 +11,11 @@ the engine relies on them:
 - inspect, logs (one log file per container, kept across restarts, new for each run);
 - state files (`state/`): atomic exclusive create, atomic replace, append, remove.
 What a host runs is persisted (`container.json`), so a restarted sandbox runs it again.
+- local-swap (`host.swap`, zdd_tui/sandbox/swap.py): the real Traefik on the service port in front
+  of two slot containers; `reboot()` SIGKILLs every process of the host and starts again what is
+  persisted, as a droplet's power cycle would.
 
-Service processes are children of the sandbox process, in their own session (a Ctrl-C in the
+Service and proxy processes are children of the sandbox process, in their own session (a Ctrl-C in the
 terminal reaches only the sandbox, which then stops them in order) and with a parent-death
 signal, so they do not outlive a sandbox that is killed outright.
 """
@@ -20,7 +23,6 @@ signal, so they do not outlive a sandbox that is killed outright.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
 import os
@@ -28,7 +30,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -36,12 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zdd_tui.sandbox.images import SandboxImage, parse_ref
+from zdd_tui.sandbox.procs import INHERIT, can_bind, end_process, pid_alive, read_json, write_atomic
+from zdd_tui.sandbox.procs import pdeathsig as _pdeathsig
+from zdd_tui.sandbox.swap import SwapSide
 
 log = logging.getLogger(__name__)
 
 STATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-# Environment a service process inherits from the sandbox; nothing else (no tokens, no ZDD_*).
-_INHERIT = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "TMPDIR", "SYSTEMROOT")
+_INHERIT = INHERIT
 
 
 class HostError(Exception):
@@ -66,58 +69,10 @@ class BadRequest(HostError):
     status = 400
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{random.randrange(1 << 30)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path, default):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return default
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: no parent-death signal
-        return None
-
-
-# Resolved here, in the parent: the child between fork and exec must not dlopen or import (locks
-# another thread of the sandbox held at the fork would never be released there).
-_PRCTL = _load_prctl()
-
-
-def _pdeathsig() -> None:
-    """In the child before exec: SIGTERM me when the sandbox process dies (Linux prctl)."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def can_bind(address: str, port: int) -> bool:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((address, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def pid_alive(pid: int) -> bool:
-    """Alive and not a zombie (PID 1 here reaps slowly; /proc says Z before the PID vanishes)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
+def default_swap_settings(service_port: int = 8080) -> dict:
+    """The proxy's ports (config.py's defaults) and how a slot container is told its port."""
+    return {"service_port": service_port, "proxy_port": 9180, "slot_ports": {"a": 8081, "b": 8082},
+            "port_env": "PORT", "grace": 10.0}
 
 
 @dataclass
@@ -149,6 +104,7 @@ class LocalHost:
         admin_port: int,
         lookup: Callable[[str, str], SandboxImage | None],
         container_name: str = "app",
+        swap_settings: dict | None = None,
     ):
         self.name = name
         self.droplet_id = droplet_id
@@ -165,7 +121,12 @@ class LocalHost:
         self._lock = asyncio.Lock()
         self._stopping = False
         self._wake = asyncio.Event()
-        self._container: dict | None = _read_json(self._container_file, None)
+        self._container: dict | None = read_json(self._container_file, None)
+        self.swap = SwapSide(
+            name=name, address=address, root=root, container_name=container_name,
+            settings=swap_settings or default_swap_settings(service_port),
+            pull=self.pull, pulled=self.pulled, forget_image=self._forget_image, holder=self._holder,
+        )
 
     # ----- persisted records -----
     @property
@@ -184,10 +145,10 @@ class LocalHost:
         if self._container is None:
             self._container_file.unlink(missing_ok=True)
         else:
-            _write_atomic(self._container_file, json.dumps(self._container, indent=1))
+            write_atomic(self._container_file, json.dumps(self._container, indent=1))
 
     def info(self) -> dict:
-        c = self.inspect()
+        c = self.serving_container()
         return {
             "name": self.name,
             "droplet_id": self.droplet_id,
@@ -196,7 +157,31 @@ class LocalHost:
             "admin_port": self.admin_port,
             "tag": c["tag"] if c else None,
             "state": c["state"] if c else None,
+            "proxy": self.swap.proxy_info() if self.swap.installed else None,
         }
+
+    def serving_container(self) -> dict | None:
+        """What answers on the service port: the single container (lb-drain), else the running
+        container on the slot the proxy is configured for (local-swap)."""
+        c = self.inspect()
+        if c is not None or not self.swap.installed:
+            return c
+        slot = self.swap.active_slot()
+        rec = self.swap.running_on(slot) if slot else None
+        return next((i for i in self.swap.containers() if rec and i["name"] == rec["name"]), None)
+
+    def _holder(self) -> str | None:
+        c = self.inspect()
+        if c is not None and c.get("state") in ("running", "restarting"):
+            return f"the app container {c['name']} ({c['tag']})"
+        return None
+
+    def _forget_image(self, image_ref: str) -> None:
+        if self._container is not None and self._container.get("image_ref") == image_ref:
+            return
+        pulled = read_json(self._images_file, {})
+        if pulled.pop(image_ref, None) is not None:
+            write_atomic(self._images_file, json.dumps(pulled, indent=1))
 
     # ----- images -----
     def _resolve(self, image_ref: str) -> tuple[str, SandboxImage]:
@@ -208,15 +193,15 @@ class LocalHost:
 
     async def pull(self, image_ref: str) -> dict:
         _repo, image = self._resolve(image_ref)
-        pulled = _read_json(self._images_file, {})
+        pulled = read_json(self._images_file, {})
         pulled[image_ref] = {
             "tag": image.tag, "digest": image.digest, "image": image.to_dict(), "pulled_at": time.time()
         }
-        _write_atomic(self._images_file, json.dumps(pulled, indent=1))
+        write_atomic(self._images_file, json.dumps(pulled, indent=1))
         return {"ref": image_ref, "tag": image.tag, "digest": image.digest}
 
     def pulled(self) -> dict:
-        return _read_json(self._images_file, {})
+        return read_json(self._images_file, {})
 
     # ----- container -----
     def inspect(self) -> dict | None:
@@ -333,19 +318,10 @@ class LocalHost:
                 return  # stop() came during the spawn: it sees the new process in self._proc
 
     @staticmethod
-    async def _end(proc: asyncio.subprocess.Process, grace: float) -> int | None:
-        if proc.returncode is not None:
-            return proc.returncode
-        try:
-            proc.send_signal(signal.SIGTERM)
-            return await asyncio.wait_for(proc.wait(), max(0.0, grace))
-        except TimeoutError:
-            proc.kill()
-            return await proc.wait()
-        except ProcessLookupError:
-            return await proc.wait()
+    async def _end(proc: asyncio.subprocess.Process, grace: float | None) -> int | None:
+        return await end_process(proc, grace)
 
-    async def _terminate(self, grace: float) -> int | None:
+    async def _terminate(self, grace: float | None) -> int | None:
         """Stop the process (SIGTERM, grace, SIGKILL) and the restart loop; the exit code."""
         self._stopping = True
         self._wake.set()
@@ -374,7 +350,9 @@ class LocalHost:
             self._save()
 
     async def resume(self) -> None:
-        """After a sandbox restart: run again what this host ran (restart policy "always")."""
+        """After a sandbox restart: run again what this host ran (restart policy "always"; the
+        proxy and the slot containers that were running)."""
+        await self.swap.resume()
         async with self._lock:
             c = self._container
             if c is None or c.get("desired") != "running" or self._supervisor is not None:
@@ -398,8 +376,10 @@ class LocalHost:
             except ProcessLookupError:
                 pass
 
-    async def shutdown(self, grace: float = 10.0) -> None:
-        """Sandbox exit: end the process but keep the record so a restart runs it again."""
+    async def shutdown(self, grace: float | None = 10.0) -> None:
+        """Sandbox exit: end the processes but keep the records so a restart runs them again
+        (grace None: SIGKILL at once)."""
+        await self.swap.halt(grace)
         async with self._lock:
             if self._proc is None and self._supervisor is None:
                 return
@@ -408,8 +388,17 @@ class LocalHost:
                 self._container.update(pid=None)
                 self._save()
 
+    async def reboot(self) -> None:
+        """A power cut and a boot: every process of the host SIGKILLed, then started again from
+        what is persisted (the proxy on its configured slot, containers that were running;
+        stopped ones stay stopped)."""
+        await self.shutdown(None)
+        self._log("host rebooted")
+        await self.resume()
+
     def pids(self) -> list[int]:
-        return [self._proc.pid] if self._proc is not None and self._proc.returncode is None else []
+        own = [self._proc.pid] if self._proc is not None and self._proc.returncode is None else []
+        return own + self.swap.pids()
 
     def logs(self, tail: int = 100) -> list[str]:
         try:
@@ -445,7 +434,7 @@ class LocalHost:
             tmp.unlink(missing_ok=True)
 
     def state_write(self, name: str, content: str) -> None:
-        _write_atomic(self._state_path(name), content)
+        write_atomic(self._state_path(name), content)
 
     def state_append(self, name: str, line: str) -> None:
         with open(self._state_path(name), "a") as f:
@@ -474,6 +463,7 @@ class HostManager:
         service_port: int = 8080,
         admin_port: int = 9090,
         container_name: str = "app",
+        swap_settings: dict | None = None,
     ):
         self.root = Path(state_dir) / "hosts"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -481,7 +471,8 @@ class HostManager:
         self.service_port = service_port
         self.admin_port = admin_port
         self.container_name = container_name
-        idx = _read_json(self.root / "hosts.json", {})
+        self.swap_settings = swap_settings or default_swap_settings(service_port)
+        idx = read_json(self.root / "hosts.json", {})
         self.block = AddressBlock(idx["block"]) if idx.get("block") else AddressBlock.random()
         self._records: dict[str, dict] = idx.get("hosts", {})
         self.hosts: dict[str, LocalHost] = {}
@@ -489,7 +480,7 @@ class HostManager:
 
     def _save(self) -> None:
         index = {"block": self.block.prefix, "hosts": self._records}
-        _write_atomic(self.root / "hosts.json", json.dumps(index, indent=1))
+        write_atomic(self.root / "hosts.json", json.dumps(index, indent=1))
 
     def records(self) -> dict[str, dict]:
         return dict(self._records)
@@ -501,7 +492,9 @@ class HostManager:
             addr = self.block.address(n)
             if addr in used:
                 continue
-            if can_bind(addr, self.service_port) and can_bind(addr, self.admin_port):
+            ports = {self.service_port, self.admin_port, int(self.swap_settings["proxy_port"]),
+                     *(int(p) for p in self.swap_settings["slot_ports"].values())}
+            if all(can_bind(addr, p) for p in ports):
                 return addr
         raise HostError(f"no free address left in {self.block.prefix}.0/24")
 
@@ -531,6 +524,7 @@ class HostManager:
             admin_port=self.admin_port,
             lookup=self.lookup,
             container_name=self.container_name,
+            swap_settings=self.swap_settings,
         )
         self.hosts[name] = h
         self._records[name] = {"droplet_id": droplet_id, "address": address}
@@ -550,6 +544,7 @@ class HostManager:
         h = self.hosts.pop(name, None)
         if h is not None:
             await h.stop(grace)
+            await h.swap.halt(grace)
             shutil.rmtree(h.root, ignore_errors=True)
         if self._records.pop(name, None) is not None:
             self._save()
@@ -557,7 +552,7 @@ class HostManager:
     async def resume_all(self) -> None:
         await asyncio.gather(*(h.resume() for h in self.hosts.values()))
 
-    async def shutdown(self, grace: float = 10.0) -> None:
+    async def shutdown(self, grace: float | None = 10.0) -> None:
         await asyncio.gather(*(h.shutdown(grace) for h in self.hosts.values()), return_exceptions=True)
 
     def pids(self) -> list[int]:

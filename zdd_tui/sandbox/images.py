@@ -4,7 +4,8 @@ A sandbox registry tag names one of these. Pulling it on a local host records it
 starts `python -m zdd_service` with the image's environment (ZDD_VERSION plus its behaviour
 switches). The behaviours are the service's own switches (service/README.md):
 ok (none), unhealthy (health always 503), crash (exits during start-up), slow (health answers
-503 "starting" for a while after start).
+503 "starting" for a while after start), plain (no admin listener at all, even when asked: only
+`$PORT` and `/health`, the contract any app meets; deployable with local-swap only).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ BEHAVIOURS: dict[str, dict[str, str]] = {
     "crash": {"ZDD_CRASH_ON_START": "1"},
     # Slow, not broken: a deploy of it should succeed after waiting (start timeout default 60 s).
     "slow": {"ZDD_START_DELAY_SECONDS": "8"},
+    "plain": {"ZDD_NO_ADMIN": "1"},
 }
 
 
@@ -74,23 +76,24 @@ def make_image(
 
 
 def seed_images(now: datetime | None = None) -> list[SandboxImage]:
-    """A fresh sandbox registry: two good versions (`latest` = the newer), one per behaviour.
+    """A fresh sandbox registry: two good versions (`latest` = the newer), one per other behaviour.
 
     Oldest first. Tags are random per sandbox so two sandboxes never look alike by accident.
     """
     now = now or datetime.now(UTC)
     tags: list[str] = []
-    while len(tags) < 5:
+    while len(tags) < 6:
         t = sha_tag()
         if t not in tags:
             tags.append(t)
-    v1, v2, bad_health, crash, slow = tags
+    v1, v2, bad_health, crash, slow, plain = tags
     out = [
         make_image(v1, "ok", when=now - timedelta(days=2)),
         make_image(v2, "ok", when=now - timedelta(days=1)),
         make_image(bad_health, "unhealthy", when=now - timedelta(hours=3)),
         make_image(crash, "crash", when=now - timedelta(hours=2)),
         make_image(slow, "slow", when=now - timedelta(hours=1)),
+        make_image(plain, "plain", when=now - timedelta(minutes=30)),
     ]
     latest = out[1]
     out.append(SandboxImage("latest", "ok", latest.version, latest.digest, latest.size, latest.created_at))

@@ -4,20 +4,29 @@ Container and state-file operations go to the sandbox's host agent (`/sandbox/ho
 on the sandbox API, bearer token); admin and health calls go straight to the host's address, as
 the SSH runtime reaches them through an SSH channel on a real droplet. Health probes carry
 `X-Zdd-Probe: zdd` so the service does not count them as load-balancer checks.
+
+It is also a `SwapHost` (local-swap): the proxy and the slot containers are the agent's; the
+proxy's ping and its read-only router API are read straight from `<address>:<proxy.port>`,
+slot health straight from `<address>:<slot port>`.
 """
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import httpx
 
 from zdd_tui.cloud.models import PULL_CREDENTIALS_SECONDS, Droplet
 from zdd_tui.config import Config
+from zdd_tui.proxy.traefik import PING_PATH, ROUTER_PATH, active_slot_from_router
 from zdd_tui.rollout.interfaces import (
     ContainerInfo,
     HealthProbe,
     HostUnreachable,
     ImageInfo,
     ImageNotFound,
+    ProxyStatus,
     RuntimeFailure,
     ServiceAdmin,
 )
@@ -43,7 +52,13 @@ def _container(d: dict) -> ContainerInfo:
         started_at=d.get("started_at"),
         exit_code=d.get("exit_code"),
         restart_count=int(d.get("restart_count") or 0),
+        slot=d.get("slot"),
+        port=d.get("port"),
+        stopped_at=d.get("stopped_at"),
     )
+
+
+SWITCH_SECONDS = 10.0  # a switch (or a proxy start) the proxy has not applied by then failed
 
 
 class SandboxRuntime(ServiceAdmin):
@@ -170,8 +185,11 @@ class SandboxRuntime(ServiceAdmin):
             raise RuntimeFailure(f"{self.name}: POST {path} on the admin port -> {r.status_code}")
 
     async def probe_health(self) -> HealthProbe:
+        return await self._probe(self.config.health_port)
+
+    async def _probe(self, port: int) -> HealthProbe:
         hc = self.config.load_balancer.health_check
-        url = f"http://{self.address}:{self.config.health_port}{hc.path}"
+        url = f"http://{self.address}:{port}{hc.path}"
         try:
             r = await self._direct.get(url, headers=PROBE_HEADER)
         except httpx.TimeoutException:
@@ -186,6 +204,102 @@ class SandboxRuntime(ServiceAdmin):
         except ValueError:
             pass
         return HealthProbe(200 <= r.status_code < 400, r.status_code, detail)
+
+    # ----- local-swap: the proxy and the slots -----
+    def _slot_port(self, slot: str) -> int:
+        if slot == "a":
+            return self.config.proxy.slot_a_port
+        if slot == "b":
+            return self.config.proxy.slot_b_port
+        raise RuntimeFailure(f"{self.name}: unknown slot {slot!r}")
+
+    def _proxy_url(self, path: str) -> str:
+        return f"http://{self.address}:{self.config.proxy.port}{path}"
+
+    async def _proxy_view(self) -> tuple[bool, str | None, str]:
+        """(ping answers OK, the slot the router sends to, what is wrong)."""
+        try:
+            ping = await self._direct.get(self._proxy_url(PING_PATH))
+        except httpx.HTTPError as exc:
+            return False, None, f"ping: {type(exc).__name__}"
+        if ping.status_code != 200 or ping.text.strip() != "OK":
+            return False, None, f"ping answered {ping.status_code}"
+        try:
+            router = await self._direct.get(self._proxy_url(ROUTER_PATH))
+        except httpx.HTTPError as exc:
+            return True, None, f"router: {type(exc).__name__}"
+        return True, active_slot_from_router(router.content if router.status_code == 200 else None), ""
+
+    async def proxy(self) -> ProxyStatus:
+        try:
+            r = await self._call("GET", "/proxy")
+            d = r.json()  # type: ignore[union-attr]
+        except (HostUnreachable, RuntimeFailure) as exc:
+            return ProxyStatus(False, False, False, None, str(exc))
+        if not d.get("installed"):
+            return ProxyStatus(False, False, False, None, "no proxy installed")
+        if not d.get("running"):
+            return ProxyStatus(True, False, False, None, "the proxy is not running")
+        healthy, slot, detail = await self._proxy_view()
+        return ProxyStatus(True, True, healthy, slot, detail)
+
+    def _proxy_settings(self) -> dict:
+        p = self.config.proxy
+        return {"service_port": self.config.service.port, "proxy_port": p.port,
+                "slot_ports": {"a": p.slot_a_port, "b": p.slot_b_port},
+                "port_env": self.config.service.port_env}
+
+    async def _until_active(self, slot: str | None, what: str) -> ProxyStatus:
+        deadline = time.monotonic() + SWITCH_SECONDS
+        while True:
+            status = await self.proxy()
+            if status.healthy and status.active_slot == slot:
+                return status
+            if time.monotonic() >= deadline:
+                seen = status.detail or f"it reports slot {status.active_slot or 'none'}"
+                raise RuntimeFailure(f"{self.name}: {what}: the proxy did not report slot "
+                                     f"{slot or 'none'} within {SWITCH_SECONDS:g}s ({seen})")
+            await asyncio.sleep(0.05)
+
+    async def install_proxy(self, slot: str | None) -> ProxyStatus:
+        await self._call("POST", "/proxy", json={"slot": slot, **self._proxy_settings()})
+        return await self._until_active(slot, "install the proxy")
+
+    async def slot_containers(self) -> list[ContainerInfo]:
+        r = await self._call("GET", "/slots")
+        return [_container(c) for c in r.json()["containers"]]  # type: ignore[union-attr]
+
+    async def run_slot(self, slot: str, image_ref: str, env: dict[str, str] | None = None) -> ContainerInfo:
+        body = {"image_ref": image_ref, "env": dict(env or {}), "port": self._slot_port(slot),
+                "port_env": self.config.service.port_env}
+        r = await self._call("POST", f"/slots/{slot}", json=body, image_op=True)
+        return _container(r.json())  # type: ignore[union-attr]
+
+    async def probe_slot(self, slot: str) -> HealthProbe:
+        return await self._probe(self._slot_port(slot))
+
+    async def switch(self, slot: str) -> None:
+        self._slot_port(slot)
+        await self._call("POST", "/proxy/switch", json={"slot": slot})
+        await self._until_active(slot, "switch")
+
+    async def in_flight(self, slot: str) -> int | None:
+        try:
+            r = await self._call("GET", f"/slots/{slot}/in_flight")
+        except (HostUnreachable, RuntimeFailure):
+            return None
+        return int(r.json()["in_flight"])  # type: ignore[union-attr]
+
+    async def stop_slot(self, slot: str, grace_seconds: float) -> None:
+        await self._call("POST", f"/slots/{slot}/stop", json={"grace_seconds": grace_seconds},
+                         timeout=float(grace_seconds) + 15.0)
+
+    async def remove_container(self, name: str) -> None:
+        await self._call("DELETE", f"/containers/{name}")
+
+    async def prune(self, keep: int) -> list[str]:
+        r = await self._call("POST", "/prune", json={"keep": keep})
+        return list(r.json()["removed"])  # type: ignore[union-attr]
 
     # ----- state files -----
     async def state_read(self, name: str) -> str | None:

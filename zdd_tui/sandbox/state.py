@@ -52,7 +52,7 @@ REGISTRY_TIERS = [
      "storage_overage_price_in_cents": 2},
 ]
 
-BEHAVIOURS = ("ok", "unhealthy", "crash", "slow")
+BEHAVIOURS = ("ok", "unhealthy", "crash", "slow", "plain")
 
 
 def now_iso(epoch: float | None = None) -> str:

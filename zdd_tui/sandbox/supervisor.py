@@ -5,17 +5,19 @@
     ...                       # sb.api (SandboxAPI), sb.lb (the project's SandboxLB), sb.hosts
     await sb.stop()           # stops every process it started (state stays for the next start)
 
-A fresh state dir gets: a token, a registry seeded with sample-service versions (images.py), an LB
-tagged like the droplets with a fast health check, and N droplets (app-1..app-N) whose hosts run
-the older good version (so `deploy latest` has something to do); these exist already, so they are
-active at once. With no hosts (and no external droplets) the account starts empty: no droplets,
-no load balancer, no registry (the sample versions appear in the registry once one is created),
-and zdd.yaml names the droplets `setup` is to create (`setup_droplets` of them). Whatever is
-created through the API takes `create_delay` seconds to become active, as on DigitalOcean: each
-droplet so made gets a local host (running nothing until a deploy), and the project's load
-balancer its proxy. Starting again on the same state dir keeps droplets, tags, LB settings and
-what each host runs; the API and LB try their previous ports first so an existing zdd.yaml stays
-valid.
+A fresh state dir gets: a token, a registry seeded with sample-service versions (images.py), an
+LB tagged like the droplets with a fast health check, and N droplets (app-1..app-N) whose hosts
+run the older good version (so `deploy latest` has something to do); these exist already, so
+they are active at once. A `local-swap` sandbox (the default) runs on each of them the real
+proxy (Traefik, see swap.py) in front of that version in slot a; an `lb-drain` one runs the
+version alone on the service port, with its admin port. With no hosts (and no external droplets)
+the account starts empty: no droplets, no load balancer, no registry (the sample versions appear
+in the registry once one is created), and zdd.yaml names the droplets `setup` is to create
+(`setup_droplets` of them). Whatever is created through the API takes `create_delay` seconds to
+become active, as on DigitalOcean: each droplet so made gets a local host (running nothing until
+a deploy), and the project's load balancer its proxy. Starting again on the same state dir keeps
+droplets, tags, LB settings and what each host runs; the API and LB try their previous ports
+first so an existing zdd.yaml stays valid.
 
 Lab mode (`external` droplets and a real registry backend): external droplets are given a name and
 an IP, have no local process and no agent; the LB proxies to them like to any droplet.
@@ -41,7 +43,7 @@ from zdd_tui.errors import UsageError
 from zdd_tui.sandbox import SANDBOX_REGISTRY_SERVER, LocalServer
 from zdd_tui.sandbox.agent import agent_routes
 from zdd_tui.sandbox.api import SandboxAPI
-from zdd_tui.sandbox.hosts import HostError, HostManager, can_bind
+from zdd_tui.sandbox.hosts import HostError, HostManager, LocalHost, can_bind
 from zdd_tui.sandbox.images import SandboxImage, seed_images
 from zdd_tui.sandbox.lb import SandboxLB
 from zdd_tui.sandbox.state import SandboxState
@@ -49,6 +51,7 @@ from zdd_tui.sandbox.statedir import TOKEN, claim, read_token, write_token
 
 log = logging.getLogger(__name__)
 
+STRATEGIES = ("local-swap", "lb-drain")
 INFO_FILE = "sandbox.json"  # pid, URLs and config path of the running sandbox
 # Seconds a droplet or load balancer created through the API stays "new" (without addresses).
 CREATE_DELAY = 3.0
@@ -75,6 +78,14 @@ class SandboxOptions:
     repository: str = "app"
     service_port: int = 8080
     admin_port: int = 9090
+    # How new hosts are set up, and deploy.strategy in zdd.yaml: "local-swap" (the proxy in front
+    # of slot a) or "lb-drain" (the app alone, with its admin port). `sandbox up` defaults to
+    # local-swap; in-process users get today's hosts unless they ask.
+    strategy: str = "lb-drain"
+    proxy_port: int = 9180
+    slot_a_port: int = 8081
+    slot_b_port: int = 8082
+    port_env: str = "PORT"
     # A snappy sandbox: DO's minimum interval and timeout, its smallest thresholds but one.
     lb_interval: int = 3
     lb_timeout: int = 3
@@ -302,8 +313,11 @@ class Sandbox(LocalServer):
         o = self.o
         self.token = self._token()
         previous = self._previous_info()
+        if o.strategy not in STRATEGIES:
+            raise UsageError(f"unknown strategy {o.strategy!r}", f"one of {', '.join(STRATEGIES)}")
         self.hosts = HostManager(
-            self.state_dir, self._lookup, service_port=o.service_port, admin_port=o.admin_port, container_name=o.app
+            self.state_dir, self._lookup, service_port=o.service_port, admin_port=o.admin_port, container_name=o.app,
+            swap_settings=self._swap_settings(),
         )
         api_port = int(previous.get("api_port") or 0)
         if api_port and not can_bind("127.0.0.1", api_port):
@@ -378,10 +392,7 @@ class Sandbox(LocalServer):
             ref = f"{self.image_repo}:{initial}"
             if self._lookup(self.image_repo, initial) is None:
                 raise UsageError(f"initial tag {initial!r} is not in the sandbox registry")
-            for name in new_hosts:
-                h = self.hosts.get(name)
-                await h.pull(ref)
-                await h.run(ref, {"ZDD_GRACE_SECONDS": str(o.stop_grace_seconds)})
+            await asyncio.gather(*(self._first_run(self.hosts.get(name), ref) for name in new_hosts))
 
         # The project's LB (created once; later starts keep its settings, PUTs included).
         mine = [lb for lb in state.load_balancers() if lb["name"] == o.lb_name]
@@ -421,6 +432,21 @@ class Sandbox(LocalServer):
         self.info = self._info()
         self._write_info()
 
+    def _swap_settings(self) -> dict:
+        o = self.o
+        return {"service_port": o.service_port, "proxy_port": o.proxy_port,
+                "slot_ports": {"a": o.slot_a_port, "b": o.slot_b_port}, "port_env": o.port_env,
+                "grace": float(o.stop_grace_seconds)}
+
+    async def _first_run(self, h: LocalHost, ref: str) -> None:
+        env = {"ZDD_GRACE_SECONDS": str(self.o.stop_grace_seconds)}
+        await h.pull(ref)
+        if self.o.strategy == "local-swap":
+            await h.swap.run_slot("a", ref, env)
+            await h.swap.install_proxy("a")
+        else:
+            await h.run(ref, env)
+
     async def _wait_ready(self) -> None:
         """Until each local host's service listens (or is crash-looping), then until the LB counts
         in every droplet whose service says it is healthy. Never an error: a broken or slow
@@ -439,10 +465,12 @@ class Sandbox(LocalServer):
             pending = []
             for did, t in targets.items():
                 h = self.hosts.by_droplet(did)
-                c = h.inspect() if h else None
+                c = h.serving_container() if h else None
                 if h is None or c is None or c["state"] != "running":
                     continue  # external, empty or crash-looping: nothing to wait for
-                status = await _health_status(t.address, probe_port, hc.get("path") or "/")
+                # A slot container is asked on its own port: the proxy in front answers 502 while
+                # the app is not listening yet, which is not an answer of the app's.
+                status = await _health_status(t.address, int(c.get("port") or probe_port), hc.get("path") or "/")
                 if status is None:
                     pending.append(did)  # not listening yet
                 elif 200 <= status < 400 and not lb.health_view().get(did):
@@ -488,10 +516,12 @@ class Sandbox(LocalServer):
             "service": {
                 "port": o.service_port,
                 "admin_port": o.admin_port,
+                "port_env": o.port_env,
                 # The service drains within the engine's stop grace (its own default is 30 s).
                 "env": {"ZDD_GRACE_SECONDS": str(o.stop_grace_seconds)},
             },
-            "deploy": {"stop_grace_seconds": o.stop_grace_seconds},
+            "deploy": {"strategy": o.strategy, "stop_grace_seconds": o.stop_grace_seconds},
+            "proxy": {"port": o.proxy_port, "slot_a_port": o.slot_a_port, "slot_b_port": o.slot_b_port},
             "sandbox": {"state_dir": str(self.state_dir)},
         }
         head = (
@@ -509,7 +539,7 @@ class Sandbox(LocalServer):
         hosts = []
         for d in self.api.state.droplets():
             h = self.hosts.hosts.get(d["name"])
-            c = h.inspect() if h else None
+            c = h.serving_container() if h else None
             hosts.append(
                 {
                     "name": d["name"],
