@@ -37,7 +37,7 @@ import tiers
 
 import labimages
 import labkit
-from e2ekit import E2E, close_phase, make_project, need_product, start_sandbox, stop_sandbox, write_config
+from e2ekit import E2E, LB_INTERVAL, close_phase, make_project, need_product, start_sandbox, stop_sandbox, write_config
 from labkit import report
 from loadgen import LoadGenerator, sample_or_minimal_body
 
@@ -237,7 +237,7 @@ def test_01_setup_and_first_deploy_installs_proxy_and_slot_a(swap):
         assert not [x for x in running["a"]["env"] if x.startswith("ZDD_ADMIN")], running["a"]["env"]
         assert e.served(h)["version"] == v1
     _load(e, "steady on v1")
-    time.sleep(3)
+    time.sleep(3 * LB_INTERVAL)
     ph = close_phase(e, "build v2")
     assert set(ph.versions) == {v1} and len(ph.ids) == 3, (ph.versions, ph.ids)
 
