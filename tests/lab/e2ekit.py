@@ -124,7 +124,7 @@ def make_project(e: E2E) -> None:
 
 
 def write_config(e: E2E, *, strategy: str = "lb-drain", proxy_image: str | None = None, batch_size: int = 1,
-                 build_context: str = "service") -> None:
+                 build_context: str = "service", start_timeout_seconds: int = 20) -> None:
     """zdd.yaml for the lab. strategy is always written: the product's default is not what a
     test of one strategy wants to depend on."""
     lab = e.lab
@@ -163,7 +163,7 @@ build:
 deploy:
   strategy: {strategy}
   batch_size: {batch_size}
-  start_timeout_seconds: 20
+  start_timeout_seconds: {start_timeout_seconds}
   stop_grace_seconds: 10
   margin_seconds: 5
 {proxy}ssh:
