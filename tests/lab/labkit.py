@@ -572,9 +572,10 @@ class Lab:
         self._ssh_keys()
         if self.with_registry:
             self._registry()
-        self._engines()
+        # sshd first: each host's dockerd joins its sshd's mount namespace (see _sshd)
         for h in self.hosts:
             self._sshd(h)
+        self._engines()
         if self.with_keyring:
             self._keyring()
         self._wait_ready()
@@ -617,7 +618,7 @@ class Lab:
             run([*nx, "ip", "link", "set", "lo", "up"])
             d = self.dir / short
             d.mkdir(mode=0o700)
-            eng = Engine(name=short, netns=ns, dir=d / "docker")
+            eng = Engine(name=short, netns=ns, dir=d / "docker", sock=str(d / "docker" / "docker.sock"))
             if short == "bld":
                 self.builder = eng
             else:
@@ -644,7 +645,8 @@ class Lab:
         cfg = rd / "config.yml"
         cfg.write_text(
             "version: 0.1\n"
-            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            # the access log (on stdout: logs/registry.log) tells which host pulled what
+            "log:\n  level: warn\n  accesslog:\n    disabled: false\n"
             f"storage:\n  filesystem:\n    rootdirectory: {rd / 'data'}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: {self.registry_addr}\n  secret: {secrets.token_hex(16)}\n"
             "  headers:\n    X-Content-Type-Options: [nosniff]\n"
@@ -653,22 +655,69 @@ class Lab:
         self._spawn("registry", [tool("docker-registry"), "serve", str(cfg)])
 
     def _engines(self) -> None:
-        engines = ([self.builder] if self.builder else []) + [h.engine for h in self.hosts]
-        for e in engines:
-            e.dir.mkdir(mode=0o700)
-            for sub in ("data", "exec"):
-                (e.dir / sub).mkdir(mode=0o700)
-            e.sock = str(e.dir / "docker.sock")
-            # the trust key would go to /etc/docker/key.json (shared, left behind): keep it here
-            (e.dir / "daemon.json").write_text(json.dumps({"deprecated-key-path": str(e.dir / "key.json")}) + "\n")
-            argv = ["nsenter", f"--net=/run/netns/{e.netns}", tool("dockerd"),
-                    "--config-file", str(e.dir / "daemon.json"),
-                    "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-forward=false",
-                    "--ip-masq=false", "--data-root", str(e.dir / "data"), "--exec-root", str(e.dir / "exec"),
-                    "--pidfile", str(e.dir / "docker.pid"), "-H", f"unix://{e.sock}",
-                    "--insecure-registry", self.registry_addr, "--cgroup-parent", f"/{e.netns}",
-                    "--shutdown-timeout", "5", "--log-level", "warn"]
-            e.proc = self._spawn(f"dockerd-{e.name}", argv)
+        if self.builder:
+            self._engine_dirs(self.builder)
+            self._start_engine(self.builder)
+        for h in self.hosts:
+            self._engine_dirs(h.engine)
+            self._start_engine(h.engine, mount_ns_of=self._mount_ns_ready(h))
+
+    def _engine_dirs(self, e: Engine) -> None:
+        e.dir.mkdir(mode=0o700)
+        for sub in ("data", "exec"):
+            (e.dir / sub).mkdir(mode=0o700)
+        # the trust key would go to /etc/docker/key.json (shared, left behind): keep it here
+        (e.dir / "daemon.json").write_text(json.dumps({"deprecated-key-path": str(e.dir / "key.json")}) + "\n")
+
+    def _mount_ns_ready(self, h: Host, timeout: float = 20) -> int:
+        """The PID of the host's sshd once its shell has made the host's bind mounts and exec'd it."""
+        assert h.sshd is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if h.sshd.poll() is not None:
+                raise RuntimeError(f"sshd of {h.name} exited with {h.sshd.returncode}: {self.log_tails()}")
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{h.sshd.pid}/comm").read_text().strip() == "sshd":
+                    return h.sshd.pid
+            time.sleep(0.02)
+        raise RuntimeError(f"sshd of {h.name} not started in {timeout}s: {self.log_tails()}")
+
+    def _start_engine(self, e: Engine, mount_ns_of: int | None = None) -> None:
+        """Start (or start again) an engine's dockerd in its network namespace; a host's joins the
+        mount namespace of that host's sshd, so a path a command over SSH wrote (a bind-mounted
+        config directory under /var/lib/zdd, say) is the path a container mounts."""
+        ns = ["nsenter", f"--net=/run/netns/{e.netns}"]
+        if mount_ns_of is not None:
+            ns.append(f"--mount=/proc/{mount_ns_of}/ns/mnt")
+        argv = [*ns, tool("dockerd"),
+                "--config-file", str(e.dir / "daemon.json"),
+                "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-forward=false",
+                "--ip-masq=false", "--data-root", str(e.dir / "data"), "--exec-root", str(e.dir / "exec"),
+                "--pidfile", str(e.dir / "docker.pid"), "-H", f"unix://{e.sock}",
+                "--insecure-registry", self.registry_addr, "--cgroup-parent", f"/{e.netns}",
+                "--shutdown-timeout", "5", "--log-level", "warn"]
+        e.proc = self._spawn(f"dockerd-{e.name}", argv)
+
+    def reboot_engine(self, h: Host, timeout: float = 60) -> float:
+        """A host's reboot as far as its containers go: dockerd stopped (SIGTERM: it stops its
+        containers as a shutdown does) and started again, which starts what its restart policies
+        say. Returns the seconds until the engine answered again."""
+        assert h.engine.proc is not None
+        t0 = time.monotonic()
+        old = h.engine.proc
+        stop_pids([old.pid], timeout=30)
+        with contextlib.suppress(Exception):
+            old.wait(timeout=5)
+        self.procs = [(lbl, p) for lbl, p in self.procs if p is not old]
+        self._start_engine(h.engine, mount_ns_of=self._mount_ns_ready(h))
+        deadline = time.monotonic() + timeout
+        while not docker_ping(h.engine.sock):
+            if h.engine.proc is not None and h.engine.proc.poll() is not None:
+                raise RuntimeError(f"dockerd of {h.name} exited after the reboot: {self.log_tails()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dockerd of {h.name} did not answer {timeout}s after the reboot")
+            time.sleep(0.05)
+        return time.monotonic() - t0
 
     def _sshd(self, h: Host) -> None:
         for sub in ("root", "tmp", "run", "varlibzdd"):
@@ -693,8 +742,8 @@ class Lab:
             f"SetEnv DOCKER_HOST=unix://{h.engine.sock}\n"
             "Subsystem sftp internal-sftp\n"
         )
-        # `ip netns exec` gives the shell its own mount namespace (slave of the root one): the
-        # bind mounts below are this host's only and vanish when its last process exits.
+        # The shell gets its own mount namespace (slave of the root one), which the host's dockerd
+        # joins: the bind mounts below are this host's only and vanish when its last process exits.
         # /var/lib/zdd needs a mount point in the root filesystem: made here if missing.
         if not os.path.exists("/var/lib/zdd"):
             os.mkdir("/var/lib/zdd", 0o755)
@@ -710,7 +759,11 @@ class Lab:
             "mkdir -p -m 0755 /run/sshd\n"
             f"exec {shlex.quote(tool('sshd'))} -D -e -f {cfg}\n"
         )
-        h.sshd = self._spawn(f"sshd-{h.name}", ["ip", "netns", "exec", h.netns, "sh", "-c", script])
+        # Not `ip netns exec`: it remounts /sys, which hides the cgroup hierarchies the host's
+        # dockerd (started in this mount namespace) needs. Slave propagation: the run dir's
+        # tmpfs, unmounted in the root namespace at teardown, goes here too.
+        h.sshd = self._spawn(f"sshd-{h.name}", ["nsenter", f"--net=/run/netns/{h.netns}", "unshare", "--mount",
+                                                "--propagation", "slave", "sh", "-c", script])
 
     def _keyring(self) -> None:
         kd = self.dir / "keyring"

@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -45,12 +46,25 @@ class PhaseStats:
                 f"instances {len(self.ids)}  versions {{{vers}}}")
 
 
+def sample_service_body(body: dict) -> str | None:
+    """None when body is the sample service's answer to GET /, else what is wrong."""
+    return None if body.get("api") == "happy response" else "not the sample service's body"
+
+
+def sample_or_minimal_body(body: dict) -> str | None:
+    """The sample service's answer, or the minimal app's (tests/lab/images/minimal)."""
+    return None if body.get("api") == "happy response" or body.get("app") == "minimal" else "an unknown body"
+
+
 class LoadGenerator:
-    """GET / at `rate` req/s through `url`; every answer must be 200 with the service's body."""
+    """GET / at `rate` req/s through `url`; every answer must be 200 with a body `accept` takes
+    (it returns None for a good body, else what is wrong); its "version" and "id" are counted."""
 
     def __init__(self, url: str, rate: float = 250.0, concurrency: int = 64, max_seconds: float = 1200.0,
-                 timeout: float = 15.0, first_phase: str = "start"):
+                 timeout: float = 15.0, first_phase: str = "start",
+                 accept: Callable[[dict], str | None] = sample_service_body):
         self.url = url
+        self.accept = accept
         self.rate = rate
         self.concurrency = concurrency
         self.max_seconds = max_seconds
@@ -125,8 +139,9 @@ class LoadGenerator:
                     err = f"HTTP {r.status}: {text[:120]!r}"
                 else:
                     body = json.loads(text)
-                    if body.get("api") != "happy response":
-                        err = f"unexpected body {text[:120]!r}"
+                    wrong = self.accept(body) if isinstance(body, dict) else "not a JSON object"
+                    if wrong:
+                        err = f"{wrong}: {text[:120]!r}"
         except Exception as exc:  # noqa: BLE001
             err = f"{type(exc).__name__}: {exc}"
         finally:

@@ -14,101 +14,32 @@ import base64
 import json
 import os
 import re
-import shutil
-import signal
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import labkit
+from e2ekit import (
+    CONTEXT,
+    E2E,
+    LB_INTERVAL,
+    REGISTRY_NAME,
+    close_phase,
+    make_project,
+    need_product,
+    secrets_of,
+    start_sandbox,
+    stop_sandbox,
+)
 from labkit import report
 from loadgen import LoadGenerator, SecretWatcher
 
-REPO = Path(__file__).resolve().parents[2]
-CONTEXT = "lab"
-REGISTRY_NAME = "zdd-lab"
-LB_INTERVAL = 3
 LOAD_RATE = 250.0  # req/s (>= 200 required)
 
 _state: dict = {"failed": None}
-
-
-def zdd_argv() -> list[str]:
-    exe = shutil.which("zdd-tui")
-    return [exe] if exe else [sys.executable, "-m", "zdd_tui"]
-
-
-class E2E:
-    def __init__(self, lab: labkit.Lab, workdir: Path):
-        self.lab = lab
-        self.work = workdir
-        self.project = workdir / "project"
-        self.sandbox_dir = workdir / "sandbox"
-        self.sandbox: subprocess.Popen | None = None
-        self.info: dict = {}
-        self.token = ""
-        self.tags: dict[str, str] = {}  # v1/v2/v3 -> sha tag
-        self.load: LoadGenerator | None = None
-        self.watch: SecretWatcher | None = None
-        self.timings: dict[str, float] = {}
-
-    # environment of the operator's zdd-tui: the lab keyring, a throwaway HOME/XDG (known_hosts
-    # lands there), the builder engine, and no credentials in the environment.
-    def env(self) -> dict[str, str]:
-        env = self.lab.env(**self.lab.keyring_env)
-        env["XDG_STATE_HOME"] = str(self.work / "xdg-state")
-        env["XDG_CACHE_HOME"] = str(self.work / "xdg-cache")
-        env["DOCKER_HOST"] = self.lab.builder.docker_host
-        for k in ("DIGITALOCEAN_TOKEN", "ZDD_SSH_PRIVATE_KEY", "ZDD_KNOWN_HOSTS", "DOCKER_CONFIG"):
-            env.pop(k, None)
-        return env
-
-    def zdd(self, *args: str, timeout: float = 600, expect: int | None = 0, label: str | None = None,
-            stdin: str | None = None) -> subprocess.CompletedProcess:
-        t0 = time.monotonic()
-        cp = subprocess.run(zdd_argv() + list(args), cwd=self.project, env=self.env(), capture_output=True,
-                            text=True, timeout=timeout, input=stdin)
-        dt = time.monotonic() - t0
-        name = label or " ".join(args[:2])
-        self.timings[name] = dt
-        print(f"$ zdd-tui {' '.join(args)}  -> exit {cp.returncode} in {dt:.1f} s\n{cp.stdout[-6000:]}\n"
-              f"--- stderr\n{cp.stderr[-4000:]}", flush=True)
-        if expect is not None and cp.returncode != expect:
-            raise AssertionError(f"zdd-tui {' '.join(args)} exited {cp.returncode}, expected {expect}:\n"
-                                 f"{cp.stdout[-3000:]}\n{cp.stderr[-3000:]}")
-        return cp
-
-    def git(self, *args: str) -> str:
-        env = {**os.environ, "GIT_AUTHOR_NAME": "zdd lab", "GIT_AUTHOR_EMAIL": "lab@zdd.invalid",
-               "GIT_COMMITTER_NAME": "zdd lab", "GIT_COMMITTER_EMAIL": "lab@zdd.invalid"}
-        return labkit.run(["git", "-C", str(self.project), *args], env=env).stdout.strip()
-
-    def commit(self, message: str) -> str:
-        self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
-        return "sha-" + self.git("rev-parse", "--short=7", "HEAD")
-
-    def host_versions(self) -> dict[str, str]:
-        """What each host serves, asked directly (not through the LB)."""
-        out = {}
-        for h in self.lab.hosts:
-            try:
-                status, body = labkit.http_get(h.ip, 8080, "/", timeout=3)
-                out[h.name] = json.loads(body).get("version") if status == 200 else f"HTTP {status}"
-            except OSError as exc:
-                out[h.name] = f"down ({type(exc).__name__})"
-        return out
-
-    def host_images(self) -> dict[str, str]:
-        out = {}
-        for h in self.lab.hosts:
-            cp = self.lab.ssh(h, "docker inspect --format '{{.Config.Image}}' app 2>/dev/null || true")
-            out[h.name] = cp.stdout.strip()
-        return out
 
 
 def _step(name: str):
@@ -126,155 +57,26 @@ def _mark_failure(request):
         _state["failed"] = request.node.name
 
 
-def _need_product() -> None:
-    missing = []
-    for mod in ("zdd_tui.secrets", "zdd_tui.hosts.runtime", "zdd_tui.setup.steps", "zdd_tui.images.build",
-                "zdd_tui.rollout.engine", "zdd_tui.sandbox.supervisor", "zdd_tui.sandbox.registry"):
-        try:
-            __import__(mod)
-        except Exception as exc:  # noqa: BLE001
-            missing.append(f"{mod} ({type(exc).__name__}: {exc})")
-    if missing:
-        pytest.fail("the product modules the lab drives are not importable: " + "; ".join(missing), pytrace=False)
-
-
 @pytest.fixture(scope="module")
 def e2e(lab):
-    _need_product()
+    need_product()
     t0 = time.monotonic()
     work = lab.dir / "e2e"
     work.mkdir(mode=0o700)
     e = E2E(lab, work)
     try:
-        _make_project(e)
-        _start_sandbox(e)
+        make_project(e)
+        start_sandbox(e)
         yield e
     finally:
         if e.load:
             e.load.stop()
         if e.watch:
             e.watch.stop()
-        _stop_sandbox(e)
+        stop_sandbox(e)
         report(f"e2e duration: {time.monotonic() - t0:.1f} s")
         for k, v in e.timings.items():
             report(f"  {k:<40} {v:7.1f} s")
-
-
-def _make_project(e: E2E) -> None:
-    """A small git project: the service (copied from service/) and zdd.yaml for the lab."""
-    e.project.mkdir()
-    shutil.copytree(REPO / "service", e.project / "service",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests", ".pytest_cache"))
-    labkit.run(["git", "init", "-q", "-b", "main", str(e.project)])
-    (e.project / ".gitignore").write_text("__pycache__/\n")
-
-
-def _write_config(e: E2E) -> None:
-    lab = e.lab
-    names = [h.name for h in lab.hosts]
-    cfg = f"""# zdd.yaml for the lab: real SSH hosts and registry; the DO API and LB are the sandbox's.
-app: app
-context: {CONTEXT}
-runtime: ssh
-digitalocean:
-  api_url: {e.info['api_url']}
-  region: nyc3
-droplets:
-  tag: zdd-app
-  names: [{', '.join(names)}]
-load_balancer:
-  name: zdd-app-lb
-  health_check:
-    protocol: http
-    path: /health
-    check_interval_seconds: {LB_INTERVAL}
-    response_timeout_seconds: 3
-    unhealthy_threshold: 2
-    healthy_threshold: 2
-registry:
-  name: {REGISTRY_NAME}
-  repository: app
-  server: "{lab.registry_addr}"
-service:
-  port: 8080
-  admin_port: 9090
-build:
-  dockerfile: service/Dockerfile
-  context: service
-deploy:
-  batch_size: 1
-  start_timeout_seconds: 20
-  stop_grace_seconds: 10
-  margin_seconds: 5
-ssh:
-  user: root
-  state_dir: /var/lib/zdd
-  connect_timeout_seconds: 10
-"""
-    (e.project / "zdd.yaml").write_text(cfg)
-
-
-def _start_sandbox(e: E2E) -> None:
-    lab = e.lab
-    e.sandbox_dir.mkdir(mode=0o700)
-    spec = {
-        "hosts": 0,
-        "external": [{"name": h.name, "ip": h.ip} for h in lab.hosts],
-        "registry": {"url": f"http://{lab.registry_addr}", "name": REGISTRY_NAME, "username": lab.registry_user,
-                     "password_env": "ZDD_LAB_REGISTRY_PASSWORD"},
-    }
-    spec_path = e.work / "lab-spec.json"
-    spec_path.write_text(json.dumps(spec))
-    env = e.env()
-    env["ZDD_LAB_REGISTRY_PASSWORD"] = lab.registry_password
-    log = open(e.work / "sandbox.log", "ab")
-    t0 = time.monotonic()
-    e.sandbox = subprocess.Popen(
-        [*zdd_argv(), "sandbox", "up", "--json", "--state-dir", str(e.sandbox_dir), "--hosts", "0",
-         "--lab-spec", str(spec_path), "--lb-interval", str(LB_INTERVAL), "--lb-timeout", "3",
-         "--lb-unhealthy", "2", "--lb-healthy", "2"],
-        cwd=e.work, env=env, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-    log.close()
-    lab.procs.append(("sandbox", e.sandbox))
-    line = _readline(e.sandbox, 90)
-    if not line:
-        raise RuntimeError(f"`zdd-tui sandbox up` gave no JSON line (exit {e.sandbox.poll()}): "
-                           f"{(e.work / 'sandbox.log').read_text()[-3000:]}")
-    e.info = json.loads(line)
-    e.timings["sandbox up (lab mode)"] = time.monotonic() - t0
-    e.token = (e.sandbox_dir / "token").read_text().strip()
-    _write_config(e)
-
-
-def _readline(p: subprocess.Popen, timeout: float) -> str:
-    import selectors
-
-    assert p.stdout is not None
-    sel = selectors.DefaultSelector()
-    sel.register(p.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while time.monotonic() < deadline and p.poll() is None:
-        if sel.select(timeout=0.5):
-            chunk = os.read(p.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            buf += chunk
-            if b"\n" in buf:
-                return buf.split(b"\n", 1)[0].decode()
-    return ""
-
-
-def _stop_sandbox(e: E2E) -> None:
-    p = e.sandbox
-    if p is None or p.poll() is not None:
-        return
-    os.kill(p.pid, signal.SIGTERM)
-    try:
-        p.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(timeout=10)
 
 
 # ------------------------------------------------------------------------------------------
@@ -333,10 +135,10 @@ def test_03_deploy_v1_to_three_hosts(e2e):
     e.zdd("deploy", "--tag", e.tags["v1"], "--yes", label="deploy v1 (first, no load)")
     assert set(e.host_versions().values()) == {e.tags["v1"]}, e.host_versions()
     # from here on: load through the LB, and a watch on every process list
-    e.watch = SecretWatcher(_secrets(e), [h.netns for h in e.lab.hosts]).start()
+    e.watch = SecretWatcher(secrets_of(e), [h.netns for h in e.lab.hosts]).start()
     e.load = LoadGenerator(f"{e.info['lb_url'].rstrip('/')}/", rate=LOAD_RATE, first_phase="steady on v1").start()
     time.sleep(3 * LB_INTERVAL)
-    ph = _close_phase(e, "build v2")
+    ph = close_phase(e, "build v2")
     assert set(ph.versions) == {e.tags["v1"]}, ph.versions
     assert len(ph.ids) == 3, f"expected the LB to spread over 3 instances, saw {len(ph.ids)}"
     # the sandbox LB health-checks the lab hosts from the bridge address, at the configured interval
@@ -352,17 +154,6 @@ def test_03_deploy_v1_to_three_hosts(e2e):
         assert labkit.http_get(h.ip, 8080, "/admin/stats", timeout=2)[0] == 404
 
 
-def _close_phase(e: E2E, next_phase: str):
-    """End the current load phase (and start the next); every phase: >= 200 req/s, 0 failed."""
-    ph = e.load.phase(next_phase)
-    report("load " + ph.summary())
-    assert e.load.error is None, e.load.error
-    assert ph.sent > 0
-    assert ph.rate >= 200, f"{ph.name}: only {ph.rate:.0f} req/s"
-    assert ph.failed == 0, f"{ph.name}: {ph.failed} of {ph.sent} requests failed: {ph.failures}"
-    return ph
-
-
 def test_04_deploy_v2_under_load(e2e):
     _step("deploy v2")
     e = e2e
@@ -370,9 +161,9 @@ def test_04_deploy_v2_under_load(e2e):
     e.tags["v2"] = e.commit("v2")
     e.zdd("build", "--push", "--build-arg", f"BASE={e.lab.base_image}", label="build --push v2")
     _assert_registry_has(e, [e.tags["v2"]])
-    _close_phase(e, "deploy v2")
+    close_phase(e, "deploy v2")
     e.zdd("deploy", "--tag", e.tags["v2"], "--yes", label="deploy v2 (under load)")
-    ph = _close_phase(e, "build v3")
+    ph = close_phase(e, "build v3")
     assert set(e.host_versions().values()) == {e.tags["v2"]}, e.host_versions()
     assert ph.versions.get(e.tags["v2"], 0) > 0 and ph.versions.get(e.tags["v1"], 0) > 0, ph.versions
 
@@ -384,9 +175,9 @@ def test_05_failing_v3_is_halted_and_restored(e2e):
     df.write_text(df.read_text() + "\n# lab: a broken version (its health check always fails)\nENV ZDD_FAIL_HEALTH=1\n")
     e.tags["v3"] = e.commit("v3: broken health")
     e.zdd("build", "--push", "--build-arg", f"BASE={e.lab.base_image}", label="build --push v3")
-    _close_phase(e, "deploy v3 (halted)")
+    close_phase(e, "deploy v3 (halted)")
     cp = e.zdd("deploy", "--tag", e.tags["v3"], "--yes", expect=3, label="deploy v3 (halted, restored)")
-    ph = _close_phase(e, "rollback to v1")
+    ph = close_phase(e, "rollback to v1")
     versions = e.host_versions()
     assert set(versions.values()) == {e.tags["v2"]}, versions
     assert set(ph.versions) == {e.tags["v2"]}, ph.versions  # the broken version never served
@@ -397,31 +188,15 @@ def test_06_rollback_to_v1(e2e):
     _step("rollback")
     e = e2e
     e.zdd("rollback", e.tags["v1"], "--yes", label="rollback to v1 (under load)")
-    ph = _close_phase(e, "steady on v1 after rollback")
+    ph = close_phase(e, "steady on v1 after rollback")
     assert set(e.host_versions().values()) == {e.tags["v1"]}, e.host_versions()
     assert ph.versions.get(e.tags["v1"], 0) > 0
     # the engine's state (journal, lock) went to the hosts' state directories
     assert any(os.listdir(h.dir / "varlibzdd" / "app") for h in e.lab.hosts), "no journal/lock on any host"
     time.sleep(2 * LB_INTERVAL)
-    ph = _close_phase(e, "end")
+    ph = close_phase(e, "end")
     assert set(ph.versions) == {e.tags["v1"]}, ph.versions
     e.load.stop()
-
-
-def _secrets(e: E2E) -> dict[str, str]:
-    lab = e.lab
-    return {
-        "DO token": e.token,
-        "registry password": lab.registry_password,
-        "registry basic auth": base64.b64encode(f"{lab.registry_user}:{lab.registry_password}".encode()).decode(),
-        "private key armour": "PRIVATE KEY-----",
-        "private key body": _key_body_line(lab.client_key),
-    }
-
-
-def _key_body_line(path: Path) -> str:
-    lines = [x for x in path.read_text().splitlines() if x and not x.startswith("-----")]
-    return lines[len(lines) // 2]
 
 
 def _private_seed(path: Path) -> bytes:
@@ -437,7 +212,7 @@ def test_07_no_secret_on_any_host(e2e):
     e = e2e
     lab = e.lab
     seed = _private_seed(lab.client_key)
-    needles = {k: v.encode() for k, v in _secrets(e).items() if k != "private key armour"}
+    needles = {k: v.encode() for k, v in secrets_of(e).items() if k != "private key armour"}
     needles["private key (raw)"] = seed
     needles["private key (hex)"] = seed.hex().encode()
     needles["private key (base64)"] = base64.b64encode(seed).rstrip(b"=")
