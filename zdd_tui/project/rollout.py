@@ -27,6 +27,9 @@ from zdd_tui.errors import (
     ZddError,
 )
 from zdd_tui.events import Listener
+from zdd_tui.project.app_secrets import give as give_secrets
+from zdd_tui.project.app_secrets import release_step
+from zdd_tui.project.app_secrets import require as require_secrets
 from zdd_tui.project.state import state_of
 from zdd_tui.rollout.engine import Engine, EngineOptions
 from zdd_tui.rollout.events import Outcome, OutcomeStatus, Plan
@@ -110,6 +113,7 @@ async def rollback_choices(project: Project) -> list[RanVersion]:
 async def _plan(project: Project, tag: str, action: str) -> Plan:
     check_tag(tag)
     config = project.config
+    await require_secrets(project)  # every missing secret is named before anything else is asked
     if not await project.cloud.tag_exists(tag):
         raise RefusedError(f"tag {tag} not found in the registry {config.image_repo}: nothing was changed",
                            "build and push it first ('zdd-tui build'), or pick a tag that exists")
@@ -176,14 +180,18 @@ async def run(
     if missing:
         raise RefusedError(f"the plan names hosts no longer in the fleet: {', '.join(missing)}",
                            "plan again: the fleet changed")
+    secrets = await require_secrets(project)
     me = LockInfo.mine(plan.rollout_id, plan.to_tag, plan.action)
     await acquire(runtimes, me, break_lock=break_lock)
+    give_secrets(runtimes, secrets)
     try:
         wall: dict[str, Any] = {"wallclock": project.wallclock} if project.wallclock else {}
         journal = Journal(runtimes, **wall)
         await journal.compact()
         state = await state_of(runtimes)
         opts = options or EngineOptions()
+        if opts.before_changes is None:
+            opts.before_changes = release_step(project, plan, runtimes, secrets, opts.env)
         # Hosts left with no container by an interrupted rollout restore to what they ran before it.
         for r in ([state.interrupted] if state.interrupted else []):
             for host, tag in r.from_tags.items():
@@ -199,6 +207,7 @@ async def run(
                         operator=me.holder, **wall)
         return await engine.run()
     finally:
+        give_secrets(runtimes, None)
         # Also on a hard cancel (the console closed): the unfinished journal marks it interrupted.
         await asyncio.shield(release(runtimes, plan.rollout_id))
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,18 @@ class StepFailed(Exception):
         self.seen = seen
 
 
+LogFn = Callable[[str | None, str, str], Awaitable[None]]
+
+
+class ChangesRefused(Exception):
+    """Raised by EngineOptions.before_changes: the rollout stops before any host changes."""
+
+    def __init__(self, message: str, seen: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.seen = seen
+
+
 class Cancelled(Exception):
     """The operator asked to stop; raised only before the old container is stopped."""
 
@@ -136,6 +148,10 @@ class EngineOptions:
     # checkers' phases so the next batch leaves the LB one check after the current one is back
     # (never before: a guard undrains it first). Saves (unhealthy-1) x interval per batch.
     overlap: bool = True
+    # Awaited once every host has pulled, before any host changes (the release command), with
+    # the engine's log(host, line, level) for its output; it raises ChangesRefused to stop the
+    # rollout there (Outcome REFUSED).
+    before_changes: Callable[[LogFn], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -744,6 +760,11 @@ class Engine:
                     OutcomeStatus.HALTED, f"pull failed on {h.name}: nothing was stopped",
                     failed=h, step=Phase.PULLING, seen=err.seen, restored=True)
 
+        if self.opt.before_changes is not None:
+            refused = await self._before_changes()
+            if refused is not None:
+                return refused
+
         # 2. Batches.
         batches: dict[int, list[_Host]] = {}
         for h in self.hosts:
@@ -805,6 +826,17 @@ class Engine:
             if any_cancel or self._cancelled():
                 return await self._interrupted()
         return await self._finish(OutcomeStatus.SUCCESS, "")
+
+    async def _before_changes(self) -> Outcome | None:
+        assert self.opt.before_changes is not None
+        try:
+            await self.opt.before_changes(self._log)
+            return None
+        except ChangesRefused as exc:
+            for h in self.hosts:
+                await self._enter(h, HostState.SKIPPED, "refused before any host changed")
+            return await self._finish(OutcomeStatus.REFUSED, f"{exc.message}: nothing was changed",
+                                      seen=exc.seen, restored=True)
 
     async def _pull_safe(self, h: _Host):
         try:
