@@ -190,8 +190,8 @@ async def run(
         await journal.compact()
         state = await state_of(runtimes)
         opts = options or EngineOptions()
-        if opts.before_changes is None:
-            opts.before_changes = release_step(project, plan, runtimes, secrets, opts.env)
+        if opts.before_changes is None:  # a copy: a caller's options may serve another run
+            opts = replace(opts, before_changes=release_step(project, plan, runtimes, secrets, opts.env))
         # Hosts left with no container by an interrupted rollout restore to what they ran before it.
         for r in ([state.interrupted] if state.interrupted else []):
             for host, tag in r.from_tags.items():
