@@ -127,6 +127,9 @@ async def test_secrets_reach_the_container_and_nowhere_else(sandbox, tmp_path, m
             plan = await project.plan_deploy(tag)
             outcome = await project.run(plan, [events.append])
             status = await project.status()
+    assert "containers get the secrets DB_PASSWORD, SIGNING_KEY (values never shown)" in plan.notes
+    assert any(n.startswith("release command on app-1 before any host changes: python -m zdd_service migrate")
+               for n in plan.notes)
     assert outcome.status == OutcomeStatus.SUCCESS, outcome.message
     assert sampler.samples > 10 and sampler.hits == []
 

@@ -81,6 +81,17 @@ def give(runtimes: Mapping[str, HostRuntime], secrets: SecretEnv | None) -> None
             rt.set_secrets(secrets)
 
 
+def deploy_notes(config: Any, plan: Plan) -> list[str]:
+    """What the plan preview says about secrets and the release command."""
+    notes = []
+    if config.service.secrets:
+        notes.append(f"containers get the secrets {', '.join(config.service.secrets)} (values never shown)")
+    if config.deploy.release_command and plan.hosts and plan.action in ("deploy", "resume"):
+        notes.append(f"release command on {plan.hosts[0].name} before any host changes: "
+                     f"{shlex.join(config.deploy.release_command)}")
+    return notes
+
+
 def release_step(project: Project, plan: Plan, runtimes: Mapping[str, HostRuntime], secrets: SecretEnv,
                  env: dict[str, str] | None) -> Callable[[LogFn], Awaitable[None]] | None:
     """The release command as the engine's before_changes hook; None when there is none to run."""

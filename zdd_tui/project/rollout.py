@@ -27,8 +27,8 @@ from zdd_tui.errors import (
     ZddError,
 )
 from zdd_tui.events import Listener
+from zdd_tui.project.app_secrets import deploy_notes, release_step
 from zdd_tui.project.app_secrets import give as give_secrets
-from zdd_tui.project.app_secrets import release_step
 from zdd_tui.project.app_secrets import require as require_secrets
 from zdd_tui.project.state import state_of
 from zdd_tui.rollout.engine import Engine, EngineOptions
@@ -125,6 +125,7 @@ async def _plan(project: Project, tag: str, action: str) -> Plan:
     if interrupted is not None and action == "deploy" and tag == interrupted.to_tag:
         action = "resume"
     plan = build_plan(facts, tag, image_ref(config, tag), settings, config.deploy, action=action)
+    plan = replace(plan, notes=(*plan.notes, *deploy_notes(config, plan)))
     if state.skipped:
         lines = state.skipped_lines(3)
         note = f"journal: {len(state.skipped)} unusable line(s) skipped: {'; '.join(lines)}"
