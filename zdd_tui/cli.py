@@ -26,6 +26,7 @@ COMMAND_HELP = {
     "init": "write a commented zdd.yaml for the current project",
     "login": "check a DigitalOcean token and store it in the OS keyring",
     "logout": "delete the context's DigitalOcean token and SSH key from the OS keyring",
+    "secret": "the application's secrets (OS keyring, per context)",
     "sandbox": "a local stand-in for DigitalOcean",
     "status": "show droplets, load balancer, tags and hosts",
     "build": "build (and push) the service image",

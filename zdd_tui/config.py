@@ -27,6 +27,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent, NodeEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from zdd_tui.app_secrets import name_problem as _secret_name_problem
 from zdd_tui.errors import UsageError
 from zdd_tui.secret_values import APP_SECRETS_HINT
 from zdd_tui.secret_values import secret_kind as _secret_kind
@@ -253,6 +254,8 @@ class ServiceConfig:
     port_env: str = field(default="PORT", metadata=key(
         "local-swap: the variable that tells the app which port to listen on",
         pattern=(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")))
+    secrets: tuple[str, ...] = field(default=(), metadata=key(
+        "names of the secrets the container gets as environment variables (values: `zdd-tui secret set NAME`)"))
 
 
 @dataclass(frozen=True)
@@ -296,6 +299,11 @@ class DeployConfig:
     retain: int = field(default=3, metadata=key(
         "local-swap: stopped containers kept per host, so a rollback to them needs no pull",
         bounds=Range(1, 20)))
+    release_command: tuple[str, ...] = field(default=(), metadata=key(
+        "argv run once per deploy in a one-off container of the new image (e.g. migrations), "
+        "before any host changes; a failure refuses the deploy"))
+    release_timeout_seconds: int = field(default=600, metadata=key(
+        "limit for the release command", bounds=AT_LEAST_1))
 
 
 @dataclass(frozen=True)
@@ -413,6 +421,8 @@ _SECRET_KEY = re.compile(
     r"token|passw(or)?d|passphrase|secret|credential|private[_-]?key|api[_-]?key|access[_-]?key|ssh[_-]?key",
     re.IGNORECASE,
 )
+# Keys whose names say "secret" and whose values are only names of secrets.
+_NAMES_OF_SECRETS = frozenset({"service.secrets"})
 SECRETS_HINT = (
     "secrets never go in zdd.yaml: store the DigitalOcean token with `zdd-tui login` and the SSH key "
     "with `zdd-tui login --ssh-key FILE` (both go to the OS keyring), or set DIGITALOCEAN_TOKEN / "
@@ -465,7 +475,7 @@ class _Loader:
             for k, v in node.value:
                 name = k.value if isinstance(k, ScalarNode) else "?"
                 sub = f"{path}.{name}" if path else name
-                if isinstance(k, ScalarNode) and _SECRET_KEY.search(name):
+                if isinstance(k, ScalarNode) and _SECRET_KEY.search(name) and sub not in _NAMES_OF_SECRETS:
                     self.secret_keys.add(id(k))
                     self.issue(k, sub, "no secrets in zdd.yaml", f"a key named {name!r} that looks like a secret",
                                _secrets_hint(sub))
@@ -644,11 +654,31 @@ class _Loader:
                 self.issue(node, f"droplets.names[{i}]", "unique droplet names",
                            f"{name!r} again (also droplets.names[{first[name]}])")
             first.setdefault(name, i)
+        self.secret_names(cfg)
         n = len(cfg.droplets.names)
         if n > 1 and cfg.deploy.batch_size >= n:
             self.issue(self.nodes.get("deploy.batch_size"), "deploy.batch_size",
                        f"at most {n - 1} with {n} droplets", str(cfg.deploy.batch_size),
                        "a batch must leave the load balancer at least one healthy droplet")
+
+    def secret_names(self, cfg: Config) -> None:
+        node = self.nodes.get("service.secrets")
+        items = node.value if isinstance(node, SequenceNode) else []
+        seen: dict[str, int] = {}
+        for i, name in enumerate(cfg.service.secrets):
+            at = items[i] if i < len(items) else node
+            problem = _secret_name_problem(name)
+            if problem is not None:
+                problem = f"a valid secret name ({problem})"
+            if problem is None and name in cfg.service.env:
+                problem = f"a name not also in service.env ({name} is there)"
+            if problem is None and name == cfg.service.port_env:
+                problem = f"a name other than service.port_env ({name})"
+            if problem is None and name in seen:
+                problem = f"each name once (also service.secrets[{seen[name]}])"
+            if problem:
+                self.issue(at, f"service.secrets[{i}]", problem, repr(name))
+            seen.setdefault(name, i)
 
 
 _BAD = object()

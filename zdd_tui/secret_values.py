@@ -34,7 +34,8 @@ _SECRET_VALUES = (
 
 APP_SECRETS_HINT = (
     "application secrets do not belong in zdd.yaml (it is committed, and service.env values reach every "
-    "host in the clear): keep them out of it. "
+    "host in the clear): keep them out of it; store each with `zdd-tui secret set NAME` and list its name "
+    "in service.secrets. "
     "zdd-tui's own DigitalOcean token and SSH key go to the OS keyring with `zdd-tui login`"
 )
 

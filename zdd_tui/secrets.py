@@ -213,12 +213,14 @@ def check_backend() -> str:
 
 
 SECRET_ENV_PREFIX = "ZDD_SECRET_"
+SECRETS_KEY_ENV = "ZDD_SECRETS_KEY"  # the fingerprint key of application secrets, in CI
 
 
 def without_credentials(env: Mapping[str, str]) -> dict[str, str]:
     """`env` minus the variables that carry credentials (DIGITALOCEAN_TOKEN, ZDD_SSH_PRIVATE_KEY,
-    ZDD_SECRET_*): the environment for a child process that needs none of them."""
-    return {k: v for k, v in env.items() if k not in (TOKEN_ENV, SSH_KEY_ENV) and not k.startswith(SECRET_ENV_PREFIX)}
+    ZDD_SECRET_*, ZDD_SECRETS_KEY): the environment for a child process that needs none of them."""
+    return {k: v for k, v in env.items()
+            if k not in (TOKEN_ENV, SSH_KEY_ENV, SECRETS_KEY_ENV) and not k.startswith(SECRET_ENV_PREFIX)}
 
 
 def same_api_url(a: str, b: str) -> bool:
@@ -410,3 +412,121 @@ def has_ssh_key(context: str) -> bool:
 def _reindex(context: str) -> None:
     if not (has_token(context) or has_ssh_key(context)):
         _index(context, False)
+
+
+# ---- application secrets (`zdd-tui secret`, service.secrets) --------------------------------
+#
+# Users "<context>:secret:<NAME>" hold the values; "<context>:secrets" is a non-secret index
+# (JSON: name -> when it was set), since a keyring cannot list its entries; "<context>:secrets-key"
+# is the random key of the fingerprints on the hosts (zdd_tui.app_secrets). In CI,
+# ZDD_SECRET_<NAME> in the environment takes precedence over the keyring (as DIGITALOCEAN_TOKEN
+# does), and when every secret a deploy needs is there the keyring is not opened at all.
+
+
+def _secret_user(context: str, name: str) -> str:
+    return f"{context}:secret:{name}"
+
+
+def _secrets_index_user(context: str) -> str:
+    return f"{context}:secrets"
+
+
+def check_secret_name(name: str) -> str:
+    from zdd_tui.app_secrets import name_problem
+
+    problem = name_problem(name)
+    if problem:
+        raise CredentialsError(f"invalid secret name {name!r}: {problem}",
+                               "use a name like DATABASE_URL (letters, digits, '_'; not starting with a digit)")
+    return name
+
+
+def _secrets_index(context: str) -> dict[str, str]:
+    raw = _get(_secrets_index_user(context), "list of secrets")
+    try:
+        index = json.loads(raw) if raw else {}
+    except ValueError:
+        index = {}
+    return {str(k): str(v) for k, v in index.items()} if isinstance(index, dict) else {}
+
+
+def list_app_secrets(context: str) -> dict[str, str]:
+    """name -> when it was set (ISO 8601, UTC), for the context's secrets in the keyring. No values."""
+    return dict(sorted(_secrets_index(_check_context(context)).items()))
+
+
+def set_app_secret(context: str, name: str, value: str) -> None:
+    from datetime import UTC, datetime
+
+    context, name = _check_context(context), check_secret_name(name)
+    if any(c in value for c in "\n\r\0"):
+        raise CredentialsError(f"secret {name}: the value contains a newline, carriage return or NUL; nothing was "
+                               "stored", "a container's environment variable holds one line")
+    if not value:
+        raise CredentialsError(f"secret {name}: the value is empty; nothing was stored")
+    _set(_secret_user(context, name), value, f"secret {name}")
+    secrets_key(context)  # made with the first secret, so every deploy fingerprints with it
+    index = _secrets_index(context)
+    index[name] = datetime.now(UTC).isoformat(timespec="seconds")
+    _set(_secrets_index_user(context), json.dumps(index, sort_keys=True), "list of secrets")
+
+
+def delete_app_secret(context: str, name: str) -> bool:
+    """Remove one secret; True if there was one."""
+    context, name = _check_context(context), check_secret_name(name)
+    deleted = _delete(_secret_user(context, name), f"secret {name}")
+    index = _secrets_index(context)
+    if index.pop(name, None) is not None:
+        _set(_secrets_index_user(context), json.dumps(index, sort_keys=True), "list of secrets")
+        deleted = True
+    return deleted
+
+
+def app_secret_env(name: str) -> str | None:
+    """ZDD_SECRET_<NAME> from the environment (an empty variable counts as unset)."""
+    return os.environ.get(SECRET_ENV_PREFIX + name) or None
+
+
+def get_app_secrets(context: str, names: list[str] | tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """(values, missing): each name from ZDD_SECRET_<NAME>, else the keyring. The keyring is read
+    only for names the environment does not give."""
+    values: dict[str, str] = {}
+    missing: list[str] = []
+    for name in names:
+        check_secret_name(name)
+        env = app_secret_env(name)
+        if env is not None:
+            values[name] = env
+            continue
+        stored = _get(_secret_user(_check_context(context), name), f"secret {name}")
+        if stored:
+            values[name] = stored
+        else:
+            missing.append(name)
+    return values, missing
+
+
+def secrets_key(context: str, *, create: bool = True) -> bytes | None:
+    """The fingerprint key: ZDD_SECRETS_KEY (hex), else the keyring's (made on first use when
+    `create`); None when neither exists (and not created)."""
+    env = os.environ.get(SECRETS_KEY_ENV, "").strip()
+    if env:
+        try:
+            key = bytes.fromhex(env)
+        except ValueError:
+            key = b""
+        if len(key) < 16:
+            raise CredentialsError(f"{SECRETS_KEY_ENV} must be at least 32 hex digits",
+                                   "generate one with `python -c 'import secrets; print(secrets.token_hex(32))'`")
+        return key
+    user = f"{_check_context(context)}:secrets-key"
+    stored = _get(user, "secrets fingerprint key")
+    if stored:
+        return bytes.fromhex(stored)
+    if not create:
+        return None
+    import secrets as random
+
+    key = random.token_bytes(32)
+    _set(user, key.hex(), "secrets fingerprint key")
+    return key

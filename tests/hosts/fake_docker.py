@@ -170,6 +170,27 @@ elif cmd == "run":
         "RestartCount": 0,
     }
     print("c" * 64)
+elif cmd == "create":
+    # Only what a release command uses: --rm, --network, --label, --env-file; then image, command.
+    rest = argv[1:argv.index("--")]
+    ref, command = after_dashdash(argv)[0], argv[argv.index("--") + 2:]
+    path = rest[rest.index("--env-file") + 1]
+    cid = format(len(s.get("created", [])) + 1, "064x")
+    s.setdefault("created", []).append({
+        "id": cid, "ref": ref, "command": command, "env": read_env_file(path), "env_file": path,
+        "mode": oct(os.stat(path).st_mode & 0o777), "fs": fs_type(path), "rm": "--rm" in rest,
+        "network": rest[rest.index("--network") + 1],
+        "labels": dict(rest[i + 1].split("=", 1) for i, a in enumerate(rest) if a == "--label")})
+    print(cid)
+elif cmd == "start":
+    # `start --attach ID`: prints its command's words, exits with N when the last is `exit=N`.
+    c = next(c for c in s.get("created", []) if c["id"] == argv[-1])
+    c["env_file_at_start"] = os.path.exists(c["env_file"])
+    print("running " + " ".join(c["command"]), flush=True)
+    print("to stderr", file=sys.stderr, flush=True)
+    last = c["command"][-1] if c["command"] else ""
+    save(s)
+    sys.exit(int(last.split("=", 1)[1]) if last.startswith("exit=") else 0)
 elif cmd == "stop":
     name = after_dashdash(argv)[0]
     if name not in s["containers"]:
@@ -179,6 +200,8 @@ elif cmd == "stop":
                                            "FinishedAt": f"2026-11-26T13:{n // 60 % 60:02d}:{n % 60:02d}Z"})
     s["stop_timeout"] = argv[argv.index("-t") + 1]
     print(name)
+elif cmd == "rm" and argv[-1] in {c["id"] for c in s.get("created", [])}:
+    s.setdefault("removed", []).append(argv[-1])
 elif cmd == "rm":
     name = after_dashdash(argv)[0]
     c = s["containers"].get(name)

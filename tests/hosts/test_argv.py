@@ -123,3 +123,36 @@ def test_command_line_is_shlex_join_and_round_trips():
     line = host_argv.to_command_line(hostile)
     assert line == shlex.join(hostile)
     assert shlex.split(line) == hostile
+
+
+def test_release_argv_exact_and_without_environment_values():
+    argv = host_argv.docker_release(REF, ["python", "-m", "app", "migrate; rm -rf /"], env_file_id="abcdef0123456789",
+                                    bound_seconds=600, labels={"zdd.release": "1", "zdd.app": "app"})
+    assert argv[:2] == ["sh", "-c"]
+    script = argv[2]
+    # docker create reads the env file; it is removed before the command starts.
+    assert script.index('docker create --env-file "$e" "$@"') < script.index('rm -f -- "$e"') \
+        < script.index('docker start --attach "$c"')
+    assert "(set -C; cat > \"$e\")" in script and "for fs in /run /dev/shm" in script and "/tmp" not in script
+    assert argv[3:] == ["zdd-release", "abcdef0123456789", "600", "--rm", "--network", "host",
+                        "--label", "zdd.app=app", "--label", "zdd.release=1",
+                        "--", REF, "python", "-m", "app", "migrate; rm -rf /"]
+    line = host_argv.to_command_line(argv)
+    assert shlex.split(line) == argv  # each argument stays one argument, whatever it holds
+    for bad in ([], [""], ["a\0b"]):
+        with pytest.raises(ValueError):
+            host_argv.docker_release(REF, bad, env_file_id="abcdef0123456789", bound_seconds=1)
+
+
+def test_run_and_release_take_secrets_only_through_the_env_file():
+    from zdd_tui.app_secrets import secret_env
+
+    value = "s3cr3t-value-for-argv"
+    bundle = secret_env(b"k" * 32, {"DB_PASSWORD": value})
+    run = host_argv.docker_run("app", REF, port=8080, admin_port=9090, env_file_id="abcdef0123456789",
+                               bound_seconds=60, labels={"zdd.secrets": bundle.label})
+    release = host_argv.docker_release(REF, ["migrate"], env_file_id="abcdef0123456789", bound_seconds=60,
+                                       labels={"zdd.secrets": bundle.label})
+    for argv in (run, release):
+        assert value not in host_argv.to_command_line(argv)
+    assert "DB_PASSWORD=" in bundle.label and host_argv.env_file(dict(bundle.values)) == f"DB_PASSWORD={value}\n"

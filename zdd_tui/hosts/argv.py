@@ -141,6 +141,19 @@ e="$base/env.$(( $(date +%s) + bound + {_DEADLINE_SLACK} )).$id"
 set -- docker run --env-file "$e" "$@"
 """ + _GUARDED
 
+# $1 id, $2 bound (seconds), then `docker create`'s options, image and command; the env file
+# comes on stdin. The env file is read by `docker create` and removed before the command starts;
+# the one-off container goes when it ends (--rm), or by the trap when the bound cuts it off.
+_RELEASE_WITH_ENV_FILE = _SECRET_DIR + f"""id=$1 bound=$2
+shift 2
+e="$base/env.$(( $(date +%s) + bound + {_DEADLINE_SLACK} )).$id"
+""" + _TRAPS + """(set -C; cat > "$e") || exit 1
+c=$(docker create --env-file "$e" "$@") || exit 1
+rm -f -- "$e"
+trap 'rm -rf -- "$e"; docker rm --force "$c" >/dev/null 2>&1' EXIT
+set -- docker start --attach "$c"
+""" + _GUARDED
+
 # Entries whose deadline has passed: their command is over (its `timeout` saw to that) and its
 # shell did not remove them (killed outright, or the host lost power mid-way on a /dev/shm that
 # survived). Prints what it removed.
@@ -247,6 +260,29 @@ def docker_run(
     for k, v in sorted((labels or {}).items()):
         argv += ["--label", f"{k}={v}"]
     argv += ["--", ref]
+    return argv
+
+
+def docker_release(
+    ref: str,
+    command: Sequence[str],
+    *,
+    env_file_id: str,
+    bound_seconds: float,
+    labels: Mapping[str, str] | None = None,
+) -> Argv:
+    """A one-off container of `ref` running `command` (the release command), attached: its
+    output is the command's, its exit status the command's. Host networking (it reaches what
+    the app reaches), no restart, removed when it ends. The environment comes on stdin as for
+    `docker_run`; no value of it is on any command line."""
+    check_image_ref(ref)
+    if not command or not all(isinstance(a, str) and a and "\0" not in a for a in command):
+        raise ValueError("a release command is a non-empty list of non-empty arguments")
+    argv = ["sh", "-c", _RELEASE_WITH_ENV_FILE, "zdd-release", _check_id(env_file_id), _check_bound(bound_seconds),
+            "--rm", "--network", "host"]
+    for k, v in sorted((labels or {}).items()):
+        argv += ["--label", f"{k}={v}"]
+    argv += ["--", ref, *command]
     return argv
 
 

@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from secrets import token_hex
 from typing import Any
 
+from zdd_tui.app_secrets import LABEL as SECRETS_LABEL
+from zdd_tui.app_secrets import SecretEnv
 from zdd_tui.cloud.models import PULL_CREDENTIALS_SECONDS, DockerCredentials, Droplet
 from zdd_tui.config import Config
 from zdd_tui.hosts import argv as host_argv
@@ -121,6 +123,7 @@ class DockerSSHRuntime(ServiceAdmin):
         self.on_event = on_event
         self.http_timeout = http_timeout
         self._digests: dict[str, str] = {}
+        self._secrets = SecretEnv()
 
     # --- logging -------------------------------------------------------------------------
 
@@ -255,14 +258,15 @@ class DockerSSHRuntime(ServiceAdmin):
                 raise RuntimeFailure(f"on {self.name}: container {name} is running; stop it before starting another")
             await self.shell.run(host_argv.docker_rm(name, force=True))
         tag = host_argv.tag_of(image_ref)
-        merged = {**self.config.service.env, **(env or {})}
-        labels = {"zdd.app": self.config.app, "zdd.tag": tag}
+        merged = self._app_env(env)
+        labels = {"zdd.app": self.config.app, "zdd.tag": tag, **self._secrets_labels()}
         digest = self._digests.get(image_ref)
         if digest:
             labels["zdd.digest"] = digest
         if "ZDD_ROLLOUT_ID" in merged:
             labels["zdd.rollout"] = merged["ZDD_ROLLOUT_ID"]
-        env_file = host_argv.env_file({**merged, "ZDD_VERSION": merged.get("ZDD_VERSION", tag)})
+        env_file = host_argv.env_file({**merged, "ZDD_VERSION": merged.get("ZDD_VERSION", tag),
+                                       **self._secrets.values})
         secret_id = token_hex(8)
         bound = RUN_BOUND_SECONDS
         argv = host_argv.docker_run(
@@ -284,6 +288,45 @@ class DockerSSHRuntime(ServiceAdmin):
         if info is None:
             raise RuntimeFailure(f"on {self.name}: container {name} vanished right after `docker run`")
         return info
+
+    # --- application secrets and the release command -----------------------------------------
+
+    def set_secrets(self, secrets: SecretEnv | None) -> None:
+        self._secrets = secrets or SecretEnv()
+
+    def _app_env(self, env: dict[str, str] | None) -> dict[str, str]:
+        """The container's environment without its secrets (they join only the env file's text)."""
+        return {**self.config.service.env, **(env or {})}
+
+    def _secrets_labels(self) -> dict[str, str]:
+        return {SECRETS_LABEL: self._secrets.label} if self._secrets.label else {}
+
+    async def release(self, image_ref: str, argv: list[str], env: dict[str, str] | None = None,
+                      on_line: Callable[[str], Any] | None = None) -> tuple[int, list[str]]:
+        tag = host_argv.tag_of(image_ref)
+        merged = self._app_env(env)
+        env_file = host_argv.env_file({**merged, "ZDD_VERSION": merged.get("ZDD_VERSION", tag),
+                                       **self._secrets.values})
+        secret_id = token_hex(8)
+        bound = float(self.config.deploy.release_timeout_seconds)
+        labels = {"zdd.app": self.config.app, "zdd.tag": tag, "zdd.release": "1"}
+        cmd = host_argv.docker_release(image_ref, argv, env_file_id=secret_id, bound_seconds=bound, labels=labels)
+        lines: list[str] = []
+
+        def line(_stream: str, text: str) -> None:
+            lines.append(text)
+            if on_line is not None:
+                on_line(text)
+
+        try:
+            res = await self.shell.run(cmd, input=env_file, on_line=line, check=False,
+                                       timeout=bound + REMOTE_BOUND_SLACK)
+        except BaseException:
+            await self._remove_secrets(secret_id)
+            raise
+        if res.exit_status != 0:
+            await self._remove_secrets(secret_id)
+        return res.exit_status, lines
 
     async def stop(self, grace_seconds: float) -> None:
         name = self.config.container_name
@@ -524,8 +567,10 @@ class DockerSSHRuntime(ServiceAdmin):
         name = host_slots.container_name(self.config.container_name, slot, tag)
         port = host_proxy.slot_ports(self.config)[slot]
         port_env = self.config.service.port_env
-        merged = {**self.config.service.env, **(env or {})}
-        env_text = host_argv.env_file({**merged, "ZDD_VERSION": merged.get("ZDD_VERSION", tag)},
+        merged = self._app_env(env)
+        # Secrets join the env file's text only (a rotated one means a new container, not a start).
+        env_text = host_argv.env_file({**merged, "ZDD_VERSION": merged.get("ZDD_VERSION", tag),
+                                       **self._secrets.values},
                                       fixed=(*host_argv.FIXED_ENV, port_env))
         want = host_slots.env_lines(env_text, {port_env: str(port)})
         existing = await self._inspect_raw(name)
@@ -537,7 +582,7 @@ class DockerSSHRuntime(ServiceAdmin):
                 return await self._slot_info(name)
             await self.shell.run(host_argv.docker_rm(name, force=True))
         labels = {"zdd.app": self.config.app, "zdd.slot": slot, "zdd.port": str(port), "zdd.tag": tag,
-                  "zdd.env": host_slots.env_names(want)}
+                  "zdd.env": host_slots.env_names(want), **self._secrets_labels()}
         digest = self._digests.get(image_ref)
         if digest:
             labels["zdd.digest"] = digest

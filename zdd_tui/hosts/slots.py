@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from zdd_tui.app_secrets import LABEL as SECRETS_LABEL
 from zdd_tui.hosts import argv as host_argv
 from zdd_tui.rollout.interfaces import SLOTS, ContainerInfo
 
@@ -62,6 +63,7 @@ def container_info(raw: Mapping[str, Any], digest: str | None = None) -> Contain
         slot=slot if slot in SLOTS else None,
         port=port,
         stopped_at=None if status in LIVE_STATES else epoch(st.get("FinishedAt")),
+        secrets=labels.get(SECRETS_LABEL) or None,
     )
 
 

@@ -9,21 +9,28 @@ from urllib.parse import urlsplit
 from zdd_tui.errors import UsageError, ZddError
 from zdd_tui.secrets import (
     API_URL_ENV,
+    SECRET_ENV_PREFIX,
     SSH_KEY_ENV,
     TOKEN_ENV,
+    app_secret_env,
     check_backend,
+    check_secret_name,
+    delete_app_secret,
     delete_ssh_key,
     delete_token,
+    list_app_secrets,
     operator_api_url,
     same_api_url,
+    set_app_secret,
     set_ssh_key,
     set_token,
     without_credentials,
 )
 
 __all__ = [
-    "API_URL_ENV", "SSH_KEY_ENV", "TOKEN_ENV", "check_backend", "check_token", "delete_ssh_key", "delete_token",
-    "operator_api_url", "same_api_url", "set_ssh_key", "set_token", "without_credentials",
+    "API_URL_ENV", "SECRET_ENV_PREFIX", "SSH_KEY_ENV", "TOKEN_ENV", "app_secret_env", "check_backend",
+    "check_secret_name", "check_token", "delete_app_secret", "delete_ssh_key", "delete_token", "list_app_secrets",
+    "operator_api_url", "same_api_url", "set_app_secret", "set_ssh_key", "set_token", "without_credentials",
 ]
 
 

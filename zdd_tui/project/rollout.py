@@ -27,6 +27,9 @@ from zdd_tui.errors import (
     ZddError,
 )
 from zdd_tui.events import Listener
+from zdd_tui.project.app_secrets import deploy_notes, release_step
+from zdd_tui.project.app_secrets import give as give_secrets
+from zdd_tui.project.app_secrets import require as require_secrets
 from zdd_tui.project.state import state_of
 from zdd_tui.rollout.engine import Engine, EngineOptions
 from zdd_tui.rollout.events import Outcome, OutcomeStatus, Plan
@@ -154,6 +157,7 @@ async def _plan(project: Project, tag: str, action: str, strategy: str | None = 
     check_tag(tag)
     config = project.config
     strategy = check_strategy(strategy or config.deploy.strategy)
+    await require_secrets(project)  # every missing secret is named before anything else is asked
     if not await project.cloud.tag_exists(tag):
         raise RefusedError(f"tag {tag} not found in the registry {config.image_repo}: nothing was changed",
                            "build and push it first ('zdd-tui build'), or pick a tag that exists")
@@ -172,6 +176,7 @@ async def _plan(project: Project, tag: str, action: str, strategy: str | None = 
                            "would take it out of the LB with no other host serving; nothing was changed",
                            "add a droplet first, or deploy once with --strategy lb-drain (the plan says it "
                            "is unavailable while replaced)")
+    plan = replace(plan, notes=(*plan.notes, *deploy_notes(config, plan)))
     if state.skipped:
         lines = state.skipped_lines(3)
         note = f"journal: {len(state.skipped)} unusable line(s) skipped: {'; '.join(lines)}"
@@ -227,14 +232,18 @@ async def run(
     if missing:
         raise RefusedError(f"the plan names hosts no longer in the fleet: {', '.join(missing)}",
                            "plan again: the fleet changed")
+    secrets = await require_secrets(project)
     me = LockInfo.mine(plan.rollout_id, plan.to_tag, plan.action)
     await acquire(runtimes, me, break_lock=break_lock)
+    give_secrets(runtimes, secrets)
     try:
         wall: dict[str, Any] = {"wallclock": project.wallclock} if project.wallclock else {}
         journal = Journal(runtimes, **wall)
         await journal.compact()
         state = await state_of(runtimes)
         opts = options or EngineOptions()
+        if opts.before_changes is None:  # a copy: a caller's options may serve another run
+            opts = replace(opts, before_changes=release_step(project, plan, runtimes, secrets, opts.env))
         # Hosts left with no container by an interrupted rollout restore to what they ran before it.
         for r in ([state.interrupted] if state.interrupted else []):
             for host, tag in r.from_tags.items():
@@ -250,6 +259,7 @@ async def run(
                         operator=me.holder, **wall)
         return await engine.run()
     finally:
+        give_secrets(runtimes, None)
         # Also on a hard cancel (the console closed): the unfinished journal marks it interrupted.
         await asyncio.shield(release(runtimes, plan.rollout_id))
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from zdd_tui.cloud.models import Droplet, LoadBalancer, RegistryTag
 from zdd_tui.config import Config
+from zdd_tui.project.app_secrets import secrets_lines, secrets_view
 from zdd_tui.rollout.interfaces import ContainerInfo, HealthProbe
 from zdd_tui.text import visible
 
@@ -61,6 +62,7 @@ class FleetStatus:
     hosts: dict[str, HostStatus] = field(default_factory=dict)
     rollout: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
+    secrets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # project.app_secrets.secrets_view
 
     def to_dict(self) -> dict[str, Any]:
         lb = self.load_balancer
@@ -107,6 +109,7 @@ class FleetStatus:
                 ]
             },
             "rollout": self.rollout,
+            "secrets": self.secrets,
             "errors": list(self.errors),
         }
 
@@ -170,6 +173,7 @@ async def gather(project: Project, *, hosts: bool = True) -> FleetStatus:
     st.lb_health = lb_health
     st.hosts = {h.name: h for h in statuses}
     st.rollout = await part("rollout", rollout_part(project, st.droplets), None)
+    st.secrets = await part("secrets", secrets_view(project, st.hosts), {})
     return st
 
 
@@ -216,6 +220,7 @@ def render_text(st: FleetStatus) -> str:
     out.append(f"registry tags ({len(st.tags)}): " + ", ".join(t.tag for t in st.tags))
     if st.rollout:
         out.extend(st.rollout.get("lines") or [f"rollout: {st.rollout}"])
+    out.extend(secrets_lines(st.secrets))
     for e in st.errors:
         out.append(f"error: {e}")
     # Hosts and the API fill most of these lines: shown, never obeyed, by the terminal.

@@ -48,7 +48,9 @@ from zdd_tui.rollout.localswap import LocalSwap
 from zdd_tui.rollout.strategy import (
     FRACTION,
     Cancelled,
+    ChangesRefused,
     EngineOptions,
+    LogFn,
     HostRun,
     HostState,
     Refused,
@@ -56,7 +58,7 @@ from zdd_tui.rollout.strategy import (
     Strategy,
 )
 
-__all__ = ["Cancelled", "Engine", "EngineOptions", "HostState", "StepFailed"]
+__all__ = ["Cancelled", "ChangesRefused", "Engine", "EngineOptions", "HostState", "LogFn", "StepFailed"]
 
 T = TypeVar("T")
 
@@ -260,6 +262,11 @@ class Engine:
                     OutcomeStatus.HALTED, f"pull failed on {h.name}: nothing was stopped",
                     failed=h, step=Phase.PULLING, seen=err.seen, restored=True)
 
+        if self.opt.before_changes is not None:
+            refused = await self._before_changes()
+            if refused is not None:
+                return refused
+
         # 2. Batches.
         batches: dict[int, list[HostRun]] = {}
         for h in self.hosts:
@@ -315,6 +322,17 @@ class Engine:
             if any_cancel or self.cancelled():
                 return await self._interrupted()
         return await self._finish(OutcomeStatus.SUCCESS, "")
+
+    async def _before_changes(self) -> Outcome | None:
+        assert self.opt.before_changes is not None
+        try:
+            await self.opt.before_changes(self.log)
+            return None
+        except ChangesRefused as exc:
+            for h in self.hosts:
+                await self.enter(h, HostState.SKIPPED, "refused before any host changed")
+            return await self._finish(OutcomeStatus.REFUSED, f"{exc.message}: nothing was changed",
+                                      seen=exc.seen, restored=True)
 
     async def _pull_safe(self, h: HostRun) -> ImageNotFound | StepFailed | None:
         try:

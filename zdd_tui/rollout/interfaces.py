@@ -49,6 +49,9 @@ class ContainerInfo:
     slot: str | None = None
     port: int | None = None
     stopped_at: float | None = None  # epoch seconds; orders the retained (stopped) containers
+    # The secrets it was started with: its label `zdd.secrets` (names and keyed fingerprints,
+    # zdd_tui.app_secrets), None when it has none.
+    secrets: str | None = None
 
     def __post_init__(self) -> None:
         show_fields(self, newlines=False)  # as the host's docker reported it
@@ -238,6 +241,21 @@ class SwapHost(Protocol):
     async def prune(self, keep: int) -> list[str]:
         """Remove stopped slot containers beyond the newest `keep` (and their images when no
         container uses them); the names removed."""
+
+
+@runtime_checkable
+class ReleaseHost(Protocol):
+    """Application secrets and the release command, on a host runtime."""
+
+    def set_secrets(self, secrets: Any) -> None:
+        """The secrets (zdd_tui.app_secrets.SecretEnv, or None) every container started from now
+        on gets in its environment, with their label; values stay in memory on this side."""
+
+    async def release(self, image_ref: str, argv: list[str], env: dict[str, str] | None = None,
+                      on_line: Any = None) -> tuple[int, list[str]]:
+        """Run `argv` once in a one-off container of image_ref (the app's environment and secrets,
+        no ports, removed after); (exit code, its output lines). `on_line(line)` sees each line
+        as it comes."""
 
 
 class ServiceAdmin(abc.ABC):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -92,6 +93,18 @@ class StepFailed(Exception):
         self.seen = seen
 
 
+LogFn = Callable[[str | None, str, str], Awaitable[None]]
+
+
+class ChangesRefused(Exception):
+    """Raised by EngineOptions.before_changes: the rollout stops before any host changes."""
+
+    def __init__(self, message: str, seen: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.seen = seen
+
+
 class Cancelled(Exception):
     """The operator asked to stop; raised only while the host can still be left as it was."""
 
@@ -108,6 +121,10 @@ class EngineOptions:
     # checkers' phases so the next batch leaves the LB one check after the current one is back
     # (never before: a guard undrains it first). Saves (unhealthy-1) x interval per batch.
     overlap: bool = True
+    # Awaited once every host has pulled, before any host changes (the release command), with
+    # the engine's log(host, line, level) for its output; it raises ChangesRefused to stop the
+    # rollout there (Outcome REFUSED).
+    before_changes: Callable[[LogFn], Awaitable[None]] | None = None
 
 
 @dataclass

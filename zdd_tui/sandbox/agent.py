@@ -10,7 +10,12 @@ running), 400 (bad input), 500 (the operation failed).
   POST   /sandbox/hosts/{name}/pull        {image_ref, auth} -> {ref, tag, digest}; 403 when the
                                                          registry refuses the credentials
   GET    /sandbox/hosts/{name}/container                  -> container (404 when none)
-  POST   /sandbox/hosts/{name}/container   {image_ref, env}  run -> container
+  POST   /sandbox/hosts/{name}/container   {image_ref, env, secrets, secrets_label}  run -> container
+                                                         (secrets: kept in the sandbox's memory only)
+  POST   /sandbox/hosts/{name}/slots/{slot}  {image_ref, env, port, port_env, secrets, secrets_label}
+                                                         (secrets: kept in the sandbox's memory only)
+  POST   /sandbox/hosts/{name}/release     {image_ref, argv, env, secrets, bound_seconds} -> JSON
+                                                         lines {"line"}..., then {"exit_code"}
   POST   /sandbox/hosts/{name}/container/stop {grace_seconds}
   GET    /sandbox/hosts/{name}/logs?tail=N                -> {lines: [...]}
   GET    /sandbox/hosts/{name}/state                      -> {files: [...]}
@@ -36,6 +41,7 @@ local-swap (the proxy and the slot containers, zdd_tui/sandbox/swap.py):
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable
 
 from aiohttp import web
@@ -106,14 +112,49 @@ def agent_routes(
             return _error(404, "not_found", f"No such container: {host(request).container_name}")
         return web.json_response(c)
 
+    def strings(value) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
     async def run(request):
         body = await json_body(request)
-        ref, env = body.get("image_ref"), body.get("env") or {}
+        ref, env, secrets = body.get("image_ref"), body.get("env") or {}, body.get("secrets") or {}
+        label = body.get("secrets_label")
         if not isinstance(ref, str) or not ref:
             return _error(400, "bad_request", "image_ref (string) is required")
-        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        if not strings(env):
             return _error(400, "bad_request", "env must be an object of strings")
-        return web.json_response(await host(request).run(ref, env), status=201)
+        if not strings(secrets) or not (label is None or isinstance(label, str)):
+            return _error(400, "bad_request", "secrets must be an object of strings, secrets_label a string")
+        return web.json_response(await host(request).run(ref, env, secrets=secrets, secrets_label=label), status=201)
+
+    async def release(request):
+        body = await json_body(request)
+        ref, argv = body.get("image_ref"), body.get("argv")
+        env, secrets, bound = body.get("env") or {}, body.get("secrets") or {}, body.get("bound_seconds", 600)
+        if not isinstance(ref, str) or not ref:
+            return _error(400, "bad_request", "image_ref (string) is required")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and a for a in argv):
+            return _error(400, "bad_request", "argv must be a non-empty list of non-empty strings")
+        if not strings(env) or not strings(secrets):
+            return _error(400, "bad_request", "env and secrets must be objects of strings")
+        if not isinstance(bound, (int, float)) or bound <= 0:
+            return _error(400, "bad_request", "bound_seconds must be a positive number")
+        h = host(request)
+        h.pulled()  # an unknown host answers 404 before the stream starts
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await resp.prepare(request)
+
+        async def line(text: str) -> None:
+            await resp.write((json.dumps({"line": text}) + "\n").encode())
+
+        try:
+            code, _ = await h.release(ref, argv, env, secrets=secrets, bound=float(bound), on_line=line)
+        except HostError as exc:
+            await resp.write((json.dumps({"error": str(exc), "status": exc.status}) + "\n").encode())
+        else:
+            await resp.write((json.dumps({"exit_code": code}) + "\n").encode())
+        await resp.write_eof()
+        return resp
 
     async def stop(request):
         body = await json_body(request)
@@ -219,7 +260,10 @@ def agent_routes(
         port_env = body.get("port_env")
         if port_env is not None and (not isinstance(port_env, str) or not port_env.isidentifier()):
             return _error(400, "bad_request", "port_env must be a variable name")
-        c = await host(request).swap.run_slot(slot, ref, env, port, port_env)
+        secrets, label = body.get("secrets") or {}, body.get("secrets_label")
+        if not strings(secrets) or not (label is None or isinstance(label, str)):
+            return _error(400, "bad_request", "secrets must be an object of strings, secrets_label a string")
+        c = await host(request).swap.run_slot(slot, ref, env, port, port_env, secrets=secrets, secrets_label=label)
         return web.json_response(c, status=201)
 
     async def slot_stop(request):
@@ -257,6 +301,7 @@ def agent_routes(
         web.get(p + "/{name}/container", handler(inspect)),
         web.post(p + "/{name}/container", handler(run)),
         web.post(p + "/{name}/container/stop", handler(stop)),
+        web.post(p + "/{name}/release", handler(release)),
         web.get(p + "/{name}/logs", handler(logs)),
         web.get(p + "/{name}/state", handler(state_list)),
         web.get(p + "/{name}/state/{file}", handler(state_get)),

