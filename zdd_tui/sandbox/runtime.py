@@ -13,8 +13,8 @@ slot health straight from `<address>:<slot port>`.
 from __future__ import annotations
 
 import asyncio
-import time
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 

@@ -301,7 +301,9 @@ class SwapSide:
                 # In this process's memory only; the record keeps names and fingerprints.
                 self._secret_env[name] = dict(secrets)
                 rec["secrets_label"] = secrets_label
-                rec["labels"]["zdd.secrets"] = secrets_label or ""
+                labels = rec["labels"]
+                assert isinstance(labels, dict)
+                labels["zdd.secrets"] = secrets_label or ""
             else:
                 self._secret_env.pop(name, None)
             self._records[name] = rec
