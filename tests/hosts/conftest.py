@@ -22,14 +22,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 import tiers
-
-
-def free_port() -> int:
-    """A port free right now. sshd cannot take a listening socket from us, so a start that loses
-    the port to another process in the meantime is retried on a new one (sshd_factory)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ports import free_port
 
 
 class PortTaken(RuntimeError):

@@ -12,7 +12,7 @@ import shutil
 import signal
 
 import pytest
-from conftest import free_port
+from ports import free_port
 
 from zdd_tui.cloud.models import Droplet
 from zdd_tui.config import Config, ProxyConfig, RegistryConfig, ServiceConfig, SSHConfig

@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,12 @@ from pathlib import Path
 
 import pytest
 import tiers
+from ports import free_port
 
 from zdd_tui.hosts import argv as host_argv
 from zdd_tui.proxy import traefik
 
 BACKEND = Path(__file__).with_name("backend.py")
-
-
-def _free_port(addr: str) -> int:
-    with socket.socket() as s:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen | None) -> None:
@@ -148,8 +142,8 @@ def proxy_world(tmp_path):
     rnd = random.Random()
     addr = f"127.{rnd.randint(1, 254)}.{rnd.randint(1, 254)}.{rnd.randint(2, 254)}"
     dynamic = tmp_path / "proxy" / "dynamic"
-    w = ProxyWorld(addr=addr, web_port=_free_port(addr), zdd_port=_free_port(addr),
-                   slot_ports={"a": _free_port(addr), "b": _free_port(addr)}, dynamic_dir=dynamic,
+    w = ProxyWorld(addr=addr, web_port=free_port(addr), zdd_port=free_port(addr),
+                   slot_ports={"a": free_port(addr), "b": free_port(addr)}, dynamic_dir=dynamic,
                    traefik_bin=binary, dir=tmp_path)
     try:
         w.start_backend("a")
