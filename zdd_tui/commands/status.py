@@ -1,5 +1,6 @@
 """`zdd-tui status [--json]`: droplets, the LB and each droplet's health as it sees it, registry
-tags, and per host the tag it runs and its own health. Read-only."""
+tags, and per host the tag it runs and its own health; on a local-swap host also its proxy's
+health, the slot and tag the proxy sends traffic to, and the versions kept for rollback. Read-only."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from zdd_tui.errors import ZddError
 
 
 def register(sub, common):
-    p = sub.add_parser("status", parents=[common], help="show droplets, load balancer, tags and hosts")
+    p = sub.add_parser("status", parents=[common], help="show droplets, load balancer, tags, hosts and their proxies")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--no-hosts", action="store_true", help="do not ask the hosts (cloud view only)")
     p.set_defaults(func=run)
