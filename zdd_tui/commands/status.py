@@ -11,7 +11,7 @@ from zdd_tui.errors import ZddError
 
 
 def register(sub, common):
-    p = sub.add_parser("status", parents=[common], help="show droplets, load balancer, tags, hosts and their proxies")
+    p = sub.add_parser("status", parents=[common], help="show droplets, load balancer, tags and hosts")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--no-hosts", action="store_true", help="do not ask the hosts (cloud view only)")
     p.set_defaults(func=run)
