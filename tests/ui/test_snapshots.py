@@ -166,3 +166,34 @@ def test_rollout_halted(snap_compare):
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_dashboard_local_swap(snap_compare):
+    # Per host: the tag the proxy sends traffic to, its slot, the proxy's health (app-2's is
+    # down), the versions kept; app-3 has no proxy yet (its single container serves).
+    from .swapfake import give_swap, mixed_fleet
+
+    app, src = make_app()
+    give_swap(src.world.hosts, mixed_fleet())
+    assert snap_compare(app, terminal_size=SIZE, run_before=filled)
+
+
+def test_rollout_local_swap_mid(snap_compare):
+    # A local-swap stream held in the middle: app-1 done (its proxy on slot b), app-2 draining
+    # its old slot after the switch, app-3 checking the new slot's health (still served from a).
+    from .swapfake import SwapSource, swap_plan, swap_stream
+
+    _, mid = swap_stream(swap_plan())
+    src = SwapSource(pause_after=mid)
+    app = ZddApp(src, poll="once")
+
+    async def before(pilot):
+        await filled(pilot)
+        await pilot.press("d")
+        while pilot.app.screen.__class__.__name__ != "ConfirmScreen":
+            await pilot.pause(0.05)
+        await pilot.press("y")
+        await src.paused.wait()
+        await pilot.pause(1.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)

@@ -1,5 +1,6 @@
 """`zdd-tui status [--json]`: droplets, the LB and each droplet's health as it sees it, registry
-tags, and per host the tag it runs and its own health. Read-only."""
+tags, and per host the tag it runs and its own health; on a local-swap host also its proxy's
+health, the slot and tag the proxy sends traffic to, and the versions kept for rollback. Read-only."""
 
 from __future__ import annotations
 

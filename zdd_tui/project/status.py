@@ -1,5 +1,7 @@
 """The fleet's status, gathered once: droplets, the LB and its per-droplet health, registry tags,
-per host the tag it runs and its own health, and the rollout state (lock, journal, interrupted).
+per host the tag it runs and its own health (and, where the host runtime has a local-swap proxy,
+the proxy's health, its active slot, the tag it serves and the versions kept), and the rollout
+state (lock, journal, interrupted).
 
 `to_dict()` is the `status --json` shape, `render_text` the human form. A part that fails leaves
 its part empty and adds a line to `errors`; nothing here prints.
@@ -16,13 +18,78 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from zdd_tui.cloud.models import Droplet, LoadBalancer, RegistryTag
 from zdd_tui.config import Config
 from zdd_tui.project.app_secrets import secrets_lines, secrets_view
-from zdd_tui.rollout.interfaces import ContainerInfo, HealthProbe
+from zdd_tui.rollout.interfaces import ContainerInfo, HealthProbe, ProxyStatus
 from zdd_tui.text import visible
 
 if TYPE_CHECKING:
     from zdd_tui.project.open import Project
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SwapView:
+    """A host's local-swap side as the host reports it: its proxy and its slot containers."""
+
+    proxy: ProxyStatus
+    slots: tuple[ContainerInfo, ...] = ()
+
+    @property
+    def installed(self) -> bool:
+        return self.proxy.installed
+
+    @property
+    def active_slot(self) -> str | None:
+        return self.proxy.active_slot
+
+    @property
+    def serving(self) -> ContainerInfo | None:
+        """The container on the slot the proxy sends traffic to (a running one first)."""
+        on_slot = [c for c in self.slots if c.slot is not None and c.slot == self.proxy.active_slot]
+        if not on_slot:
+            return None
+        return max(on_slot, key=lambda c: (c.state == "running", c.started_at or 0.0))
+
+    @property
+    def serving_tag(self) -> str | None:
+        c = self.serving
+        return c.tag if c else None
+
+    @property
+    def retained_tags(self) -> list[str]:
+        """The versions kept stopped for a rollback without a pull, the last stopped first."""
+        serving = self.serving
+        kept = sorted((c for c in self.slots if c.state != "running" and c is not serving),
+                      key=lambda c: c.stopped_at or 0.0, reverse=True)
+        return list(dict.fromkeys(c.tag for c in kept if c.tag))
+
+    def proxy_words(self) -> str:
+        p = self.proxy
+        if not p.installed:
+            return "no proxy"
+        if p.healthy:
+            return "proxy healthy"
+        state = "running" if p.running else "not running"
+        return f"proxy UNHEALTHY ({state}{': ' + p.detail if p.detail else ''})"
+
+    def text(self) -> str:
+        """In words, for `zdd-tui status`: proxy health, what it serves, what is kept."""
+        if not self.installed:
+            return "no proxy"
+        slot = self.active_slot
+        serves = f"slot {slot} serves {self.serving_tag or 'nothing running'}" if slot else "no active slot"
+        kept = self.retained_tags
+        return f"{self.proxy_words()}; {serves}; kept {', '.join(kept) if kept else 'none'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "proxy": asdict(self.proxy),
+            "proxy_healthy": self.proxy.installed and self.proxy.healthy,
+            "active_slot": self.active_slot,
+            "serving_tag": self.serving_tag,
+            "retained_tags": self.retained_tags,
+            "slots": [asdict(c) for c in self.slots],
+        }
 
 
 @dataclass
@@ -33,20 +100,33 @@ class HostStatus:
     version: str | None = None  # what the service reports (admin stats), None when silent
     draining: bool | None = None
     error: str | None = None  # the host could not be asked
+    swap: SwapView | None = None  # None: the host's runtime has no local-swap side
 
     @property
     def tag(self) -> str | None:
+        """What serves the host's traffic: the proxy's active slot where there is a proxy."""
+        if self.swap is not None and self.swap.installed and self.swap.serving_tag:
+            return self.swap.serving_tag
         return self.container.tag if self.container else None
+
+    @property
+    def strategy(self) -> str | None:
+        """How the host is deployed to now, as it looks: a proxy in front means local-swap."""
+        if self.swap is not None and self.swap.installed:
+            return "local-swap"
+        return "lb-drain" if self.container is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "tag": self.tag,
+            "strategy": self.strategy,
             "container": asdict(self.container) if self.container else None,
             "health": asdict(self.health) if self.health else None,
             "version": self.version,
             "draining": self.draining,
             "error": self.error,
+            "swap": self.swap.to_dict() if self.swap else None,
         }
 
 
@@ -120,17 +200,27 @@ def why(exc: BaseException) -> str:
 
 
 async def host_status(project: Project, droplet: Droplet) -> HostStatus:
-    """The container and the service's own health, from the host itself."""
+    """The container and the service's own health, from the host itself; where the runtime has
+    a local-swap side, its proxy and slot containers too (one call each: no API request)."""
     status = HostStatus(droplet.name)
     try:
         rt = project.runtime(droplet)
-        status.container, status.health, stats = await asyncio.gather(rt.inspect(), rt.probe_health(), rt.stats())
+        status.container, status.health, stats, status.swap = await asyncio.gather(
+            rt.inspect(), rt.probe_health(), rt.stats(), swap_view(rt))
     except Exception as exc:  # noqa: BLE001 - one silent host must not hide the others
         status.error = why(exc)
         return status
     if stats is not None:
         status.version, status.draining = stats.version, stats.draining
     return status
+
+
+async def swap_view(rt: Any) -> SwapView | None:
+    """The proxy and the slot containers, when the runtime can tell (None: it has no such side)."""
+    if not (hasattr(rt, "proxy") and hasattr(rt, "slot_containers")):
+        return None
+    proxy, slots = await asyncio.gather(rt.proxy(), rt.slot_containers())
+    return SwapView(proxy, tuple(slots))
 
 
 async def rollout_part(project: Project, droplets: list[Droplet]) -> dict[str, Any] | None:
@@ -215,7 +305,10 @@ def render_text(st: FleetStatus) -> str:
                 hw = "-"
             else:
                 hw = "ok" if h.health.healthy else f"FAILING {h.health.status or ''} {h.health.detail}".rstrip()
-            hostw = f"runs {cw}; health {hw}" + ("; draining" if h.draining else "")
+            if h.swap is not None and h.swap.installed:
+                hostw = f"local-swap: {h.swap.text()}; health {hw}"
+            else:
+                hostw = f"runs {cw}; health {hw}" + ("; draining" if h.draining else "")
         out.append(f"  {d.name:<12} {d.public_ipv4 or '-':<15} {d.status:<7} {lbw:<13} {hostw}")
     out.append(f"registry tags ({len(st.tags)}): " + ", ".join(t.tag for t in st.tags))
     if st.rollout:

@@ -177,6 +177,10 @@ class HealthChanged(Event, kind="health"):
     view: str  # "lb" (as the load balancer sees it) | "direct" (probed from the host) | "proxy"
     healthy: bool | None  # None: unknown
     detail: str = ""
+    # view "lb": True when the engine established it itself (the LB's checks counted by the
+    # service, traffic seen arriving; `detail` says which, briefly, e.g. "3 checks passed"),
+    # False for DigitalOcean's advisory view, which lags.
+    established: bool = False
 
     def text(self) -> str:
         who = {"lb": "LB sees", "proxy": "proxy"}.get(self.view, "direct probe")

@@ -109,7 +109,8 @@ class FleetSource:
         return await self.project.registry_tags()
 
     async def hosts(self) -> dict[str, HostState]:
-        """Each known droplet's own view (direct health probe, its container): no API request."""
+        """Each known droplet's own view (direct health probe, its container; its proxy and slot
+        containers on a local-swap host): no API request."""
         sem = asyncio.Semaphore(HOST_CONCURRENCY)
 
         async def one(d: Droplet) -> tuple[str, HostState]:
@@ -119,7 +120,7 @@ class FleetSource:
                 except TimeoutError:
                     return d.name, HostState(error=f"no answer in {HOST_TIMEOUT}s")
                 return d.name, HostState(probe=st.health, container=st.container, error=st.error,
-                                         draining=bool(st.draining))
+                                         draining=bool(st.draining), swap=st.swap)
 
         return dict(await asyncio.gather(*(one(d) for d in self._droplets)))
 

@@ -7,10 +7,12 @@ and repaint only what changed, and so the tests can check them without a screen.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from zdd_tui.events import Event, LogLine
 from zdd_tui.project import (
     ContainerInfo,
     Droplet,
@@ -22,6 +24,8 @@ from zdd_tui.project import (
     Versions,
     ago,
 )
+from zdd_tui.project.status import SwapView
+from zdd_tui.rollout.events import HealthChanged, Phase, PhaseChanged, Plan, Progress, SlotSwitched
 
 
 class Health(enum.Enum):
@@ -84,12 +88,14 @@ _VARS = {
 
 @dataclass(frozen=True)
 class HostState:
-    """What a host says about itself (no API request): its direct health and its container."""
+    """What a host says about itself (no API request): its direct health and its container, and
+    on a local-swap host its proxy and slot containers."""
 
     probe: HealthProbe | None = None
     container: ContainerInfo | None = None
     error: str | None = None
     draining: bool = False  # the service says so (admin stats)
+    swap: SwapView | None = None
 
     @property
     def health(self) -> Health:
@@ -98,8 +104,30 @@ class HostState:
         return Health.from_probe(self.probe)
 
     @property
+    def proxied(self) -> bool:
+        return self.swap is not None and self.swap.installed
+
+    @property
     def tag(self) -> str | None:
+        """What serves its traffic: the proxy's active slot where there is a proxy."""
+        if self.swap is not None and self.swap.installed and self.swap.serving_tag:
+            return self.swap.serving_tag
         return self.container.tag if self.container else None
+
+    @property
+    def proxy_health(self) -> Health | None:
+        """None: no proxy on this host (lb-drain)."""
+        if self.swap is None or not self.swap.installed:
+            return None
+        return Health.from_bool(self.swap.proxy.healthy)
+
+    @property
+    def active_slot(self) -> str | None:
+        return self.swap.active_slot if self.proxied and self.swap else None
+
+    @property
+    def retained(self) -> int | None:
+        return len(self.swap.retained_tags) if self.proxied and self.swap else None
 
 
 RolloutInfo = RolloutSeen  # a rollout seen on the hosts (their lock and journal), whoever started it
@@ -146,8 +174,6 @@ class FleetState:
 
 def natural_key(name: str) -> tuple:
     """app-2 before app-10, as a person counts."""
-    import re
-
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
@@ -195,7 +221,8 @@ def human_elapsed(seconds: float) -> str:
 
 # -- rows ------------------------------------------------------------------------------------
 
-DROPLET_COLUMNS = ("Name", "Public IP", "Status", "Region", "Running", "Direct health")
+# "Serving": the tag that gets the host's traffic (local-swap: the proxy's active slot's).
+DROPLET_COLUMNS = ("Name", "Public IP", "Status", "Region", "Serving", "Direct health", "Proxy", "Slot", "Kept")
 LB_COLUMNS = ("Droplet", "LB health")
 TAG_COLUMNS = ("Tag", "Digest", "Size", "Age", "Ran here")
 
@@ -208,7 +235,12 @@ def droplet_rows(state: FleetState) -> list[Row]:
         host = state.hosts.get(d.name)
         tag = host.tag if host and host.tag else "—"
         health = host.health if host else Health.UNKNOWN
-        rows.append((d.name, (d.name, d.public_ipv4 or "—", d.status, d.region, tag, health)))
+        # Without a proxy (lb-drain) the container itself serves: no slot, no proxy, nothing kept.
+        proxy = host.proxy_health if host else None
+        slot = (host.active_slot or "none") if host and host.proxied else "—"
+        kept = host.retained if host else None
+        rows.append((d.name, (d.name, d.public_ipv4 or "—", d.status, d.region, tag, health,
+                              "—" if proxy is None else proxy, slot, "—" if kept is None else str(kept))))
     return rows
 
 
@@ -316,16 +348,149 @@ def rate_limit_text(rl: RateLimit | None) -> str:
     return f"API {rl.remaining}/{rl.limit} left"
 
 
-# What the engine logs when it has established a host's place in the LB (rollout/engine.py),
-# turned into the rollout view's LB column: the engine's evidence, not the lagging advisory view.
+# -- plans in words ----------------------------------------------------------------------------
+
+ADOPTION_WORDS = {
+    "fresh": "runs nothing yet: gets the proxy and the app at once",
+    "lb-drain": "drained out of the LB once (its app has the admin contract), then the proxy",
+    "detach": "taken out of the LB through DigitalOcean's API once, then the proxy",
+}
+
+
+def adoption_words(plan: Plan) -> str:
+    """The hosts that get their first proxy in this rollout, and how, in one line."""
+    how: dict[str, list[str]] = {}
+    for host, way in plan.adopt:
+        how.setdefault(way, []).append(host)
+    return "; ".join(f"{_compact_hosts(hosts)} ({ADOPTION_WORDS.get(way, way)})" for way, hosts in how.items())
+
+
+# -- the rollout view's model ------------------------------------------------------------------
+
+_LB_MOVES = (Phase.DRAINING, Phase.WAITING_LB_OUT, Phase.RESTORING)  # the host leaves the LB (again)
+_ENDED = (Phase.DONE, Phase.RESTORED, Phase.FAILED, Phase.SKIPPED)
+
+
+class HostRow:
+    """One host's state in the rollout view, folded from the engine's events (widgets.HostTable
+    draws it). A local-swap row (`swap`) shows the proxy's health and the slot and tag the proxy
+    sends traffic to where an lb-drain row shows the LB's view: that host never leaves the LB."""
+
+    def __init__(self, name: str, from_tag: str | None, *, swap: bool = False, slot: str | None = None,
+                 serving: str | None = None):
+        self.host = name
+        self.from_tag = from_tag
+        self.phase = Phase.PENDING
+        self.detail = ""
+        self.fraction = 0.0
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.now = 0.0
+        self.lb = Health.UNKNOWN
+        self.direct = Health.UNKNOWN
+        # The LB column: what the engine established (its counters, e.g. "3 checks passed") once
+        # it has; until then DigitalOcean's advisory view, which lags, shown with its age.
+        self.lb_known = ""
+        self.lb_seen_at: float | None = None  # when the advisory view was fetched
+        self.swap = swap
+        self.proxy = Health.UNKNOWN
+        self.slot = slot  # the slot the proxy sends traffic to (None: none, or not known yet)
+        self.serving = serving if serving is not None else from_tag  # the tag that gets the traffic
+        self.switches = 0  # SlotSwitched seen
+
+    def apply(self, ev: Event) -> bool:
+        """Fold one event about this host in; True when what is shown may have changed."""
+        at = ev.at or 0.0
+        if isinstance(ev, PhaseChanged):
+            if ev.phase in _LB_MOVES:  # the host leaves the LB again: the old evidence is over
+                self.set_lb_evidence(None, "")
+            self.set_phase(ev.phase, ev.detail, at)
+        elif isinstance(ev, Progress):
+            self.set_progress(ev.fraction)
+        elif isinstance(ev, HealthChanged):
+            if ev.view == "lb" and ev.established:
+                self.set_lb_evidence(Health.OK if ev.healthy else Health.DRAINING, ev.detail or "")
+            else:
+                self.set_health(ev.view, ev.healthy, ev.detail, at)
+        elif isinstance(ev, SlotSwitched):
+            self.switched(ev.slot, ev.tag)
+        elif isinstance(ev, LogLine):
+            evidence = lb_evidence(ev.line)
+            if evidence is None:
+                return False
+            self.set_lb_evidence(*evidence)
+        else:
+            return False
+        return True
+
+    def set_phase(self, phase: Phase, detail: str, at: float) -> None:
+        self.phase, self.detail = phase, detail
+        if self.started_at is None and phase not in (Phase.PENDING, Phase.SKIPPED):
+            self.started_at = at
+        if phase in _ENDED:
+            self.ended_at = at if self.started_at is not None else None
+        if phase is Phase.DONE:
+            self.fraction = 1.0
+        self.now = max(self.now, at)
+
+    def set_progress(self, fraction: float) -> None:
+        self.fraction = max(0.0, min(fraction, 1.0))
+
+    def set_health(self, view: str, healthy: bool | None, detail: str, at: float | None = None) -> None:
+        h = Health.DRAINING if (healthy is False and "drain" in detail) else Health.from_bool(healthy)
+        if view == "lb":
+            if not self.lb_known:  # the engine's evidence outranks the advisory view
+                self.lb = h
+                self.lb_seen_at = at
+        elif view == "proxy":
+            self.proxy = h
+            self.swap = True
+        else:
+            self.direct = h
+
+    def switched(self, slot: str, tag: str) -> None:
+        """The proxy now sends this host's traffic to `slot`, which runs `tag`."""
+        self.slot, self.serving, self.swap = slot, tag, True
+        self.switches += 1
+
+    def set_lb_evidence(self, health: Health | None, words: str) -> None:
+        """What the engine established about the LB and this host (None: nothing yet, again)."""
+        if health is None:
+            self.lb_known = ""
+            return
+        self.lb, self.lb_known = health, words
+
+    def lb_text(self) -> str:
+        if self.lb_known:
+            return f"{self.lb.glyph} {self.lb_known}"
+        if self.lb_seen_at is None or self.lb is Health.UNKNOWN:
+            return self.lb.label
+        return f"{self.lb.glyph} advisory {int(max(self.now - self.lb_seen_at, 0))}s old"
+
+    def serving_text(self) -> str:
+        """The slot and tag the proxy sends traffic to, e.g. "b sha-c0ffee1"."""
+        tag = self.serving or "nothing"
+        return f"{self.slot} {tag}" if self.slot else tag
+
+    def tick(self, now: float) -> None:
+        self.now = max(self.now, now)
+
+    @property
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else self.now
+        return max(end - self.started_at, 0.0)
+
+
+# What an engine logs when it has established a host's place in the LB (rollout/engine.py):
+# read only from engines that do not send it as HealthChanged(view="lb", established=True).
 _LB_EVIDENCE = (("LB sends traffic: ", Health.OK), ("undrained; ", Health.OK),
                 ("LB stopped sending traffic: ", Health.DRAINING))
 
 
 def lb_evidence(line: str) -> tuple[Health, str] | None:
     """(health, short words) from an engine log line about the LB and one host, or None."""
-    import re
-
     for prefix, health in _LB_EVIDENCE:
         if line.startswith(prefix):
             why = re.sub(r" after [\d.]+s$", "", line[len(prefix):])

@@ -21,7 +21,7 @@ from textual.widgets.data_table import ColumnKey
 
 from zdd_tui.rollout.events import Phase
 from zdd_tui.text import visible
-from zdd_tui.ui.state import Health, Row
+from zdd_tui.ui.state import Health, HostRow, Row
 
 _STYLE_CACHE: list = [None, {}]  # [the theme_variables dict the styles were made from, {(var, bold): Style}]
 
@@ -200,75 +200,13 @@ class FleetTable(DataTable):
         return self._order[self.cursor_row]
 
 
-class HostRow:
-    """One host's state in the rollout view (a model; HostTable draws it)."""
-
-    def __init__(self, name: str, from_tag: str | None):
-        self.host = name
-        self.from_tag = from_tag
-        self.phase = Phase.PENDING
-        self.detail = ""
-        self.fraction = 0.0
-        self.started_at: float | None = None
-        self.ended_at: float | None = None
-        self.now = 0.0
-        self.lb = Health.UNKNOWN
-        self.direct = Health.UNKNOWN
-        # The LB column: what the engine established (its counters, e.g. "3 checks passed") once
-        # it has; until then DigitalOcean's advisory view, which lags, shown with its age.
-        self.lb_known = ""
-        self.lb_seen_at: float | None = None  # when the advisory view was fetched
-
-    def set_phase(self, phase: Phase, detail: str, at: float) -> None:
-        self.phase, self.detail = phase, detail
-        if self.started_at is None and phase not in (Phase.PENDING, Phase.SKIPPED):
-            self.started_at = at
-        if phase in (Phase.DONE, Phase.RESTORED, Phase.FAILED, Phase.SKIPPED):
-            self.ended_at = at if self.started_at is not None else None
-        if phase is Phase.DONE:
-            self.fraction = 1.0
-        self.now = max(self.now, at)
-
-    def set_progress(self, fraction: float) -> None:
-        self.fraction = max(0.0, min(fraction, 1.0))
-
-    def set_health(self, view: str, healthy: bool | None, detail: str, at: float | None = None) -> None:
-        h = Health.DRAINING if (healthy is False and "drain" in detail) else Health.from_bool(healthy)
-        if view == "lb":
-            if not self.lb_known:  # the engine's evidence outranks the advisory view
-                self.lb = h
-                self.lb_seen_at = at
-        else:
-            self.direct = h
-
-    def set_lb_evidence(self, health: Health | None, words: str) -> None:
-        """What the engine established about the LB and this host (None: nothing yet, again)."""
-        if health is None:
-            self.lb_known = ""
-            return
-        self.lb, self.lb_known = health, words
-
-    def lb_text(self) -> str:
-        if self.lb_known:
-            return f"{self.lb.glyph} {self.lb_known}"
-        if self.lb_seen_at is None or self.lb is Health.UNKNOWN:
-            return self.lb.label
-        return f"{self.lb.glyph} advisory {int(max(self.now - self.lb_seen_at, 0))}s old"
-
-    def tick(self, now: float) -> None:
-        self.now = max(self.now, now)
-
-    @property
-    def elapsed(self) -> float:
-        if self.started_at is None:
-            return 0.0
-        end = self.ended_at if self.ended_at is not None else self.now
-        return max(end - self.started_at, 0.0)
-
-
 _PHASE_VAR = {Phase.DONE: "success", Phase.FAILED: "error", Phase.RESTORING: "warning", Phase.RESTORED: "warning"}
 BAR_WIDTH = 18
 LB_WIDTH = 19  # "✔ 3 checks passed", "✖ advisory 12s old"
+# A local-swap line gives the LB's 19 cells and half the bar to the proxy and what it serves.
+SWAP_BAR_WIDTH = 9
+HEALTH_WIDTH = 11  # "✖ unhealthy"
+SERVING_WIDTH = 14  # "b sha-c0ffee1"
 
 
 class InstantScrollView(ScrollView):
@@ -310,7 +248,8 @@ class InstantScrollView(ScrollView):
 
 class HostTable(InstantScrollView, can_focus=True):
     """Every host of a rollout, one line each: name, progress bar, percentage, phase in words,
-    LB and direct health, elapsed.
+    LB and direct health (local-swap: the proxy's health, the slot and tag it sends traffic to,
+    and the app's own health), elapsed.
 
     One widget drawing only the lines in view (Textual's line API), so 200 hosts streaming
     events never cause a relayout: an update repaints ~30 lines, and keys stay immediate.
@@ -373,21 +312,31 @@ class HostTable(InstantScrollView, can_focus=True):
         app = self.app
         plain = base
         pieces: list[tuple[str, Style]] = [(f" {r.host[:13]:<13} ", base + _BOLD)]
-        filled = int(r.fraction * BAR_WIDTH)
+        bar = SWAP_BAR_WIDTH if r.swap else BAR_WIDTH
+        filled = int(r.fraction * bar)
         pieces.append(("━" * filled, base + theme_style(app, "success" if r.fraction >= 1.0 else "primary")))
-        if filled < BAR_WIDTH:
-            pieces.append(("╺" + "━" * (BAR_WIDTH - filled - 1), base + theme_style(app, "foreground-muted")))
+        if filled < bar:
+            pieces.append(("╺" + "━" * (bar - filled - 1), base + theme_style(app, "foreground-muted")))
         words = r.phase.words + (f": {r.detail}" if r.detail and r.phase in (Phase.FAILED, Phase.RESTORED) else "")
         var = _PHASE_VAR.get(r.phase)
         pieces.append((f" {int(r.fraction * 100):>3}%  ", plain))
         phase_style = base + theme_style(app, var, bold=r.phase is Phase.FAILED) if var else plain
         pieces.append((set_cell_size(words, 30), phase_style))
-        pieces.append(("  LB ", plain))
-        lb = set_cell_size(r.lb_text(), LB_WIDTH)
-        pieces.append((lb, base + _health_style(app, r.lb)))
-        pieces.append((" direct ", plain))
-        pieces.append((r.direct.label, base + _health_style(app, r.direct)))
-        pieces.append((" " * max(1, 12 - len(r.direct.label)) + f"{human_elapsed(r.elapsed):>6}", plain))
+        if r.swap:
+            pieces.append(("  proxy ", plain))
+            pieces.append((set_cell_size(r.proxy.label, HEALTH_WIDTH), base + _health_style(app, r.proxy)))
+            pieces.append(("  → ", plain))
+            pieces.append((set_cell_size(r.serving_text(), SERVING_WIDTH), plain))
+            pieces.append((" app ", plain))
+            pieces.append((set_cell_size(r.direct.label, HEALTH_WIDTH), base + _health_style(app, r.direct)))
+            pieces.append((f"{human_elapsed(r.elapsed):>6}", plain))
+        else:
+            pieces.append(("  LB ", plain))
+            lb = set_cell_size(r.lb_text(), LB_WIDTH)
+            pieces.append((lb, base + _health_style(app, r.lb)))
+            pieces.append((" direct ", plain))
+            pieces.append((r.direct.label, base + _health_style(app, r.direct)))
+            pieces.append((" " * max(1, 12 - len(r.direct.label)) + f"{human_elapsed(r.elapsed):>6}", plain))
         segments = [Segment(text, style) for text, style in pieces if text]
         return segments, sum(cell_len(text) for text, _ in pieces)
 

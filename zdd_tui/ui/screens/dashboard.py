@@ -24,6 +24,7 @@ from zdd_tui.ui.state import (
     LB_COLUMNS,
     TAG_COLUMNS,
     Health,
+    adoption_words,
     droplet_rows,
     fleet_health_counts,
     lb_rows,
@@ -303,7 +304,7 @@ class DashboardScreen(Screen):
                 self.app.start_rollout(plan)
 
         yes = "Deploy" if action == "deploy" else "Roll back"
-        title, body = confirm_text(plan, source.config.deploy.strategy)
+        title, body = confirm_text(plan)
         if action == "deploy" and why:
             body = Text(f"Rule    {DEPLOY_RULE}\nHere    {why}\n") + body
         other = "Another tag" if action == "deploy" else None
@@ -335,30 +336,40 @@ class DashboardScreen(Screen):
             self.app.poller.poke("droplets", "lb", "lb_health", "tags", "hosts", "rollout")
 
 
-def confirm_text(plan: Plan, strategy: str = "") -> tuple[str, Text]:
-    """The confirmation for a plan: names the tag, every host (with what it runs now), the
-    strategy and the estimate."""
+def confirm_text(plan: Plan) -> tuple[str, Text]:
+    """The confirmation for a plan: names the tag, every host (with what it runs now and, for a
+    host that gets its first proxy, how), the strategy, the batches and the estimate."""
     verb = "Roll back" if plan.action == "rollback" else "Deploy"
     n = len(plan.hosts)
     title = f"{verb} to {plan.to_tag} on {n} host{'s' if n != 1 else ''}?"
+    swap = plan.strategy == "local-swap"
     body = Text()
     body.append(f"Image   {plan.image_ref}\n")
-    if strategy:
-        what = dict(key_for("deploy.strategy").choices).get(strategy, "")  # the config's own words
-        body.append(f"How     {strategy}" + (f": {what}" if what else "") + "\n")
-    body.append(
-        f"Batches {len(plan.batches)} of at most {plan.batch_size} host(s); the LB always keeps a healthy droplet\n"
-    )
+    what = dict(key_for("deploy.strategy").choices).get(plan.strategy, "")  # the config's own words
+    body.append(f"How     {plan.strategy}" + (f": {what}" if what else "") + "\n")
+    if swap:
+        body.append(f"Batches {len(plan.batches)}: the first host alone, then at most {plan.batch_size} at a time\n")
+    else:
+        body.append(f"Batches {len(plan.batches)} of at most {plan.batch_size} host(s); "
+                    "the LB always keeps a healthy droplet\n")
+    if plan.adopt:
+        body.append(f"Proxy   installed first on {adoption_words(plan)}\n")
     mins, secs = divmod(int(plan.estimated_seconds), 60)
     body.append(f"Takes   about {mins}m{secs:02d}s ({plan.estimate_basis})\n\n")
+    adopt = dict(plan.adopt)
     shown = plan.hosts[:12]
     for h in shown:
-        body.append(f"  {h.batch + 1:>3}. {h.name:<14} {h.from_tag or 'nothing'} → {plan.to_tag}\n")
+        first = f"  (first proxy: {adopt[h.name]})" if h.name in adopt else ""
+        body.append(f"  {h.batch + 1:>3}. {h.name:<14} {h.from_tag or 'nothing'} → {plan.to_tag}{first}\n")
     if n > len(shown):
         body.append(f"  … and {n - len(shown)} more host(s)\n")
     unchanged = getattr(plan, "unchanged", ())
     if unchanged:
         more = " …" if len(unchanged) > 6 else ""
         body.append(f"\nAlready on {plan.to_tag}, left alone: {', '.join(unchanged[:6])}{more}\n")
-    body.append("\nA host that fails is put back on the version it ran before and the rollout halts.")
+    if swap:
+        body.append("\nA new version that never gets healthy is removed before the proxy switches to it; "
+                    "the host keeps serving its version and the rollout halts.")
+    else:
+        body.append("\nA host that fails is put back on the version it ran before and the rollout halts.")
     return title, body

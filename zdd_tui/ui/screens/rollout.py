@@ -1,4 +1,5 @@
-"""The rollout view: the plan, a row per host with its bar and health, the log, the outcome."""
+"""The rollout view: the plan, a row per host with its bar and health (local-swap: the proxy's
+health and the slot and tag it sends traffic to), the log, the outcome."""
 
 from __future__ import annotations
 
@@ -13,11 +14,8 @@ from textual.widgets import ProgressBar, Static
 
 from zdd_tui.events import LogLine
 from zdd_tui.rollout.events import (
-    HealthChanged,
     Outcome,
     OutcomeStatus,
-    Phase,
-    PhaseChanged,
     Plan,
     Progress,
     RolloutFinished,
@@ -25,14 +23,13 @@ from zdd_tui.rollout.events import (
 )
 from zdd_tui.ui import keys
 from zdd_tui.ui.messages import Emitted, Relay, RolloutReturned
-from zdd_tui.ui.state import human_elapsed, lb_evidence
-from zdd_tui.ui.widgets import HostRow, HostTable, KeyFooter, LogView, TopBar, theme_style
+from zdd_tui.ui.state import HostRow, adoption_words, human_elapsed
+from zdd_tui.ui.widgets import HostTable, KeyFooter, LogView, TopBar, theme_style
 
 if TYPE_CHECKING:
     from zdd_tui.ui.app import ZddApp
 
 LOG_LINES = 2000
-_LB_MOVES = (Phase.DRAINING, Phase.WAITING_LB_OUT, Phase.RESTORING)
 FLUSH_SECONDS = 0.1  # engine events are painted in batches, at most 10 times a second
 
 
@@ -65,8 +62,14 @@ class RolloutScreen(Screen):
         yield TopBar("zdd-tui · rollout", self.where, self.sandbox)
         yield Static(self._plan_text(), id="plan")
         yield ProgressBar(total=1.0, show_eta=False, id="overall")
+        swap = self.plan.strategy == "local-swap"
         for h in self.plan.hosts:
-            self.rows[h.name] = HostRow(h.name, h.from_tag)
+            # A host with a proxy already: its active slot and what that serves, as last polled.
+            seen = self.app.fleet.hosts.get(h.name) if swap else None
+            if seen is not None and seen.proxied:
+                self.rows[h.name] = HostRow(h.name, h.from_tag, swap=True, slot=seen.active_slot, serving=seen.tag)
+            else:
+                self.rows[h.name] = HostRow(h.name, h.from_tag, swap=swap)
         yield HostTable(self.rows, id="hosts")
         yield LogView(LOG_LINES, id="log")
         yield Static("", id="outcome")
@@ -78,8 +81,10 @@ class RolloutScreen(Screen):
         mins, secs = divmod(int(p.estimated_seconds), 60)
         t = Text()
         t.append(f"{verb} to {p.to_tag}", style="bold")
-        t.append(f"  ·  {len(p.hosts)} host(s) in {len(p.batches)} batch(es) of ≤{p.batch_size}")
+        t.append(f" ({p.strategy})  ·  {len(p.hosts)} host(s) in {len(p.batches)} batch(es) of ≤{p.batch_size}")
         t.append(f"  ·  estimate {mins}m{secs:02d}s\n")
+        if p.adopt:
+            t.append(f"First proxy on {adoption_words(p)}\n")
         t.append(f"{p.image_ref}  ·  rollout {p.rollout_id}", style=theme_style(self.app, "foreground-muted"))
         return t
 
@@ -154,24 +159,11 @@ class RolloutScreen(Screen):
             self.events_seen += 1
             at = ev.at or 0.0  # the engine stamps every event
             row = self.rows.get(getattr(ev, "host", None) or "")
-            if isinstance(ev, PhaseChanged) and row:
-                if ev.phase in _LB_MOVES:  # the host leaves the LB again: the old evidence is over
-                    row.set_lb_evidence(None, "")
-                row.set_phase(ev.phase, ev.detail, at)
-                dirty.add(ev.host)
-            elif isinstance(ev, Progress):
-                if row:
-                    row.set_progress(ev.fraction)
-                    dirty.add(ev.host)
+            if row is not None and row.apply(ev):
+                dirty.add(row.host)
+            if isinstance(ev, Progress):
                 overall = ev.overall
-            elif isinstance(ev, HealthChanged) and row:
-                row.set_health(ev.view, ev.healthy, ev.detail, at)
-                dirty.add(ev.host)
             elif isinstance(ev, LogLine):
-                evidence = lb_evidence(ev.line) if row else None
-                if row and evidence:
-                    row.set_lb_evidence(*evidence)
-                    dirty.add(ev.host or "")
                 log_lines.append((f"{human_elapsed(at - self._t0(at))} {ev.host or '-':<12} ", ev.line, ev.level))
             elif isinstance(ev, RolloutPlanned):
                 self._start_at = at
