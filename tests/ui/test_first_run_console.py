@@ -53,10 +53,11 @@ def lb_url(sp) -> str | None:
 
 
 async def fleet_tags(project) -> dict[str, str | None]:
-    """What each host's container runs, asked of the hosts."""
+    """What each host serves, asked of the hosts: behind its proxy (local-swap), or its one container."""
     out = {}
     for d in await project.droplets():
-        c = (await project.host_status(d)).container
+        hs = await project.host_status(d)
+        c = hs.swap.serving if hs.swap is not None and hs.swap.installed else hs.container
         out[d.name] = c.tag if c is not None and c.state == "running" else None
     return out
 
