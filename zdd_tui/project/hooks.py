@@ -165,7 +165,9 @@ async def post_hook(config: Config, name: str, variables: Mapping[str, str], emi
         _emit(emit, name, f"not run: {exc}; {what}", "warning")
         return None
     if run is not None and not run.ok:
-        _emit(emit, name, f"FAILED (exit {run.exit_status}); {what}; {run.quoted()}", "warning")
+        # Its output was shown line by line just above; the last line says where to look.
+        last = f"; its last line: {run.last_lines[-1]}" if run.last_lines else "; it printed nothing"
+        _emit(emit, name, f"FAILED (exit {run.exit_status}); {what}{last}", "warning")
     return run
 
 
