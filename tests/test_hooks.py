@@ -221,3 +221,15 @@ def test_the_refusal_reaches_the_operator_with_exit_4(tmp_path):
     # The hook's line is quoted behind a bar, so Actions never takes it for a workflow command.
     assert "\n  | ::add-mask::oops\n" in out.stderr
     assert not any(line.lstrip().startswith("::") for line in out.stderr.splitlines())
+
+
+async def test_a_hook_s_long_and_unterminated_lines_are_shown(project_dir):
+    from zdd_tui.project.hooks import MAX_LINE, run_hook
+
+    hook(project_dir, "pre-deploy", "#!/bin/sh\nprintf '%0200000d\\n' 7\nprintf 'no newline'\n")
+    seen: list = []
+    run = await run_hook(Config(path=project_dir / "zdd.yaml"), "pre-deploy", {}, seen.append)
+    assert run is not None and run.ok
+    lines = [ev.line.removeprefix("hook pre-deploy: ") for ev in seen]
+    assert lines[1].startswith("0" * 100) and len(lines[1]) <= MAX_LINE + 10 and lines[1].endswith(" [...]")
+    assert lines[2:] == ["no newline", lines[-1]] and lines[-1].startswith("exited 0")  # the rest of it cut

@@ -42,6 +42,7 @@ PRE_DEPLOY = "pre-deploy"
 POST_DEPLOY = "post-deploy"
 HOOK_NAMES = (PRE_BUILD, PRE_DEPLOY, POST_DEPLOY)
 LAST_LINES = 10  # of a failed hook's output, quoted in its error
+MAX_LINE = 4096  # bytes of one line of a hook's output shown; the rest of it is cut
 # Credentials a hook never needs besides those zdd_tui.secrets names (doctl's own variable).
 OTHER_CREDENTIALS = ("DIGITALOCEAN_ACCESS_TOKEN",)
 
@@ -122,15 +123,29 @@ async def run_hook(config: Config, name: str, variables: Mapping[str, str], emit
         raise ZddError(f"hook {shown} could not be started: {exc.strerror or exc}",
                        "check its first line (#!) and that it runs by hand") from None
     assert proc.stdout is not None
+
+    def show(raw: bytes) -> None:
+        # The hook's words, shown and never obeyed by the terminal.
+        line = visible(raw.decode("utf-8", "replace").rstrip("\r"))
+        last.append(line)
+        _emit(emit, name, line)
+
     try:
-        while True:
-            raw = await proc.stdout.readline()
-            if not raw:
-                break
-            # The hook's words, shown and never obeyed by the terminal.
-            line = visible(raw.decode("utf-8", "replace").rstrip("\r\n"))
-            last.append(line)
-            _emit(emit, name, line)
+        pending, cut = b"", False  # cut: the line in progress was shown already, up to MAX_LINE
+        while chunk := await proc.stdout.read(65536):  # in chunks: a line may be longer than a buffer
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                if not cut:
+                    show(raw)
+                cut = False
+            if len(pending) > MAX_LINE and not cut:
+                show(pending[:MAX_LINE] + b" [...]")
+                cut = True
+            if cut:
+                pending = b""
+        if pending and not cut:
+            show(pending)
         status = await proc.wait()
     except BaseException:
         # Cancelled (the console closed, Ctrl-C): the hook must not outlive what it was part of.
