@@ -178,3 +178,11 @@ def memkeyring(monkeypatch):
     keyring.set_keyring(kr)
     yield kr
     keyring.set_keyring(old)
+
+
+@pytest.fixture(autouse=True)
+def _outside_github_actions(monkeypatch):
+    """The suite's expectations of headless output hold wherever it runs: in GitHub Actions the
+    output gains groups and a step summary (tests/test_ci_github.py turns that on itself)."""
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)

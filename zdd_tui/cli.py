@@ -33,6 +33,10 @@ COMMAND_HELP = {
     "deploy": "rolling deploy of a tag to every host",
     "rollback": "rolling deploy of an earlier tag (default: the previous)",
     "setup": "create the droplets, load balancer and registry; bootstrap the hosts",
+    "logs": "the app container's logs, from one host or all (-f follows)",
+    "history": "the rollouts that ran: what, where, when, by whom, how they ended",
+    "lock": "the deploy lock: who holds it (status), or break it on purpose (release)",
+    "ci": "write a CI workflow that builds and deploys (ci github)",
 }
 COMMANDS = tuple(COMMAND_HELP)
 
@@ -142,14 +146,26 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(result)
         return int(result or 0)
     except ZddError as exc:
-        print(f"zdd-tui: error: {visible(str(exc), newlines=True)}", file=sys.stderr)
+        _say(f"zdd-tui: error: {visible(str(exc), newlines=True)}")
         return exc.exit_code
     except KeyboardInterrupt:
         print("zdd-tui: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - last resort: never a traceback with possible secrets in locals
-        print(f"zdd-tui: unexpected error: {type(exc).__name__}: {visible(str(exc), newlines=True)}", file=sys.stderr)
+        _say(f"zdd-tui: unexpected error: {type(exc).__name__}: {visible(str(exc), newlines=True)}")
         return EXIT_ERROR
+
+
+def _say(text: str) -> None:
+    """An error on stderr. Its lines may quote a host or a hook: in GitHub Actions, none of them
+    may be taken for a workflow command."""
+    import os
+
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from zdd_tui.actions import escape_lines
+
+        text = escape_lines(text)
+    print(text, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ get the seconds since the rollout began. Some events are left out or thinned so 
 a setup step's start (its preview named it), per-host progress (unless asked for: then the
 overall figure in tenths), and a pushed layer's byte counts (status changes and whole quarters
 only, in both forms).
+
+In GitHub Actions (GITHUB_ACTIONS=true), in both forms, each host's lines are folded in groups,
+no line is taken for a workflow command, and a finished rollout's summary table goes to
+$GITHUB_STEP_SUMMARY (zdd_tui.actions).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import sys
 from typing import TextIO
 
+from zdd_tui.actions import ActionsOutput, host_of
 from zdd_tui.events import Event
 from zdd_tui.images.events import LayerProgress
 from zdd_tui.rollout.events import Progress, RolloutFinished, RolloutPlanned
@@ -32,12 +37,17 @@ class HeadlessRenderer:
         self._overall_tenth = -1
         self._layer_status: dict[tuple[str, str], str] = {}
         self._layer_quarter: dict[tuple[str, str], int] = {}
+        self.actions = ActionsOutput.from_env()
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, LayerProgress) and not self._layer_news(event):
             return
+        if self.actions is not None:
+            warning = self.actions.note(event)
+            if warning:  # on stderr: stdout may be JSON lines
+                print(f"zdd-tui: warning: {warning}", file=sys.stderr)
         if self.json_lines:
-            self._write(json.dumps(event.to_dict(), default=str))
+            self._write(json.dumps(event.to_dict(), default=str), host_of(event))
             return
         if event.at is not None and self._t0 is None:
             self._t0 = event.at
@@ -52,7 +62,7 @@ class HeadlessRenderer:
         # Timed lines carry the seconds since the start; the plan and the outcome are blocks.
         if event.at is not None and not isinstance(event, (RolloutPlanned, RolloutFinished)):
             line = f"[{event.at - (self._t0 or 0.0):6.1f}s] {line}"
-        self._write(line)
+        self._write(line, host_of(event))
 
     def _overall(self, event: Progress) -> str | None:
         if not self.show_progress:
@@ -76,9 +86,11 @@ class HeadlessRenderer:
         self._layer_status[key] = ev.status
         return True
 
-    def _write(self, line: str) -> None:
+    def _write(self, line: str, host: str | None = None) -> None:
         # Events show their text safely already; this is the last guard before the terminal.
         line = visible(line, newlines=True)
+        if self.actions is not None:
+            line = "\n".join(self.actions.frame(line, host))
         try:
             self.stream.write(line + "\n")
             self.stream.flush()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from zdd_tui.headless import HeadlessRenderer
 from zdd_tui.project.build import image_builder, parse_build_args, push_credentials_for
+from zdd_tui.project.hooks import before_build
 
 
 def register(sub, common):
@@ -35,7 +36,8 @@ async def run(args) -> int:
     render = HeadlessRenderer(sys.stdout, json_lines=args.json)
     builder = image_builder(config, project_dir=args.project_dir, docker_host=args.docker_host)
     try:
-        builder.plan(allow_dirty=args.allow_dirty)  # refuse a dirty tree before touching the engine
+        _git, tags = builder.plan(allow_dirty=args.allow_dirty)  # refuse a dirty tree before touching the engine
+        await before_build(config, next((t for t in tags if t.startswith("sha-")), tags[-1]), render)
         result = await builder.build(allow_dirty=args.allow_dirty, build_args=build_args, on_event=render)
         pushed = None
         if args.push:

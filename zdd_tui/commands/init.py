@@ -1,6 +1,7 @@
 """`zdd-tui init [--config PATH] [--force]`: write a commented zdd.yaml for the current project.
 
 Every key appears with its default and a one-line comment; names derive from the directory.
+Beside it, `.zdd/hooks/` gets commented sample hooks (`<name>.sample`, which never run).
 The text is generated from the schema in zdd_tui/config.py (each key's default, explanation and
 allowed values are declared there once; README's configuration reference is this same text), and
 is checked to load before it is written.
@@ -27,6 +28,7 @@ from zdd_tui.config import (
     parse_config,
 )
 from zdd_tui.errors import RefusedError, UsageError
+from zdd_tui.project.hooks import write_samples
 
 HEADER = """\
 # zdd.yaml: zdd-tui's project file (reference: README.md, "Configuration").
@@ -129,4 +131,8 @@ def run(args) -> int:
     tmp.write_text(text)
     os.replace(tmp, path)  # atomic: a crash never leaves half a file
     print(f"wrote {path}: edit droplets, load_balancer and registry, then run `zdd-tui login`", file=sys.stderr)
+    samples = write_samples(path.resolve().parent, force=args.force)
+    if samples:
+        print(f"wrote sample hooks in {samples[0].parent}: {', '.join(p.name for p in samples)} "
+              "(rename one without .sample to use it)", file=sys.stderr)
     return 0

@@ -246,11 +246,12 @@ class Project:
         return await self.plan_deploy(tag, strategy)
 
     async def run(self, plan: Plan, listeners: Iterable[Listener] = (), cancel: Any = None, **how: Any) -> Outcome:
-        """Lock the hosts, run the plan through the engine, release the lock; `how` takes
+        """The pre-deploy hook, then lock the hosts, run the plan through the engine, release the
+        lock, then the post-deploy hook (zdd_tui.project.hooks); `how` takes
         zdd_tui.project.rollout.run's keywords (break_lock, options)."""
-        from zdd_tui.project.rollout import run
+        from zdd_tui.project.hooks import run_rollout
 
-        return await run(self, plan, listeners, cancel, **how)
+        return await run_rollout(self, plan, listeners, cancel, **how)
 
     async def rollback_choices(self) -> list[RanVersion]:
         from zdd_tui.project.rollout import rollback_choices
