@@ -203,12 +203,18 @@ async def test_adoption_fresh_host_gets_proxy_and_app_at_once(clock):
     world.add_version(NEW)
     fresh = world.hosts["app-3"]
     fresh.installed, fresh.active, fresh.slots = False, None, []
+    world.lb_state["app-3"] = False  # it served nothing: out of the LB's rotation
+    world.log.append((clock.now(), "app-3", "lb-out"))
     plan, deploy = make(world)
     assert dict(plan.adopt) == {"app-3": "fresh"}
-    out = await clock.run(engine(world, clock, plan, deploy, Recorder()).run())
+    rec = Recorder()
+    out = await clock.run(engine(world, clock, plan, deploy, rec).run())
     assert out.status == OutcomeStatus.SUCCESS, out.message
     assert world.ops("app-3") == ["pull", "install_proxy", f"run_slot a {NEW}", "switch a", "prune"]
     assert fresh.installed and fresh.active == "a" and world.tags() == dict.fromkeys(world.hosts, NEW)
+    # Done only once the LB's own checks let it in: a deploy does not end with it out of rotation.
+    assert Phase.WAITING_LB_IN in phases(rec, "app-3")
+    assert world.lb_state["app-3"] is True
 
 
 async def test_adoption_by_a_drain_cycle_one_host_out_at_a_time(clock):

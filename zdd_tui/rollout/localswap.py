@@ -40,6 +40,9 @@ class _Swap:
     detached: bool = False  # adoption: taken out of the LB through the cloud's API
     old_stopped: bool = False  # adoption: the old single container was stopped (and removed)
     proxy_installed: bool = False  # adoption: the proxy now runs on the host
+    # It served nothing before, so the LB has it out of rotation: done only once the LB's own
+    # checks let it in (else a deploy could end with no host the LB sends traffic to).
+    entering: bool = False
 
 
 class LocalSwap(Strategy):
@@ -164,7 +167,9 @@ class LocalSwap(Strategy):
         st = h.proxy
         run.old = st.active_slot if st is not None else None
         old_running = h.prev is not None and h.prev.state == "running" and h.prev.slot == run.old
+        run.entering = run.old is None
         await self._start_and_switch(h, run)
+        await self._back_in_lb(h, run, Phase.WAITING_LB_IN)
         if run.old is not None and old_running:
             await e.enter(h, HostState.DRAINING_OLD, f"slot {run.old}")
             await self._drain_old(h, run.old)
@@ -320,6 +325,7 @@ class LocalSwap(Strategy):
             await e.call(Phase.LEAVING_LB, e.cloud.lb_detach(h.name), 60.0)
             why = await self._wait_lb_view(h, want=False, phase=Phase.LEAVING_LB)
             await e.log(h.name, f"out of the LB: {why}")
+        run.entering = not serving
         if e.cancelled():
             raise Cancelled()
         if h.prev is not None:
@@ -337,17 +343,18 @@ class LocalSwap(Strategy):
         await self._prune(h)
 
     async def _back_in_lb(self, h: HostRun, run: _Swap, phase: Phase) -> None:
-        """After an adoption that left the LB: back in (attach), and until the LB sends it traffic
-        (the cloud's view, bounded; the proxy serves already, so a slow view only warns)."""
+        """After an adoption that left the LB, or on a host that served nothing before: back in
+        (attach), and until the LB sends it traffic (the cloud's view, bounded; the proxy serves
+        already, so a slow view only warns)."""
         e = self.e
-        if not (run.detached or run.drained):
+        if not (run.detached or run.drained or run.entering):
             return
         if phase is Phase.WAITING_LB_IN:
             await e.enter(h, HostState.WAITING_LB_IN)
         if run.detached:
             await e.call(phase, e.cloud.lb_attach(h.name), 60.0)
             run.detached = False
-        run.drained = False
+        run.drained = run.entering = False
         try:
             why = await self._wait_lb_view(h, want=True, phase=phase)
             await e.log(h.name, f"LB sends traffic: {why}")
