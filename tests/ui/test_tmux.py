@@ -139,6 +139,7 @@ def test_real_console_in_tmux_deploy_rollback_quit(tmp_path, tmux_bin):
         t.wait_for(r"SUCCESS: ", timeout=150)
         assert re.search(rf"fleet now: {new} on 2", t.screen())
         t.keys("Escape")
+        t.wait_for(r"Droplets \(2\)", timeout=20)  # the dashboard (the rollout rows name tags too)
         t.wait_for(rf"app-1 .*{new}", timeout=20)
         t.wait_for(rf"app-2 .*{new}", timeout=20)
 
@@ -158,6 +159,7 @@ def test_real_console_in_tmux_deploy_rollback_quit(tmp_path, tmux_bin):
         t.wait_for(r"SUCCESS: ", timeout=150)
         assert re.search(rf"fleet now: {old} on 2", t.screen())
         t.keys("Escape")
+        t.wait_for(r"Droplets \(2\)", timeout=20)  # the dashboard (the rollout rows name tags too)
         t.wait_for(rf"app-1 .*{old}", timeout=20)
         t.wait_for(rf"app-2 .*{old}", timeout=20)
 
