@@ -40,6 +40,7 @@ class FakeSwapHost(FakeHost):
         self.inflight: dict[str, int] = {}
         self.admin = True  # the single container answers the admin contract
         self.fail_switch = False
+        self.fail_install = False  # the proxy will not start (e.g. its image cannot be pulled)
         self.switch_calls = 0
 
     # -- what the LB and the traffic reach ------------------------------------------------------
@@ -86,6 +87,8 @@ class FakeSwapHost(FakeHost):
 
     async def install_proxy(self, slot: str | None) -> ProxyStatus:
         self._note("install_proxy")
+        if self.fail_install:
+            raise RuntimeFailure(f"the proxy did not start on {self.name}")
         if self._single is not None and self._single.state == "running":
             raise RuntimeFailure(f"port 8080 is held by another process on {self.name}")
         self.installed, self.running, self.healthy, self.active = True, True, True, slot

@@ -351,3 +351,18 @@ async def test_a_stop_request_before_the_switch_leaves_the_host_as_it_was(clock)
     assert world.ops("app-1") == ["pull", f"run_slot b {NEW}", "stop_slot b", f"remove app-b-{NEW}"]
     assert world.hosts["app-1"].switch_calls == 0 and phases(rec, "app-1")[-1] == Phase.RESTORED
     assert world.tags() == dict.fromkeys(world.hosts, OLD) and world.failed == 0
+
+
+async def test_adoption_whose_proxy_never_starts_puts_the_old_container_back(clock):
+    world = swap_world(clock, proxies=False)
+    world.add_version(NEW)
+    world.hosts["app-1"].fail_install = True
+    plan, deploy = make(world)
+    out = await clock.run(engine(world, clock, plan, deploy, Recorder()).run())
+    assert out.status == OutcomeStatus.HALTED, out.message
+    assert out.failed_host == "app-1" and out.failed_step == Phase.INSTALLING_PROXY
+    # No proxy runs, so its version comes back as it ran before: the single container, serving.
+    h = world.hosts["app-1"]
+    assert not h.installed and world.tags() == dict.fromkeys(world.hosts, OLD)
+    assert world.ops("app-1") == ["pull", "drain", "stop", "install_proxy", f"run {OLD}"]
+    assert world.failed == 0

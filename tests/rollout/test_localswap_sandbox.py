@@ -1,6 +1,7 @@
 """local-swap in the sandbox, under load through the LB, through the real CLI: a deploy (adopting
-hosts that have no proxy yet), a version that never gets healthy (halted, nothing switched), and
-a rollback to the retained version, each counting every failed request (0 expected).
+hosts that have no proxy yet), a version that never gets healthy (halted, nothing switched), a
+rollback to the retained version (no pull), and the `plain` version (no admin port at all), each
+counting every failed request (0 expected).
 
 Runs once the sandbox's host runtime has the local-swap methods (rollout.interfaces.SwapHost).
 """
@@ -8,6 +9,7 @@ Runs once the sandbox's host runtime has the local-swap methods (rollout.interfa
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 import pytest
@@ -101,6 +103,17 @@ async def test_deploy_halt_and_rollback_with_local_swap_under_load(sandbox, tmp_
     assert rc == 3, err  # halted; the failed host untouched
     assert await serving(config) == {"app-1": v2, "app-2": v2}
 
-    rc, _, err = await under_load(url, "rollback", v1, "--yes", "--strategy", "local-swap", *cfg)
+    rc, out, err = await under_load(url, "rollback", v1, "--yes", "--json", "--strategy", "local-swap", *cfg)
     assert rc == 0, err
     assert await serving(config) == {"app-1": v1, "app-2": v1}
+    # Every host kept v1 (stopped) when v2 replaced it: nothing is fetched from the registry.
+    logs = [e for e in map(json.loads, out.splitlines()) if e.get("kind") == "log"]
+    kept = {e["host"] for e in logs if "present on the host, not pulled" in e["line"]}
+    assert kept == {"app-1", "app-2"}, [e["line"] for e in logs]
+    assert not [e for e in logs if e["line"].startswith("pulled ")]
+
+    # The contract is $PORT and the health path: a version with no admin listener at all.
+    plain = next(t for t, b in tags.items() if b == "plain")
+    rc, _, err = await under_load(url, "deploy", "--tag", plain, "--yes", *cfg)
+    assert rc == 0, err
+    assert await serving(config) == {"app-1": plain, "app-2": plain}

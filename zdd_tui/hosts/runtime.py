@@ -173,7 +173,7 @@ class DockerSSHRuntime(ServiceAdmin):
                 self._log(f"{image_ref}: present on the host, not pulled")
                 digest = _pick_digest(res.stdout, image_ref)
                 self._digests[image_ref] = digest
-                return ImageInfo(ref=image_ref, tag=tag, digest=digest)
+                return ImageInfo(ref=image_ref, tag=tag, digest=digest, present=True)
         await self._docker_pull(image_ref, auth=True)
         digest = await self._repo_digest(host_argv.docker_image_digests(image_ref), image_ref)
         self._digests[image_ref] = digest

@@ -205,7 +205,10 @@ class Engine:
         info = await self.call(Phase.PULLING, h.rt.pull(self.plan.image_ref),
                                 self.deploy.pull_timeout_seconds + self.opt.step_timeout_extra)
         h.digest = info.digest
-        await self.log(h.name, f"pulled {info.ref} ({info.digest})")
+        if info.present:
+            await self.log(h.name, f"{info.ref} ({info.digest}) present on the host, not pulled")
+        else:
+            await self.log(h.name, f"pulled {info.ref} ({info.digest})")
         await self.enter(h, HostState.PENDING, "image pulled; waiting its turn")
 
     async def journal_host(self, h: HostRun, failure: StepFailed | None, restore_error: str | None = None) -> None:

@@ -32,6 +32,7 @@ class ImageInfo:
     ref: str  # the reference as pulled, e.g. registry.digitalocean.com/reg/app:sha-abc1234
     tag: str  # sha-abc1234
     digest: str  # sha256:...
+    present: bool = False  # an immutable tag already on the host: nothing was fetched
 
 
 @dataclass(frozen=True)

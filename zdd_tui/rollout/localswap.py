@@ -333,8 +333,13 @@ class LocalSwap(Strategy):
             run.old_stopped = True
             await e.call(Phase.STOPPING, h.rt.stop(grace), grace + extra)
         await e.enter(h, HostState.INSTALLING_PROXY, "proxy and app at once" if h.adopt == "fresh" else "")
+        try:
+            st = await e.call(Phase.INSTALLING_PROXY, rt.install_proxy(None), 120.0 + extra)
+        except StepFailed:
+            # It may have half-started (its process up, its checks not answered): ask the host.
+            run.proxy_installed = await self._proxy_runs(h)
+            raise
         run.proxy_installed = True
-        st = await e.call(Phase.INSTALLING_PROXY, rt.install_proxy(None), 120.0 + extra)
         h.proxy = st
         await self._report_proxy(h, st)
         run.old = None
@@ -377,6 +382,13 @@ class LocalSwap(Strategy):
                     return f"{bound:g}s passed since it was taken out"
                 raise StepFailed(phase, f"the LB did not report it healthy within {bound:g}s")
             await e.clock.sleep(e.opt.poll_seconds)
+
+    async def _proxy_runs(self, h: HostRun) -> bool:
+        try:
+            st = await self._swap(h).proxy()
+        except Exception:  # noqa: BLE001 - unknown: the single container's way back is tried
+            return False
+        return st.installed and st.running
 
     # ---- putting a host back as it was ----------------------------------------------------
     async def _restore(self, h: HostRun, run: _Swap) -> None:

@@ -7,7 +7,8 @@ running), 400 (bad input), 500 (the operation failed).
 
   GET    /sandbox/hosts                                   all hosts (name, address, ports, tag)
   GET    /sandbox/hosts/{name}                            one host
-  POST   /sandbox/hosts/{name}/pull        {image_ref, auth} -> {ref, tag, digest}; 403 when the
+  POST   /sandbox/hosts/{name}/pull        {image_ref, auth} -> {ref, tag, digest}; {image_ref, present_only:
+                                            true}: 404 unless already here (no registry); 403 when the
                                                          registry refuses the credentials
   GET    /sandbox/hosts/{name}/container                  -> container (404 when none)
   POST   /sandbox/hosts/{name}/container   {image_ref, env, secrets, secrets_label}  run -> container
@@ -100,6 +101,12 @@ def agent_routes(
         ref = body.get("image_ref")
         if not isinstance(ref, str) or not ref:
             return _error(400, "bad_request", "image_ref (string) is required")
+        if body.get("present_only") is True:
+            # Asks whether the image is here already; never contacts the registry.
+            have = host(request).pulled().get(ref)
+            if have is None:
+                return _error(404, "not_found", f"{ref}: not on this host")
+            return web.json_response({"ref": ref, "tag": have["tag"], "digest": have["digest"], "present": True})
         auth = body.get("auth")
         refused = pull_refusal(auth if isinstance(auth, str) else None) if pull_refusal else None
         if refused:

@@ -67,8 +67,12 @@ def pdeathsig() -> None:
 
 
 def can_bind(address: str, port: int) -> bool:
+    """Whether a listener could bind address:port now. As listeners do (Traefik, asyncio), with
+    SO_REUSEADDR: connections of a process that just ended linger in TIME_WAIT and block only a
+    bind without it."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((address, port))
         return True
     except OSError:

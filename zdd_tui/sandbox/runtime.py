@@ -154,6 +154,13 @@ class SandboxRuntime(ServiceAdmin):
         return next((a.get("auth") for a in auths if isinstance(a, dict)), None)
 
     async def pull(self, image_ref: str) -> ImageInfo:
+        if image_ref.rpartition(":")[2].startswith("sha-"):
+            # An immutable tag already on the host is that very image: no pull, no credentials.
+            r = await self._call("POST", "/pull", json={"image_ref": image_ref, "present_only": True},
+                                 none_on_404=True, image_op=True)
+            if r is not None:
+                d = r.json()
+                return ImageInfo(ref=d["ref"], tag=d["tag"], digest=d["digest"], present=True)
         auth = await self._pull_auth()
         r = await self._call("POST", "/pull", json={"image_ref": image_ref, "auth": auth}, image_op=True)
         d = r.json()  # type: ignore[union-attr]
