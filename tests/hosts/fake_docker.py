@@ -110,7 +110,7 @@ elif cmd == "ps":
         labels = c["Config"]["Labels"]
         if all((k in labels and (not v or labels[k] == v[0])) for k, *v in (w.split("=", 1) for w in want)):
             print(c["Id"])
-elif cmd == "start":
+elif cmd == "start" and "--attach" not in argv:  # a kept slot container (`--attach`: a release)
     name = after_dashdash(argv)[0]
     if name not in s["containers"]:
         fail(f"Error response from daemon: No such container: {name}")

@@ -239,6 +239,7 @@ async def test_kill_9_of_the_active_app_under_load(up):
     holds new ones while the app restarts (restart unless-stopped)."""
     info, rt = up
     load = await start_load(info)
+    loaded = time.monotonic()  # the generator's own clock starts as it says ready (same clock)
     try:
         await asyncio.sleep(1.5)
         pid = await slot_pid(info, "a")
@@ -258,7 +259,13 @@ async def test_kill_9_of_the_active_app_under_load(up):
     print(f"kill -9: {in_flight} in flight, serving again after {back:.1f}s; {result.summary()}")
     (c,) = await rt.slot_containers()
     assert c.restart_count == 1 and c.state == "running" and await slot_pid(info, "a") != pid
-    no_failures(result, allowed=in_flight)
+    # A sample of in-flight requests around the kill can miss some (it is not the same instant),
+    # so the failures speak for themselves: each is a request the kill cut off, answered the
+    # moment the app died; none later (new requests wait in the proxy's retry meanwhile).
+    kill_at = killed - loaded
+    at_kill = [t for t, _ in result.first_failures if kill_at - 0.25 <= t <= kill_at + 1.0]
+    assert result.failed == len(at_kill), (kill_at, result.summary(), result.first_failures)
+    no_failures(result, allowed=max(in_flight, len(at_kill)))
 
 
 async def test_reboot_serves_the_active_version_again(up):
