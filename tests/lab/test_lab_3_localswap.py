@@ -28,9 +28,10 @@ import labkit
 from labkit import report
 from loadgen import LoadGenerator, sample_or_minimal_body
 
-WEB_PORT = 8080  # service.port: what the LB targets
-ADMIN_PORT = 9180  # proxy.port: ping, metrics, read-only API on the host's loopback
-SLOT_PORTS = {"a": 8081, "b": 8082}
+# Ports of their own: the fleet an earlier lab test deployed may still serve on 8080 and 9090.
+WEB_PORT = 18080  # as service.port: what an LB would target
+ADMIN_PORT = 19180  # as proxy.port: ping, metrics, read-only API on the host's loopback
+SLOT_PORTS = {"a": 18081, "b": 18082}
 CONF_DIR = "/var/lib/zdd/lab-proxy"  # on the host (its own /var/lib/zdd), root-only
 IN_CONTAINER = "/etc/zdd-proxy"
 LOAD_RATE = 250.0
