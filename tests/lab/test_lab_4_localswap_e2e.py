@@ -345,6 +345,13 @@ def test_06_twenty_switches_in_a_row_under_keepalive_load(swap):
         assert e.served(h)["version"] == e.tags["minimal"]
 
 
+def _second_of_day(t: str | time.struct_time) -> int:
+    if isinstance(t, str):
+        hh, mm, ss = (int(x) for x in t.split(":"))
+        return hh * 3600 + mm * 60 + ss
+    return t.tm_hour * 3600 + t.tm_min * 60 + t.tm_sec
+
+
 def test_07_kill_9_of_the_app_container_under_load(swap):
     _step("kill -9")
     e = swap
@@ -354,6 +361,7 @@ def test_07_kill_9_of_the_app_container_under_load(swap):
     close_phase(e, "kill -9")
     in_flight = e.in_flight(h, port)
     os.kill(app["pid"], signal.SIGKILL)  # the container's process, from the root PID namespace
+    killed = time.localtime()
     in_flight = max(in_flight, e.in_flight(h, port))
     _wait("the killed container restarted", lambda: e.running(h).get("b", {}).get("restarts", 0) >= 1)
     _wait("the host serving again", lambda: e.served(h)["version"] == e.tags["minimal"])
@@ -364,7 +372,12 @@ def test_07_kill_9_of_the_app_container_under_load(swap):
            f"{ph.failed} failed")
     assert e.load.error is None, e.load.error
     assert ph.rate >= 200, ph.rate
-    assert ph.failed <= in_flight, ph.failures
+    # A sample of in-flight requests around the kill can miss some (it is not the same instant),
+    # so the failures speak for themselves: each is a request the kill cut off, answered within
+    # a second or two of it (the failures are stamped to the second); none later, since new
+    # requests wait in the proxy's retry while the container restarts.
+    at_kill = [f for f in ph.failures if abs(_second_of_day(f[:8]) - _second_of_day(killed)) <= 2]
+    assert ph.failed == len(at_kill), (time.strftime("%H:%M:%S", killed), ph.failures)
 
 
 def test_08_another_local_user_cannot_change_the_upstream(swap):
