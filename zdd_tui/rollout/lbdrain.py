@@ -19,7 +19,15 @@ from zdd_tui.rollout.events import Phase
 from zdd_tui.rollout.evidence import drain_window, in_evidence, next_checks, out_evidence
 from zdd_tui.rollout.interfaces import HostRuntime
 from zdd_tui.rollout.plan import bound_lb_in, bound_lb_out
-from zdd_tui.rollout.strategy import Cancelled, HostResult, HostRun, HostState, StepFailed, Strategy
+from zdd_tui.rollout.strategy import (
+    Cancelled,
+    HostResult,
+    HostRun,
+    HostState,
+    StepFailed,
+    Strategy,
+    not_running,
+)
 
 
 class LbDrain(Strategy):
@@ -63,16 +71,7 @@ class LbDrain(Strategy):
             info = await h.rt.inspect()
         except Exception as exc:  # noqa: BLE001
             return f"cannot inspect the container: {type(exc).__name__}: {exc}"
-        if info is None:
-            return "no container"
-        if info.state != "running" or info.restart_count > 0:
-            bits = [f"container {info.state}"]
-            if info.exit_code is not None:
-                bits.append(f"exit code {info.exit_code}")
-            if info.restart_count:
-                bits.append(f"{info.restart_count} restart(s)")
-            return ", ".join(bits)
-        return None
+        return not_running(info)
 
     # ---- waits --------------------------------------------------------------------------
     async def _wait_lb_out(self, h: HostRun, *, cancellable: bool) -> str:

@@ -23,7 +23,16 @@ from zdd_tui.rollout.events import HealthChanged, Phase, SlotSwitched
 from zdd_tui.rollout.interfaces import ContainerInfo, HostRuntime, ProxyStatus, SwapHost, other_slot
 from zdd_tui.rollout.lbdrain import LbDrain
 from zdd_tui.rollout.plan import LEAVING, bound_lb_in, bound_lb_out
-from zdd_tui.rollout.strategy import Cancelled, HostResult, HostRun, HostState, Refused, StepFailed, Strategy
+from zdd_tui.rollout.strategy import (
+    Cancelled,
+    HostResult,
+    HostRun,
+    HostState,
+    Refused,
+    StepFailed,
+    Strategy,
+    not_running,
+)
 
 SWITCH_TIMEOUT = 30.0  # the runtime's switch() gives up itself after ~10 s; this bounds the call
 
@@ -244,16 +253,7 @@ class LocalSwap(Strategy):
             info = await self._container(h, name)
         except Exception as exc:  # noqa: BLE001
             return f"cannot inspect the container: {type(exc).__name__}: {exc}"
-        if info is None:
-            return "no container"
-        if info.state != "running" or info.restart_count > 0:
-            bits = [f"container {info.state}"]
-            if info.exit_code is not None:
-                bits.append(f"exit code {info.exit_code}")
-            if info.restart_count:
-                bits.append(f"{info.restart_count} restart(s)")
-            return ", ".join(bits)
-        return None
+        return not_running(info)
 
     async def _container(self, h: HostRun, name: str) -> ContainerInfo | None:
         return next((c for c in await self._swap(h).slot_containers() if c.name == name), None)

@@ -210,3 +210,17 @@ class Refused(Exception):
         self.message = message
         self.host = host
         self.seen = seen
+
+
+def not_running(info: ContainerInfo | None) -> str | None:
+    """In words, why a container is not serving (crashed, exited, restarting); None if it runs."""
+    if info is None:
+        return "no container"
+    if info.state != "running" or info.restart_count > 0:
+        bits = [f"container {info.state}"]
+        if info.exit_code is not None:
+            bits.append(f"exit code {info.exit_code}")
+        if info.restart_count:
+            bits.append(f"{info.restart_count} restart(s)")
+        return ", ".join(bits)
+    return None
