@@ -5,6 +5,7 @@ strategy gives the loop.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable
@@ -163,7 +164,7 @@ class HostRun:
 HostResult = tuple[StepFailed | None, bool, str | None]  # (failure, cancelled, restore error)
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """One way to replace a host's version. The engine's batch loop calls these hooks; a strategy
     reaches the hosts, the clock and the event stream through the engine (`self.e`)."""
 
@@ -174,27 +175,31 @@ class Strategy:
 
     async def preflight(self) -> None:
         """Before anything changes on any host (even a pull); raises Refused to stop there."""
+        return None  # a hook: nothing to do unless the strategy has something
 
+    @abc.abstractmethod
     async def inspect(self, h: HostRun) -> None:
         """What the host runs now (`h.prev`, `h.prev_ref`), before its pull."""
-        raise NotImplementedError
 
     async def before_batch(self, batch: list[HostRun]) -> None:
         """Wait until the batch may start (StepFailed: halt, Cancelled: interrupt)."""
+        return None  # a hook: nothing to do unless the strategy has something
 
     def alongside(self, batch: list[HostRun], nxt: list[HostRun], over: asyncio.Event) -> asyncio.Task | None:
         """Work that runs while `batch` runs (lb-drain: drain the next batch early), or None."""
         return None
 
+    @abc.abstractmethod
     async def host(self, h: HostRun) -> HostResult:
         """Run one host to DONE, or back to what it ran."""
-        raise NotImplementedError
 
     async def wind_down(self) -> None:
         """The rollout stops here: undo anything begun ahead of its turn."""
+        return None  # a hook: nothing to do unless the strategy has something
 
+    @abc.abstractmethod
     def halt_message(self, h: HostRun, f: StepFailed) -> str:
-        raise NotImplementedError
+        """The outcome's words when `h` failed with `f` and the rollout halts."""
 
     async def fleet_tag(self, rt: HostRuntime) -> str | None:
         """The tag the host serves now (None: nothing)."""
