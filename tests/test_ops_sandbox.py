@@ -4,36 +4,19 @@ not the command's output, what they run."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 
 import pytest
 import yaml
+from sandboxkit import cli, small_sandbox
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 async def sandbox(tmp_path):
-    from zdd_tui.sandbox.supervisor import Sandbox, SandboxOptions
-
-    sb = Sandbox(SandboxOptions(state_dir=tmp_path / "sandbox", hosts=2, lb_interval=3, lb_timeout=3,
-                                lb_unhealthy=2, lb_healthy=2, stop_grace_seconds=3, host_shutdown_grace=3))
-    await sb.start()
-    try:
+    async with small_sandbox(tmp_path) as sb:
         yield sb
-    finally:
-        await sb.stop()
-
-
-async def cli(*args: str, env: dict[str, str] | None = None, cwd=None) -> tuple[int, str, str]:
-    p = await asyncio.create_subprocess_exec(sys.executable, "-m", "zdd_tui", *args, stdin=asyncio.subprocess.DEVNULL,
-                                             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                                             env={**os.environ, **(env or {})}, cwd=cwd)
-    out, err = await asyncio.wait_for(p.communicate(), 240)
-    return p.returncode or 0, out.decode(), err.decode()
 
 
 async def running(config) -> dict[str, str | None]:

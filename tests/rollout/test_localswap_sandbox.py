@@ -3,17 +3,15 @@ hosts that have no proxy yet), a version that never gets healthy (halted, nothin
 rollback to the retained version (no pull), and the `plain` version (no admin port at all), each
 counting every failed request (0 expected).
 
-Runs once the sandbox's host runtime has the local-swap methods (rollout.interfaces.SwapHost).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 
 import pytest
 import yaml
+from sandboxkit import cli, small_sandbox
 
 from zdd_tui.rollout.interfaces import SwapHost
 
@@ -23,36 +21,10 @@ pytestmark = pytest.mark.slow
 
 RATE = 250
 MIN_RATE = RATE / 4
-SWAP_METHODS = ("proxy", "install_proxy", "slot_containers", "run_slot", "probe_slot", "switch", "in_flight",
-                "stop_slot", "remove_container", "prune")
-
-
-def _sandbox_swaps() -> bool:
-    from zdd_tui.sandbox.runtime import SandboxRuntime
-
-    return all(hasattr(SandboxRuntime, m) for m in SWAP_METHODS)
-
-
 @pytest.fixture
 async def sandbox(tmp_path):
-    if not _sandbox_swaps():
-        pytest.skip("the sandbox's host runtime has no local-swap methods (SwapHost) yet")
-    from zdd_tui.sandbox.supervisor import Sandbox, SandboxOptions
-
-    sb = Sandbox(SandboxOptions(state_dir=tmp_path / "sandbox", hosts=2, lb_interval=3, lb_timeout=3,
-                                lb_unhealthy=2, lb_healthy=2, stop_grace_seconds=3, host_shutdown_grace=3))
-    await sb.start()
-    try:
+    async with small_sandbox(tmp_path) as sb:
         yield sb
-    finally:
-        await sb.stop()
-
-
-async def cli(*args: str) -> tuple[int, str, str]:
-    p = await asyncio.create_subprocess_exec(sys.executable, "-m", "zdd_tui", *args, stdin=asyncio.subprocess.DEVNULL,
-                                             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(p.communicate(), 240)
-    return p.returncode or 0, out.decode(), err.decode()
 
 
 async def serving(config) -> dict[str, str | None]:
