@@ -319,8 +319,10 @@ def test_the_loader_enforces_each_range(path):
             parse_config(_yaml_at(path, bad))
         [issue] = err.value.issues
         assert (issue.key, issue.found) == (path, str(bad))
-        assert issue.expected == key_for(path).problem(bad)
-        assert issue.expected.startswith("an integer" + bounds.text())
+        number = isinstance(_value_at(Config(), path), float)
+        assert issue.expected == key_for(path).problem(float(bad) if number else bad)
+        kind = "a number" if number else "an integer"
+        assert issue.expected.startswith(kind + bounds.text())
 
 
 @pytest.mark.parametrize("path", [p for p, r in ALL_KEYS if r.choices])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import math
 import re
 import types
 import typing
@@ -72,12 +73,12 @@ class Range:
     """Inclusive integer bounds. `why` names who set them when it is not us (DigitalOcean): errors
     say it, and `zdd-tui init` shows such a range beside the value (a port's range goes without saying)."""
 
-    lo: int
-    hi: int | None = None
+    lo: float
+    hi: float | None = None
     why: str | None = None
 
     def text(self) -> str:
-        return f" from {self.lo} to {self.hi}" if self.hi is not None else f" of at least {self.lo}"
+        return f" from {self.lo:g} to {self.hi:g}" if self.hi is not None else f" of at least {self.lo:g}"
 
 
 DO_RANGE = "DigitalOcean's allowed range"  # the API rejects other values
@@ -102,10 +103,11 @@ class Key:
 
     def problem(self, value: object) -> str | None:
         """What was expected, if `value` (of the key's type) is not allowed; None if it is."""
-        if isinstance(value, int) and self.bounds is not None:
+        if isinstance(value, int | float) and not isinstance(value, bool) and self.bounds is not None:
             b = self.bounds
             if value < b.lo or (b.hi is not None and value > b.hi):
-                return "an integer" + b.text() + (f" ({b.why})" if b.why else "")
+                kind = "a number" if isinstance(value, float) else "an integer"
+                return kind + b.text() + (f" ({b.why})" if b.why else "")
         if isinstance(value, str):
             if self.choices and value not in self.choice_names:
                 return "one of " + ", ".join(self.choice_names)
@@ -282,6 +284,30 @@ class BuildConfig:
 
 
 @dataclass(frozen=True)
+class CanaryConfig:
+    enabled: bool | None = field(default=None, metadata=key(
+        "local-swap: the first batch soaks under real traffic and is judged against the hosts still "
+        "on the old version before the rest follow; unset: on for fleets of 3 or more"))
+    soak_seconds: int = field(default=60, metadata=key(
+        "how long the first batch serves before it is judged", bounds=Range(5, 3600)))
+    min_requests: int = field(default=200, metadata=key(
+        "requests each side (canary, old version) must have served in the soak before it is judged",
+        bounds=AT_LEAST_1))
+    max_error_rate_increase: float = field(default=0.01, metadata=key(
+        "the canary's share of 5xx answers may exceed the old version's by at most this (0.01: one "
+        "point in a hundred)", bounds=Range(0, 1)))
+    max_latency_ratio: float = field(default=1.5, metadata=key(
+        "the canary's p95 latency may be at most this many times the old version's",
+        bounds=Range(1, 100)))
+    latency_floor_ms: int = field(default=50, metadata=key(
+        "an old-version p95 below this counts as this, so jitter on fast requests is not a failure",
+        bounds=Range(0, 60_000)))
+    on_insufficient_traffic: str = field(default="proceed", metadata=key("", choices={
+        "proceed": "too few requests to judge: say so and deploy the rest",
+        "halt": "too few requests to judge: put the canary back on the old version and halt"}))
+
+
+@dataclass(frozen=True)
 class DeployConfig:
     strategy: str = field(default="local-swap", metadata=key("", choices={
         "local-swap": "a proxy on each host swaps old for new locally; the host never leaves the LB",
@@ -304,6 +330,8 @@ class DeployConfig:
         "before any host changes; a failure refuses the deploy"))
     release_timeout_seconds: int = field(default=600, metadata=key(
         "limit for the release command", bounds=AT_LEAST_1))
+    canary: CanaryConfig = field(default_factory=CanaryConfig, metadata=key(
+        "local-swap: judge the new version on the first batch before the fleet gets it"))
 
 
 @dataclass(frozen=True)
@@ -550,6 +578,20 @@ class _Loader:
                 self.issue(node, path, "an integer" + bounds, _describe(node), _quote_hint(node, "int"))
                 return _BAD
             return self.check(v, node, path, rule)
+        if tp is bool:
+            v = self.scalar(node) if isinstance(node, ScalarNode) and node.tag == _TAG + "bool" else _BAD
+            if v is _BAD:
+                self.issue(node, path, "true or false", _describe(node), _quote_hint(node, "bool"))
+            return v
+        if tp is float:
+            # An integer is a number too (`max_latency_ratio: 2`).
+            number = isinstance(node, ScalarNode) and node.tag in (_TAG + "float", _TAG + "int")
+            v = self.scalar(node) if number and isinstance(node, ScalarNode) else _BAD
+            if not isinstance(v, int | float) or not math.isfinite(v):
+                bounds = rule.bounds.text() if rule.bounds else ""
+                self.issue(node, path, "a number" + bounds, _describe(node), _quote_hint(node, "float"))
+                return _BAD
+            return self.check(float(v), node, path, rule)
         if tp is str:
             if not (isinstance(node, ScalarNode) and node.tag == _TAG + "str"):
                 self.issue(node, path, "a string", _describe(node), _quote_hint(node, "str"))
@@ -593,7 +635,7 @@ class _Loader:
         if rule.choices and isinstance(v, str):
             close = difflib.get_close_matches(v, rule.choice_names, n=1)
             hint = f"did you mean {close[0]!r}?" if close else None
-        self.issue(node, path, expected, str(v) if isinstance(v, int) else _describe(node), hint)
+        self.issue(node, path, expected, f"{v:g}" if isinstance(v, int | float) else _describe(node), hint)
         return _BAD
 
     # -- rules across fields --
@@ -689,7 +731,8 @@ def _quote_hint(node: Node, want: str) -> str | None:
         kinds = {"int": "an integer", "float": "a number", "bool": "a boolean"}
         kind = kinds.get(node.tag.removeprefix(_TAG), "another type")
         return f"YAML reads {node.value} as {kind}; quote it: \"{node.value}\""
-    if want == "int" and isinstance(node, ScalarNode) and node.tag == _TAG + "str" and node.style in ("'", '"'):
+    if want in ("int", "float", "bool") and isinstance(node, ScalarNode) and node.tag == _TAG + "str" \
+            and node.style in ("'", '"'):
         return "remove the quotes"
     return None
 

@@ -62,6 +62,9 @@ def _plain(v: Any) -> Any:
     if isinstance(v, enum.Enum):
         return v.value
     if is_dataclass(v) and not isinstance(v, type):
+        to_dict = getattr(v, "to_dict", None)
+        if callable(to_dict):  # a value with derived fields (traffic rates)
+            return to_dict()
         return {f.name: _plain(getattr(v, f.name)) for f in fields(v)}
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]

@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import json
 import os
+import random
 import secrets
 import signal
 import time
@@ -39,6 +40,8 @@ def _body(obj: Any) -> bytes:
 
 _HEALTH_BODIES = {s: _body({"status": s}) for s in ("ok", "draining", "starting", "failing")}
 _NOT_FOUND = _body({"error": "not found"})
+# Marked, so a load generator can tell the version's own failures from the rollout's.
+_INJECTED_ERROR = _body({"error": "injected", "injected": True})
 
 
 def log(event: str, **fields: Any) -> None:
@@ -78,6 +81,8 @@ class Service:
         # source address -> [consecutive_ok, consecutive_fail, last_seen]
         self.checkers: dict[str, list[float]] = {}
         self.latency = settings.latency_ms / 1000.0
+        self.error_rate = settings.error_rate
+        self._errors = random.Random()
         self.root_body = _body(
             {"api": "happy response", "id": self.id, "version": settings.version}
         )
@@ -191,7 +196,10 @@ class Service:
             if request.path == "/" and request.method in ("GET", "HEAD"):
                 if self.latency:
                     await asyncio.sleep(self.latency)
-                response = web.Response(body=self.root_body, content_type=JSON)
+                if self.error_rate and self._errors.random() < self.error_rate:
+                    response = web.Response(status=500, body=_INJECTED_ERROR, content_type=JSON)
+                else:
+                    response = web.Response(body=self.root_body, content_type=JSON)
             else:
                 # Everything else, admin paths included, is 404 here: the admin API lives only
                 # on the admin listener.

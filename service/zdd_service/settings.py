@@ -29,6 +29,8 @@ class Settings:
     crash_on_start: bool = False
     start_delay_seconds: float = 0.0
     latency_ms: float = 0.0
+    # Share of `GET /` answered 500 (0..1): a version that passes its health checks but is bad.
+    error_rate: float = 0.0
     # No admin listener even if ZDD_ADMIN_PORT asks for one: the plain contract ($PORT, /health).
     no_admin: bool = False
 
@@ -77,6 +79,19 @@ def _seconds(env: Mapping[str, str], name: str, default: float, unit: str) -> fl
     return value
 
 
+def _share(env: Mapping[str, str], name: str) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a share from 0 to 1 (0.05: one request in twenty), got {raw!r}") from None
+    if not (0 <= value <= 1):
+        raise SettingsError(f"{name} must be a share from 0 to 1 (0.05: one request in twenty), got {raw!r}")
+    return value
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     raw = _get(env, name)
     if raw is None:
@@ -116,4 +131,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         latency_ms=_seconds(env, "ZDD_LATENCY_MS", Settings.latency_ms, "milliseconds"),
         no_admin=_flag(env, "ZDD_NO_ADMIN"),
+        error_rate=_share(env, "ZDD_ERROR_RATE"),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zdd_tui.rollout.interfaces import ContainerInfo, HealthProbe, ProxyStatus, RuntimeFailure, ServiceStats
+from zdd_tui.traffic import ProxyCounters
 
 from .fakes import Container, FakeClock, FakeCloud, FakeHost, World, ref
 
@@ -144,6 +145,9 @@ class FakeSwapHost(FakeHost):
     async def remove_container(self, name: str) -> None:
         self._note(f"remove {name}")
         self.slots = [s for s in self.slots if s.name != name]
+
+    async def traffic(self) -> ProxyCounters | None:
+        return None  # not read yet
 
     async def prune(self, keep: int) -> list[str]:
         self._note("prune")

@@ -46,6 +46,7 @@ from zdd_tui.rollout.interfaces import (
     RuntimeFailure,
     ServiceAdmin,
 )
+from zdd_tui.traffic import ProxyCounters
 
 # Our own bound on a bounded host command: its `timeout` there, then the KILL after it, and slack.
 REMOTE_BOUND_SLACK = 20.0
@@ -633,6 +634,9 @@ class DockerSSHRuntime(ServiceAdmin):
         res = await self.shell.run(host_argv.docker_rm(name, force=True), check=False)
         if res.exit_status != 0 and "no such" not in res.stderr.lower():
             raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
+
+    async def traffic(self) -> ProxyCounters | None:
+        return None  # not read yet
 
     async def prune(self, keep: int) -> list[str]:
         infos = [host_slots.container_info(r) for r in await self._slot_raw()]

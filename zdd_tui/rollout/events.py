@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from zdd_tui.events import Event
 from zdd_tui.text import show_fields
+from zdd_tui.traffic import Rates
 
 
 class Phase(str, enum.Enum):
@@ -108,6 +109,10 @@ class Plan:
     # local-swap: hosts with no proxy yet, and how each is adopted ("fresh": runs nothing, gets
     # proxy and app at once; "lb-drain": one drain cycle; "detach": out of the LB via the API).
     adopt: tuple[tuple[str, str], ...] = ()
+    # local-swap: the canary gate. The first batch (these hosts) soaks this long under real
+    # traffic and is judged against the hosts still on the old version; 0: no canary.
+    canary_hosts: tuple[str, ...] = ()
+    canary_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         show_fields(self, newlines=False)
@@ -131,6 +136,9 @@ class Plan:
         for i, batch in enumerate(self.batches):
             hosts = ", ".join(f"{h.name} ({h.from_tag or 'nothing'} -> {self.to_tag})" for h in batch)
             lines.append(f"  batch {i + 1}: {hosts}")
+        if self.canary_hosts:
+            lines.append(f"  canary: {', '.join(self.canary_hosts)} soak {_dur(self.canary_seconds)} under real "
+                         "traffic and are judged against the hosts still on the old version")
         for name, how in self.adopt:
             lines.append(f"  adopt {name}: {_ADOPT_WORDS.get(how, how)}")
         if self.unchanged:
@@ -203,6 +211,83 @@ class SlotSwitched(Event, kind="switched"):
 
 
 @dataclass(frozen=True)
+class HostTraffic:
+    """One host's traffic over one sample's window, as its proxy counted it."""
+
+    host: str
+    rates: Rates | None  # all its slots; None: no reading (no proxy, or it did not answer)
+    by_tag: tuple[tuple[str, Rates], ...] = ()  # per version served in the window
+
+    def __post_init__(self) -> None:
+        show_fields(self, newlines=False)
+
+
+@dataclass(frozen=True)
+class TrafficSampled(Event, kind="traffic"):
+    """local-swap: one reading of every host's proxy, about once a second during a rollout."""
+
+    hosts: tuple[HostTraffic, ...]
+
+    def text(self) -> str:
+        known = [h.rates for h in self.hosts if h.rates is not None]
+        rps = sum(r.rps for r in known)
+        errors = sum(r.errors for r in known)
+        return f"traffic: {rps:.0f} req/s, {errors} 5xx over {len(known)}/{len(self.hosts)} host(s)"
+
+
+class CanaryState(str, enum.Enum):
+    SOAKING = "soaking"  # the canary serves; the numbers so far
+    PASSED = "passed"
+    FAILED = "failed"  # worse than the old version: the canary goes back to it
+    INSUFFICIENT = "insufficient"  # too few requests to judge (canary.on_insufficient_traffic decides)
+
+
+@dataclass(frozen=True)
+class CanaryReport:
+    """The canary gate's comparison: the first batch on the new version against the hosts still on
+    the old one, over the same window."""
+
+    state: CanaryState
+    canary_hosts: tuple[str, ...]
+    baseline_hosts: tuple[str, ...]
+    canary: Rates
+    baseline: Rates
+    elapsed_seconds: float
+    soak_seconds: float
+    reason: str = ""  # the judgement in words, with the numbers and thresholds it used
+    action: str = ""  # what follows: continuing, or the canary back on the old version and halted
+
+    def __post_init__(self) -> None:
+        show_fields(self, newlines=False)
+
+    def text(self) -> str:
+        def side(r: Rates) -> str:
+            share = "n/a" if r.error_share is None else f"{r.error_share * 100:.2f}%"
+            p95 = "n/a" if r.p95 is None else f"{r.p95 * 1000:.0f}ms"
+            return f"{r.requests} req, {r.errors} 5xx ({share}), p95 {p95}"
+
+        head = f"canary {self.state.value}"
+        if self.state is CanaryState.SOAKING:
+            head += f" ({max(0.0, self.soak_seconds - self.elapsed_seconds):.0f}s left)"
+        lines = [head + (f": {self.reason}" if self.reason else ""),
+                 f"  new ({', '.join(self.canary_hosts)}): {side(self.canary)}",
+                 f"  old ({', '.join(self.baseline_hosts) or 'none'}): {side(self.baseline)}"]
+        if self.action:
+            lines.append(f"  {self.action}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CanaryUpdate(Event, kind="canary"):
+    """The soak's live comparison (about once a second), then once more with the verdict."""
+
+    report: CanaryReport
+
+    def text(self) -> str:
+        return self.report.text()
+
+
+@dataclass(frozen=True)
 class Outcome:
     status: OutcomeStatus
     message: str
@@ -214,6 +299,7 @@ class Outcome:
     fleet: dict[str, str | None] = field(default_factory=dict)  # host -> tag it runs now
     duration_seconds: float = 0.0
     rollout_id: str = ""  # empty for an outcome no engine produced (e.g. the console's own error)
+    canary: CanaryReport | None = None  # the canary gate's verdict, when it ran
 
     def __post_init__(self) -> None:
         show_fields(self)  # what was seen at a failure is a host's own output
@@ -232,6 +318,8 @@ class Outcome:
             lines.append(f"  failed: {self.failed_host} at {step}")
             if self.seen:
                 lines.append(f"  seen: {self.seen}")
+        if self.canary is not None:
+            lines += ["  " + line for line in self.canary.text().splitlines()]
         lines.append(f"  took {_dur(self.duration_seconds)}")
         return "\n".join(lines)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from zdd_tui.text import show_fields
+from zdd_tui.traffic import ProxyCounters
 
 
 class ImageNotFound(Exception):
@@ -242,6 +243,11 @@ class SwapHost(Protocol):
     async def prune(self, keep: int) -> list[str]:
         """Remove stopped slot containers beyond the newest `keep` (and their images when no
         container uses them); the names removed."""
+
+    async def traffic(self) -> ProxyCounters | None:
+        """The proxy's cumulative counters per slot (its metrics on the host's loopback, read over
+        the existing connection: no cloud API request) and what is in flight to each slot now;
+        None when the proxy is not installed or does not answer. Cheap: sampled every second."""
 
 
 @runtime_checkable

@@ -34,6 +34,7 @@ from zdd_tui.rollout.interfaces import (
     RuntimeFailure,
     ServiceAdmin,
 )
+from zdd_tui.traffic import ProxyCounters
 
 PROBE_HEADER = {"X-Zdd-Probe": "zdd"}
 
@@ -358,6 +359,9 @@ class SandboxRuntime(ServiceAdmin):
 
     async def remove_container(self, name: str) -> None:
         await self._call("DELETE", f"/containers/{name}")
+
+    async def traffic(self) -> ProxyCounters | None:
+        return None  # not read yet
 
     async def prune(self, keep: int) -> list[str]:
         r = await self._call("POST", "/prune", json={"keep": keep})
