@@ -236,3 +236,99 @@ def test_plan_rules_and_preview(clock):
     assert planned(small, deploy_config()).canary_hosts == ()  # auto: fleets of 3+
     assert planned(small, deploy_config(enabled=True)).canary_hosts == ("app-1",)
     assert planned(small, deploy_config(soak_seconds=30), canary=True).canary_seconds == 30
+
+
+async def test_headless_text_shows_the_soak_every_5s_and_json_carries_every_sample(clock, tmp_path):
+    import io
+
+    from zdd_tui.actions import ActionsOutput
+    from zdd_tui.headless import HeadlessRenderer
+
+    world = world_with(clock, Load(rps=10, error_share=0.05), Load(rps=10, error_share=0.001))
+    _plan, out, rec = await roll(world, clock, deploy_config(soak_seconds=20))
+    assert out.status == OutcomeStatus.HALTED
+    text, js = io.StringIO(), io.StringIO()
+    people, machines = HeadlessRenderer(text), HeadlessRenderer(js, json_lines=True)
+    people.actions = machines.actions = None
+    summary = ActionsOutput(str(tmp_path / "summary.md"))
+    for e in rec.events:
+        people(e)
+        machines(e)
+        summary.note(e)
+    lines = text.getvalue().splitlines()
+    soak = [line for line in lines if "canary soaking" in line]
+    assert 4 <= len(soak) <= 6  # 20 s, one line every ~5 s
+    verdict = next(i for i, line in enumerate(lines) if "canary failed" in line and "[" in line[:3])
+    c, b = out.canary.canary, out.canary.baseline
+    assert f"new (app-1): {c.requests} req, {c.errors} 5xx" in lines[verdict + 1]
+    assert f"old (app-2, app-3, app-4): {b.requests} req, {b.errors} 5xx" in lines[verdict + 2]
+    assert not any(line.split("] ", 1)[-1].startswith("traffic:") for line in lines)
+    docs = [json.loads(line) for line in js.getvalue().splitlines()]
+    updates = [d for d in docs if d["kind"] == "canary"]
+    assert len(updates) == len(rec.of(CanaryUpdate)) >= 20
+    assert updates[-1]["report"]["state"] == "failed"
+    assert updates[-1]["report"]["canary"]["errors"] == c.errors and updates[-1]["report"]["baseline"]["rps"] > 0
+    samples = [d for d in docs if d["kind"] == "traffic"]
+    assert len(samples) == len(rec.of(TrafficSampled)) >= 20
+    one = next(h for h in samples[-1]["hosts"] if h["host"] == "app-2")
+    assert one["rates"]["rps"] == pytest.approx(10, rel=0.2) and one["by_tag"][0][0] == OLD
+    finished = next(d for d in docs if d["kind"] == "finished")
+    assert finished["outcome"]["canary"]["state"] == "failed"
+    md = (tmp_path / "summary.md").read_text()
+    errors = sum(h.rates.errors for e in rec.of(TrafficSampled) for h in e.hosts if h.rates is not None)
+    assert errors > 0 and f"Failed requests seen: {errors} " in md
+    assert "**Canary:** failed" in md and f"{c.requests} requests, {c.errors} 5xx" in md
+
+
+async def test_traffic_samples_follow_the_switch_per_version(clock):
+    world = world_with(clock, Load(rps=20), Load(rps=10))
+    _plan, out, rec = await roll(world, clock, deploy_config(enabled=False))
+    assert out.status == OutcomeStatus.SUCCESS
+    samples = rec.of(TrafficSampled)
+    assert samples and all(len(e.hosts) == 4 for e in samples)
+    first, last = samples[0], samples[-1]
+    assert all(dict(h.by_tag).keys() == {OLD} for h in first.hosts)
+    one = next(h for h in last.hosts if h.host == "app-1")  # switched first
+    assert dict(one.by_tag).keys() == {NEW} and one.rates.rps == pytest.approx(20, rel=0.2)
+    for name in HOSTS:  # each host's switch shows as the new version in its samples
+        assert any(NEW in dict(h.by_tag) for e in samples for h in e.hosts if h.host == name)
+
+
+async def test_project_plans_lb_drain_refuses_a_canary_and_rollback_skips_it(clock):
+    from zdd_tui.config import Config
+    from zdd_tui.errors import UsageError
+    from zdd_tui.project.rollout import plan_deploy, plan_rollback
+
+    from .fakes import fake_project
+
+    world = world_with(clock, Load())
+    config = Config(deploy=deploy_config())
+    project = fake_project(world, config)
+    assert (await plan_deploy(project, NEW)).canary_hosts == ("app-1",)
+    assert (await plan_deploy(project, NEW, canary=False)).canary_hosts == ()
+    assert (await plan_rollback(project, NEW)).canary_hosts == ()
+    assert (await plan_rollback(project, NEW, canary=True)).canary_hosts == ("app-1",)
+    with pytest.raises(UsageError) as err:
+        await plan_deploy(project, NEW, "lb-drain", canary=True)
+    assert "--canary needs the local-swap strategy" in str(err.value) and err.value.exit_code == 2
+    auto = await plan_deploy(project, NEW, "lb-drain")  # auto: none, and the plan says so
+    assert auto.canary_hosts == () and "no canary: it needs the local-swap strategy" in auto.notes
+    on = fake_project(world, Config(deploy=deploy_config(enabled=True)))
+    with pytest.raises(UsageError) as err:
+        await plan_deploy(on, NEW, "lb-drain")
+    assert "deploy.canary.enabled is true" in str(err.value) and "--no-canary" in err.value.hint
+    assert (await plan_deploy(on, NEW, "lb-drain", canary=False)).canary_hosts == ()
+    assert (await plan_rollback(on, NEW, "lb-drain")).canary_hosts == ()  # a rollback skips it: no refusal
+
+
+def test_cli_flags():
+    from zdd_tui.cli import build_parser
+
+    p = build_parser(eager=True)
+    assert p.parse_args(["deploy", "--no-canary"]).canary is False
+    assert p.parse_args(["deploy", "--canary"]).canary is True
+    assert p.parse_args(["deploy"]).canary is None
+    assert p.parse_args(["rollback", "--canary"]).canary is True
+    assert p.parse_args(["rollback"]).canary is None
+    with pytest.raises(SystemExit):
+        p.parse_args(["rollback", "--no-canary"])
