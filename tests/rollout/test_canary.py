@@ -170,6 +170,7 @@ async def test_no_traffic_reading_at_all_is_insufficient_and_never_fails_the_rol
         h.traffic_fails = True
     _plan, out, rec = await roll(world, clock, deploy_config())
     assert out.status == OutcomeStatus.SUCCESS and out.canary.state is CanaryState.INSUFFICIENT
+    assert len(rec.of(TrafficSampled)) >= 60
     assert all(ht.rates is None for e in rec.of(TrafficSampled) for ht in e.hosts)
 
 

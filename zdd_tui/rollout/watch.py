@@ -37,6 +37,7 @@ class Watch:
         self.active: dict[str, str | None] = dict.fromkeys(self.hosts)  # host -> slot the proxy serves
         self.latest: dict[str, Reading] = {}  # host -> its last good reading
         self.failed_requests = 0  # 5xx counted by the proxies since the watch started
+        self._sampled = False
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
 
@@ -98,7 +99,7 @@ class Watch:
             got = await asyncio.gather(*(read(self.hosts[n]) for n in names))
             now = self.e.clock.now()
             out: list[HostTraffic] = []
-            first = not self.latest
+            first, self._sampled = not self._sampled, True
             for name, counters in zip(names, got, strict=True):
                 prev = self.latest.get(name)
                 if counters is None:
