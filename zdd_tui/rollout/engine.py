@@ -400,14 +400,12 @@ class Engine:
                 halt = (f"the canary {what}: {verdict.reason}; {', '.join(h.name for h in soaking)} back on {old}, "
                         f"{self.plan.to_tag} not deployed further")
                 why = f"canary {verdict.state.value}: back on the old version"
-        out = list(results)
-        for i, h in enumerate(batch):
-            if h.state is not HostState.SOAKING:
-                continue
-            if verdict is not None and halt is None:
-                out[i] = await self.strategy.finish_canary(h)
-            else:
-                out[i] = await self.strategy.revert_canary(h, why, cancelled)
+        keep = verdict is not None and halt is None
+        settled = await asyncio.gather(*(
+            self.strategy.finish_canary(h) if keep else self.strategy.revert_canary(h, why, cancelled)
+            for h in soaking))
+        back = dict(zip((h.name for h in soaking), settled, strict=True))
+        out = [back.get(h.name, r) for h, r in zip(batch, results, strict=True)]
         return out, halt
 
     async def _before_changes(self) -> Outcome | None:
