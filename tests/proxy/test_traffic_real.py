@@ -152,8 +152,8 @@ async def test_the_proxy_numbers_agree_with_the_load_generators_count(proxy_worl
     assert {s: x.requests for s, x in window.items()} == c.per_slot
     assert {s: x.errors for s, x in window.items()} == c.errors
     assert all(x.buckets[-1] == (INF, x.requests) for x in window.values())
-    # p95: the proxy's (interpolated in its histogram) lies in the bucket that holds the
-    # generator's own p95 (which also counts the client's side of each request).
+    # p95: the proxy's (interpolated in its histogram) against the generator's own (which also
+    # counts the client's side of each request).
     own = exact_quantile(0.95, c.latencies)
     lower, upper = bucket_of(own)
     proxy_p95 = quantile(0.95, combine(window.values()).buckets)
@@ -161,4 +161,7 @@ async def test_the_proxy_numbers_agree_with_the_load_generators_count(proxy_worl
           f"bucket ({lower}, {upper}]")
     # Among the slow requests ((0.1, 0.25] unless the machine is very busy).
     assert lower >= 0.1, "the latency mix did not put p95 among the slow requests"
-    assert proxy_p95 is not None and lower <= proxy_p95 <= upper
+    # The proxy times a part of each round trip the generator times, so its true p95 is at most
+    # the generator's, and at least the slow requests' 120 ms at the backend; interpolated in its
+    # histogram it stays inside the bucket that holds it.
+    assert proxy_p95 is not None and 0.1 <= proxy_p95 <= upper
