@@ -182,13 +182,14 @@ class SwapSource(FakeSource):
         self.swap_pause_after = pause_after
         self.adopt = adopt
         self.emitted: list[Event] = []
+        self.stream_of: Callable[[Plan], list[Event]] = lambda plan: swap_stream(plan)[0]
 
     async def plan(self, action: str, tag: str) -> Plan:
         return swap_plan(action, tag, self.adopt)
 
     async def run(self, plan: Plan, listener: Callable[[Event], Any], cancel: asyncio.Event) -> Outcome:
         outcome: Outcome | None = None
-        for ev in swap_stream(plan)[0]:
+        for ev in self.stream_of(plan):
             listener(ev)
             self.emitted.append(ev)
             if isinstance(ev, RolloutFinished):

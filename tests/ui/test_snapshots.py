@@ -197,3 +197,87 @@ def test_rollout_local_swap_mid(snap_compare):
         await pilot.pause(1.2)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+# -- traffic: the dashboard's sparklines, the rollout's graph and the canary (fixed readings) -------
+
+
+def traffic_dashboard(theme: str | None = None) -> ZddApp:
+    """Five minutes of fixed readings: app-1 steady without 5xx, app-2 with a burst of 5xx a
+    minute ago, app-3 without a proxy (no data)."""
+    from .trafficfake import dashboard_history, fixed_counters, give_traffic
+
+    src = FakeSource()
+    for ev in dashboard_history():
+        src.traffic_seen(ev)
+    # The console's own first reading only starts a count (app-3's proxy never answers).
+    give_traffic(src.world.hosts, {"app-1": fixed_counters(), "app-2": fixed_counters(), "app-3": None})
+    return ZddApp(src, poll="once", theme=theme)
+
+
+async def traffic_filled(pilot) -> None:
+    await filled(pilot)
+    while pilot.app.fleet.traffic is None:
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+
+
+def test_dashboard_traffic(snap_compare):
+    assert snap_compare(traffic_dashboard(), terminal_size=SIZE, run_before=traffic_filled)
+
+
+def test_dashboard_traffic_no_color(snap_compare, monkeypatch):
+    # Without colour: the 5xx count has its ✖, app-3 says "no data".
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(traffic_dashboard(), terminal_size=SIZE, run_before=traffic_filled)
+
+
+def canary_rollout(bad: bool, held: bool, theme: str | None = None) -> tuple[ZddApp, object]:
+    from zdd_tui.rollout.events import CanaryUpdate
+
+    from .trafficfake import TrafficSource, canary_plan, events_until, traffic_stream
+
+    pause = None
+    if held:  # the soak half way: 5 of its 10 seconds
+        events = traffic_stream(canary_plan(), bad)
+        pause = events_until(events, lambda e: isinstance(e, CanaryUpdate) and e.report.elapsed_seconds >= 5)
+    src = TrafficSource(bad=bad, pause_after=pause)
+    return ZddApp(src, poll="once", theme=theme), src
+
+
+async def deploy(pilot, src, held: bool) -> None:
+    await filled(pilot)
+    await pilot.press("d")
+    while pilot.app.screen.__class__.__name__ != "ConfirmScreen":
+        await pilot.pause(0.05)
+    await pilot.press("y")
+    if held:
+        await src.paused.wait()
+    else:
+        while getattr(pilot.app.screen, "outcome", None) is None:
+            await pilot.pause(0.05)
+    await pilot.pause(0.4)
+
+
+def test_rollout_canary_soaking(snap_compare):
+    # app-1 switched at 3 s and soaks: the countdown, new vs old so far, the thresholds.
+    app, src = canary_rollout(bad=False, held=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=lambda pilot: deploy(pilot, src, True))
+
+
+def test_rollout_canary_passed(snap_compare):
+    # The whole rollout: every switch marked, no request failed; the canary's verdict.
+    app, src = canary_rollout(bad=False, held=False, theme="zdd-light")
+    assert snap_compare(app, terminal_size=SIZE, run_before=lambda pilot: deploy(pilot, src, False))
+
+
+def test_rollout_canary_failed_ansi(snap_compare):
+    # The error version: its 5xx as ✖ on the right axis, app-1's switch there and back, the verdict.
+    app, src = canary_rollout(bad=True, held=False, theme="zdd-ansi")
+    assert snap_compare(app, terminal_size=SIZE, run_before=lambda pilot: deploy(pilot, src, False))
+
+
+def test_rollout_canary_failed_no_color(snap_compare, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app, src = canary_rollout(bad=True, held=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=lambda pilot: deploy(pilot, src, False))

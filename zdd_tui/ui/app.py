@@ -371,7 +371,7 @@ class ZddApp(App[int]):
         self.rollout = None
         if self.poller:
             self.poller.set_rollout(False)
-            self.poller.poke("droplets", "hosts", "lb_health", "tags", "rollout", "history")
+            self.poller.poke("droplets", "hosts", "lb_health", "tags", "rollout", "history", "traffic")
         if self.quit_when_done:
             self.run_worker(self.shutdown(), exclusive=True, group="quit")
 

@@ -17,7 +17,8 @@ from typing import Any
 from zdd_tui.config import Config
 from zdd_tui.events import Event
 from zdd_tui.project import Droplet, LoadBalancer, Project, RateLimit, RegistryTag, Versions
-from zdd_tui.rollout.events import Outcome, Plan
+from zdd_tui.project.traffic import TrafficHistory, TrafficSampler
+from zdd_tui.rollout.events import Outcome, Plan, TrafficSampled
 from zdd_tui.ui.poller import Task
 from zdd_tui.ui.state import HostState, RolloutInfo
 
@@ -35,6 +36,8 @@ PERIODS: dict[str, tuple[float, float | None, bool]] = {
     "rollout": (2.0, 1.0, False),
     "history": (15.0, None, False),  # the hosts' journals: which versions ran (no API)
     "labels": (60.0, None, True),  # the sandbox's labels for its tags (DigitalOcean: none, no request)
+    # The proxies' counters (no API), a slice of a large fleet at a time (project.traffic).
+    "traffic": (1.0, None, False),
 }
 
 HOST_CONCURRENCY = 32  # probes in flight at once: 200 hosts in ~7 rounds, well inside 2 s locally
@@ -74,6 +77,7 @@ class FleetSource:
         self._droplets: list[Droplet] = []
         self._lb: LoadBalancer | None = None
         self._running_id: str | None = None  # our own rollout's id (its lock is not "someone else")
+        self.sampler = TrafficSampler(project)
 
     @property
     def requests_made(self) -> int:
@@ -134,6 +138,16 @@ class FleetSource:
             return Versions(ran=[])
         return await self.project.versions(self._droplets, registry=False)
 
+    async def traffic(self) -> TrafficHistory:
+        """Each host's recent traffic. During our own rollout the engine reads the proxies (its
+        TrafficSampled events come in through `traffic_seen`): reading them twice is waste."""
+        if self._running_id is None:
+            await self.sampler.sample(self._droplets)
+        return self.sampler.history
+
+    def traffic_seen(self, event: TrafficSampled) -> None:
+        self.sampler.record(event)
+
     async def tag_labels(self) -> dict[str, str]:
         return await self.project.tag_labels()
 
@@ -152,6 +166,7 @@ class FleetSource:
             "rollout": self.rollout,
             "history": self.history,
             "labels": self.tag_labels,
+            "traffic": self.traffic,
         }
         return [Task(name, fns[name], idle, busy, api) for name, (idle, busy, api) in PERIODS.items()]
 

@@ -25,6 +25,7 @@ from zdd_tui.project import (
     ago,
 )
 from zdd_tui.project.status import SwapView
+from zdd_tui.project.traffic import TrafficHistory
 from zdd_tui.rollout.events import HealthChanged, Phase, PhaseChanged, Plan, Progress, SlotSwitched
 
 
@@ -147,6 +148,7 @@ class FleetState:
     rate_limit: RateLimit | None = None
     requests_made: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # task -> last error, cleared on success
+    traffic: TrafficHistory | None = None  # each host's recent traffic (project.traffic); None: not read yet
 
     def apply(self, task: str, result: Any, error: BaseException | None) -> None:
         """Fold one poll result in."""
@@ -170,6 +172,8 @@ class FleetState:
             self.versions = result
         elif task == "labels":
             self.tag_labels = dict(result)
+        elif task == "traffic":
+            self.traffic = result
 
 
 def natural_key(name: str) -> tuple:

@@ -32,6 +32,7 @@ from zdd_tui.ui.state import (
     rate_limit_text,
     tag_rows,
 )
+from zdd_tui.ui.traffic import TrafficGrid
 from zdd_tui.ui.widgets import FleetTable, KeyFooter, KeyValue, TopBar, theme_style
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 # Which panes each poll task feeds.
 _PANES = {
-    "droplets": ("droplets", "lb", "tags"),
+    "droplets": ("droplets", "lb", "tags", "traffic"),
     "hosts": ("droplets", "tags"),
     "lb": ("lb",),
     "lb_health": ("lb",),
@@ -47,6 +48,7 @@ _PANES = {
     "rollout": ("banner",),
     "history": ("tags",),
     "labels": ("tags", "hint"),
+    "traffic": ("traffic",),
 }
 SANDBOX_HINT = ("Sandbox: tags marked 'fails health', 'crashes' or 'slow' misbehave on purpose; "
                 "deploy one (d, o) to watch a rollout halt and restore the previous version.")
@@ -84,6 +86,7 @@ class DashboardScreen(Screen):
         self._unpainted: set[str] = set()
         self._ready = False
         self._hinted = False
+        self._traffic_waiting = False  # traffic came while another screen covered this one
 
     def compose(self) -> ComposeResult:
         yield TopBar("zdd-tui", "connecting…", self.sandbox)
@@ -92,6 +95,9 @@ class DashboardScreen(Screen):
             yield Label("Droplets", classes="pane-title", id="droplets-title")
             yield FilterInput(placeholder="filter droplets…", id="droplets-filter", classes="filter")
             yield FleetTable(DROPLET_COLUMNS, id="droplets")
+        with Vertical(id="traffic-pane", classes="pane") as pane:
+            pane.border_title = "Traffic: requests/s and 5xx (✖) per droplet, last 5 minutes"
+            yield TrafficGrid(id="traffic")
         with Horizontal(id="lower"):
             with Vertical(id="lb-pane", classes="pane"):
                 yield Label("Load balancer", classes="pane-title")
@@ -116,6 +122,11 @@ class DashboardScreen(Screen):
         # Whatever the app already knows (data that came before this screen was mounted), once
         # the tables have mounted too (they add their columns in their own on_mount).
         self.call_after_refresh(self._mounted)
+
+    def on_screen_resume(self) -> None:
+        if self._traffic_waiting and self._ready:
+            self._traffic_waiting = False
+            self.fleet_changed("traffic")
 
     def _mounted(self) -> None:
         self._ready = True
@@ -156,6 +167,12 @@ class DashboardScreen(Screen):
             self.query_one("#lbhealth", FleetTable).sync(lb_rows(fleet))
         elif pane == "tags" and self.app.source is not None:
             self.query_one("#tags", FleetTable).sync(tag_rows(fleet, self.app.source.wall_now()))
+        elif pane == "traffic" and self.app.source is not None:
+            if self.app.screen is not self:  # under the rollout view (a fleet's worth each second)
+                self._traffic_waiting = True
+                return
+            names = [d.name for d in fleet.droplets or []]
+            self.query_one("#traffic", TrafficGrid).sync(names, fleet.traffic, self.app.source.now())
         elif pane == "banner":
             self._paint_banner()
         elif pane == "hint" and fleet.tag_labels and not self._hinted:

@@ -1,5 +1,6 @@
 """The rollout view: the plan, a row per host with its bar and health (local-swap: the proxy's
-health and the slot and tag it sends traffic to), the log, the outcome."""
+health and the slot and tag it sends traffic to; the fleet's traffic across the rollout with each
+switch marked, and the canary's soak), the log, the outcome."""
 
 from __future__ import annotations
 
@@ -14,14 +15,18 @@ from textual.widgets import ProgressBar, Static
 
 from zdd_tui.events import LogLine
 from zdd_tui.rollout.events import (
+    CanaryReport,
+    CanaryUpdate,
     Outcome,
     OutcomeStatus,
     Plan,
     Progress,
     RolloutFinished,
     RolloutPlanned,
+    TrafficSampled,
 )
 from zdd_tui.ui import keys
+from zdd_tui.ui.graph import RolloutGraph, RolloutTraffic, canary_text
 from zdd_tui.ui.messages import Emitted, Relay, RolloutReturned
 from zdd_tui.ui.state import HostRow, adoption_words, human_elapsed
 from zdd_tui.ui.widgets import HostTable, KeyFooter, LogView, TopBar, theme_style
@@ -57,6 +62,9 @@ class RolloutScreen(Screen):
         # the modal over a tinted copy of it (~the whole terminal), which starves keys.
         self._log_backlog: list[tuple[str, str, str | None]] = []
         self._overall: float | None = None
+        self.traffic = RolloutTraffic()
+        self.canary: CanaryReport | None = None  # the canary's latest comparison
+        self._pictures_stale = False
 
     def compose(self) -> ComposeResult:
         yield TopBar("zdd-tui · rollout", self.where, self.sandbox)
@@ -71,6 +79,10 @@ class RolloutScreen(Screen):
             else:
                 self.rows[h.name] = HostRow(h.name, h.from_tag, swap=swap)
         yield HostTable(self.rows, id="hosts")
+        # The proxies count the traffic: local-swap rollouts only.
+        yield Static(Text(self.traffic.summary()), id="traffic-summary", classes="-shown" if swap else "")
+        yield RolloutGraph(self.traffic, id="graph", classes="-shown" if swap else "")
+        yield Static(self._canary_text(), id="canary", classes="-shown" if self.plan.canary_hosts else "")
         yield LogView(LOG_LINES, id="log")
         yield Static("", id="outcome")
         yield KeyFooter()
@@ -88,7 +100,32 @@ class RolloutScreen(Screen):
         t.append(f"{p.image_ref}  ·  rollout {p.rollout_id}", style=theme_style(self.app, "foreground-muted"))
         return t
 
+    def _canary_text(self) -> Text:
+        p = self.plan
+        if self.canary is None:
+            return Text(f"◷ Canary: {', '.join(p.canary_hosts)} will serve {p.to_tag} alone for "
+                        f"{p.canary_seconds:.0f}s once switched, and be judged against the hosts still on the "
+                        "old version")
+        r = self.canary
+        from_tag = next((h.from_tag for h in p.hosts if h.name in r.baseline_hosts),
+                        next((h.from_tag for h in p.hosts if h.name in r.canary_hosts), None))
+        assert self.app.source is not None  # a rollout runs only once connected
+        styles = {var: theme_style(self.app, var, bold=var != "muted") for var in ("success", "warning", "error")}
+        styles["muted"] = theme_style(self.app, "foreground-muted")
+        return canary_text(r, self.app.source.config.deploy.canary, p.to_tag, from_tag, styles)
+
+    def _paint_pictures(self) -> None:
+        if not self._pictures_stale or self._covered() or not self.is_mounted:
+            return
+        self._pictures_stale = False
+        self.query_one("#traffic-summary", Static).update(Text(self.traffic.summary()))
+        self.query_one("#graph", RolloutGraph).refresh()
+        canary = self.query_one("#canary", Static)
+        canary.update(self._canary_text())
+        canary.set_class(bool(self.plan.canary_hosts) or self.canary is not None, "-shown")
+
     def on_mount(self) -> None:
+        self.set_class(self.plan.strategy == "local-swap", "-swap")
         self.set_interval(1.0, self._tick)
         self.run_rollout()
 
@@ -96,6 +133,8 @@ class RolloutScreen(Screen):
         self._stale |= set(self.rows)
         self.paint_visible()
         self.query_one("#plan", Static).update(self._plan_text())
+        self._pictures_stale = True
+        self._paint_pictures()
         if self.outcome is not None:
             self._show_outcome(self.outcome)
 
@@ -108,6 +147,7 @@ class RolloutScreen(Screen):
     def on_screen_resume(self) -> None:
         self.paint_visible()
         self._paint_log_and_overall()
+        self._paint_pictures()
 
     def paint_visible(self) -> None:
         """Repaint the host lines if any line in view changed (lines out of view are drawn when
@@ -161,12 +201,20 @@ class RolloutScreen(Screen):
             row = self.rows.get(getattr(ev, "host", None) or "")
             if row is not None and row.apply(ev):
                 dirty.add(row.host)
-            if isinstance(ev, Progress):
+            if self.traffic.add(ev):
+                self._pictures_stale = True
+            if isinstance(ev, TrafficSampled):
+                if self.app.source is not None:  # the dashboard's sparklines go on from the engine's readings
+                    self.app.source.traffic_seen(ev)
+            elif isinstance(ev, CanaryUpdate):
+                self.canary = ev.report
+                self._pictures_stale = True
+            elif isinstance(ev, Progress):
                 overall = ev.overall
             elif isinstance(ev, LogLine):
                 log_lines.append((f"{human_elapsed(at - self._t0(at))} {ev.host or '-':<12} ", ev.line, ev.level))
             elif isinstance(ev, RolloutPlanned):
-                self._start_at = at
+                self._start_at = self.traffic.start = at
             elif isinstance(ev, RolloutFinished):
                 finished = ev.outcome
         self._stale |= dirty
@@ -177,6 +225,7 @@ class RolloutScreen(Screen):
         if overall is not None:
             self._overall = overall
         self._paint_log_and_overall()
+        self._paint_pictures()
         if finished is not None:
             self.outcome = finished
             if finished.status is OutcomeStatus.SUCCESS:
