@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
 
+from tests.bench_rollout.profile import Profiler
 from zdd_tui.config import load_config
 from zdd_tui.headless import HeadlessRenderer
 from zdd_tui.project import Project
@@ -48,6 +49,7 @@ from zdd_tui.rollout.listeners import Recorder
 from loadgen import Load
 
 TRACE = False
+PROFILE = False
 
 LB_SETTINGS = {"fast": (3, 3, 2, 3), "do": (10, 5, 3, 5)}  # interval, timeout, unhealthy, healthy
 INTERVAL, TIMEOUT, UNHEALTHY, HEALTHY = LB_SETTINGS["fast"]
@@ -122,11 +124,15 @@ async def swap_rollout(session, tag: str, rate: float, lb_url: str, rollback: bo
     plan = await (session.plan_rollback(tag) if rollback else session.plan_deploy(tag))
     rec = Recorder()
     listeners = [rec] + ([HeadlessRenderer(sys.stdout)] if TRACE else [])
+    prof = await profiler(session) if PROFILE else None
     load = await Load(lb_url + "/", rate, max_seconds=600).start()
     t0 = time.monotonic()
     outcome = await session.run(plan, listeners)
-    wall = time.monotonic() - t0
+    t_end = time.monotonic()
+    wall = t_end - t0
     res = await load.stop()
+    if prof is not None:
+        prof.report(rec, t0, t_end, sys.stdout)
     if outcome.status != OutcomeStatus.SUCCESS:
         raise SystemExit(f"zdd-tui local-swap {plan.action} failed: {outcome.message}")
     marks: dict[str, dict[Phase, float]] = {}
@@ -141,6 +147,14 @@ async def swap_rollout(session, tag: str, rate: float, lb_url: str, rollback: bo
     return Run("local-swap rollback" if rollback else "local-swap", 1, wall,
                statistics.mean(starts) if starts else float("nan"), len(plan.batches), res.failed, res.sent,
                floor_seconds=sum(starts) + sum(switches), per_host=wall / hosts)
+
+
+async def profiler(session) -> Profiler:
+    prof = Profiler()
+    for name, rt in (await session.host_runtimes()).items():
+        prof.wrap(rt, name)
+    prof.wrap(session.cloud, "cloud")
+    return prof
 
 
 async def seed_rollout(session, tag: str, rate: float, lb_url: str) -> Run:
@@ -232,9 +246,11 @@ async def main() -> None:
     ap.add_argument("--only", choices=("zdd1", "seed", "zdd2", "zdd1-seq", "swap"), action="append",
                     help="run only these")
     ap.add_argument("--trace", action="store_true", help="print zdd-tui's event lines")
+    ap.add_argument("--profile", action="store_true",
+                    help="local-swap: print each host's phases with the runtime calls timed in each")
     a = ap.parse_args()
-    global TRACE
-    TRACE = a.trace
+    global TRACE, PROFILE
+    TRACE, PROFILE = a.trace, a.profile
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="zdd-bench-") as tmp:
         for lb in a.lb or tuple(LB_SETTINGS):
