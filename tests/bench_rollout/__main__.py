@@ -66,6 +66,7 @@ class Run:
     sent: int
     pull: float = 0.0  # measured pull before the first drain (zdd-tui pulls all hosts at once)
     undone: int = 0  # early drains the guard undid (the previous batch came back late)
+    failures: str = ""  # what the failed requests met (statuses, errors, the first few)
 
     lb: str = "fast"
     floor_seconds: float | None = None  # local-swap: the measured physical floor
@@ -91,6 +92,12 @@ def start_sandbox(state: Path, hosts: int, strategy: str) -> tuple[subprocess.Po
     return proc, json.loads(line)
 
 
+def failures(res) -> str:
+    """What the failed requests met: an overloaded machine (timeouts everywhere) reads differently
+    from a host that refused connections during a switch."""
+    return f"statuses {res.statuses}, errors {res.errors}, first at {res.first_failures[:3]}"
+
+
 async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str, overlap: bool = True) -> Run:
     session.config = dataclasses.replace(session.config, deploy=dataclasses.replace(session.config.deploy,
                                                                                      batch_size=batch))
@@ -114,7 +121,8 @@ async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str, o
     return Run("zdd-tui" if overlap else "zdd-tui (no overlap)", batch, wall, statistics.mean(spans),
                len(plan.batches), res.failed, res.sent,
                pull=first_drain - t_start,
-               undone=sum(1 for e in rec.of(PhaseChanged) if "early drain undone" in e.detail))
+               undone=sum(1 for e in rec.of(PhaseChanged) if "early drain undone" in e.detail),
+               failures=failures(res))
 
 
 async def swap_rollout(session, tag: str, rate: float, lb_url: str, rollback: bool = False) -> Run:
@@ -146,7 +154,7 @@ async def swap_rollout(session, tag: str, rate: float, lb_url: str, rollback: bo
     hosts = max(1, len(starts))
     return Run("local-swap rollback" if rollback else "local-swap", 1, wall,
                statistics.mean(starts) if starts else float("nan"), len(plan.batches), res.failed, res.sent,
-               floor_seconds=sum(starts) + sum(switches), per_host=wall / hosts)
+               floor_seconds=sum(starts) + sum(switches), per_host=wall / hosts, failures=failures(res))
 
 
 async def profiler(session) -> Profiler:
@@ -185,7 +193,7 @@ async def seed_rollout(session, tag: str, rate: float, lb_url: str) -> Run:
     wall = time.monotonic() - t0
     res = await load.stop()
     return Run("seed (fixed sleeps)", 1, wall, statistics.mean(spans), len(runtimes), res.failed, res.sent,
-               pull=sum(pulls))
+               pull=sum(pulls), failures=failures(res))
 
 
 async def bench_lb(lb: str, a, tmp: Path) -> list[Run]:
@@ -227,7 +235,8 @@ async def bench_lb(lb: str, a, tmp: Path) -> list[Run]:
                                   f"({'floor' if run.floor_seconds is not None else 'bound'} {run.bound:.1f}s, "
                                   f"stop+start {run.stop_start:.2f}s"
                                   f"{f', {run.undone} early drain(s) undone' if run.undone else ''}), "
-                                  f"{run.failed} failed of {run.sent}", flush=True)
+                                  f"{run.failed} failed of {run.sent}"
+                                  + (f" ({run.failures})" if run.failed else ""), flush=True)
             finally:
                 await session.close()
         finally:
