@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
 
+from tests.bench_rollout.profile import Profiler
 from zdd_tui.config import load_config
 from zdd_tui.headless import HeadlessRenderer
 from zdd_tui.project import Project
@@ -48,6 +49,7 @@ from zdd_tui.rollout.listeners import Recorder
 from loadgen import Load
 
 TRACE = False
+PROFILE = False
 
 LB_SETTINGS = {"fast": (3, 3, 2, 3), "do": (10, 5, 3, 5)}  # interval, timeout, unhealthy, healthy
 INTERVAL, TIMEOUT, UNHEALTHY, HEALTHY = LB_SETTINGS["fast"]
@@ -64,6 +66,7 @@ class Run:
     sent: int
     pull: float = 0.0  # measured pull before the first drain (zdd-tui pulls all hosts at once)
     undone: int = 0  # early drains the guard undid (the previous batch came back late)
+    failures: str = ""  # what the failed requests met (statuses, errors, the first few)
 
     lb: str = "fast"
     floor_seconds: float | None = None  # local-swap: the measured physical floor
@@ -89,6 +92,12 @@ def start_sandbox(state: Path, hosts: int, strategy: str) -> tuple[subprocess.Po
     return proc, json.loads(line)
 
 
+def failures(res) -> str:
+    """What the failed requests met: an overloaded machine (timeouts everywhere) reads differently
+    from a host that refused connections during a switch."""
+    return f"statuses {res.statuses}, errors {res.errors}, first at {res.first_failures[:3]}"
+
+
 async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str, overlap: bool = True) -> Run:
     session.config = dataclasses.replace(session.config, deploy=dataclasses.replace(session.config.deploy,
                                                                                      batch_size=batch))
@@ -112,7 +121,8 @@ async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str, o
     return Run("zdd-tui" if overlap else "zdd-tui (no overlap)", batch, wall, statistics.mean(spans),
                len(plan.batches), res.failed, res.sent,
                pull=first_drain - t_start,
-               undone=sum(1 for e in rec.of(PhaseChanged) if "early drain undone" in e.detail))
+               undone=sum(1 for e in rec.of(PhaseChanged) if "early drain undone" in e.detail),
+               failures=failures(res))
 
 
 async def swap_rollout(session, tag: str, rate: float, lb_url: str, rollback: bool = False) -> Run:
@@ -122,11 +132,15 @@ async def swap_rollout(session, tag: str, rate: float, lb_url: str, rollback: bo
     plan = await (session.plan_rollback(tag) if rollback else session.plan_deploy(tag))
     rec = Recorder()
     listeners = [rec] + ([HeadlessRenderer(sys.stdout)] if TRACE else [])
+    prof = await profiler(session) if PROFILE else None
     load = await Load(lb_url + "/", rate, max_seconds=600).start()
     t0 = time.monotonic()
     outcome = await session.run(plan, listeners)
-    wall = time.monotonic() - t0
+    t_end = time.monotonic()
+    wall = t_end - t0
     res = await load.stop()
+    if prof is not None:
+        prof.report(rec, t0, t_end, sys.stdout)
     if outcome.status != OutcomeStatus.SUCCESS:
         raise SystemExit(f"zdd-tui local-swap {plan.action} failed: {outcome.message}")
     marks: dict[str, dict[Phase, float]] = {}
@@ -140,7 +154,15 @@ async def swap_rollout(session, tag: str, rate: float, lb_url: str, rollback: bo
     hosts = max(1, len(starts))
     return Run("local-swap rollback" if rollback else "local-swap", 1, wall,
                statistics.mean(starts) if starts else float("nan"), len(plan.batches), res.failed, res.sent,
-               floor_seconds=sum(starts) + sum(switches), per_host=wall / hosts)
+               floor_seconds=sum(starts) + sum(switches), per_host=wall / hosts, failures=failures(res))
+
+
+async def profiler(session) -> Profiler:
+    prof = Profiler()
+    for name, rt in (await session.host_runtimes()).items():
+        prof.wrap(rt, name)
+    prof.wrap(session.cloud, "cloud")
+    return prof
 
 
 async def seed_rollout(session, tag: str, rate: float, lb_url: str) -> Run:
@@ -171,7 +193,7 @@ async def seed_rollout(session, tag: str, rate: float, lb_url: str) -> Run:
     wall = time.monotonic() - t0
     res = await load.stop()
     return Run("seed (fixed sleeps)", 1, wall, statistics.mean(spans), len(runtimes), res.failed, res.sent,
-               pull=sum(pulls))
+               pull=sum(pulls), failures=failures(res))
 
 
 async def bench_lb(lb: str, a, tmp: Path) -> list[Run]:
@@ -213,7 +235,8 @@ async def bench_lb(lb: str, a, tmp: Path) -> list[Run]:
                                   f"({'floor' if run.floor_seconds is not None else 'bound'} {run.bound:.1f}s, "
                                   f"stop+start {run.stop_start:.2f}s"
                                   f"{f', {run.undone} early drain(s) undone' if run.undone else ''}), "
-                                  f"{run.failed} failed of {run.sent}", flush=True)
+                                  f"{run.failed} failed of {run.sent}"
+                                  + (f" ({run.failures})" if run.failed else ""), flush=True)
             finally:
                 await session.close()
         finally:
@@ -232,9 +255,11 @@ async def main() -> None:
     ap.add_argument("--only", choices=("zdd1", "seed", "zdd2", "zdd1-seq", "swap"), action="append",
                     help="run only these")
     ap.add_argument("--trace", action="store_true", help="print zdd-tui's event lines")
+    ap.add_argument("--profile", action="store_true",
+                    help="local-swap: print each host's phases with the runtime calls timed in each")
     a = ap.parse_args()
-    global TRACE
-    TRACE = a.trace
+    global TRACE, PROFILE
+    TRACE, PROFILE = a.trace, a.profile
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="zdd-bench-") as tmp:
         for lb in a.lb or tuple(LB_SETTINGS):

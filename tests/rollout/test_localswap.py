@@ -367,3 +367,55 @@ async def test_adoption_whose_proxy_never_starts_puts_the_old_container_back(clo
     assert not h.installed and world.tags() == dict.fromkeys(world.hosts, OLD)
     assert world.ops("app-1") == ["pull", "drain", "stop", "install_proxy", f"run {OLD}"]
     assert world.failed == 0
+
+
+async def test_the_crash_check_runs_beside_the_health_probe_not_after_it(clock):
+    # Listing the slot containers is a round trip (two commands over SSH): while the new container
+    # starts, it must not delay the probe that decides when traffic moves.
+    world = swap_world(clock)
+    world.add_version(NEW, start_delay=0.6)
+    plan, deploy = make(world, batch_size=1)
+    for h in world.hosts.values():
+        listed = h.slot_containers
+
+        async def slow(listed=listed):
+            await clock.sleep(0.4)
+            return await listed()
+
+        h.slot_containers = slow
+    rec = Recorder()
+    out = await clock.run(engine(world, clock, plan, deploy, rec).run())
+    assert out.status == OutcomeStatus.SUCCESS, out.message
+    assert world.failed == 0
+    for host in world.hosts:
+        at = {e.phase: e.at for e in rec.of(PhaseChanged) if e.host == host}
+        started = when(world, host, f"run_slot b {NEW}") + world.start_s
+        assert at[Phase.CHECKING_HEALTH] < started + 0.6  # still starting when the checks begin
+        # healthy 0.6 s after its start: seen by the next probe (0.1 s apart), not after a listing (0.4 s)
+        assert at[Phase.SWITCHING] - started <= 0.6 + 0.1 + 1e-6
+
+
+async def test_the_proxy_is_not_asked_again_right_after_a_switch_it_confirmed(clock):
+    # switch() returns once the proxy's own API names the new slot: asking again is a round trip
+    # (three requests) on every host's path for nothing.
+    world = swap_world(clock)
+    world.add_version(NEW)
+    plan, deploy = make(world, batch_size=1)
+    asked: list[tuple[float, str]] = []
+    for name, h in world.hosts.items():
+        status = h.proxy
+
+        async def counted(status=status, name=name):
+            asked.append((clock.now(), name))
+            return await status()
+
+        h.proxy = counted
+    rec = Recorder()
+    out = await clock.run(engine(world, clock, plan, deploy, rec).run())
+    assert out.status == OutcomeStatus.SUCCESS, out.message
+    for host in world.hosts:
+        switched = when(world, host, "switch b")
+        done = next(e.at for e in rec.of(PhaseChanged) if e.host == host and e.phase is Phase.DONE)
+        assert not [t for t, n in asked if n == host and switched <= t < done]
+    proxy_views = [e for e in rec.of(HealthChanged) if e.view == "proxy" and e.detail == "active slot b"]
+    assert {e.host for e in proxy_views} == set(world.hosts)  # still reported, from what switch() confirmed

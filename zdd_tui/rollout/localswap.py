@@ -248,7 +248,8 @@ class LocalSwap(Strategy):
         e.switched(h.name, run.new, e.plan.to_tag)
         await e.emit(SlotSwitched(host=h.name, slot=run.new, tag=e.plan.to_tag,
                                   from_tag=h.prev.tag if h.prev is not None else None))
-        await self._report_proxy(h)
+        # switch() returned once the proxy's own API named the new slot: that is its state.
+        await self._report_proxy(h, ProxyStatus(installed=True, running=True, healthy=True, active_slot=run.new))
 
     async def _wait_slot_healthy(self, h: HostRun, slot: str, name: str) -> str:
         e, rt = self.e, self._swap(h)
@@ -257,29 +258,37 @@ class LocalSwap(Strategy):
         deadline = start + bound
         seen = "no answer yet"
         next_inspect = start
-        while True:
-            try:
-                probe = await rt.probe_slot(slot)
-                ok = probe.healthy
-                detail = f"{probe.status} {probe.detail}".strip() if probe.status else (probe.detail or "no answer")
-            except Exception as exc:  # noqa: BLE001
-                ok, detail = False, f"{type(exc).__name__}: {exc}"
-            await e.set_direct(h, ok, detail)
-            if ok:
-                return f"healthy after {e.clock.now() - start:.1f}s"
-            seen = detail
-            if e.clock.now() >= next_inspect:
-                # A round trip; once a second is plenty to notice a crash.
-                next_inspect = e.clock.now() + 1.0
-                gone = await self._gone(h, name)
-                if gone:
+        inspecting: asyncio.Task[str | None] | None = None
+        try:
+            while True:
+                if inspecting is None and e.clock.now() >= next_inspect:
+                    # A round trip; once a second is plenty to notice a crash. Beside the probes, not
+                    # between them: the probe alone decides how soon the switch comes.
+                    next_inspect = e.clock.now() + 1.0
+                    inspecting = asyncio.ensure_future(self._gone(h, name))
+                try:
+                    probe = await rt.probe_slot(slot)
+                    ok = probe.healthy
+                    detail = f"{probe.status} {probe.detail}".strip() if probe.status else (probe.detail or "no answer")
+                except Exception as exc:  # noqa: BLE001
+                    ok, detail = False, f"{type(exc).__name__}: {exc}"
+                await e.set_direct(h, ok, detail)
+                if ok:
+                    return f"healthy after {e.clock.now() - start:.1f}s"
+                seen = detail
+                if inspecting is not None and inspecting.done():
+                    gone, inspecting = inspecting.result(), None
+                    if gone:
+                        tail = await e.tail(h)
+                        raise StepFailed(Phase.CHECKING_HEALTH, gone + (f"; last output: {tail}" if tail else ""))
+                if e.clock.now() >= deadline:
                     tail = await e.tail(h)
-                    raise StepFailed(Phase.CHECKING_HEALTH, gone + (f"; last output: {tail}" if tail else ""))
-            if e.clock.now() >= deadline:
-                tail = await e.tail(h)
-                raise StepFailed(Phase.CHECKING_HEALTH, f"not healthy after {bound:g}s: last probe {seen}"
-                                 + (f"; last output: {tail}" if tail else ""))
-            await e.clock.sleep(e.opt.poll_seconds)
+                    raise StepFailed(Phase.CHECKING_HEALTH, f"not healthy after {bound:g}s: last probe {seen}"
+                                     + (f"; last output: {tail}" if tail else ""))
+                await e.clock.sleep(e.opt.poll_seconds)
+        finally:
+            if inspecting is not None and not inspecting.done():
+                inspecting.cancel()
 
     async def _gone(self, h: HostRun, name: str) -> str | None:
         """A description if the container `name` is not running (crashed, exited, restarting)."""
