@@ -1,0 +1,221 @@
+"""The canary gate in the sandbox, through the real CLI, under load through the LB, on a local-swap
+fleet of 3 hosts: a good version passes the soak and reaches every host; the sandbox's `errors`
+version (5% of `GET /` answered 500) and its `slow` one (250 ms a request) pass every health check
+and are caught by the soak: the canary host is back on the old version, still running, the other
+hosts never touched, exit 3, the outcome carrying both sides' numbers.
+
+The load generator counts the errors version's own 500s (marked "injected") apart from failed
+requests; no request may fail because of the rollout. The traffic numbers the rollout reports (its
+`traffic` and `canary` JSON lines) must agree with the load generator's own count over the same
+window: within TOLERANCE of it, plus EDGE requests for the window's edges (a sample's reading and
+its timestamp are a few milliseconds apart, and the LB's own health checks pass through the hosts'
+proxies too: one request a host every 3 s).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import yaml
+from sandboxkit import cli
+
+from zdd_tui.config import Config, load_config
+
+from .loadgen import LoadProcess as Load
+from .loadgen import LoadResult
+
+pytestmark = pytest.mark.slow
+
+RATE = 260  # requests per second offered through the LB
+MIN_RATE = 200  # what must really have been answered for a run to count
+SOAK = 10  # seconds
+MIN_REQUESTS = 300  # each side: the canary host gets ~RATE/3 a second, 2-3 times this in a soak
+TOLERANCE = 0.03
+EDGE = 50
+HOSTS = ("app-1", "app-2", "app-3")
+
+
+@pytest.fixture
+async def sandbox(tmp_path):
+    from zdd_tui.sandbox.supervisor import Sandbox, SandboxOptions
+
+    # Hosts with their proxy from the start: the baseline's numbers come from it.
+    sb = Sandbox(SandboxOptions(state_dir=tmp_path / "sandbox", hosts=len(HOSTS), strategy="local-swap",
+                                lb_interval=3, lb_timeout=3, lb_unhealthy=2, lb_healthy=2,
+                                stop_grace_seconds=3, host_shutdown_grace=3))
+    await sb.start()
+    try:
+        yield sb
+    finally:
+        await sb.stop()
+
+
+def config_file(sb, tmp_path) -> tuple[Config, tuple[str, ...]]:
+    doc = yaml.safe_load(sb.config_path.read_text())
+    assert doc["deploy"]["strategy"] == "local-swap"
+    # `enabled` left unset: on by itself for a local-swap fleet of 3. `halt` when the soak had too
+    # few requests, so that a pass below is a judgement, not a shortfall.
+    doc["deploy"].update(start_timeout_seconds=20, margin_seconds=3, canary={
+        "soak_seconds": SOAK, "min_requests": MIN_REQUESTS, "on_insufficient_traffic": "halt"})
+    path = tmp_path / "zdd.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return load_config(path), ("--config", str(path))
+
+
+def tag_of(sb, behaviour: str, *, not_tag: str | None = None) -> str:
+    return next(t["tag"] for t in sb.info["tags"]
+                if t["behaviour"] == behaviour and t["tag"].startswith("sha-") and t["tag"] != not_tag)
+
+
+@dataclass(frozen=True)
+class HostView:
+    tag: str | None  # what the proxy's active slot serves
+    active_slot: str | None
+    containers: dict  # name -> (slot, tag, state, started_at)
+
+
+async def fleet(config: Config) -> dict[str, HostView]:
+    """Every host as `zdd-tui status` sees it: the proxy's active slot and the slot containers."""
+    from zdd_tui.project import Project
+
+    async with await Project.open(config) as project:
+        st = await project.status()
+    assert not st.errors, st.errors
+    out = {}
+    for name, h in st.hosts.items():
+        assert h.swap is not None and h.swap.installed, name
+        out[name] = HostView(h.tag, h.swap.active_slot,
+                             {c.name: (c.slot, c.tag, c.state, c.started_at) for c in h.swap.slots})
+    return out
+
+
+async def deploy_under_load(sb, tag: str, cfg: tuple[str, ...]) -> tuple[int, list[dict], str, LoadResult]:
+    load = await Load(sb.info["lb_url"] + "/", RATE, max_seconds=300).start()
+    try:
+        rc, out, err = await cli("deploy", "--tag", tag, "--yes", "--json", *cfg)
+    finally:
+        res = await load.stop()
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert res.answered / res.seconds >= MIN_RATE, res.summary()
+    # Connection errors, 502/503/504 and any 5xx not marked "injected": the rollout's failures.
+    assert res.failed == 0, (res.summary(), res.first_failures)
+    return rc, events, err, res
+
+
+def of_kind(events: list[dict], kind: str) -> list[dict]:
+    return [e for e in events if e["kind"] == kind]
+
+
+def near(reported: int, counted: int) -> bool:
+    return abs(reported - counted) <= TOLERANCE * counted + EDGE
+
+
+def traffic_agrees(events: list[dict], load: LoadResult) -> int:
+    """The rollout's per-second samples, summed over every host, against the load generator's count
+    over each sample's window; returns how many samples were compared."""
+    reported = counted = samples = 0
+    for e in of_kind(events, "traffic"):
+        rates = [h["rates"] for h in e["hosts"]]
+        if len(rates) < len(HOSTS) or any(r is None for r in rates):
+            continue  # a host not read this time: its window is not the others'
+        samples += 1
+        reported += sum(r["requests"] for r in rates)
+        counted += load.count(e["at"] - max(r["seconds"] for r in rates), e["at"])
+    assert samples >= SOAK / 2, f"only {samples} complete traffic samples"
+    assert near(reported, counted), f"hosts' proxies counted {reported} requests, the load generator {counted}"
+    return samples
+
+
+def verdict(events: list[dict]) -> dict:
+    """The canary's last report (its verdict), checked against the outcome's and the load's count."""
+    updates = of_kind(events, "canary")
+    assert updates and updates[0]["report"]["state"] == "soaking", [e["report"]["state"] for e in updates]
+    soaking = [u for u in updates if u["report"]["state"] == "soaking"]
+    assert len(soaking) >= SOAK / 2, len(soaking)  # the live comparison, about once a second
+    last = updates[-1]
+    outcome = of_kind(events, "finished")[-1]["outcome"]
+    assert outcome["canary"] == last["report"]  # the outcome carries both sides' numbers
+    return last
+
+
+def soak_agrees(last: dict, load: LoadResult) -> None:
+    """Both sides together served what the load sent over the soak; the canary's 5xx are the
+    injected 500s the load generator saw in that window."""
+    r = last["report"]
+    since, until = last["at"] - r["elapsed_seconds"], last["at"]
+    both = r["canary"]["requests"] + r["baseline"]["requests"]
+    assert near(both, load.count(since, until)), (both, load.count(since, until), r)
+    injected = load.count(since, until, injected=True)
+    assert abs(r["canary"]["errors"] - injected) <= 0.1 * injected + 3, (r["canary"], injected)
+
+
+async def test_a_good_version_passes_the_canary_and_reaches_every_host(sandbox, tmp_path):
+    config, cfg = config_file(sandbox, tmp_path)
+    v1 = sandbox.info["hosts"][0]["tag"]
+    v2 = tag_of(sandbox, "ok", not_tag=v1)
+    assert {h.tag for h in (await fleet(config)).values()} == {v1}
+
+    rc, events, err, res = await deploy_under_load(sandbox, v2, cfg)
+    assert rc == 0, err
+    plan = of_kind(events, "planned")[0]["plan"]
+    assert len(plan["canary_hosts"]) == 1 and plan["canary_seconds"] == SOAK
+    last = verdict(events)
+    r = last["report"]
+    assert r["state"] == "passed", r
+    assert r["canary_hosts"] == plan["canary_hosts"] and len(r["baseline_hosts"]) == len(HOSTS) - 1
+    assert r["canary"]["requests"] >= MIN_REQUESTS and r["baseline"]["requests"] >= MIN_REQUESTS, r
+    assert r["canary"]["errors"] == r["baseline"]["errors"] == 0, r
+    assert res.injected == 0, res.summary()
+    assert {h: v.tag for h, v in (await fleet(config)).items()} == dict.fromkeys(HOSTS, v2)
+    assert res.versions.get(v2, 0) > 0, res.versions  # the new version really served through the LB
+    soak_agrees(last, res)
+    traffic_agrees(events, res)
+
+
+@pytest.mark.parametrize("behaviour", ["errors", "slow"])
+async def test_a_healthy_but_bad_version_is_caught_during_the_soak(sandbox, tmp_path, behaviour):
+    config, cfg = config_file(sandbox, tmp_path)
+    v1 = sandbox.info["hosts"][0]["tag"]
+    bad = tag_of(sandbox, behaviour)
+    before = await fleet(config)
+    assert {h.tag for h in before.values()} == {v1}
+
+    rc, events, err, res = await deploy_under_load(sandbox, bad, cfg)
+    assert rc == 3, err  # halted
+    plan = of_kind(events, "planned")[0]["plan"]
+    (canary,) = plan["canary_hosts"]
+    others = [h for h in HOSTS if h != canary]
+
+    # Caught by the soak, not by a health check: the canary served the new version first.
+    switched = [(e["host"], e["tag"]) for e in of_kind(events, "switched")]
+    assert switched == [(canary, bad)], switched
+    last = verdict(events)
+    r = last["report"]
+    assert r["state"] == "failed" and r["canary_hosts"] == [canary] and sorted(r["baseline_hosts"]) == others, r
+    c, b = r["canary"], r["baseline"]
+    assert c["requests"] >= MIN_REQUESTS and b["requests"] >= MIN_REQUESTS, r
+    assert b["errors"] == 0, r
+    if behaviour == "errors":
+        # 5% against none; the limit is one point.
+        assert c["error_share"] - b["error_share"] > 0.01, r
+        assert res.injected > 0, res.summary()  # counted apart: not failed requests
+        assert res.injected >= c["errors"], (res.summary(), c)
+    else:
+        # Every request takes 250 ms on the canary; the old version answers in a few.
+        assert c["p95"] >= 0.2 and c["p95"] > 1.5 * max(b["p95"], 0.05), r
+        assert c["errors"] == 0 and res.injected == 0, (r, res.summary())
+    outcome = of_kind(events, "finished")[-1]["outcome"]
+    assert outcome["status"] == "halted" and outcome["restored"] is True, outcome
+    assert outcome["fleet"] == dict.fromkeys(HOSTS, v1), outcome
+
+    after = await fleet(config)
+    # The canary host is back on the old container, which never stopped; the new one is gone.
+    assert after[canary].tag == v1 and after[canary].active_slot == before[canary].active_slot
+    assert after[canary].containers == before[canary].containers, (before[canary], after[canary])
+    # The others were never touched: the same containers, started at the same moments.
+    for h in others:
+        assert after[h] == before[h], h
+    soak_agrees(last, res)
+    traffic_agrees(events, res)
