@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-
 TICKS = 100  # per second, in answered_at / injected_at
 
 
