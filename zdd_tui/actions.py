@@ -10,7 +10,8 @@
   the older `##[` after leading whitespace) is shown with a `\\` in front. The runner reads
   commands on stdout and stderr alike; `escape_lines` is for both.
 - When a rollout finishes, a Markdown table of it (hosts, from/to tag, times, result) is appended
-  to $GITHUB_STEP_SUMMARY, every cell escaped (`|`, newlines, Markdown and HTML characters).
+  to $GITHUB_STEP_SUMMARY, every cell escaped (`|`, newlines, Markdown and HTML characters), with
+  the canary's verdict and the failed requests the hosts' proxies counted (local-swap).
 """
 
 from __future__ import annotations
@@ -22,7 +23,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from zdd_tui.events import Event
-from zdd_tui.rollout.events import Phase, PhaseChanged, Plan, RolloutFinished, RolloutPlanned
+from zdd_tui.rollout.events import (
+    CanaryReport,
+    Phase,
+    PhaseChanged,
+    Plan,
+    RolloutFinished,
+    RolloutPlanned,
+    TrafficSampled,
+)
+from zdd_tui.traffic import Rates
 
 # What the runner takes for a command: `::name::` (and the legacy `##[name]`) once leading
 # whitespace is trimmed.
@@ -89,6 +99,7 @@ class ActionsOutput:
         self._plan: Plan | None = None
         self._rows: dict[str, _HostRow] = {}
         self._began: float | None = None
+        self._errors: int | None = None  # 5xx counted by the proxies (None: no reading)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ActionsOutput | None:
@@ -124,6 +135,11 @@ class ActionsOutput:
             self._plan = event.plan
             self._began = self.wallclock()
             self._rows = {h.name: _HostRow(h.name, h.from_tag) for h in event.plan.hosts}
+            self._errors = None
+        elif isinstance(event, TrafficSampled):
+            known = [h.rates.errors for h in event.hosts if h.rates is not None]
+            if known:
+                self._errors = (self._errors or 0) + sum(known)
         elif isinstance(event, PhaseChanged):
             row = self._rows.setdefault(event.host, _HostRow(event.host, None))
             if row.started_wall is None and event.phase not in _BEFORE_START:
@@ -162,10 +178,27 @@ class ActionsOutput:
         if o.failed_host:
             step = o.failed_step.value if o.failed_step else "?"
             lines.append(f"Failed: {cell(o.failed_host)} at {cell(step)}; seen: {cell(o.seen or '-')}")
+        if o.canary is not None:
+            lines += _canary(o.canary)
         lines.append("")
-        lines.append("Failed requests seen: not measured (zdd-tui does not count the clients' requests "
-                     "through the load balancer during a rollout).")
+        if self._errors is None:
+            lines.append("Failed requests seen: not measured (no reading of the hosts' proxies during the "
+                         "rollout).")
+        else:
+            lines.append(f"Failed requests seen: {self._errors} (5xx answers counted by the hosts' proxies during "
+                         "the rollout, a bad version's own included).")
         return "\n".join(lines) + "\n\n"
+
+
+def _canary(r: CanaryReport) -> list[str]:
+    def side(x: Rates) -> str:
+        share = "n/a" if x.error_share is None else f"{x.error_share * 100:.2f}%"
+        p95 = "n/a" if x.p95 is None else f"{x.p95 * 1000:.0f} ms"
+        return f"{x.requests} requests, {x.errors} 5xx ({share}), p95 {p95}"
+
+    return ["", f"**Canary:** {cell(r.state.value)}: {cell(r.reason or '-')}",
+            (f"New version ({cell(', '.join(r.canary_hosts))}): {cell(side(r.canary))}; "
+            f"old ({cell(', '.join(r.baseline_hosts) or 'none')}): {cell(side(r.baseline))}.")]
 
 
 def host_of(event: Event | None) -> str | None:

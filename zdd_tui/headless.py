@@ -4,8 +4,9 @@ lines (`--json`) for machines (CI).
 Lines for people are each event's `text()`, never relying on colour; the rollout's timed lines
 get the seconds since the rollout began. Some events are left out or thinned so logs stay short:
 a setup step's start (its preview named it), per-host progress (unless asked for: then the
-overall figure in tenths), and a pushed layer's byte counts (status changes and whole quarters
-only, in both forms).
+overall figure in tenths), a pushed layer's byte counts (status changes and whole quarters
+only, in both forms), the per-second traffic samples (JSON lines only) and the canary's soak
+(every ~5 s; its verdict always).
 
 In GitHub Actions (GITHUB_ACTIONS=true), in both forms, each host's lines are folded in groups,
 no line is taken for a workflow command, and a finished rollout's summary table goes to
@@ -21,9 +22,11 @@ from typing import TextIO
 from zdd_tui.actions import ActionsOutput, host_of
 from zdd_tui.events import Event
 from zdd_tui.images.events import LayerProgress
-from zdd_tui.rollout.events import Progress, RolloutFinished, RolloutPlanned
+from zdd_tui.rollout.events import CanaryState, CanaryUpdate, Progress, RolloutFinished, RolloutPlanned, TrafficSampled
 from zdd_tui.setup.events import StepStarted
 from zdd_tui.text import visible
+
+SOAK_EVERY = 5.0  # seconds between two lines of the canary's soak
 
 
 class HeadlessRenderer:
@@ -37,6 +40,7 @@ class HeadlessRenderer:
         self._overall_tenth = -1
         self._layer_status: dict[tuple[str, str], str] = {}
         self._layer_quarter: dict[tuple[str, str], int] = {}
+        self._soak_shown: float | None = None  # `at` of the last soak line shown
         self.actions = ActionsOutput.from_env()
 
     def __call__(self, event: Event) -> None:
@@ -51,7 +55,9 @@ class HeadlessRenderer:
             return
         if event.at is not None and self._t0 is None:
             self._t0 = event.at
-        if isinstance(event, StepStarted):
+        if isinstance(event, (StepStarted, TrafficSampled)):
+            return
+        if isinstance(event, CanaryUpdate) and not self._soak_news(event):
             return
         if isinstance(event, Progress):
             line = self._overall(event)
@@ -72,6 +78,15 @@ class HeadlessRenderer:
             return None
         self._overall_tenth = pct // 10
         return f"overall {pct}%"
+
+    def _soak_news(self, ev: CanaryUpdate) -> bool:
+        """The verdict, or a soak line at least SOAK_EVERY seconds after the last one shown."""
+        if ev.report.state is not CanaryState.SOAKING or ev.at is None:
+            return True
+        if self._soak_shown is not None and ev.at - self._soak_shown < SOAK_EVERY - 0.01:
+            return False
+        self._soak_shown = ev.at
+        return True
 
     def _layer_news(self, ev: LayerProgress) -> bool:
         """A new status for the layer, or another whole quarter of its bytes."""

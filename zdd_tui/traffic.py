@@ -10,8 +10,12 @@ zero again, which `delta` recognises.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
+
+from prometheus_client.parser import text_string_to_metric_families
 
 INF = math.inf
 
@@ -63,19 +67,150 @@ class Rates:
                 "in_flight": self.in_flight}
 
 
+# The families read, as sample names (the counter's and the histogram's; `_count` repeats the
+# +Inf bucket and is skipped), and the services that are the slots.
+REQUESTS = "traefik_service_requests_total"
+DURATION = "traefik_service_request_duration_seconds"
+_KEEP = (f"{REQUESTS}{{", f"{DURATION}_bucket{{", f"{DURATION}_sum{{",
+         f"# TYPE {REQUESTS} ", f"# TYPE {DURATION} ")
+_SERVICE = re.compile(r"slot-([A-Za-z0-9_-]+)@file")
+_ERROR_CODE = re.compile(r"5\d\d")
+# Bounds on untrusted text: a whole exposition (Traefik's, two slots, is ~30 KB) and one line of
+# the families read (~150 characters): the parser's work on a line grows with the square of its
+# quotes, so a hostile body must not be able to make one long one.
+MAX_TEXT = 1 << 20
+MAX_LINE = 512
+
+# What a series (a sample line up to its value: name and labels) adds to: (slot, "requests" |
+# "errors" | "bucket" | "sum", bucket bound) each; none when it is not a slot's. The parser works
+# per character in pure Python (~70 us a line); a proxy prints the same few dozen series every
+# time, so each is parsed once and afterwards only its value is read. Bounded: emptied when full.
+Series = tuple[str, str, float]
+_series: dict[str, tuple[Series, ...]] = {}
+MAX_SERIES = 8192
+MAX_COUNT = 2.0**53  # counts are whole numbers a float holds exactly
+
+
 def parse_metrics(text: str) -> dict[str, Counters]:
     """The proxy's Prometheus text (Traefik's `traefik_service_*` families, services `slot-<s>@file`)
     summed over status code, method and protocol: slot -> counters. Other services and families are
     ignored; a malformed exposition raises ValueError."""
-    raise NotImplementedError
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"a metrics text of {len(text)} characters (at most {MAX_TEXT} read)")
+    head = text.lstrip()[:1]
+    if head and not (head == "#" or head.isalpha() or head in "_:"):
+        raise ValueError("not a Prometheus text exposition")
+    # Only the lines of the two families are read (most of an exposition is the Go runtime's and
+    # other families'), and of those only the slots' samples.
+    kept: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith(_KEEP) or (line[0] != "#" and "slot-" not in line):
+            continue
+        if len(line) > MAX_LINE:
+            raise ValueError(f"a metrics line of {len(line)} characters (at most {MAX_LINE})")
+        kept.append(line)
+    totals: dict[Series, float] = {}
+    new = False
+    for line in kept:
+        if line[0] == "#":
+            continue
+        end = line.rfind("}") + 1
+        meaning = _series.get(line[:end]) if end else None
+        if meaning is None:
+            new = True
+            continue
+        value = _value(line[end:])
+        for series in meaning:
+            totals[series] = totals.get(series, 0.0) + value
+    if new:
+        _parse_new(kept, totals)
+    return _counters(totals)
+
+
+def _value(tail: str) -> float:
+    """A sample's value from what follows its series (a number, perhaps a timestamp)."""
+    words = tail.split()
+    if not 1 <= len(words) <= 2 or "_" in words[0]:
+        raise ValueError(f"not a sample value: {tail[:40]!r}")
+    value = float(words[0])
+    if not 0 <= value < MAX_COUNT:
+        raise ValueError(f"a sample value of {value}")
+    return value
+
+
+def _parse_new(kept: list[str], totals: dict[Series, float]) -> None:
+    """The lines of series not seen before through prometheus_client's parser (with their
+    families' # TYPE lines), remembered for the next time."""
+    lines = [ln for ln in kept if ln[0] == "#" or _series.get(ln[:ln.rfind("}") + 1]) is None]
+    sample_lines = [ln for ln in lines if ln[0] != "#"]
+    try:
+        samples = [s for family in text_string_to_metric_families("\n".join(lines)) for s in family.samples]
+    except (KeyError, IndexError, TypeError) as exc:  # the parser's own, on some malformed lines
+        raise ValueError(f"malformed metrics text ({type(exc).__name__})") from None
+    if len(samples) != len(sample_lines):
+        raise ValueError("malformed metrics text (its lines and samples do not match)")
+    for line, sample in zip(sample_lines, samples, strict=True):
+        meaning = _meaning(sample.name, sample.labels)
+        end = line.rfind("}") + 1
+        value = _value(line[end:])  # the parser's too, with the same checks as a known series'
+        for series in meaning:
+            totals[series] = totals.get(series, 0.0) + value
+        if len(_series) >= MAX_SERIES:
+            _series.clear()
+        _series[line[:end]] = meaning
+
+
+def _meaning(name: str, labels: Mapping[str, str]) -> tuple[Series, ...]:
+    m = _SERVICE.fullmatch(labels.get("service", ""))
+    if m is None:
+        return ()
+    slot = m.group(1)
+    if name == REQUESTS:
+        if _ERROR_CODE.fullmatch(labels.get("code", "")):
+            return ((slot, "requests", 0.0), (slot, "errors", 0.0))
+        return ((slot, "requests", 0.0),)
+    if name == f"{DURATION}_bucket":
+        if "le" not in labels:
+            raise ValueError("a histogram bucket without its bound (le)")
+        le = float(labels["le"])
+        if math.isnan(le):
+            raise ValueError("a histogram bucket bound that is not a number")
+        return ((slot, "bucket", le),)
+    if name == f"{DURATION}_sum":
+        return ((slot, "sum", 0.0),)
+    return ()
+
+
+def _counters(totals: dict[Series, float]) -> dict[str, Counters]:
+    slots: dict[str, dict[str, float]] = {}
+    buckets: dict[str, list[tuple[float, int]]] = {}
+    for (slot, what, le), value in totals.items():
+        if what == "bucket":
+            buckets.setdefault(slot, []).append((le, round(value)))
+        else:
+            slots.setdefault(slot, {})[what] = value
+    out: dict[str, Counters] = {}
+    for slot in sorted(slots.keys() | buckets.keys()):
+        bs = tuple(sorted(buckets.get(slot, ())))
+        if bs and bs[-1][0] != INF:
+            raise ValueError(f"slot {slot}: a latency histogram without its +Inf bucket")
+        if any(a[1] > b[1] for a, b in pairwise(bs)):
+            raise ValueError(f"slot {slot}: a latency histogram that is not cumulative")
+        got = slots.get(slot, {})
+        out[slot] = Counters(requests=round(got.get("requests", 0.0)), errors=round(got.get("errors", 0.0)),
+                             buckets=bs, duration_sum=got.get("sum", 0.0))
+    return out
 
 
 def delta(new: Counters, old: Counters | None) -> Counters:
     """What happened between two readings. A reading lower than the one before means the proxy
-    restarted (counters from zero): the new reading is then all that is known."""
+    restarted (counters from zero): the new reading is then all that is known. Any bucket counts:
+    a proxy that restarted and has already served more requests than before shows it there."""
     if old is None or new.requests < old.requests or new.errors < old.errors:
         return new
     old_counts = dict(old.buckets)
+    if any(n < old_counts.get(le, 0) for le, n in new.buckets):
+        return new
     return Counters(
         requests=new.requests - old.requests,
         errors=new.errors - old.errors,

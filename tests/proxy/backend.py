@@ -1,7 +1,8 @@
 """A tiny HTTP/1.1 keep-alive backend for the proxy tests: `python backend.py HOST PORT NAME`.
 
 Plain asyncio (cheap per request, so a loaded machine still drives hundreds a second). GET /slow
-waits SLOW seconds (env, default 2) before answering; every other path answers NAME at once. It
+waits SLOW seconds (env, default 2) before answering; GET /ms/N waits N milliseconds; GET
+/status/N answers status N; a path may hold both (/ms/30/status/500); every answer's body is NAME. It
 prints "ready" once it listens. On SIGTERM it stops listening, finishes the requests it has and
 exits (what the app contract asks). With HOLD=1 it first waits for a line on stdin, so a test
 can start it ahead and have it listen at an exact moment.
@@ -9,6 +10,7 @@ can start it ahead and have it listen at an exact moment.
 
 import asyncio
 import os
+import re
 import signal
 import sys
 
@@ -26,10 +28,16 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             busy += 1
             idle.clear()
             try:
-                if head.split(b" ", 2)[1].startswith(b"/slow"):
+                path = head.split(b" ", 2)[1]
+                if path.startswith(b"/slow"):
                     await asyncio.sleep(SLOW)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(NAME), NAME))
+                wait = re.search(rb"/ms/(\d+)", path)
+                if wait:
+                    await asyncio.sleep(int(wait.group(1)) / 1000)
+                status = re.search(rb"/status/(\d{3})", path)
+                line = b"%s Status" % status.group(1) if status else b"200 OK"
+                writer.write(b"HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+                             % (line, len(NAME), NAME))
                 await writer.drain()
             finally:
                 busy -= 1

@@ -9,14 +9,49 @@ it: `admin=False`) until the engine adopts it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from zdd_tui.rollout.interfaces import ContainerInfo, HealthProbe, ProxyStatus, RuntimeFailure, ServiceStats
-from zdd_tui.traffic import ProxyCounters
+from zdd_tui.traffic import INF, Counters, ProxyCounters
 
 from .fakes import Container, FakeClock, FakeCloud, FakeHost, World, ref
 
 SLOT_PORTS = {"a": 8081, "b": 8082}
+BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, INF)  # Traefik's default buckets
+
+
+@dataclass(frozen=True)
+class Load:
+    """What a slot serves per second of virtual time: requests, the share answered 5xx, and how long
+    each takes (all in one histogram bucket)."""
+
+    rps: float = 10.0
+    error_share: float = 0.0
+    latency: float = 0.01
+
+
+# host, slot, tag -> the slot's load while the proxy sends it traffic
+Source = Callable[[str, str, str], Load]
+
+
+@dataclass
+class Meter:
+    """One slot's cumulative counters, kept as floats so fractional rates add up exactly."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    by_bound: dict[float, float] = field(default_factory=dict)
+    duration: float = 0.0
+
+    def counters(self) -> Counters:
+        buckets, total = [], 0
+        for le in BOUNDS:
+            total += int(self.by_bound.get(le, 0.0))
+            buckets.append((le, total))
+        n = int(self.requests)
+        buckets[-1] = (INF, max(n, buckets[-1][1]))
+        return Counters(n, int(self.errors), tuple(buckets), self.duration)
 
 
 @dataclass
@@ -43,6 +78,11 @@ class FakeSwapHost(FakeHost):
         self.fail_switch = False
         self.fail_install = False  # the proxy will not start (e.g. its image cannot be pulled)
         self.switch_calls = 0
+        # The proxy's counters: the active slot serves `source(host, slot, tag)` per second.
+        self.source: Source = lambda host, slot, tag: Load()
+        self.meters: dict[str, Meter] = {}
+        self._metered_at = world.clock.now()
+        self.traffic_fails = False  # traffic() raises (the host does not answer)
 
     # -- what the LB and the traffic reach ------------------------------------------------------
     @property  # type: ignore[override]
@@ -125,6 +165,7 @@ class FakeSwapHost(FakeHost):
         if self.fail_switch:
             self.fail_switch = False  # once: switching back works
             raise RuntimeFailure(f"the proxy still reports slot {self.active} after 10s")
+        self.meter()
         self.active = slot
 
     async def in_flight(self, slot: str) -> int | None:
@@ -146,8 +187,30 @@ class FakeSwapHost(FakeHost):
         self._note(f"remove {name}")
         self.slots = [s for s in self.slots if s.name != name]
 
+    def meter(self) -> None:
+        """Count what the active slot served since the last call."""
+        now = self.world.clock.now()
+        dt, self._metered_at = now - self._metered_at, now
+        s = self._running(self.active) if self.installed and self.running else None
+        if s is None or dt <= 0:
+            return
+        load = self.source(self.name, s.slot, s.c.tag)
+        n = load.rps * dt
+        m = self.meters.setdefault(s.slot, Meter())
+        m.requests += n
+        m.errors += n * load.error_share
+        le = next(b for b in BOUNDS if load.latency <= b)
+        m.by_bound[le] = m.by_bound.get(le, 0.0) + n
+        m.duration += n * load.latency
+
     async def traffic(self) -> ProxyCounters | None:
-        return None  # not read yet
+        if self.traffic_fails:
+            raise RuntimeFailure(f"ssh: connection to {self.name} lost")
+        if not self.installed or not self.running:
+            return None
+        self.meter()
+        return ProxyCounters(slots={k: m.counters() for k, m in self.meters.items() if int(m.requests) > 0},
+                             in_flight={k: self.inflight.get(k, 0) for k in SLOT_PORTS})
 
     async def prune(self, keep: int) -> list[str]:
         self._note("prune")
@@ -191,4 +254,4 @@ def swap_world(clock: FakeClock, names=("app-1", "app-2", "app-3"), *, proxies=T
     return world
 
 
-__all__ = ["FakeSwapCloud", "FakeSwapHost", "Slot", "ref", "swap_world"]
+__all__ = ["FakeSwapCloud", "FakeSwapHost", "Load", "Slot", "ref", "swap_world"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from zdd_tui.config import DeployConfig
+from zdd_tui.config import CanaryConfig, DeployConfig
 from zdd_tui.events import LogLine
 from zdd_tui.rollout.engine import Engine
 from zdd_tui.rollout.events import (
@@ -50,7 +50,8 @@ def facts_of(world) -> list[HostFact]:
 
 def make(world, tag=NEW, batch_size=2, start_timeout=20, stop_grace=10, **kw):
     deploy = DeployConfig(batch_size=batch_size, start_timeout_seconds=start_timeout, margin_seconds=2,
-                          stop_grace_seconds=stop_grace, pull_timeout_seconds=60, retain=2)
+                          stop_grace_seconds=stop_grace, pull_timeout_seconds=60, retain=2,
+                          canary=CanaryConfig(enabled=False))  # the canary's own tests: test_canary.py
     plan = build_plan(facts_of(world), tag, f"{REPO}:{tag}", world.settings, deploy, strategy="local-swap", **kw)
     return plan, deploy
 

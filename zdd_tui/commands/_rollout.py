@@ -47,7 +47,7 @@ async def execute(args, *, action: str, tag: str | None) -> int:
         check_tag(tag)
     config = load_config(args.config)
     async with await Project.open(config, context=getattr(args, "context", None)) as project:
-        plan = await project.plan(action, tag, getattr(args, "strategy", None))
+        plan = await project.plan(action, tag, getattr(args, "strategy", None), getattr(args, "canary", None))
         if not args.yes:
             print(plan.text(), file=sys.stderr)
             if not plan.hosts:

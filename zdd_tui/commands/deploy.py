@@ -1,7 +1,9 @@
-"""`zdd-tui deploy [--tag TAG] [--strategy lb-drain|local-swap] [--yes] [--json] [--break-lock]`:
-a rolling deploy, headless."""
+"""`zdd-tui deploy [--tag TAG] [--strategy lb-drain|local-swap] [--canary|--no-canary] [--yes] [--json]
+[--break-lock]`: a rolling deploy, headless."""
 
 from __future__ import annotations
+
+import argparse
 
 from zdd_tui.commands._rollout import add_rollout_options, execute
 
@@ -15,6 +17,10 @@ def register(sub, common):
                                    "the LB before the next.")
     p.add_argument("--tag", default=None,
                    help="image tag to deploy (default: sha-<short git HEAD of the current directory>)")
+    p.add_argument("--canary", action=argparse.BooleanOptionalAction, default=None,
+                   help="local-swap: the first batch soaks under real traffic and is judged against the hosts "
+                        "still on the old version before the rest follow (default: deploy.canary.enabled; "
+                        "unset: on for fleets of 3 or more)")
     add_rollout_options(p)
     p.set_defaults(func=run)
 

@@ -1,4 +1,4 @@
-"""`zdd-tui rollback [TAG] [--strategy lb-drain|local-swap] [--yes] [--json] [--break-lock]`: a
+"""`zdd-tui rollback [TAG] [--strategy lb-drain|local-swap] [--canary] [--yes] [--json] [--break-lock]`: a
 rolling deploy of an earlier tag (local-swap: a retained container needs no pull);
 with no TAG, of the version that ran before the current one (the hosts' journals say which).
 `zdd-tui rollback --list [--json]`: the versions that ran on this fleet, newest first."""
@@ -22,6 +22,9 @@ def register(sub, common):
                    help="the tag to go back to, e.g. sha-abc1234 (default: the previous version)")
     p.add_argument("--list", action="store_true",
                    help="print the versions that ran on this fleet, newest first, and change nothing")
+    p.add_argument("--canary", action="store_const", const=True, default=None,
+                   help="local-swap: judge the version on the first batch before the rest follow (a rollback "
+                        "skips the canary otherwise: the version already ran)")
     add_rollout_options(p)
     p.set_defaults(func=run)
 

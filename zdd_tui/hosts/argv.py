@@ -441,6 +441,17 @@ def sockets_established(port: int, dst: str = "127.0.0.1") -> Argv:
     return ["ss", "-Htn", "state", "established", f"( dst {dst} and dport = :{int(port)} )"]
 
 
+def sockets_established_to(ports: Sequence[int], dst: str = "127.0.0.1") -> Argv:
+    """Established TCP connections to `dst` on any of `ports`, one line each (its peer
+    `address:port` last), no header: one `ss` for every slot's count."""
+    if not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", dst):
+        raise ValueError(f"invalid IPv4 address {dst!r}")
+    if not ports:
+        raise ValueError("no port to count connections to")
+    any_port = " or ".join(f"dport = :{int(p)}" for p in ports)
+    return ["ss", "-Htn", "state", "established", f"( dst {dst} and ( {any_port} ) )"]
+
+
 # --- state files (lock, journal) ----------------------------------------------------------
 
 # Each snippet gets the state dir as $1 and the file name as $2; content comes on stdin.

@@ -46,7 +46,7 @@ from zdd_tui.rollout.interfaces import (
     RuntimeFailure,
     ServiceAdmin,
 )
-from zdd_tui.traffic import ProxyCounters
+from zdd_tui.traffic import ProxyCounters, parse_metrics
 
 # Our own bound on a bounded host command: its `timeout` there, then the KILL after it, and slack.
 REMOTE_BOUND_SLACK = 20.0
@@ -125,6 +125,7 @@ class DockerSSHRuntime(ServiceAdmin):
         self.http_timeout = http_timeout
         self._digests: dict[str, str] = {}
         self._secrets = SecretEnv()
+        self._metrics_unread = False  # the proxy's metrics failed to parse once (said once)
 
     # --- logging -------------------------------------------------------------------------
 
@@ -636,7 +637,38 @@ class DockerSSHRuntime(ServiceAdmin):
             raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
 
     async def traffic(self) -> ProxyCounters | None:
-        return None  # not read yet
+        # The proxy's metrics through an SSH channel and one `ss` for both slots, at once.
+        got = await asyncio.gather(self._get(self.config.proxy.port, traefik.METRICS_PATH),
+                                   self._in_flight_all(), return_exceptions=True)
+        metrics, flying = got
+        if isinstance(metrics, BaseException):
+            raise metrics
+        if isinstance(flying, BaseException):
+            raise flying
+        if metrics is None or metrics.status != 200:
+            return None
+        try:
+            slots = parse_metrics(metrics.body)
+        except ValueError as exc:
+            if not self._metrics_unread:  # once: it is sampled every second
+                self._log(f"the proxy's metrics on 127.0.0.1:{self.config.proxy.port} could not be read: {exc}",
+                          "warning")
+            self._metrics_unread = True
+            return None
+        return ProxyCounters(slots=slots, in_flight=flying)
+
+    async def _in_flight_all(self) -> dict[str, int | None]:
+        """Each slot's requests in flight (as `in_flight`), with one command on the host."""
+        ports = host_proxy.slot_ports(self.config)
+        try:
+            res = await self.shell.run(
+                host_argv.sockets_established_to(list(ports.values()), host_proxy.UPSTREAM_HOST), check=False)
+        except RuntimeFailure:
+            return dict.fromkeys(ports)
+        if res.exit_status != 0:
+            return dict.fromkeys(ports)
+        counts = host_slots.count_by_port(res.stdout)
+        return {slot: counts.get(port, 0) for slot, port in ports.items()}
 
     async def prune(self, keep: int) -> list[str]:
         infos = [host_slots.container_info(r) for r in await self._slot_raw()]

@@ -113,3 +113,16 @@ def _name(line: str) -> str:
 def count_lines(stdout: str) -> int:
     """Sockets listed by `ss -H` (one per non-empty line)."""
     return sum(1 for ln in stdout.splitlines() if ln.strip())
+
+
+def count_by_port(stdout: str) -> dict[int, int]:
+    """Sockets listed by `ss -H`, per port of their peer (the last column, `address:port`)."""
+    counts: dict[int, int] = {}
+    for ln in stdout.splitlines():
+        words = ln.split()
+        if not words:
+            continue
+        _, sep, port = words[-1].rpartition(":")
+        if sep and port.isdigit():
+            counts[int(port)] = counts.get(int(port), 0) + 1
+    return counts

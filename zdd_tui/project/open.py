@@ -226,24 +226,27 @@ class Project:
         return [visible(line) for line in await self.runtime(droplet).logs(tail)]
 
     # -- rollouts --------------------------------------------------------------------------------
-    async def plan_deploy(self, tag: str | None = None, strategy: str | None = None) -> Plan:
+    async def plan_deploy(self, tag: str | None = None, strategy: str | None = None,
+                          canary: bool | None = None) -> Plan:
         """Plan a deploy of `tag` (default: sha- of the current git HEAD); `strategy` overrides
-        the config's deploy.strategy."""
+        the config's deploy.strategy, `canary` its deploy.canary.enabled."""
         from zdd_tui.project.rollout import plan_deploy
 
-        return await plan_deploy(self, tag, strategy)
+        return await plan_deploy(self, tag, strategy, canary)
 
-    async def plan_rollback(self, tag: str | None = None, strategy: str | None = None) -> Plan:
+    async def plan_rollback(self, tag: str | None = None, strategy: str | None = None,
+                            canary: bool | None = None) -> Plan:
         """Plan a rollback to `tag` (default: the version that ran before the current one)."""
         from zdd_tui.project.rollout import plan_rollback
 
-        return await plan_rollback(self, tag, strategy)
+        return await plan_rollback(self, tag, strategy, canary)
 
-    async def plan(self, action: str, tag: str | None, strategy: str | None = None) -> Plan:
+    async def plan(self, action: str, tag: str | None, strategy: str | None = None,
+                   canary: bool | None = None) -> Plan:
         """action: deploy | rollback; tag None: each one's default (see plan_deploy, plan_rollback)."""
         if action == "rollback":
-            return await self.plan_rollback(tag, strategy)
-        return await self.plan_deploy(tag, strategy)
+            return await self.plan_rollback(tag, strategy, canary)
+        return await self.plan_deploy(tag, strategy, canary)
 
     async def run(self, plan: Plan, listeners: Iterable[Listener] = (), cancel: Any = None, **how: Any) -> Outcome:
         """The pre-deploy hook, then lock the hosts, run the plan through the engine, release the

@@ -153,10 +153,27 @@ async def rollback_choices(project: Project) -> list[RanVersion]:
     return out
 
 
-async def _plan(project: Project, tag: str, action: str, strategy: str | None = None) -> Plan:
+def check_canary(strategy: str, canary: bool | None, config: Config) -> None:
+    """The canary compares proxies' counters: asked for on lb-drain it is a usage error."""
+    if strategy == "local-swap":
+        return
+    if canary is True:
+        raise UsageError(f"--canary needs the local-swap strategy (this run uses {strategy}): nothing was changed",
+                         "add --strategy local-swap, or drop --canary")
+    if canary is None and config.deploy.canary.enabled is True:
+        raise UsageError(f"deploy.canary.enabled is true but the strategy is {strategy}, and the canary needs "
+                         "local-swap: nothing was changed",
+                         "set deploy.strategy: local-swap (or pass --strategy local-swap), or pass --no-canary, "
+                         "or set deploy.canary.enabled: false")
+
+
+async def _plan(project: Project, tag: str, action: str, strategy: str | None = None,
+                canary: bool | None = None) -> Plan:
     check_tag(tag)
     config = project.config
     strategy = check_strategy(strategy or config.deploy.strategy)
+    if action == "deploy" or canary is True:
+        check_canary(strategy, canary, config)
     await require_secrets(project)  # every missing secret is named before anything else is asked
     if not await project.cloud.tag_exists(tag):
         raise RefusedError(f"tag {tag} not found in the registry {config.image_repo}: nothing was changed",
@@ -169,7 +186,7 @@ async def _plan(project: Project, tag: str, action: str, strategy: str | None = 
     if interrupted is not None and action == "deploy" and tag == interrupted.to_tag:
         action = "resume"
     plan = build_plan(facts, tag, image_ref(config, tag), settings, config.deploy, action=action,
-                      strategy=strategy)
+                      strategy=strategy, canary=canary)
     leaving = [name for name, how in plan.adopt if how in LEAVING]
     if leaving and len(facts) < 2:
         raise RefusedError(f"{leaving[0]} serves traffic without a proxy and is the only host: installing the proxy "
@@ -188,18 +205,22 @@ async def _plan(project: Project, tag: str, action: str, strategy: str | None = 
     return plan
 
 
-async def plan_deploy(project: Project, tag: str | None = None, strategy: str | None = None) -> Plan:
+async def plan_deploy(project: Project, tag: str | None = None, strategy: str | None = None,
+                      canary: bool | None = None) -> Plan:
     """Plan a deploy of `tag` (default: sha- of the current git HEAD) with `strategy` (default:
-    the config's). RefusedError if the tag is not in the registry; UsageError if it is malformed."""
-    return await _plan(project, tag if tag is not None else default_tag(), "deploy", strategy)
+    the config's); `canary` (True/False) overrides deploy.canary.enabled. RefusedError if the tag
+    is not in the registry; UsageError if it is malformed, or a canary is asked for on lb-drain."""
+    return await _plan(project, tag if tag is not None else default_tag(), "deploy", strategy, canary)
 
 
-async def plan_rollback(project: Project, tag: str | None = None, strategy: str | None = None) -> Plan:
+async def plan_rollback(project: Project, tag: str | None = None, strategy: str | None = None,
+                        canary: bool | None = None) -> Plan:
     """Plan a rolling deploy of an earlier tag (it must exist in the registry); with no tag, of
-    the version that ran before the current one (RefusedError when the journals know none)."""
+    the version that ran before the current one (RefusedError when the journals know none). No
+    canary unless `canary` is True: it returns to a version that already ran."""
     if tag is None:
         tag = await previous_tag(project)
-    return await _plan(project, tag, "rollback", strategy)
+    return await _plan(project, tag, "rollback", strategy, canary)
 
 
 async def previous_tag(project: Project) -> str:

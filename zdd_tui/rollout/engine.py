@@ -21,7 +21,11 @@ from typing import Any, TypeVar
 
 from zdd_tui.config import DeployConfig
 from zdd_tui.events import Event, Listener, LogLine
+from zdd_tui.rollout.canary import Soak, holds
 from zdd_tui.rollout.events import (
+    CanaryReport,
+    CanaryState,
+    CanaryUpdate,
     HealthChanged,
     Outcome,
     OutcomeStatus,
@@ -50,6 +54,7 @@ from zdd_tui.rollout.strategy import (
     Cancelled,
     ChangesRefused,
     EngineOptions,
+    HostResult,
     HostRun,
     HostState,
     LogFn,
@@ -57,6 +62,7 @@ from zdd_tui.rollout.strategy import (
     StepFailed,
     Strategy,
 )
+from zdd_tui.rollout.watch import Watch
 
 __all__ = ["Cancelled", "ChangesRefused", "Engine", "EngineOptions", "HostState", "LogFn", "StepFailed"]
 
@@ -103,6 +109,8 @@ class Engine:
         self._lb_error_reported = False
         self._t0 = 0.0
         self._fractions: dict[str, float] = {}
+        self.watch: Watch | None = None  # local-swap: every host's traffic, sampled
+        self.canary: CanaryReport | None = None  # the canary gate's verdict, once judged
 
     # ---- events -------------------------------------------------------------------------
     async def emit(self, event: Event) -> None:
@@ -128,6 +136,15 @@ class Engine:
 
     def cancelled(self) -> bool:
         return bool(self.cancel is not None and self.cancel.is_set())
+
+    def soaking(self, h: HostRun) -> bool:
+        """`h` is a canary host and the canary has not been judged yet: it soaks after its switch."""
+        return self.watch is not None and self.canary is None and h.name in self.plan.canary_hosts \
+            and self.plan.canary_seconds > 0
+
+    def switched(self, host: str, slot: str, tag: str | None) -> None:
+        if self.watch is not None:
+            self.watch.switched(host, slot, tag)
 
     # ---- what the engine sees -------------------------------------------------------------
     async def lb_view(self) -> dict[str, bool | None]:
@@ -224,6 +241,17 @@ class Engine:
 
     # ---- the rollout --------------------------------------------------------------------
     async def run(self) -> Outcome:
+        try:
+            return await self._run()
+        finally:
+            await self._stop_watch()
+
+    async def _stop_watch(self) -> None:
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            await watch.stop()
+
+    async def _run(self) -> Outcome:
         self._t0 = self.clock.now()
         self._fractions = {h.name: 0.0 for h in self.hosts}
         await self.emit(RolloutPlanned(plan=self.plan))
@@ -248,6 +276,9 @@ class Engine:
                 await self.enter(h, HostState.SKIPPED, "refused before anything changed")
             return await self._finish(OutcomeStatus.REFUSED, exc.message, failed=failed,
                                       step=Phase.PENDING if failed else None, seen=exc.seen, restored=True)
+        if self.plan.strategy == LocalSwap.name:
+            self.watch = Watch(self, self.runtimes)
+            self.watch.start()
 
         # 1. Pull everywhere first: a tag that does not exist fails here, before anything stops.
         results = await asyncio.gather(*(self._pull_safe(h) for h in self.hosts))
@@ -298,6 +329,9 @@ class Engine:
                 batch_over.set()
                 if aside is not None:
                     await aside  # undoes its own work unless this batch is all done
+            halt: str | None = None
+            if any(h.state is HostState.SOAKING for h in batch):
+                host_results, halt = await self._canary(batch, host_results)
             first_fail: tuple[HostRun, StepFailed] | None = None
             restore_errors: list[tuple[HostRun, str]] = []
             any_cancel = False
@@ -322,9 +356,57 @@ class Engine:
                 h, f = first_fail
                 return await self._finish(OutcomeStatus.HALTED, self.strategy.halt_message(h, f),
                                           failed=h, step=f.phase, seen=f.seen, restored=True)
+            if halt is not None:
+                await self._skip_rest_events()
+                return await self._finish(OutcomeStatus.HALTED, halt, failed=batch[0], step=Phase.SOAKING,
+                                          seen=self.canary.reason if self.canary else "", restored=True)
             if any_cancel or self.cancelled():
                 return await self._interrupted()
         return await self._finish(OutcomeStatus.SUCCESS, "")
+
+    async def _canary(self, batch: list[HostRun], results: list[HostResult]) -> tuple[list[HostResult], str | None]:
+        """The canary batch switched and its old containers still run: soak, judge, then finish
+        those hosts or put them back. The batch's results with theirs replaced, and the outcome's
+        message when the verdict halts the rollout."""
+        soaking = [h for h in batch if h.state is HostState.SOAKING]
+        trouble = any(f is not None or c or err for f, c, err in results) or self.cancelled()
+        verdict: CanaryReport | None = None
+        halt: str | None = None
+        if trouble:
+            why = "the rest of its batch did not finish: back on the old version, not judged"
+            cancelled = self.cancelled()
+        else:
+            assert self.watch is not None
+            canary = tuple(h.name for h in soaking)
+            baseline = tuple(h.name for h in self.hosts if h.name not in canary and h.proxy is not None
+                             and h.proxy.installed and h.proxy.active_slot is not None)
+            verdict = await Soak(self, self.watch, canary, baseline).run()
+            cancelled = verdict is None
+            why = "stop requested during the canary's soak: back on the old version"
+        if verdict is not None:
+            self.canary = verdict
+            for h in soaking:
+                if self.journal:
+                    await self.journal.step(self.plan.rollout_id, h.name, "canary",
+                                            f"{verdict.state.value}: {verdict.reason}")
+            await self.emit(CanaryUpdate(report=verdict))
+            cfg = self.deploy.canary
+            if verdict.state is CanaryState.INSUFFICIENT and holds(verdict.state, cfg):
+                await self.log(None, f"canary not judged ({verdict.reason}); continuing", "warning")
+            if not holds(verdict.state, cfg):
+                old = ", ".join(sorted({h.prev.tag for h in soaking if h.prev is not None})) or "the old version"
+                what = ("judged the new version worse" if verdict.state is CanaryState.FAILED
+                        else "could not judge the new version (on_insufficient_traffic: halt)")
+                halt = (f"the canary {what}: {verdict.reason}; {', '.join(h.name for h in soaking)} back on {old}, "
+                        f"{self.plan.to_tag} not deployed further")
+                why = f"canary {verdict.state.value}: back on the old version"
+        keep = verdict is not None and halt is None
+        settled = await asyncio.gather(*(
+            self.strategy.finish_canary(h) if keep else self.strategy.revert_canary(h, why, cancelled)
+            for h in soaking))
+        back = dict(zip((h.name for h in soaking), settled, strict=True))
+        out = [back.get(h.name, r) for h, r in zip(batch, results, strict=True)]
+        return out, halt
 
     async def _before_changes(self) -> Outcome | None:
         assert self.opt.before_changes is not None
@@ -392,7 +474,8 @@ class Engine:
         outcome = Outcome(status=status, message=message, to_tag=self.plan.to_tag,
                           failed_host=failed.name if failed else None, failed_step=step, seen=seen,
                           restored=restored, fleet=fleet, duration_seconds=duration,
-                          rollout_id=self.plan.rollout_id)
+                          rollout_id=self.plan.rollout_id, canary=self.canary)
+        await self._stop_watch()
         if self.journal:
             await self.journal.end(self.plan.rollout_id, status.value, message, fleet)
         await self.emit(RolloutFinished(outcome=outcome))

@@ -34,6 +34,7 @@ class Phase(str, enum.Enum):
     SWITCHING = "switching"  # the proxy's upstream moves to the new slot
     DRAINING_OLD = "draining-old"  # until the proxy has no request in flight to the old slot
     STOPPING_OLD = "stopping-old"  # the old container stops and is kept for rollback
+    SOAKING = "soaking"  # canary: serves the new version under real traffic, the old one still running
 
     @property
     def words(self) -> str:
@@ -60,6 +61,7 @@ _PHASE_WORDS = {
     Phase.SWITCHING: "switching",
     Phase.DRAINING_OLD: "draining old",
     Phase.STOPPING_OLD: "stopping old",
+    Phase.SOAKING: "canary: soaking",
 }
 
 

@@ -16,6 +16,7 @@ healthy refuses the whole rollout before anything changes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import cast
 
@@ -49,6 +50,7 @@ class _Swap:
     detached: bool = False  # adoption: taken out of the LB through the cloud's API
     old_stopped: bool = False  # adoption: the old single container was stopped (and removed)
     proxy_installed: bool = False  # adoption: the proxy now runs on the host
+    old_running: bool = False  # the old slot's container ran when the cycle began
     # It served nothing before, so the LB has it out of rotation: done only once the LB's own
     # checks let it in (else a deploy could end with no host the LB sends traffic to).
     entering: bool = False
@@ -140,17 +142,21 @@ class LocalSwap(Strategy):
 
     # ---- one host -----------------------------------------------------------------------
     async def host(self, h: HostRun) -> HostResult:
-        e = self.e
-        h.started_at = h.started_at or e.wallclock()
+        h.started_at = h.started_at or self.e.wallclock()
         run = self._runs.setdefault(h.name, _Swap())
+        if h.adopt is None:
+            return await self._attempt(h, run, self._cycle(h, run))
+        return await self._attempt(h, run, self._adopt(h, run))
+
+    async def _attempt(self, h: HostRun, run: _Swap, work: Awaitable[None]) -> HostResult:
+        """`work` to the end (DONE, or SOAKING for a canary host), or the host back as it was."""
+        e = self.e
         failure: StepFailed | None = None
         cancelled = False
         try:
-            if h.adopt is None:
-                await self._cycle(h, run)
-            else:
-                await self._adopt(h, run)
-            await e.enter(h, HostState.DONE, e.plan.to_tag)
+            await work
+            if h.state is not HostState.SOAKING:
+                await e.enter(h, HostState.DONE, e.plan.to_tag)
             return None, False, None
         except StepFailed as exc:
             failure = exc
@@ -159,6 +165,10 @@ class LocalSwap(Strategy):
         except Cancelled:
             cancelled = True
             await e.log(h.name, "stop requested before traffic moved: leaving the host as it was", "warning")
+        return await self._back(h, run, failure, cancelled)
+
+    async def _back(self, h: HostRun, run: _Swap, failure: StepFailed | None, cancelled: bool) -> HostResult:
+        e = self.e
         try:
             await self._restore(h, run)
         except StepFailed as exc:
@@ -170,18 +180,41 @@ class LocalSwap(Strategy):
         await e.enter(h, back, h.prev.tag if h.prev else "")
         return failure, cancelled, None
 
+    # ---- the canary: after the soak ---------------------------------------------------------------
+    async def finish_canary(self, h: HostRun) -> HostResult:
+        run = self._runs[h.name]
+        return await self._attempt(h, run, self._stop_old(h, run))
+
+    async def revert_canary(self, h: HostRun, why: str, cancelled: bool) -> HostResult:
+        """The old container still runs: the proxy goes back to it, the new one is removed."""
+        await self.e.log(h.name, why, "warning")
+        failure, cancelled, error = await self._back(h, self._runs[h.name], None, cancelled)
+        if error is not None:
+            return StepFailed(Phase.RESTORING, error), cancelled, error
+        return failure, cancelled, error
+
     async def _cycle(self, h: HostRun, run: _Swap) -> None:
-        """Start new on the idle slot -> healthy -> switch -> old drained -> old stopped -> prune."""
-        e, rt = self.e, self._swap(h)
+        """Start new on the idle slot -> healthy -> switch -> old drained -> old stopped -> prune.
+        A canary host stops after the drain: its old container runs on through the soak."""
+        e = self.e
         st = h.proxy
         run.old = st.active_slot if st is not None else None
-        old_running = h.prev is not None and h.prev.state == "running" and h.prev.slot == run.old
+        run.old_running = h.prev is not None and h.prev.state == "running" and h.prev.slot == run.old
         run.entering = run.old is None
         await self._start_and_switch(h, run)
         await self._back_in_lb(h, run, Phase.WAITING_LB_IN)
-        if run.old is not None and old_running:
+        if run.old is not None and run.old_running:
             await e.enter(h, HostState.DRAINING_OLD, f"slot {run.old}")
             await self._drain_old(h, run.old)
+        if e.soaking(h):
+            await e.enter(h, HostState.SOAKING, f"slot {run.new}; slot {run.old or 'none'} still runs "
+                                                 f"{h.prev.tag if h.prev else 'nothing'}")
+            return
+        await self._stop_old(h, run)
+
+    async def _stop_old(self, h: HostRun, run: _Swap) -> None:
+        e, rt = self.e, self._swap(h)
+        if run.old is not None and run.old_running:
             await e.enter(h, HostState.STOPPING_OLD, f"slot {run.old}, kept for rollback")
             grace = float(e.deploy.stop_grace_seconds)
             await e.call(Phase.STOPPING_OLD, rt.stop_slot(run.old, grace), grace + e.opt.step_timeout_extra)
@@ -212,6 +245,7 @@ class LocalSwap(Strategy):
         await e.enter(h, HostState.SWITCHING, f"slot {run.old or 'none'} -> {run.new}")
         run.switching = True
         await e.call(Phase.SWITCHING, rt.switch(run.new), SWITCH_TIMEOUT)
+        e.switched(h.name, run.new, e.plan.to_tag)
         await e.emit(SlotSwitched(host=h.name, slot=run.new, tag=e.plan.to_tag,
                                   from_tag=h.prev.tag if h.prev is not None else None))
         await self._report_proxy(h)
@@ -439,6 +473,7 @@ class LocalSwap(Strategy):
                                 60.0 + e.opt.step_timeout_extra)
             await self._wait_slot_healthy(h, run.old, info.name)
         await e.call(Phase.RESTORING, rt.switch(run.old), SWITCH_TIMEOUT)
+        e.switched(h.name, run.old, h.prev.tag if h.prev is not None else None)
         await e.log(h.name, f"the proxy sends traffic to slot {run.old} again")
         await self._report_proxy(h)
 
@@ -458,4 +493,5 @@ class LocalSwap(Strategy):
         info = await e.call(Phase.RESTORING, rt.run_slot(slot, h.prev_ref, e.opt.env), 60.0 + extra)
         await self._wait_slot_healthy(h, slot, info.name)
         await e.call(Phase.RESTORING, rt.switch(slot), SWITCH_TIMEOUT)
+        e.switched(h.name, slot, h.prev.tag if h.prev is not None else None)
         await e.log(h.name, f"previous version back on slot {slot}, behind the proxy")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from zdd_tui.config import DeployConfig
 from zdd_tui.rollout.events import Plan, PlannedHost
@@ -80,17 +80,23 @@ def build_plan(
     action: str = "deploy",
     rollout_id: str | None = None,
     strategy: str = "lb-drain",
+    canary: bool | None = None,
 ) -> Plan:
     """Hosts already settled on `to_tag` are left out (listed in `Plan.unchanged`).
 
     Hosts in a worse state (no container, draining, not serving) go first: a resumed rollout then
     repairs the damaged host before it takes a healthy one out.
+
+    `canary` (the --canary / --no-canary flags) overrides deploy.canary.enabled; see `wants_canary`.
     """
     todo = [f for f in facts if not (f.settled and f.current_tag == to_tag)]
     unchanged = tuple(f.name for f in facts if f not in todo)
     todo.sort(key=lambda f: (f.settled, f.name))
     if strategy == "local-swap":
-        return _local_swap_plan(todo, unchanged, to_tag, image_ref, settings, deploy, action, rollout_id)
+        plan = _local_swap_plan(todo, unchanged, to_tag, image_ref, settings, deploy, action, rollout_id)
+        if wants_canary(len(facts), action, deploy, canary):
+            plan = with_canary(plan, float(deploy.canary.soak_seconds))
+        return plan
     size = effective_batch_size(len(facts), deploy.batch_size)
     hosts = tuple(
         PlannedHost(name=f.name, address=f.address, from_tag=f.current_tag, batch=i // size)
@@ -99,6 +105,8 @@ def build_plan(
     n_batches = (len(hosts) + size - 1) // size
     per_batch = batch_seconds(settings)
     notes: list[str] = []
+    if canary is None and deploy.canary.enabled is None and wants_canary(len(facts), action, deploy, None):
+        notes.append("no canary: it needs the local-swap strategy")
     if len(facts) <= 1:
         notes.append("a single host: the service is unavailable while it is replaced")
     if size < deploy.batch_size:
@@ -121,6 +129,39 @@ def build_plan(
         notes=tuple(notes),
         strategy=strategy,
     )
+
+
+def wants_canary(fleet: int, action: str, deploy: DeployConfig, override: bool | None) -> bool:
+    """The flag decides when given; a rollback or resume returns to a version that already ran,
+    so only the flag turns it on there; else deploy.canary.enabled, unset meaning a fleet of 3+."""
+    if override is not None:
+        return override
+    if action != "deploy":
+        return False
+    enabled = deploy.canary.enabled
+    return fleet >= 3 if enabled is None else enabled
+
+
+def with_canary(plan: Plan, seconds: float) -> Plan:
+    """The first batch becomes the canary when it can be judged and put back: its hosts run the
+    old version behind their proxy now, and other hosts still run it to compare with."""
+    batches = plan.batches
+    if not batches:
+        return plan
+    first = batches[0]
+    adopted = dict(plan.adopt)
+    why = ""
+    if any(h.name in adopted for h in first):
+        why = "the first batch gets its proxy in this rollout"
+    elif any(h.from_tag is None for h in first):
+        why = "the first batch runs nothing to go back to"
+    elif len(batches) < 2:
+        why = "no other host still on the old version to compare with"
+    if why:
+        return replace(plan, notes=(*plan.notes, f"no canary: {why}"))
+    return replace(plan, canary_hosts=tuple(h.name for h in first), canary_seconds=seconds,
+                   estimated_seconds=plan.estimated_seconds + seconds,
+                   estimate_basis=f"{plan.estimate_basis}; + the canary's soak {seconds:g}s")
 
 
 def swap_seconds() -> float:

@@ -24,7 +24,7 @@ FRACTION = {
     Phase.STOPPING: 0.45, Phase.STARTING: 0.5, Phase.WAITING_HEALTHY: 0.55, Phase.WAITING_LB_IN: 0.65,
     Phase.DONE: 1.0, Phase.FAILED: 1.0, Phase.RESTORING: 1.0, Phase.RESTORED: 1.0, Phase.SKIPPED: 0.0,
     Phase.LEAVING_LB: 0.1, Phase.INSTALLING_PROXY: 0.3, Phase.CHECKING_HEALTH: 0.4, Phase.SWITCHING: 0.7,
-    Phase.DRAINING_OLD: 0.75, Phase.STOPPING_OLD: 0.9,
+    Phase.DRAINING_OLD: 0.75, Phase.STOPPING_OLD: 0.9, Phase.SOAKING: 0.8,
 }
 
 
@@ -57,6 +57,7 @@ class HostState(enum.Enum):
     SWITCHING = ("switching", Phase.SWITCHING)
     DRAINING_OLD = ("draining-old", Phase.DRAINING_OLD)
     STOPPING_OLD = ("stopping-old", Phase.STOPPING_OLD)
+    SOAKING = ("soaking", Phase.SOAKING)  # canary: switched, the old container still running
 
     # The key keeps states that show the same phase distinct members.
     def __init__(self, key: str, phase: Phase):
@@ -126,6 +127,8 @@ class EngineOptions:
     # the engine's log(host, line, level) for its output; it raises ChangesRefused to stop the
     # rollout there (Outcome REFUSED).
     before_changes: Callable[[LogFn], Awaitable[None]] | None = None
+    # local-swap: how often every host's proxy counters are read (the traffic graph, the canary).
+    traffic_seconds: float = 1.0
 
 
 @dataclass
@@ -196,6 +199,15 @@ class Strategy(abc.ABC):
     async def wind_down(self) -> None:
         """The rollout stops here: undo anything begun ahead of its turn."""
         return None  # a hook: nothing to do unless the strategy has something
+
+    async def finish_canary(self, h: HostRun) -> HostResult:
+        """The canary passed: finish the host's cycle (a strategy with a canary overrides this)."""
+        raise NotImplementedError(f"{self.name} has no canary")
+
+    async def revert_canary(self, h: HostRun, why: str, cancelled: bool) -> HostResult:
+        """The canary is not kept: the host back on the version it ran (a strategy with a canary
+        overrides this)."""
+        raise NotImplementedError(f"{self.name} has no canary")
 
     @abc.abstractmethod
     def halt_message(self, h: HostRun, f: StepFailed) -> str:

@@ -34,6 +34,7 @@ local-swap (the proxy and the slot containers, zdd_tui/sandbox/swap.py):
   POST   /sandbox/hosts/{name}/slots/{slot} {image_ref, env, port, port_env} run -> container
   POST   /sandbox/hosts/{name}/slots/{slot}/stop {grace_seconds}   stop, keep it
   GET    /sandbox/hosts/{name}/slots/{slot}/in_flight     -> {in_flight: N} (ESTABLISHED to the port)
+  GET    /sandbox/hosts/{name}/in_flight                  -> {in_flight: {a: N, b: N}} (one read, both)
   DELETE /sandbox/hosts/{name}/containers/{container}     204 (also when absent)
   POST   /sandbox/hosts/{name}/prune       {keep}         -> {removed: [names]}
   POST   /sandbox/hosts/{name}/reboot                     every process SIGKILLed, then resumed
@@ -285,6 +286,9 @@ def agent_routes(
     async def slot_in_flight(request):
         return web.json_response({"in_flight": host(request).swap.in_flight(_slot(request))})
 
+    async def in_flight_all(request):
+        return web.json_response({"in_flight": host(request).swap.in_flight_all()})
+
     async def container_remove(request):
         await host(request).swap.remove_container(request.match_info["container"])
         return web.Response(status=204)
@@ -322,6 +326,7 @@ def agent_routes(
         web.post(p + "/{name}/slots/{slot}", handler(slot_run)),
         web.post(p + "/{name}/slots/{slot}/stop", handler(slot_stop)),
         web.get(p + "/{name}/slots/{slot}/in_flight", handler(slot_in_flight)),
+        web.get(p + "/{name}/in_flight", handler(in_flight_all)),
         web.delete(p + "/{name}/containers/{container}", handler(container_remove)),
         web.post(p + "/{name}/prune", handler(prune)),
         web.post(p + "/{name}/reboot", handler(reboot)),

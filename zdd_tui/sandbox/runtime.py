@@ -23,7 +23,7 @@ import httpx
 from zdd_tui.app_secrets import SecretEnv
 from zdd_tui.cloud.models import PULL_CREDENTIALS_SECONDS, Droplet
 from zdd_tui.config import Config
-from zdd_tui.proxy.traefik import PING_PATH, ROUTER_PATH, active_slot_from_router
+from zdd_tui.proxy.traefik import METRICS_PATH, PING_PATH, ROUTER_PATH, active_slot_from_router
 from zdd_tui.rollout.interfaces import (
     ContainerInfo,
     HealthProbe,
@@ -34,7 +34,7 @@ from zdd_tui.rollout.interfaces import (
     RuntimeFailure,
     ServiceAdmin,
 )
-from zdd_tui.traffic import ProxyCounters
+from zdd_tui.traffic import MAX_TEXT, ProxyCounters, parse_metrics
 
 PROBE_HEADER = {"X-Zdd-Probe": "zdd"}
 
@@ -361,7 +361,42 @@ class SandboxRuntime(ServiceAdmin):
         await self._call("DELETE", f"/containers/{name}")
 
     async def traffic(self) -> ProxyCounters | None:
-        return None  # not read yet
+        # The proxy's metrics straight from the host (as a droplet's are read on its loopback)
+        # and both slots' in-flight counts in one agent call, at once.
+        text, flying = await asyncio.gather(self._metrics_text(), self._in_flight_all(), return_exceptions=True)
+        if isinstance(text, BaseException):
+            raise text
+        if isinstance(flying, BaseException):
+            raise flying
+        if text is None:
+            return None
+        try:
+            return ProxyCounters(slots=parse_metrics(text), in_flight=flying)
+        except ValueError:
+            return None
+
+    async def _metrics_text(self) -> str | None:
+        """The proxy's metrics text; None when it does not answer, or answers more than is read."""
+        body = bytearray()
+        try:
+            async with self._direct.stream("GET", self._proxy_url(METRICS_PATH)) as r:
+                if r.status_code != 200:
+                    return None
+                async for chunk in r.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_TEXT:
+                        return None
+        except httpx.HTTPError:
+            return None
+        return body.decode("utf-8", "replace")
+
+    async def _in_flight_all(self) -> dict[str, int | None]:
+        try:
+            r = await self._call("GET", "/in_flight")
+            counts = r.json()["in_flight"]  # type: ignore[union-attr]
+            return {slot: int(counts[slot]) for slot in ("a", "b")}
+        except (HostUnreachable, RuntimeFailure, ValueError, KeyError, TypeError):
+            return {"a": None, "b": None}
 
     async def prune(self, keep: int) -> list[str]:
         r = await self._call("POST", "/prune", json={"keep": keep})
