@@ -14,12 +14,13 @@ proxies too: one request a host every 3 s).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from dataclasses import dataclass
 
 import pytest
 import yaml
-from sandboxkit import cli
 
 from zdd_tui.config import Config, load_config
 
@@ -37,6 +38,7 @@ MIN_REQUESTS = 150  # each side: the canary host gets a third of the load, 200+ 
 TOLERANCE = 0.03
 EDGE = 50
 HOSTS = ("app-1", "app-2", "app-3")
+DEPLOY_TIMEOUT = 480  # seconds; about a minute on a quiet machine
 
 
 @pytest.fixture
@@ -95,10 +97,37 @@ async def fleet(config: Config) -> dict[str, HostView]:
     return out
 
 
-async def deploy_under_load(sb, tag: str, cfg: tuple[str, ...]) -> tuple[int, list[dict], str, LoadResult]:
-    load = await Load(sb.info["lb_url"] + "/", RATE, max_seconds=300).start()
+async def deploy(*args: str) -> tuple[int, str, str]:
+    """`zdd-tui deploy ARGS --json`; on a busy shared machine it may take minutes, and what it said
+    is kept when it takes too long."""
+    p = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "zdd_tui", "deploy", *args, "--json", stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert p.stdout is not None
+        async for line in p.stdout:
+            lines.append(line.decode())
+
+    reader = asyncio.ensure_future(read())
     try:
-        rc, out, err = await cli("deploy", "--tag", tag, "--yes", "--json", *cfg)
+        await asyncio.wait_for(asyncio.shield(reader), DEPLOY_TIMEOUT)
+        err = (await p.stderr.read()).decode()
+        return await p.wait(), "".join(lines), err
+    except TimeoutError:
+        p.kill()
+        await p.wait()
+        raise AssertionError(f"deploy still running after {DEPLOY_TIMEOUT}s:\n" + "".join(lines)[-6000:]) from None
+    finally:
+        reader.cancel()
+
+
+async def deploy_under_load(sb, tag: str, cfg: tuple[str, ...]) -> tuple[int, list[dict], str, LoadResult]:
+    load = await Load(sb.info["lb_url"] + "/", RATE, max_seconds=DEPLOY_TIMEOUT + 60).start()
+    try:
+        rc, out, err = await deploy("--tag", tag, "--yes", *cfg)
     finally:
         res = await load.stop()
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
