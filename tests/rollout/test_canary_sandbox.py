@@ -7,9 +7,10 @@ hosts never touched, exit 3, the outcome carrying both sides' numbers.
 The load generator counts the errors version's own 500s (marked "injected") apart from failed
 requests; no request may fail because of the rollout. The traffic numbers the rollout reports (its
 `traffic` and `canary` JSON lines) must agree with the load generator's own count over the same
-window: within TOLERANCE of it, plus EDGE requests for the window's edges (a sample's reading and
-its timestamp are a few milliseconds apart, and the LB's own health checks pass through the hosts'
-proxies too: one request a host every 3 s).
+window: within TOLERANCE of it, plus EDGE_SECONDS of the window's traffic and EDGE requests for
+its edges (a reading is stamped when the last host answered: milliseconds after the proxies
+counted on a quiet machine, up to a second or two on a busy shared one), and the LB's own health
+checks pass through the hosts' proxies too: one request a host every 3 s.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ MIN_RATE = RATE / 4
 SOAK = 10  # seconds
 MIN_REQUESTS = 150  # each side: the canary host gets a third of the load, 200+ in a soak at MIN_RATE
 TOLERANCE = 0.03
-EDGE = 50
+EDGE_SECONDS = 2.0
+EDGE = 5
 HOSTS = ("app-1", "app-2", "app-3")
 DEPLOY_TIMEOUT = 480  # seconds; about a minute on a quiet machine
 
@@ -142,14 +144,15 @@ def of_kind(events: list[dict], kind: str) -> list[dict]:
     return [e for e in events if e["kind"] == kind]
 
 
-def near(reported: int, counted: int) -> bool:
-    return abs(reported - counted) <= TOLERANCE * counted + EDGE
+def near(reported: int, counted: int, seconds: float) -> bool:
+    return abs(reported - counted) <= TOLERANCE * counted + counted / seconds * EDGE_SECONDS + EDGE
 
 
 def traffic_agrees(events: list[dict], load: LoadResult) -> int:
     """The rollout's per-second samples, summed over every host, against the load generator's count
     over each sample's window; returns how many samples were compared."""
     reported = counted = samples = 0
+    window = 0.0
     for e in of_kind(events, "traffic"):
         rates = [h["rates"] for h in e["hosts"]]
         if len(rates) < len(HOSTS) or any(r is None for r in rates):
@@ -160,8 +163,10 @@ def traffic_agrees(events: list[dict], load: LoadResult) -> int:
         samples += 1
         reported += sum(r["requests"] for r in rates)
         counted += load.count(e["at"] - max(seconds), e["at"])
+        window += max(seconds)
     assert samples >= SOAK / 2, f"only {samples} complete traffic samples"
-    assert near(reported, counted), f"hosts' proxies counted {reported} requests, the load generator {counted}"
+    print(f"traffic: {samples} samples over {window:.1f}s: the proxies counted {reported}, the load {counted}")
+    assert near(reported, counted, window), f"hosts' proxies counted {reported} requests, the load generator {counted}"
     return samples
 
 
@@ -188,9 +193,9 @@ def soak_agrees(report: dict, since: float, until: float, load: LoadResult) -> N
     print(f"load: {load.summary()}; soak {report['elapsed_seconds']:.1f}s: load {load.count(since, until)} "
           f"answered ({load.count(since, until, injected=True)} injected), canary {report['canary']}, "
           f"baseline {report['baseline']}")
-    assert near(both, load.count(since, until)), (both, load.count(since, until), report)
+    assert near(both, load.count(since, until), until - since), (both, load.count(since, until), report)
     injected = load.count(since, until, injected=True)
-    assert abs(report["canary"]["errors"] - injected) <= 0.1 * injected + 3, (report["canary"], injected)
+    assert near(report["canary"]["errors"], injected, until - since), (report["canary"], injected)
 
 
 async def test_a_good_version_passes_the_canary_and_reaches_every_host(sandbox, tmp_path):
