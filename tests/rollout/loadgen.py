@@ -1,6 +1,12 @@
 """A load generator for rollout tests and the benchmark: a steady request rate through the LB,
 counting every non-2xx answer and every connection error or timeout.
 
+A 500 whose body carries the sample service's marker (`"injected": true`, its ZDD_ERROR_RATE) is
+the version's own failure, not the rollout's: it is counted apart (`injected`), not as failed.
+Every answer is also counted per 10 ms of the machine's monotonic clock (`answered_at`,
+`injected_at`), the clock the rollout engine stamps its events with, so a test can count what
+the load saw in the window of a rollout's own traffic numbers.
+
 Bounded in time and in count, so a hung test cannot leave it running. Usable in-process
 (`Load`) or as a script: `python tests/rollout/loadgen.py URL --rate 250 --seconds 60`
 (prints one JSON line with the counts).
@@ -18,6 +24,13 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+TICKS = 100  # per second, in answered_at / injected_at
+
+
+def _tick(ticks: dict, now: float) -> None:
+    t = int(now * TICKS)
+    ticks[t] = ticks.get(t, 0) + 1
+
 
 @dataclass
 class LoadResult:
@@ -29,13 +42,29 @@ class LoadResult:
     first_failures: list = field(default_factory=list)  # (seconds since start, what)
     seconds: float = 0.0
     versions: dict = field(default_factory=dict)  # "version" in GET / answers -> count
+    injected: int = 0  # 500s the version answered on purpose (marked "injected"): not failures
+    # int(time.monotonic() * TICKS) -> answers received then (any status; injected ones alone)
+    answered_at: dict = field(default_factory=dict)
+    injected_at: dict = field(default_factory=dict)
+
+    @property
+    def answered(self) -> int:
+        """Requests that got an HTTP answer, whatever its status."""
+        return sum(self.answered_at.values())
+
+    def count(self, since: float, until: float, *, injected: bool = False) -> int:
+        """Answers received between two readings of time.monotonic() (to the nearest tick)."""
+        lo, hi = round(since * TICKS), round(until * TICKS)
+        ticks = self.injected_at if injected else self.answered_at
+        return sum(n for t, n in ticks.items() if lo <= t < hi)
 
     @property
     def rate(self) -> float:
         return self.sent / self.seconds if self.seconds else 0.0
 
     def summary(self) -> str:
-        return (f"{self.sent} requests in {self.seconds:.1f}s ({self.rate:.0f}/s): {self.ok} ok, "
+        injected = f", {self.injected} injected 500s" if self.injected else ""
+        return (f"{self.sent} requests in {self.seconds:.1f}s ({self.rate:.0f}/s): {self.ok} ok{injected}, "
                 f"{self.failed} failed {self.statuses or ''}{self.errors or ''}")
 
 
@@ -74,7 +103,12 @@ class Load:
         try:
             async with session.get(self.url) as resp:
                 body = await resp.read()
-                if 200 <= resp.status < 300:
+                now = time.monotonic()
+                _tick(r.answered_at, now)
+                if resp.status == 500 and _injected(body):
+                    r.injected += 1
+                    _tick(r.injected_at, now)
+                elif 200 <= resp.status < 300:
                     r.ok += 1
                     try:
                         v = json.loads(body).get("version", "?")
@@ -123,6 +157,13 @@ class Load:
         self.result.seconds = time.monotonic() - self._t0
 
 
+def _injected(body: bytes) -> bool:
+    try:
+        return json.loads(body).get("injected") is True
+    except (ValueError, AttributeError):
+        return False
+
+
 class LoadProcess:
     """The same load from its own process (its own CPU share on a busy 2-core CI machine).
     `stop()` sends SIGTERM and reads the JSON result line."""
@@ -145,7 +186,8 @@ class LoadProcess:
         out, _ = await asyncio.wait_for(self.proc.communicate(), 60)
         d = json.loads(out.decode().strip().splitlines()[-1])
         d.pop("rate", None)
-        d["statuses"] = {int(k): v for k, v in d["statuses"].items()}
+        for name in ("statuses", "answered_at", "injected_at"):
+            d[name] = {int(k): v for k, v in d[name].items()}
         return LoadResult(**d)
 
 

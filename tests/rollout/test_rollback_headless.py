@@ -69,7 +69,7 @@ async def test_rollback_with_no_tag_list_and_json(sandbox, tmp_path):
     assert doc["ran"][0]["current"] and doc["ran"][0]["action"] == "deploy" and doc["ran"][0]["ended"] == "success"
     assert sorted(doc["ran"][1]["hosts"]) == ["app-1", "app-2"] and not doc["ran"][1]["current"]
     assert v2 not in doc["never_ran"] and v1 not in doc["never_ran"]
-    assert {doc["labels"][t] for t in doc["labels"]} == {"fails health", "crashes", "slow"}
+    assert {doc["labels"][t] for t in doc["labels"]} == {"fails health", "crashes", "slow", "5% errors"}
 
     # Without --yes and without a terminal to ask on: refused, nothing changes.
     rc, out, err = await cli("rollback", *cfg)

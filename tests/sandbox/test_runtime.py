@@ -26,7 +26,7 @@ async def test_fresh_sandbox_shape(sandbox, config):
     assert set(info) == {"api_url", "lb_url", "config", "hosts", "tags"}
     by = tags_by_behaviour(sandbox)
     assert "latest" in by["ok"] and len([t for t in by["ok"] if t.startswith("sha-")]) == 2
-    for b in ("unhealthy", "crash", "slow"):
+    for b in ("unhealthy", "crash", "slow", "errors", "plain"):
         assert len(by[b]) == 1 and by[b][0].startswith("sha-") and len(by[b][0]) == 11
     addrs = [h["address"] for h in info["hosts"]]
     assert len(set(addrs)) == 2
@@ -109,6 +109,35 @@ async def test_crash_version_restarts_with_backoff(sandbox, config):
         assert not (await rt.probe_health()).healthy
         await rt.stop(2)
         assert await rt.inspect() is None
+    finally:
+        await rt.close()
+
+
+async def test_bad_versions_pass_health_but_serve_badly(sandbox, config):
+    """`errors` and `slow` are healthy: only their answers to `GET /` tell them from a good version."""
+    by = tags_by_behaviour(sandbox)
+    d = droplet_of(sandbox, "app-1")
+    url = f"http://{d.public_ipv4}:{config.service.port}/"
+    rt = open_runtime(config, d)
+    try:
+        await rt.stop(5)
+        await rt.run(f"{config.image_repo}:{by['errors'][0]}")
+        await wait_until(lambda: _healthy(rt), timeout=10)
+        async with httpx.AsyncClient() as c:
+            answers = [await c.get(url) for _ in range(400)]
+        injected = [a for a in answers if a.status_code == 500]
+        assert all(a.json() == {"error": "injected", "injected": True} for a in injected)
+        assert len(injected) + sum(a.status_code == 200 for a in answers) == 400
+        assert 5 <= len(injected) <= 45  # 5% of 400: 20, more than 3 standard deviations either way
+        assert (await rt.probe_health()).healthy
+
+        await rt.stop(5)
+        await rt.run(f"{config.image_repo}:{by['slow'][0]}")
+        await wait_until(lambda: _healthy(rt), timeout=20)  # it starts slowly too
+        async with httpx.AsyncClient() as c:
+            for _ in range(3):
+                r = await c.get(url)
+                assert r.status_code == 200 and r.elapsed.total_seconds() >= 0.25
     finally:
         await rt.close()
 

@@ -4,8 +4,10 @@ A sandbox registry tag names one of these. Pulling it on a local host records it
 starts `python -m zdd_service` with the image's environment (ZDD_VERSION plus its behaviour
 switches). The behaviours are the service's own switches (service/README.md):
 ok (none), unhealthy (health always 503), crash (exits during start-up), slow (health answers
-503 "starting" for a while after start), plain (no admin listener at all, even when asked: only
-`$PORT` and `/health`, the contract any app meets; deployable with local-swap only).
+503 "starting" for a while after start, then every `GET /` takes 250 ms), errors (healthy, but 5%
+of `GET /` answered 500), plain (no admin listener at all, even when asked: only `$PORT` and
+`/health`, the contract any app meets; deployable with local-swap only). `slow` and `errors` pass
+every health check: only the canary's comparison with the old version catches them.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ BEHAVIOURS: dict[str, dict[str, str]] = {
     "ok": {},
     "unhealthy": {"ZDD_FAIL_HEALTH": "1"},
     "crash": {"ZDD_CRASH_ON_START": "1"},
-    # Slow, not broken: a deploy of it should succeed after waiting (start timeout default 60 s).
-    "slow": {"ZDD_START_DELAY_SECONDS": "8"},
+    # Slow, not broken: a deploy of it should succeed after waiting (start timeout default 60 s),
+    # and then it serves slowly: a p95 a canary compares with the old version's.
+    "slow": {"ZDD_START_DELAY_SECONDS": "8", "ZDD_LATENCY_MS": "250"},
+    # Healthy but bad: one `GET /` in twenty answers 500 (marked "injected" in its body).
+    "errors": {"ZDD_ERROR_RATE": "0.05"},
     "plain": {"ZDD_NO_ADMIN": "1"},
 }
 
@@ -82,16 +87,17 @@ def seed_images(now: datetime | None = None) -> list[SandboxImage]:
     """
     now = now or datetime.now(UTC)
     tags: list[str] = []
-    while len(tags) < 6:
+    while len(tags) < 7:
         t = sha_tag()
         if t not in tags:
             tags.append(t)
-    v1, v2, bad_health, crash, slow, plain = tags
+    v1, v2, bad_health, crash, errors, slow, plain = tags
     out = [
         make_image(v1, "ok", when=now - timedelta(days=2)),
         make_image(v2, "ok", when=now - timedelta(days=1)),
         make_image(bad_health, "unhealthy", when=now - timedelta(hours=3)),
         make_image(crash, "crash", when=now - timedelta(hours=2)),
+        make_image(errors, "errors", when=now - timedelta(minutes=90)),
         make_image(slow, "slow", when=now - timedelta(hours=1)),
         make_image(plain, "plain", when=now - timedelta(minutes=30)),
     ]

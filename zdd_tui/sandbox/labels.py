@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-# A behaviour (sandbox/images.py BEHAVIOURS) -> the label the registry pane shows; "ok" has none.
-LABELS = {"unhealthy": "fails health", "crash": "crashes", "slow": "slow"}
+from zdd_tui.sandbox.images import BEHAVIOURS
+
+# A behaviour (sandbox/images.py BEHAVIOURS) -> the label the registry pane shows; "ok" and
+# "plain" (a good version without an admin port) have none. The error share is the image's own.
+LABELS = {
+    "unhealthy": "fails health",
+    "crash": "crashes",
+    "slow": "slow",
+    "errors": f"{float(BEHAVIOURS['errors']['ZDD_ERROR_RATE']) * 100:g}% errors",
+}
 
 
 async def tag_labels(client: Any, repository: str) -> dict[str, str]:

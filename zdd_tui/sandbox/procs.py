@@ -9,6 +9,7 @@ again after it exits, with a doubling backoff, until it is stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import logging
@@ -119,7 +120,9 @@ async def end_process(proc: asyncio.subprocess.Process, grace: float | None) -> 
         proc.send_signal(signal.SIGTERM)
         return await asyncio.wait_for(proc.wait(), max(0.0, grace))
     except TimeoutError:
-        proc.kill()
+        # It may exit, and be reaped, between the grace's end and the kill.
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
         return await proc.wait()
     except ProcessLookupError:
         return await proc.wait()

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from zdd_tui.sandbox import images
+
 STATE_FILE = "api-state.json"
 STATE_VERSION = 1
 
@@ -52,7 +54,7 @@ REGISTRY_TIERS = [
      "storage_overage_price_in_cents": 2},
 ]
 
-BEHAVIOURS = ("ok", "unhealthy", "crash", "slow", "plain")
+BEHAVIOURS = tuple(images.BEHAVIOURS)  # what a registry tag may be (sandbox-only)
 
 
 def now_iso(epoch: float | None = None) -> str:

@@ -55,6 +55,9 @@ STRATEGIES = ("local-swap", "lb-drain")
 INFO_FILE = "sandbox.json"  # pid, URLs and config path of the running sandbox
 # Seconds a droplet or load balancer created through the API stays "new" (without addresses).
 CREATE_DELAY = 3.0
+# deploy.canary.soak_seconds in the zdd.yaml `sandbox up` writes: long enough to judge under a
+# modest load, short enough to watch.
+SANDBOX_SOAK_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -520,7 +523,10 @@ class Sandbox(LocalServer):
                 # The service drains within the engine's stop grace (its own default is 30 s).
                 "env": {"ZDD_GRACE_SECONDS": str(o.stop_grace_seconds)},
             },
-            "deploy": {"strategy": o.strategy, "stop_grace_seconds": o.stop_grace_seconds},
+            # A demo's canary (local-swap, 3+ hosts or --canary): a short soak, so the `slow` and
+            # `errors` versions are caught while one watches.
+            "deploy": {"strategy": o.strategy, "stop_grace_seconds": o.stop_grace_seconds,
+                       "canary": {"soak_seconds": SANDBOX_SOAK_SECONDS}},
             "proxy": {"port": o.proxy_port, "slot_a_port": o.slot_a_port, "slot_b_port": o.slot_b_port},
             "sandbox": {"state_dir": str(self.state_dir)},
         }

@@ -50,7 +50,7 @@ _PANES = {
     "labels": ("tags", "hint"),
     "traffic": ("traffic",),
 }
-SANDBOX_HINT = ("Sandbox: tags marked 'fails health', 'crashes' or 'slow' misbehave on purpose; "
+SANDBOX_HINT = ("Sandbox: tags marked 'fails health', 'crashes', 'slow' or '5% errors' misbehave on purpose; "
                 "deploy one (d, o) to watch a rollout halt and restore the previous version.")
 
 
