@@ -341,8 +341,8 @@ class DockerSSHRuntime(ServiceAdmin):
         if res.exit_status != 0 and "no such" not in res.stderr.lower():
             raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
 
-    async def logs(self, tail: int = 100) -> list[str]:
-        res = await self.shell.run(host_argv.docker_logs(self.config.container_name, tail), check=False)
+    async def logs(self, tail: int = 100, *, since: float | None = None) -> list[str]:
+        res = await self.shell.run(host_argv.docker_logs(self.config.container_name, tail, since), check=False)
         if res.exit_status != 0:
             if "no such" in res.stdout.lower() or "no such" in res.stderr.lower():
                 return []
