@@ -343,11 +343,27 @@ class DockerSSHRuntime(ServiceAdmin):
 
     async def logs(self, tail: int = 100, *, since: float | None = None) -> list[str]:
         res = await self.shell.run(host_argv.docker_logs(self.config.container_name, tail, since), check=False)
-        if res.exit_status != 0:
-            if "no such" in res.stdout.lower() or "no such" in res.stderr.lower():
+        if res.exit_status != 0 and _no_such(res):
+            # No container of the fixed name: a local-swap host, whose app is its serving slot's.
+            name = await self._serving_slot_container()
+            if name is None:
                 return []
+            res = await self.shell.run(host_argv.docker_logs(name, tail, since), check=False)
+            if res.exit_status != 0 and _no_such(res):
+                return []  # removed in between
+        if res.exit_status != 0:
             raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr or res.stdout)
         return res.stdout.splitlines()
+
+    async def _serving_slot_container(self) -> str | None:
+        """The slot container that serves: the only live one, or while two are (a switch), the
+        one on the slot the proxy names."""
+        live = [c for c in await self.slot_containers() if c.state in ("running", "restarting")]
+        if len(live) > 1:
+            active = (await self.proxy()).active_slot
+            live = [c for c in live if c.slot == active] or live
+        live.sort(key=lambda c: -(c.started_at or 0.0))
+        return live[0].name if live else None
 
     # --- the service's endpoints (through SSH channels) ------------------------------------
 
@@ -682,6 +698,11 @@ class DockerSSHRuntime(ServiceAdmin):
         self.forwards.close()
         if self._owns_pool:
             await self.pool.close()
+
+
+def _no_such(res) -> bool:
+    """docker said the container does not exist."""
+    return "no such" in res.stdout.lower() or "no such" in res.stderr.lower()
 
 
 def _pick_digest(stdout: str, image_ref: str) -> str:

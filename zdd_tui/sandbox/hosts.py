@@ -484,8 +484,11 @@ class LocalHost:
         return own + self.swap.pids()
 
     def logs(self, tail: int = 100, since: float | None = None) -> list[str]:
-        """The container's last `tail` lines (all when tail <= 0); with `since` (epoch seconds),
-        only those written at or after it."""
+        """The serving container's last `tail` lines (all when tail <= 0); with `since` (epoch
+        seconds), only those written at or after it. Local-swap: the active slot's container."""
+        serving = self.serving_container() if self._container is None else None
+        if serving is not None:
+            return read_log(self.root / "logs" / f"{serving['name']}.log", tail, since)
         return read_log(self.log_file, tail, since)
 
     # ----- state files -----
