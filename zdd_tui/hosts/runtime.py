@@ -344,8 +344,8 @@ class DockerSSHRuntime(ServiceAdmin):
     async def logs(self, tail: int = 100, *, since: float | None = None) -> list[str]:
         res = await self.shell.run(host_argv.docker_logs(self.config.container_name, tail, since), check=False)
         if res.exit_status != 0 and _no_such(res):
-            # No container of the fixed name: a local-swap host, whose app is its serving slot's.
-            name = await self._serving_slot_container()
+            # No container of the fixed name: a local-swap host, whose app is in its slots.
+            name = await self._newest_slot_container()
             if name is None:
                 return []
             res = await self.shell.run(host_argv.docker_logs(name, tail, since), check=False)
@@ -355,15 +355,13 @@ class DockerSSHRuntime(ServiceAdmin):
             raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr or res.stdout)
         return res.stdout.splitlines()
 
-    async def _serving_slot_container(self) -> str | None:
-        """The slot container that serves: the only live one, or while two are (a switch), the
-        one on the slot the proxy names."""
-        live = [c for c in await self.slot_containers() if c.state in ("running", "restarting")]
-        if len(live) > 1:
-            active = (await self.proxy()).active_slot
-            live = [c for c in live if c.slot == active] or live
-        live.sort(key=lambda c: -(c.started_at or 0.0))
-        return live[0].name if live else None
+    async def _newest_slot_container(self) -> str | None:
+        """The slot container started last: during a deploy the new one (whose output a failure
+        quotes, even once it has exited), else the one that serves."""
+        started = [c for c in await self.slot_containers() if c.started_at is not None]
+        # (A tie, to the clock's resolution: the live one.)
+        newest = max(started, key=lambda c: (c.started_at or 0.0, c.state in ("running", "restarting")), default=None)
+        return newest.name if newest else None
 
     # --- the service's endpoints (through SSH channels) ------------------------------------
 

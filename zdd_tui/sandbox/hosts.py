@@ -484,11 +484,14 @@ class LocalHost:
         return own + self.swap.pids()
 
     def logs(self, tail: int = 100, since: float | None = None) -> list[str]:
-        """The serving container's last `tail` lines (all when tail <= 0); with `since` (epoch
-        seconds), only those written at or after it. Local-swap: the active slot's container."""
-        serving = self.serving_container() if self._container is None else None
-        if serving is not None:
-            return read_log(self.root / "logs" / f"{serving['name']}.log", tail, since)
+        """The app container's last `tail` lines (all when tail <= 0); with `since` (epoch
+        seconds), only those written at or after it. Local-swap: the slot container started
+        last (during a deploy the new one, even once it has exited; else the one that serves)."""
+        if self._container is None:
+            started = [c for c in self.swap.containers() if c.get("started_at")]
+            if started:
+                newest = max(started, key=lambda c: (c["started_at"], c.get("state") in ("running", "restarting")))
+                return read_log(self.root / "logs" / f"{newest['name']}.log", tail, since)
         return read_log(self.log_file, tail, since)
 
     # ----- state files -----
