@@ -17,8 +17,9 @@ from rollout.fakes import FakeClock, World, fake_project
 
 from zdd_tui.cli import main
 from zdd_tui.commands.init import project_config, render
-from zdd_tui.commands.logs import new_lines
+from zdd_tui.commands.logs import SINCE_TAIL, new_lines, parse_since
 from zdd_tui.config import load_config
+from zdd_tui.errors import UsageError
 from zdd_tui.project import Project
 from zdd_tui.rollout.journal import JOURNAL_FILE
 from zdd_tui.rollout.lock import LOCK_FILE, LockInfo
@@ -224,7 +225,7 @@ def test_logs_follow_prints_only_what_is_new_until_ctrl_c(fleet, capsys, monkeyp
         from zdd_tui.commands.logs import run
 
         class Args:
-            host, follow, tail, context, config = "app-1", True, 3, None, cfg
+            host, follow, tail, since, context, config = "app-1", True, 3, None, None, cfg
 
         loop_holder["feed"] = asyncio.ensure_future(feed())
         return await run(Args())
@@ -238,3 +239,90 @@ def test_new_lines_of_a_window():
     assert new_lines(["a", "b", "c"], ["b", "c", "d"]) == (["d"], False)
     assert new_lines(["a", "b"], ["a", "b"]) == ([], False)
     assert new_lines(["a", "b"], ["x", "y"]) == (["x", "y"], True)  # more than a window, or a new container
+
+
+class StampedLog:
+    """A host's log whose lines carry the instant they were written, as Docker's do."""
+
+    def __init__(self, lines: list[tuple[float, str]]):
+        self.lines = lines
+        self.asked: list[tuple[int, float | None]] = []
+
+    async def __call__(self, tail: int = 100, *, since: float | None = None):
+        self.asked.append((tail, since))
+        return [text for at, text in self.lines if since is None or at >= since][-tail:]
+
+
+def test_logs_since_shows_only_what_came_since(fleet, capsys):
+    import time
+
+    world, _, cfg = fleet
+    now = time.time()
+    log = StampedLog([(now - 3600, "an hour ago"), (now - 900, "15 minutes ago"), (now - 60, "a minute ago")])
+    world.hosts["app-1"].logs = log
+    assert main(["logs", "app-1", "--since", "10m", "--config", cfg]) == 0
+    assert capsys.readouterr().out.splitlines() == ["a minute ago"]
+    (tail, since), = log.asked
+    assert tail == SINCE_TAIL and since is not None and abs(since - (now - 600)) < 5
+    assert main(["logs", "app-1", "--since", "1h30m", "-n", "1", "--config", cfg]) == 0
+    assert capsys.readouterr().out.splitlines() == ["a minute ago"]
+    assert log.asked[-1][0] == 1
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 1800))
+    assert main(["logs", "app-1", "--since", stamp, "--config", cfg]) == 0
+    assert capsys.readouterr().out.splitlines() == ["15 minutes ago", "a minute ago"]
+
+
+@pytest.mark.parametrize(("text", "back"), [
+    ("10m", 600), ("1h30m", 5400), ("90s", 90), ("1.5h", 5400), ("250ms", 0.25), (".5m", 30), ("2h45m10s", 9910),
+])
+def test_since_durations_count_back_from_now(text, back):
+    assert parse_since(text, now=1_800_000_000.0) == pytest.approx(1_800_000_000.0 - back)
+
+
+def test_since_times_in_docker_s_forms(monkeypatch):
+    import datetime as dt
+    import time
+
+    assert parse_since("2026-01-02T15:04:05Z") == dt.datetime(2026, 1, 2, 15, 4, 5, tzinfo=dt.UTC).timestamp()
+    assert parse_since("2026-01-02T15:04:05.25+01:00") == pytest.approx(
+        dt.datetime(2026, 1, 2, 14, 4, 5, tzinfo=dt.UTC).timestamp() + 0.25)
+    assert parse_since("2026-01-02T15:04:05.123456789-02:30") == pytest.approx(
+        dt.datetime(2026, 1, 2, 17, 34, 5, tzinfo=dt.UTC).timestamp() + 0.123456789)
+    # Without a zone: this machine's local time, as Docker's CLI reads it.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_since("2026-01-02T15:04") == dt.datetime(2026, 1, 2, 20, 4, tzinfo=dt.UTC).timestamp()
+        assert parse_since("2026-07-02") == dt.datetime(2026, 7, 2, 4, 0, tzinfo=dt.UTC).timestamp()  # EDT
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert parse_since("1767366245") == 1767366245.0
+    assert parse_since("1767366245.5") == 1767366245.5
+
+
+@pytest.mark.parametrize(("text", "said", "hint"), [
+    ("10 minutes", "neither a duration nor a time", "like 10m, 1h30m"),
+    ("10", "a number alone is epoch seconds", "write e.g. 10m or 10s"),
+    ("1d", "neither a duration nor a time", "units h, m, s, ms"),
+    ("-10m", "neither a duration nor a time", "like 10m"),
+    ("2026-13-01", "not a valid time (month must be in 1..12)", "2026-01-02T15:04:05Z"),
+    ("2026-01-02T25:00", "not a valid time", "2026-01-02T15:04:05Z"),
+    ("2026-01-02T15:04:05+25:00", "not a valid time (zone +25:00 out of range)", "2026-01-02T15:04:05Z"),
+    ("2026-01-02 15:04", "neither a duration nor a time", "2026-01-02T15:04"),
+    ("yesterday\x1b]0;x\x07", "--since yesterday^[]0;x^G: neither", "like 10m"),
+])
+def test_a_bad_since_says_what_to_write(text, said, hint):
+    with pytest.raises(UsageError) as err:
+        parse_since(text, now=1_800_000_000.0)
+    assert said in err.value.message and hint in (err.value.hint or "")
+
+
+def test_a_bad_since_exits_2_before_any_host_is_asked(fleet, capsys):
+    world, _, cfg = fleet
+    log = StampedLog([(0.0, "x")])
+    world.hosts["app-1"].logs = log
+    assert main(["logs", "--since", "5 min", "--config", cfg]) == 2
+    err = capsys.readouterr().err
+    assert "--since 5 min: neither a duration nor a time" in err and "like 10m, 1h30m" in err
+    assert log.asked == []

@@ -221,8 +221,13 @@ elif cmd == "logs":
     if name not in s["containers"]:
         fail(f"Error: No such container: {name}")
     n = int(argv[argv.index("--tail") + 1])
-    lines = [f"line {i}" for i in range(1, 8)]
-    print("\n".join(lines[-n:]), flush=True)
+    # Line i was written at LOG_T0 + i; --since as Docker reads a number: seconds.nanoseconds.
+    lines = [(1_700_000_000 + i, f"line {i}") for i in range(1, 8)]
+    if "--since" in argv:
+        s["logs_since"] = since = argv[argv.index("--since") + 1]
+        sec, nanos = since.split(".")
+        lines = [(t, x) for t, x in lines if t * 10**9 >= int(sec) * 10**9 + int(nanos)]
+    print("\n".join(x for _, x in lines[-n:]), flush=True)
     print("an error line", file=sys.stderr)
 else:
     fail(f"fake docker: unsupported {argv}", 2)

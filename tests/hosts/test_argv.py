@@ -84,6 +84,7 @@ def test_stop_rm_inspect_logs():
     assert host_argv.docker_inspect("app") == ["docker", "container", "inspect", "--", "app"]
     logs = host_argv.docker_logs("app", 50)
     assert logs[0:2] == ["sh", "-c"] and logs[3:] == ["zdd-logs", "50", "app"]
+    assert "--since" not in logs[2]
     assert host_argv.docker_image_digests(REF) == [
         "docker", "image", "inspect", "--format", "{{json .RepoDigests}}", "--", REF]
 
@@ -156,3 +157,15 @@ def test_run_and_release_take_secrets_only_through_the_env_file():
     for argv in (run, release):
         assert value not in host_argv.to_command_line(argv)
     assert "DB_PASSWORD=" in bundle.label and host_argv.env_file(dict(bundle.values)) == f"DB_PASSWORD={value}\n"
+
+
+def test_logs_since_is_docker_s_seconds_and_nanoseconds():
+    logs = host_argv.docker_logs("app", 50, since=1_767_366_245.5)
+    assert logs[0:2] == ["sh", "-c"] and logs[3:] == ["zdd-logs", "50", "app", "1767366245.500000000"]
+    assert '--since "$3"' in logs[2] and "1767366245" not in logs[2]  # a parameter, never in the script
+    # Docker reads the digits after the point as nanoseconds: always nine of them.
+    assert host_argv.docker_since(1_767_366_245.000001) == "1767366245.000001000"
+    assert host_argv.docker_since(0) == "0.000000000"
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="since must be non-negative epoch seconds"):
+            host_argv.docker_logs("app", 50, since=bad)

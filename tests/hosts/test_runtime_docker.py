@@ -144,6 +144,9 @@ async def test_pull_run_stop_logs_with_read_only_credentials(docker_host, do_api
                 await rt.run(f"{REPO}:sha-1234567")
 
             assert await rt.logs(tail=3) == ["line 5", "line 6", "line 7", "an error line"]
+            # --since goes to docker's own filter (lines i were written at 1700000000 + i)
+            assert await rt.logs(tail=100, since=1_700_000_005.5) == ["line 6", "line 7", "an error line"]
+            assert _state(s)["logs_since"] == "1700000005.500000000"
             await rt.stop(2.5)
             assert _state(s)["stop_timeout"] == "3"
             assert await rt.inspect() is None

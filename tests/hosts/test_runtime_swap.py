@@ -134,6 +134,10 @@ async def test_slots_run_restart_stop_and_prune(swap):
 
     b = await rt.run_slot("b", ref2)
     await rt.stop_slot("a", 2.2)
+    # No container of the fixed name: the logs are the live slot container's.
+    calls = len(_state(s)["calls"])
+    assert await rt.logs(tail=2, since=1_700_000_006.0) == ["line 6", "line 7", "an error line"]
+    assert [c[-1] for c in _state(s)["calls"][calls:] if c[0] == "logs"] == ["web", "web-b-sha-2222222"]
     assert _state(s)["stop_timeout"] == "3"
     listed = {c.name: c for c in await rt.slot_containers()}
     assert set(listed) == {"web-a-sha-1111111", "web-b-sha-2222222"}

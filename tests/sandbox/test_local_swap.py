@@ -332,6 +332,8 @@ async def test_plain_version_runs_on_a_slot_and_serves(swap_sandbox, rt):
     host = sb.hosts.get("app-1")
     lines = host.swap.log_lines(f"app-b-{plain[0]}")
     assert any("listening" in line and "admin=none" in line for line in lines), lines
+    # The host's logs are those of the container the proxy sends to.
+    assert await rt.logs(len(lines) + 10) == lines
     async with httpx.AsyncClient() as c:
         with pytest.raises(httpx.ConnectError):
             await c.get(f"http://{host.address}:9090/admin/stats")

@@ -142,6 +142,40 @@ async def test_bad_versions_pass_health_but_serve_badly(sandbox, config):
         await rt.close()
 
 
+async def test_logs_since_an_instant(sandbox, config):
+    """Each line of a sandbox container's output is stamped as the sandbox reads it, so the
+    runtime's `since` keeps only what came after an instant (as `docker logs --since` does)."""
+    import asyncio
+    import time
+
+    rt = open_runtime(config, droplet_of(sandbox, "app-2"))
+
+    async def said(word: str, since: float | None = None):
+        lines = await rt.logs(1000, since=since)
+        return [line for line in lines if word in line] or None
+
+    try:
+        await wait_until(lambda: said("listening"), timeout=15)
+        cut = time.time()
+        await asyncio.sleep(0.05)
+        await rt.drain()  # the service logs "zdd-service draining"
+        await wait_until(lambda: said("draining"), timeout=10)
+        after = await rt.logs(1000, since=cut)
+        everything = await rt.logs(1000)
+        assert after and any("draining" in line for line in after), after
+        assert not any("listening" in line for line in after), after
+        assert any("listening" in line for line in everything)
+        assert everything[-len(after):] == after  # what came since the cut: the log's end
+        assert await rt.logs(1000, since=time.time() + 60) == []
+        assert await rt.logs(1, since=cut) == after[-1:]
+        # A number the agent cannot take is refused by it, never read as "everything".
+        with pytest.raises(RuntimeFailure, match="since must be epoch seconds"):
+            await rt.logs(10, since=float("nan"))
+    finally:
+        await rt.undrain()
+        await rt.close()
+
+
 async def _healthy(rt):
     return (await rt.probe_health()).healthy
 

@@ -239,3 +239,63 @@ async def test_sandbox_says_its_registry_is_prebuilt_and_builds_nothing(source, 
         await pilot.press("b")  # asking again still builds nothing
         await pilot.pause(0.1)
         assert screen.phase == "sandbox" and not isinstance(app.screen, ConfirmScreen)
+
+
+def _pre_build_hook(repo, body: str) -> None:
+    hooks = repo / ".zdd" / "hooks"
+    hooks.mkdir(parents=True)
+    (hooks / "pre-build").write_text("#!/bin/sh\necho \"$ZDD_ACTION $ZDD_TAG\" >> ../pre-build.ran\n" + body)
+    (hooks / "pre-build").chmod(0o755)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "a pre-build hook")
+
+
+async def _confirm_build(app, pilot) -> BuildScreen:
+    await pilot.pause()
+    await pilot.press("b")
+    await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 15, "the build confirmation")
+    await pilot.press("y")
+    screen = app.screen
+    assert isinstance(screen, BuildScreen)
+    await until(pilot, lambda: screen.phase in ("done", "failed"), 20, "the build")
+    await pilot.pause(0.2)
+    return screen
+
+
+async def test_a_failing_pre_build_hook_builds_nothing_and_says_why(repo, do_api, project_source, monkeypatch):
+    """The console runs the pre-build hook as `zdd-tui build` does; its failure stops the build
+    before the engine is asked to build, and the screen quotes it."""
+    api = RecordingAPI()
+    monkeypatch.setattr("zdd_tui.images.build.docker_api", lambda host=None: api)
+    _pre_build_hook(repo, "echo 'unit tests: 3 failed'\nexit 1\n")
+    sha = _git(repo, "rev-parse", "--short=7", "HEAD").strip()
+    app = ZddApp(project_source, poll="once")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _confirm_build(app, pilot)
+        assert screen.phase == "failed"
+        assert (repo.parent / "pre-build.ran").read_text() == f"build sha-{sha}\n"
+        assert api.calls == [] and do_api.issued_credentials == []  # nothing built, tagged or pushed
+        assert "hook .zdd/hooks/pre-build failed (exit 1); nothing was built" in (screen.error or "")
+        text = screen_text(app)
+        assert "Build and push failed: hook .zdd/hooks/pre-build failed (exit 1)" in text
+        assert "unit tests: 3 failed" in text
+
+
+async def test_a_passing_pre_build_hook_runs_before_the_build(repo, do_api, project_source, monkeypatch):
+    marker = repo.parent / "pre-build.ran"
+
+    class Recording(RecordingAPI):
+        def build(self, **kw):
+            self.calls.append(("hook ran before the build", marker.exists()))
+            yield from super().build(**kw)
+
+    api = Recording()
+    monkeypatch.setattr("zdd_tui.images.build.docker_api", lambda host=None: api)
+    _pre_build_hook(repo, "echo 'lint: clean'\n")
+    app = ZddApp(project_source, poll="once")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _confirm_build(app, pilot)
+        assert screen.phase == "done", screen.error
+        assert api.calls[0] == ("hook ran before the build", True)
+        assert len(marker.read_text().splitlines()) == 1  # once
+        assert "hook pre-build: lint: clean" in screen_text(app)

@@ -82,6 +82,10 @@ async def execute(args, *, action: str, tag: str | None) -> int:
                     pass
         if outcome.status != OutcomeStatus.SUCCESS:
             # The message also goes to stderr, so a CI log shows why even with --json on stdout.
-            print(f"zdd-tui: {action} {outcome.status.value}: {outcome.message}".replace(
-                f"{outcome.status.value}: {outcome.status.value}:", f"{outcome.status.value}:"), file=sys.stderr)
+            # It may quote a host: in GitHub Actions none of its lines may be a workflow command.
+            from zdd_tui.actions import escape_lines, in_actions
+
+            said = f"zdd-tui: {action} {outcome.status.value}: {outcome.message}".replace(
+                f"{outcome.status.value}: {outcome.status.value}:", f"{outcome.status.value}:")
+            print(escape_lines(said) if in_actions() else said, file=sys.stderr)
         return exit_code_for(outcome)

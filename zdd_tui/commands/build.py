@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 from zdd_tui.headless import HeadlessRenderer
-from zdd_tui.project.build import image_builder, parse_build_args, push_credentials_for
-from zdd_tui.project.hooks import before_build
+from zdd_tui.project.build import build_image, image_builder, parse_build_args, push_credentials_for
 
 
 def register(sub, common):
@@ -36,9 +35,9 @@ async def run(args) -> int:
     render = HeadlessRenderer(sys.stdout, json_lines=args.json)
     builder = image_builder(config, project_dir=args.project_dir, docker_host=args.docker_host)
     try:
-        _git, tags = builder.plan(allow_dirty=args.allow_dirty)  # refuse a dirty tree before touching the engine
-        await before_build(config, next((t for t in tags if t.startswith("sha-")), tags[-1]), render)
-        result = await builder.build(allow_dirty=args.allow_dirty, build_args=build_args, on_event=render)
+        # A dirty tree is refused, then the pre-build hook runs, before the engine is touched.
+        result = await build_image(config, builder, allow_dirty=args.allow_dirty, build_args=build_args,
+                                   on_event=render)
         pushed = None
         if args.push:
             creds = None

@@ -319,10 +319,25 @@ def docker_inspect(name: str) -> Argv:
     return ["docker", "container", "inspect", "--", check_container_name(name)]
 
 
-def docker_logs(name: str, tail: int) -> Argv:
-    """stdout and stderr of the container, merged in arrival order."""
-    return ["sh", "-c", 'exec docker logs --tail "$1" -- "$2" 2>&1', "zdd-logs",
-            str(int(tail)), check_container_name(name)]
+def docker_logs(name: str, tail: int, since: float | None = None) -> Argv:
+    """stdout and stderr of the container, merged in arrival order; the last `tail` lines, and
+    with `since` (epoch seconds) only those written at or after it."""
+    if since is None:
+        return ["sh", "-c", 'exec docker logs --tail "$1" -- "$2" 2>&1', "zdd-logs",
+                str(int(tail)), check_container_name(name)]
+    return ["sh", "-c", 'exec docker logs --tail "$1" --since "$3" -- "$2" 2>&1', "zdd-logs",
+            str(int(tail)), check_container_name(name), docker_since(since)]
+
+
+def docker_since(since: float) -> str:
+    """Epoch seconds as Docker's `--since` reads a number: `<seconds>.<nanoseconds>`, the
+    fraction in exactly nine digits (Docker takes the digits after the point as nanoseconds,
+    so `.5` would be 5 ns)."""
+    if not math.isfinite(since) or since < 0:
+        raise ValueError(f"since must be non-negative epoch seconds, not {since!r}")
+    # To the microsecond: a float of epoch seconds holds no more (and whole seconds exactly).
+    seconds, micros = divmod(round(since * 1_000_000), 1_000_000)
+    return f"{seconds}.{micros * 1000:09d}"
 
 
 # --- local-swap: slot containers, the proxy, sockets --------------------------------------

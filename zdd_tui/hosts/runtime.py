@@ -342,13 +342,27 @@ class DockerSSHRuntime(ServiceAdmin):
         if res.exit_status != 0 and "no such" not in res.stderr.lower():
             raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr)
 
-    async def logs(self, tail: int = 100) -> list[str]:
-        res = await self.shell.run(host_argv.docker_logs(self.config.container_name, tail), check=False)
-        if res.exit_status != 0:
-            if "no such" in res.stdout.lower() or "no such" in res.stderr.lower():
+    async def logs(self, tail: int = 100, *, since: float | None = None) -> list[str]:
+        res = await self.shell.run(host_argv.docker_logs(self.config.container_name, tail, since), check=False)
+        if res.exit_status != 0 and _no_such(res):
+            # No container of the fixed name: a local-swap host, whose app is in its slots.
+            name = await self._newest_slot_container()
+            if name is None:
                 return []
+            res = await self.shell.run(host_argv.docker_logs(name, tail, since), check=False)
+            if res.exit_status != 0 and _no_such(res):
+                return []  # removed in between
+        if res.exit_status != 0:
             raise CommandFailed(self.name, res.argv, res.exit_status, res.stderr or res.stdout)
         return res.stdout.splitlines()
+
+    async def _newest_slot_container(self) -> str | None:
+        """The slot container started last: during a deploy the new one (whose output a failure
+        quotes, even once it has exited), else the one that serves."""
+        started = [c for c in await self.slot_containers() if c.started_at is not None]
+        # (A tie, to the clock's resolution: the live one.)
+        newest = max(started, key=lambda c: (c.started_at or 0.0, c.state in ("running", "restarting")), default=None)
+        return newest.name if newest else None
 
     # --- the service's endpoints (through SSH channels) ------------------------------------
 
@@ -714,6 +728,11 @@ class DockerSSHRuntime(ServiceAdmin):
         self.forwards.close()
         if self._owns_pool:
             await self.pool.close()
+
+
+def _no_such(res) -> bool:
+    """docker said the container does not exist."""
+    return "no such" in res.stdout.lower() or "no such" in res.stderr.lower()
 
 
 def _pick_digest(stdout: str, image_ref: str) -> str:

@@ -56,3 +56,21 @@ def prebuilt_only(config: Config) -> bool:
     from zdd_tui.sandbox import SANDBOX_REGISTRY_SERVER
 
     return getattr(config.registry, "server", None) == SANDBOX_REGISTRY_SERVER
+
+
+def build_tag(tags: tuple[str, ...]) -> str:
+    """The tag a build is known by (its hooks' ZDD_TAG): the sha- one, else the last."""
+    return next((t for t in tags if t.startswith("sha-")), tags[-1])
+
+
+async def build_image(config: Config, builder: ImageBuilder, *, allow_dirty: bool = False,
+                      git: GitState | None = None, build_args: dict[str, str] | None = None,
+                      on_event: Any = None) -> Any:
+    """The one way an image is built, headless or in the console: the pre-build hook, then the
+    build. The hook runs before the engine is asked for anything; when it fails (HookFailed,
+    exit 4) nothing is built. Its output goes to `on_event` as LogLine events."""
+    from zdd_tui.project.hooks import before_build
+
+    git, tags = builder.plan(allow_dirty=allow_dirty, git=git)
+    await before_build(config, build_tag(tags), on_event)
+    return await builder.build(allow_dirty=allow_dirty, build_args=build_args, on_event=on_event, git=git)

@@ -218,12 +218,14 @@ class Project:
 
         return await tag_labels(self.client, self.config.registry.repository)
 
-    async def logs(self, droplet: Droplet, tail: int = 200) -> list[str]:
-        """The container's last lines, each made visible: anyone its service logs for (a request
-        path, a User-Agent) writes into them."""
+    async def logs(self, droplet: Droplet, tail: int = 200, since: float | None = None) -> list[str]:
+        """The container's last lines (since `since`, epoch seconds, when given), each made
+        visible: anyone its service logs for (a request path, a User-Agent) writes into them."""
         from zdd_tui.text import visible
 
-        return [visible(line) for line in await self.runtime(droplet).logs(tail)]
+        rt = self.runtime(droplet)
+        lines = await (rt.logs(tail) if since is None else rt.logs(tail, since=since))
+        return [visible(line) for line in lines]
 
     # -- rollouts --------------------------------------------------------------------------------
     async def plan_deploy(self, tag: str | None = None, strategy: str | None = None,

@@ -164,8 +164,9 @@ class HostRuntime(Protocol):
     async def stop(self, grace_seconds: float) -> None:
         """SIGTERM, wait up to grace_seconds, then SIGKILL; remove the container. No-op if none."""
 
-    async def logs(self, tail: int = 100) -> list[str]:
-        """The app container's last lines of output."""
+    async def logs(self, tail: int = 100, *, since: float | None = None) -> list[str]:
+        """The app container's last `tail` lines of output (stdout and stderr, merged); with
+        `since` (epoch seconds, the host's clock), only the lines it wrote at or after then."""
 
     async def stats(self) -> ServiceStats | None:
         """The service's admin counters; None when the admin port does not answer."""

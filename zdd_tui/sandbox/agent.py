@@ -18,7 +18,7 @@ running), 400 (bad input), 500 (the operation failed).
   POST   /sandbox/hosts/{name}/release     {image_ref, argv, env, secrets, bound_seconds} -> JSON
                                                          lines {"line"}..., then {"exit_code"}
   POST   /sandbox/hosts/{name}/container/stop {grace_seconds}
-  GET    /sandbox/hosts/{name}/logs?tail=N                -> {lines: [...]}
+  GET    /sandbox/hosts/{name}/logs?tail=N[&since=EPOCH]  -> {lines: [...]}
   GET    /sandbox/hosts/{name}/state                      -> {files: [...]}
   GET    /sandbox/hosts/{name}/state/{file}               -> text (404 when absent)
   PUT    /sandbox/hosts/{name}/state/{file}               atomic replace
@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 from collections.abc import Callable
 
 from aiohttp import web
@@ -177,7 +178,15 @@ def agent_routes(
             tail = int(request.query.get("tail", "100"))
         except ValueError:
             return _error(400, "bad_request", "tail must be an integer")
-        return web.json_response({"lines": host(request).logs(tail)})
+        since = None
+        if "since" in request.query:
+            try:
+                since = float(request.query["since"])
+            except ValueError:
+                since = math.nan
+            if not math.isfinite(since) or since < 0:
+                return _error(400, "bad_request", "since must be epoch seconds (a non-negative number)")
+        return web.json_response({"lines": host(request).logs(tail, since)})
 
     async def state_list(request):
         return web.json_response({"files": host(request).state_list()})

@@ -8,7 +8,8 @@ the engine relies on them:
   address and ports and the image's environment; restart policy "always" (the process exiting
   means state "restarting", a restart after a backoff, restart_count + 1);
 - stop: SIGTERM, wait up to the grace period, SIGKILL; the container is removed;
-- inspect, logs (one log file per container, kept across restarts, new for each run);
+- inspect, logs (one log file per container, kept across restarts, new for each run; each line
+  stamped with when it was written, so logs can be asked for since an instant);
 - state files (`state/`): atomic exclusive create, atomic replace, append, remove.
 What a host runs is persisted (`container.json`), so a restarted sandbox runs it again.
 - local-swap (`host.swap`, zdd_tui/sandbox/swap.py): the real Traefik on the service port in front
@@ -37,7 +38,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zdd_tui.sandbox.images import SandboxImage, parse_ref
-from zdd_tui.sandbox.procs import INHERIT, can_bind, end_process, pid_alive, read_json, write_atomic
+from zdd_tui.sandbox.procs import (
+    INHERIT,
+    can_bind,
+    end_process,
+    log_append,
+    pid_alive,
+    pump_log,
+    read_json,
+    read_log,
+    write_atomic,
+)
 from zdd_tui.sandbox.procs import pdeathsig as _pdeathsig
 from zdd_tui.sandbox.swap import SwapSide
 
@@ -130,6 +141,7 @@ class LocalHost:
         # The running container's secrets: in this process's memory only, never in a file here
         # (container.json records their names and fingerprints, `secrets_label`).
         self._secret_env: dict[str, str] = {}
+        self._pumps: set[asyncio.Task] = set()  # each process's output into the log (procs.pump_log)
 
     # ----- persisted records -----
     @property
@@ -263,24 +275,28 @@ class LocalHost:
         return env
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        with open(self.log_file, "ab") as logf:  # noqa: ASYNC230 - a local file, opened to hand to the child
-            return await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "zdd_service",
-                env=self._environment(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=logf,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=str(self.root),
-                start_new_session=True,
-                preexec_fn=_pdeathsig,
-            )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "zdd_service",
+            env=self._environment(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=str(self.root),
+            start_new_session=True,
+            preexec_fn=_pdeathsig,
+        )
+        # Its output reaches the log through the sandbox, each line stamped (procs.pump_log).
+        assert proc.stdout is not None
+        pump = asyncio.create_task(pump_log(proc.stdout, self.log_file), name=f"log-{self.name}")
+        self._pumps.add(pump)
+        pump.add_done_callback(self._pumps.discard)
+        return proc
 
     def _log(self, event: str) -> None:
-        """A line of the sandbox's own in the container's log (a local append: quick)."""
-        with open(self.log_file, "ab") as logf:
-            logf.write(f"[sandbox] {self.container_name} {event}\n".encode())
+        """A line of the sandbox's own in the container's log."""
+        log_append(self.log_file, f"[sandbox] {self.container_name} {event}")
 
     async def _start_supervisor(self) -> None:
         self._stopping = False
@@ -342,6 +358,8 @@ class LocalHost:
                 self._supervisor = None
             if self._proc is proc:
                 break
+        if self._pumps:  # its last words land before what is logged after the stop (bounded: a
+            await asyncio.wait(set(self._pumps), timeout=2.0)  # grandchild may hold the pipe)
         self._proc = None
         self._wake.clear()
         return rc
@@ -465,12 +483,16 @@ class LocalHost:
         own = [self._proc.pid] if self._proc is not None and self._proc.returncode is None else []
         return own + self.swap.pids()
 
-    def logs(self, tail: int = 100) -> list[str]:
-        try:
-            lines = self.log_file.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return []
-        return lines[-tail:] if tail > 0 else lines
+    def logs(self, tail: int = 100, since: float | None = None) -> list[str]:
+        """The app container's last `tail` lines (all when tail <= 0); with `since` (epoch
+        seconds), only those written at or after it. Local-swap: the slot container started
+        last (during a deploy the new one, even once it has exited; else the one that serves)."""
+        if self._container is None:
+            started = [c for c in self.swap.containers() if c.get("started_at")]
+            if started:
+                newest = max(started, key=lambda c: (c["started_at"], c.get("state") in ("running", "restarting")))
+                return read_log(self.root / "logs" / f"{newest['name']}.log", tail, since)
+        return read_log(self.log_file, tail, since)
 
     # ----- state files -----
     def _state_path(self, name: str) -> Path:

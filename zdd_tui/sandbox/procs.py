@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import time
@@ -109,6 +110,80 @@ def kill_leftover(pid: int | None, marks: Sequence[bytes]) -> None:
             pass
 
 
+# --- container logs ---------------------------------------------------------------------------
+# A child's output (stdout and stderr, merged) goes through a pipe to the sandbox, which appends
+# each line to the container's log file behind the instant it read it, as Docker's json-file
+# driver does: `2026-01-02T13:04:05.123456Z <line>`. Fixed width, UTC, so stamps compare as text.
+_STAMP_LEN = len("2026-01-02T13:04:05.123456Z")
+_STAMPED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ")
+MAX_LOG_LINE = 16 * 1024  # bytes of one line kept; the rest of it is cut (Docker splits at 16 KiB)
+
+
+def log_stamp(at: float) -> str:
+    micros = round(at * 1_000_000)
+    seconds, micros = divmod(micros, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+
+
+def log_append(path: Path, text: str, at: float | None = None) -> None:
+    """One line of the sandbox's own (a local append: quick), stamped like the child's."""
+    with open(path, "ab") as f:
+        f.write(f"{log_stamp(time.time() if at is None else at)} {text}\n".encode())
+
+
+async def pump_log(stream: asyncio.StreamReader, path: Path) -> None:
+    """Append what the child writes to `path`, a stamped line at a time, until its end (EOF)."""
+    pending, cut = b"", False  # cut: the line in progress was written already, up to MAX_LOG_LINE
+    while True:
+        try:
+            chunk = await stream.read(65536)
+        except (OSError, ValueError):
+            chunk = b""
+        lines: list[bytes] = []
+        if chunk:
+            data = chunk
+            if cut:  # the rest of a line already written (cut): drop it, up to its end
+                end = data.find(b"\n")
+                data, cut = (b"", True) if end < 0 else (data[end + 1:], False)
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            if len(pending) > MAX_LOG_LINE:  # a line without end so far: keep its start, drop the rest
+                lines.append(pending[:MAX_LOG_LINE])
+                pending, cut = b"", True
+        elif pending:
+            lines, pending = [pending], b""
+        if lines:
+            at = log_stamp(time.time())
+            data = b"".join(at.encode() + b" " + line[:MAX_LOG_LINE].rstrip(b"\r") + b"\n" for line in lines)
+            try:
+                with open(path, "ab") as f:  # noqa: ASYNC230 - a local append, as the child's own writes were
+                    f.write(data)
+            except OSError as exc:  # the child must not block on a full pipe: keep draining it
+                log.warning("cannot write the log %s: %s", path, exc)
+        if not chunk:
+            return
+
+
+def read_log(path: Path, tail: int = 100, since: float | None = None) -> list[str]:
+    """The last `tail` lines of a stamped log (all when tail <= 0), without their stamps; with
+    `since` (epoch seconds), only those read at or after it."""
+    try:
+        raw = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    first = log_stamp(since) if since is not None else None
+    out = []
+    for line in raw:
+        if _STAMPED.match(line):
+            stamp, text = line[:_STAMP_LEN], line[_STAMP_LEN + 1:]
+        else:  # written before lines were stamped (a sandbox directory of an older zdd-tui)
+            stamp, text = "", line
+        if first is not None and stamp < first:
+            continue
+        out.append(text)
+    return out[-tail:] if tail > 0 else out
+
+
 async def end_process(proc: asyncio.subprocess.Process, grace: float | None) -> int | None:
     """SIGTERM, up to `grace` seconds, then SIGKILL (grace None: SIGKILL at once); the exit code."""
     if proc.returncode is not None:
@@ -162,6 +237,7 @@ class Child:
         self.started_at: float | None = None
         self.exit_code: int | None = None
         self.restart_count = restart_count
+        self._pumps: set[asyncio.Task] = set()  # each process's output into the log (see pump_log)
 
     @property
     def pid(self) -> int | None:
@@ -172,22 +248,25 @@ class Child:
         return self._task is not None and not self._stopping
 
     def note(self, event: str) -> None:
-        """A line of the sandbox's own in the child's log (a local append: quick)."""
-        with open(self.log_file, "ab") as logf:
-            logf.write(f"[sandbox] {self.label} {event}\n".encode())
+        """A line of the sandbox's own in the child's log."""
+        log_append(self.log_file, f"[sandbox] {self.label} {event}")
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        with open(self.log_file, "ab") as logf:  # noqa: ASYNC230 - a local file, opened to hand to the child
-            return await asyncio.create_subprocess_exec(
-                *self.argv,
-                env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=logf,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=str(self.cwd),
-                start_new_session=True,
-                preexec_fn=pdeathsig,
-            )
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=str(self.cwd),
+            start_new_session=True,
+            preexec_fn=pdeathsig,
+        )
+        assert proc.stdout is not None
+        pump = asyncio.create_task(pump_log(proc.stdout, self.log_file), name=f"log-{self.label}")
+        self._pumps.add(pump)
+        pump.add_done_callback(self._pumps.discard)
+        return proc
 
     def _started(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
@@ -245,6 +324,8 @@ class Child:
                 self._task = None
             if self.proc is proc:
                 break
+        if self._pumps:  # its last words land before what is noted after the stop (bounded: a
+            await asyncio.wait(set(self._pumps), timeout=2.0)  # grandchild may hold the pipe)
         self.proc = None
         self.state, self.exit_code = "exited", rc
         self.on_change()

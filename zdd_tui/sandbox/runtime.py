@@ -225,8 +225,11 @@ class SandboxRuntime(ServiceAdmin):
             "POST", "/container/stop", json={"grace_seconds": grace_seconds}, timeout=float(grace_seconds) + 15.0
         )
 
-    async def logs(self, tail: int = 100) -> list[str]:
-        r = await self._call("GET", "/logs", params={"tail": str(tail)})
+    async def logs(self, tail: int = 100, *, since: float | None = None) -> list[str]:
+        params = {"tail": str(tail)}
+        if since is not None:
+            params["since"] = repr(float(since))
+        r = await self._call("GET", "/logs", params=params)
         return list(r.json()["lines"])  # type: ignore[union-attr]
 
     # ----- direct calls to the host -----

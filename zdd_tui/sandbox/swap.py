@@ -30,7 +30,7 @@ from pathlib import Path
 
 from zdd_tui.proxy import traefik
 from zdd_tui.sandbox.images import SandboxImage
-from zdd_tui.sandbox.procs import INHERIT, Child, can_bind, kill_leftover, read_json, write_atomic
+from zdd_tui.sandbox.procs import INHERIT, Child, can_bind, kill_leftover, read_json, read_log, write_atomic
 
 SLOTS = ("a", "b")
 # Set by the host for a slot container, last: the port is the slot's, the admin listener is
@@ -377,10 +377,7 @@ class SwapSide:
             self._forget_image(ref)
 
     def log_lines(self, name: str) -> list[str]:
-        try:
-            return (self.root / "logs" / f"{name}.log").read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return []
+        return read_log(self.root / "logs" / f"{name}.log", 0)
 
     # ----- lifecycle -----
     def pids(self) -> list[int]:

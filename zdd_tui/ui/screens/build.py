@@ -7,6 +7,8 @@ the UI never waits on git, the engine or the registry:
 
   plan (git HEAD, dirty state, tags; the Docker engine is reached before anything is asked)
   -> confirmation (a dirty tree needs an explicit "build dirty", tagged sha-<sha>-dirty)
+  -> the project's pre-build hook, as `zdd-tui build` runs it (zdd_tui.project.build.build_image:
+     its failure builds nothing and is shown with its last lines)
   -> build output and a row per layer while pushing -> the digests, or the error and its fix.
 
 The sandbox's registry holds prebuilt versions and the sandbox has no Docker engine: the screen
@@ -26,6 +28,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, RichLog, Static
 
+from zdd_tui.events import LogLine
 from zdd_tui.images.events import BuildFinished, BuildOutput, BuildStarted, LayerProgress, PushFinished
 from zdd_tui.text import visible
 from zdd_tui.ui.messages import Emitted, Relay
@@ -207,7 +210,7 @@ class BuildScreen(Screen):
     @work(exclusive=True, group="build", exit_on_error=False)
     async def run_build(self, allow_dirty: bool) -> None:
         from zdd_tui.errors import ZddError
-        from zdd_tui.project.build import git_state
+        from zdd_tui.project.build import build_image, git_state
 
         source, builder, planned = self.app.source, self._builder, self._git
         self.error = None
@@ -227,7 +230,8 @@ class BuildScreen(Screen):
                 )
             self.phase = "building"
             self._status("Building…", "accent")
-            self.built = await builder.build(allow_dirty=allow_dirty, git=git, on_event=self._relay)
+            self.built = await build_image(builder.config, builder, allow_dirty=allow_dirty, git=git,
+                                           on_event=self._relay)
             self.phase = "pushing"
             self._status(f"Built {_short(self.built.image_id)}; getting short-lived push credentials for registry "
                          f"{builder.config.registry.name}…", "accent")
@@ -270,6 +274,8 @@ class BuildScreen(Screen):
                 self._layer(ev)
             elif isinstance(ev, PushFinished):
                 log.write(f"✔ pushed {ev.ref} {ev.digest}")
+            elif isinstance(ev, LogLine):  # the pre-build hook's words (made visible by the hook runner)
+                log.write(ev.line)
 
     def _layer(self, ev: LayerProgress) -> None:
         table = self.query_one("#build-layers", DataTable)
