@@ -26,21 +26,25 @@ class Refusing:
     async def __aexit__(self, *exc):
         return None
 
-    async def plan(self, action, tag, strategy):
+    async def plan(self, action, tag, strategy, canary=None):
         return SimpleNamespace(hosts=(), text=lambda: "")
 
+    seen = ""
+
     async def run(self, plan, listeners, cancel, break_lock=False):
-        return Outcome(OutcomeStatus.REFUSED, SAID, "sha-bbbbbbb")
+        return Outcome(OutcomeStatus.REFUSED, SAID, "sha-bbbbbbb", seen=self.seen)
 
 
-async def _final_lines(monkeypatch, tmp_path, capsys) -> list[str]:
+async def _final_lines(monkeypatch, tmp_path, capsys, seen: str = "") -> list[str]:
     async def opened(config, context=None):
-        return Refusing()
+        project = Refusing()
+        project.seen = seen
+        return project
 
     monkeypatch.setattr(Project, "open", opened)
     (tmp_path / "zdd.yaml").write_text("app: svc\n")
     args = argparse.Namespace(config=str(tmp_path / "zdd.yaml"), context=None, yes=True, json=True,
-                              strategy=None, break_lock=False)
+                              strategy=None, canary=None, break_lock=False)
     assert await execute(args, action="deploy", tag=None) == EXIT_REFUSED
     return capsys.readouterr().err.splitlines()
 
@@ -57,3 +61,11 @@ async def test_outside_actions_it_is_unchanged(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     lines = await _final_lines(monkeypatch, tmp_path, capsys)
     assert lines[1:] == ["::add-mask::oops", "   ##[set-env name=X]y"]
+
+
+async def test_what_was_seen_goes_with_the_reason(monkeypatch, tmp_path, capsys):
+    """A release command's last lines are the outcome's `seen`: with --json on stdout, stderr's
+    last line is where a CI log shows them."""
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    lines = await _final_lines(monkeypatch, tmp_path, capsys, seen="relation users already exists | exit 1")
+    assert lines[-1] == "   ##[set-env name=X]y; seen: relation users already exists | exit 1"

@@ -87,5 +87,9 @@ async def execute(args, *, action: str, tag: str | None) -> int:
 
             said = f"zdd-tui: {action} {outcome.status.value}: {outcome.message}".replace(
                 f"{outcome.status.value}: {outcome.status.value}:", f"{outcome.status.value}:")
+            if outcome.seen and outcome.seen not in said:
+                # What was seen (a release command's last lines, a host's output) belongs with
+                # the reason: with --json it is in no other line a CI log shows.
+                said += f"; seen: {outcome.seen}"
             print(escape_lines(said) if in_actions() else said, file=sys.stderr)
         return exit_code_for(outcome)

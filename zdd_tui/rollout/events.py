@@ -320,6 +320,8 @@ class Outcome:
             lines.append(f"  failed: {self.failed_host} at {step}")
             if self.seen:
                 lines.append(f"  seen: {self.seen}")
+        elif self.seen:  # refused before any host changed (the release command): what it said
+            lines.append(f"  seen: {self.seen}")
         if self.canary is not None:
             lines += ["  " + line for line in self.canary.text().splitlines()]
         lines.append(f"  took {_dur(self.duration_seconds)}")
