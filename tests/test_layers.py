@@ -24,7 +24,7 @@ ADAPTERS = ("cloud", "hosts", "images", "setup", "sandbox", "proxy")
 # Plain data the front ends render: the events of a rollout, of setup and of a build.
 EVENT_MODULES = ("zdd_tui.events", "zdd_tui.rollout.events", "zdd_tui.setup.events", "zdd_tui.images.events")
 FRONT_END_COMMON = ("zdd_tui.project", "zdd_tui.errors", "zdd_tui.config", "zdd_tui.text", *EVENT_MODULES)
-HEADLESS_RENDERERS = ("zdd_tui.headless",)
+HEADLESS_RENDERERS = ("zdd_tui.headless", "zdd_tui.actions")  # text and GitHub Actions output
 CONFIG_LOADERS = ("load_config", "parse_config")
 
 
