@@ -12,7 +12,8 @@ The zdd-tui sample service. Configured only by environment variables:
   ZDD_HOST (0.0.0.0)  ZDD_PORT, else PORT (8080)
   ZDD_ADMIN_PORT (unset or 0: no admin listener)  ZDD_ADMIN_HOST (127.0.0.1)  ZDD_NO_ADMIN=1
   ZDD_VERSION (dev)  ZDD_GRACE_SECONDS (30)
-  ZDD_FAIL_HEALTH=1  ZDD_CRASH_ON_START=1  ZDD_START_DELAY_SECONDS=N  ZDD_LATENCY_MS=N  ZDD_ERROR_RATE=0..1 (share of GET / answered 500)
+  ZDD_FAIL_HEALTH=1  ZDD_CRASH_ON_START=1  ZDD_START_DELAY_SECONDS=N  ZDD_LATENCY_MS=N
+  ZDD_ERROR_RATE=0..1 (share of GET / answered 500)
 `migrate` records ZDD_VERSION (the release command's stand-in; see migrate.py).
 See service/README.md."""
 

@@ -1,5 +1,11 @@
 """Load through the LB during the lab's deploys, counted per phase; and a watcher for secrets in
-process lists. Both run in background threads, are bounded in time, and stop by themselves."""
+process lists. Both run in background threads, are bounded in time, and stop by themselves.
+
+A 500 whose body carries the sample service's marker (`"injected": true`, its ZDD_ERROR_RATE) is
+the version's own answer, not the rollout's failure: it is counted apart (`injected`). Every answer
+is also counted per 10 ms of the machine's monotonic clock, by the version that gave it (`answers`),
+the clock the rollout stamps its events with, so a test can count what the load saw in the window
+of the rollout's own traffic numbers."""
 
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ class PhaseStats:
     sent: int = 0
     ok: int = 0
     failed: int = 0
+    injected: int = 0  # 500s the version answered on purpose: not failures
     failures: list[str] = field(default_factory=list)  # the first few, for the report
     versions: collections.Counter = field(default_factory=collections.Counter)
     ids: set = field(default_factory=set)
@@ -42,7 +49,8 @@ class PhaseStats:
         p99 = lat[int(len(lat) * 0.99)] if lat else 0.0
         vers = ", ".join(f"{v}: {n}" for v, n in sorted(self.versions.items()))
         return (f"{self.name:<28} {self.seconds:6.1f} s  {self.sent:6d} sent  {self.rate:6.1f} req/s  "
-                f"{self.failed} failed  p99 {p99 * 1000:.0f} ms  max {self.max_latency * 1000:.0f} ms  "
+                f"{self.failed} failed  {self.injected} injected  p99 {p99 * 1000:.0f} ms  "
+                f"max {self.max_latency * 1000:.0f} ms  "
                 f"instances {len(self.ids)}  versions {{{vers}}}")
 
 
@@ -54,6 +62,21 @@ def sample_service_body(body: dict) -> str | None:
 def sample_or_minimal_body(body: dict) -> str | None:
     """The sample service's answer, or the minimal app's (tests/lab/images/minimal)."""
     return None if body.get("api") == "happy response" or body.get("app") == "minimal" else "an unknown body"
+
+
+TICKS = 100  # per second, in LoadGenerator.answers
+INJECTED = "injected 500"  # the version of an injected 500 in LoadGenerator.answers
+
+
+def injected(status: int, text: str) -> bool:
+    """The sample service's own 500 (its ZDD_ERROR_RATE), told by the marker in its body."""
+    if status != 500:
+        return False
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("injected") is True
 
 
 class LoadGenerator:
@@ -76,6 +99,8 @@ class LoadGenerator:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.error: BaseException | None = None
+        # (int(time.monotonic() * TICKS), version or INJECTED or None) -> answers then
+        self.answers: collections.Counter = collections.Counter()
 
     def start(self) -> LoadGenerator:
         self._thread = threading.Thread(target=self._main, name="lab-load", daemon=True)
@@ -98,6 +123,14 @@ class LoadGenerator:
         with self._lock:
             if self.current.ended is None:
                 self.current.ended = time.monotonic()
+
+    def count(self, since: float, until: float, version: str | None = None) -> int:
+        """Answers received between two readings of time.monotonic() (to the nearest tick): all
+        of them, or those of one version (INJECTED: the injected 500s)."""
+        lo, hi = round(since * TICKS), round(until * TICKS)
+        with self._lock:
+            counts = list(self.answers.items())
+        return sum(n for (t, v), n in counts if lo <= t < hi and (version is None or v == version))
 
     def _main(self) -> None:
         try:
@@ -132,16 +165,24 @@ class LoadGenerator:
         t = time.monotonic()
         err = None
         body = None
+        answered: tuple[int, str | None] | None = None
+        own_500 = False
         try:
             async with s.get(self.url) as r:
                 text = await r.text()
-                if r.status != 200:
+                answered = (int(time.monotonic() * TICKS), None)
+                if injected(r.status, text):
+                    own_500 = True
+                    answered = (answered[0], INJECTED)
+                elif r.status != 200:
                     err = f"HTTP {r.status}: {text[:120]!r}"
                 else:
                     body = json.loads(text)
                     wrong = self.accept(body) if isinstance(body, dict) else "not a JSON object"
                     if wrong:
                         err = f"{wrong}: {text[:120]!r}"
+                    elif isinstance(body, dict):
+                        answered = (answered[0], str(body.get("version")))
         except Exception as exc:  # noqa: BLE001
             err = f"{type(exc).__name__}: {exc}"
         finally:
@@ -151,7 +192,11 @@ class LoadGenerator:
             ph.max_latency = max(ph.max_latency, dt)
             if len(ph.latencies) < 200_000:
                 ph.latencies.append(dt)
-            if err is None and body is not None:
+            if answered is not None:
+                self.answers[answered] += 1
+            if own_500:
+                ph.injected += 1
+            elif err is None and body is not None:
                 ph.ok += 1
                 ph.versions[str(body.get("version"))] += 1
                 ph.ids.add(body.get("id"))

@@ -33,18 +33,23 @@ import time
 from pathlib import Path
 
 import pytest
-import tiers
 
 import labimages
 import labkit
-from e2ekit import E2E, LB_INTERVAL, close_phase, make_project, need_product, start_sandbox, stop_sandbox, write_config
+from e2ekit import (
+    LB_INTERVAL,
+    PROXY_PORT,
+    SLOT_PORTS,
+    Swap,
+    close_phase,
+    local_swap,
+    missing_swap_methods,
+)
+from e2ekit import wait_for as _wait
 from labkit import report
 from loadgen import LoadGenerator, sample_or_minimal_body
 
 LOAD_RATE = 250.0  # req/s (>= 200 required)
-PROXY_PORT = 9180
-SLOT_PORTS = {"a": 8081, "b": 8082}
-WEB_PORT = 8080
 # The sample service starts in ~0.5 s here, but took 18-20 s on this 2-core machine at a load
 # average of 20: a tighter bound halts a good version.
 START_TIMEOUT = 40
@@ -53,24 +58,10 @@ NOBODY = "setpriv --reuid=65534 --regid=65534 --clear-groups --"
 HERE = Path(__file__).resolve().parent
 
 
-def _swap_methods() -> list[str]:
-    from zdd_tui.rollout.interfaces import SwapHost
-
-    return sorted(n for n, v in vars(SwapHost).items() if not n.startswith("_") and callable(v))
-
-
-def _missing_swap_methods() -> list[str]:
-    try:
-        from zdd_tui.hosts.runtime import DockerSSHRuntime
-    except Exception:  # noqa: BLE001 (need_product() reports an import failure properly)
-        return []
-    return [m for m in _swap_methods() if not hasattr(DockerSSHRuntime, m)]
-
-
 pytestmark = pytest.mark.skipif(
-    bool(_missing_swap_methods()),
+    bool(missing_swap_methods()),
     reason="the SSH host runtime does not implement local-swap yet (DockerSSHRuntime lacks SwapHost's "
-           + ", ".join(_missing_swap_methods()) + ")")
+           + ", ".join(missing_swap_methods()) + ")")
 
 _state: dict = {"failed": None}
 
@@ -90,130 +81,18 @@ def _mark_failure(request):
         _state["failed"] = request.node.name
 
 
-class Swap(E2E):
-    """The e2e harness plus what local-swap leaves on a host, read over SSH."""
-
-    proxy_ref = ""
-
-    def config(self, *, build_context: str = "service") -> None:
-        write_config(self, strategy="local-swap", proxy_image=self.proxy_ref, batch_size=BATCH,
-                     build_context=build_context, start_timeout_seconds=START_TIMEOUT)
-
-    def containers(self, h: labkit.Host) -> list[dict]:
-        """`docker inspect` of every container on the host."""
-        out = self.lab.ssh(h, "docker ps -aq | xargs -r docker inspect").stdout.strip()
-        return json.loads(out) if out else []
-
-    def slots(self, h: labkit.Host) -> list[dict]:
-        """The app's slot containers: name, slot, tag, port, state, restart policy, started."""
-        out = []
-        for c in self.containers(h):
-            labels = c["Config"].get("Labels") or {}
-            if labels.get("zdd.app") != "app" or labels.get("zdd.slot") not in SLOT_PORTS:
-                continue
-            out.append({"name": c["Name"].lstrip("/"), "slot": labels["zdd.slot"], "tag": labels.get("zdd.tag"),
-                        "port": labels.get("zdd.port"), "state": c["State"]["Status"], "id": c["Id"],
-                        "pid": c["State"].get("Pid"), "restart": c["HostConfig"]["RestartPolicy"]["Name"],
-                        "restarts": c.get("RestartCount", 0), "env": c["Config"].get("Env") or []})
-        return out
-
-    def running(self, h: labkit.Host) -> dict[str, dict]:
-        """slot -> its running container."""
-        return {c["slot"]: c for c in self.slots(h) if c["state"] == "running"}
-
-    def proxy_container(self, h: labkit.Host) -> dict | None:
-        found = [c for c in self.containers(h) if c["Config"]["Image"] == self.proxy_ref]
-        assert len(found) <= 1, [c["Name"] for c in found]
-        return found[0] if found else None
-
-    def active_slot(self, h: labkit.Host) -> str | None:
-        """The slot the proxy itself says it routes to (its read-only API, host's loopback)."""
-        from zdd_tui.proxy import traefik
-
-        cp = self.lab.ssh(h, f"curl -s --max-time 3 http://127.0.0.1:{PROXY_PORT}{traefik.ROUTER_PATH}", check=False)
-        return traefik.active_slot_from_router(cp.stdout)
-
-    def in_flight(self, h: labkit.Host, port: int) -> int:
-        """Connections established to a slot's port on the host now (from the root namespace: no
-        SSH round trip between this count and what follows)."""
-        cp = labkit.run(["nsenter", f"--net=/run/netns/{h.netns}", "ss", "-Htn", "state", "established",
-                         f"( dport = :{port} )"])
-        return len([x for x in cp.stdout.splitlines() if x.strip()])
-
-    def served(self, h: labkit.Host) -> dict:
-        """What the host's proxy answers on service.port, asked directly (not through the LB)."""
-        status, body = labkit.http_get(h.ip, WEB_PORT, "/", timeout=3)
-        assert status == 200, (h.name, status, body[:200])
-        return json.loads(body)
-
-    def host_pulls(self, since: int) -> list[str]:
-        """Registry requests from the hosts (not the builder, not the sandbox) after byte offset
-        `since` of the registry's access log."""
-        hosts = {h.ip for h in self.lab.hosts}
-        log = (self.lab.dir / "logs" / "registry.log").read_bytes()[since:].decode(errors="replace")
-        return [line for line in log.splitlines() if line.split(" ", 1)[0] in hosts and '"' in line]
-
-    def registry_log_size(self) -> int:
-        return (self.lab.dir / "logs" / "registry.log").stat().st_size
-
-
-def _wait(what: str, fn, timeout: float = 60.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (OSError, RuntimeError, AssertionError, ValueError, KeyError) as exc:
-            last = exc
-        time.sleep(interval)
-    pytest.fail(f"{what}: not within {timeout:.0f} s (last: {last!r})")
-
-
-def _clean_hosts(lab: labkit.Lab) -> None:
-    """Hosts that run nothing: an earlier module of the session (lb-drain) leaves its app there."""
-    for h in lab.hosts:
-        lab.ssh(h, "docker ps -aq | xargs -r docker rm -f >/dev/null; rm -rf /var/lib/zdd/* ~/.docker")
-
-
 @pytest.fixture(scope="module")
 def swap(lab):
-    need_product()
-    try:
-        labimages.traefik_binary()
-    except LookupError as exc:
-        tiers.refuse(str(exc))
-    t0 = time.monotonic()
-    work = lab.dir / "localswap"
-    work.mkdir(mode=0o700)
-    e = Swap(lab, work)
-    e.proxy_ref = labimages.proxy_image(lab).ref
-    try:
-        _clean_hosts(lab)
-        make_project(e)
+    # The canary is off: these deploys are about the switch, not the canary's judgement.
+    with local_swap(lab, "localswap", batch_size=BATCH, start_timeout=START_TIMEOUT,
+                    canary={"enabled": False}) as e:
         shutil.copytree(labimages.IMAGES_DIR / "minimal", e.project / "minimal")
-        start_sandbox(e, strategy="local-swap", proxy_image=e.proxy_ref, batch_size=BATCH)
-        e.config()
         yield e
-    finally:
-        if e.load:
-            e.load.stop()
-        stop_sandbox(e)
-        report(f"local-swap e2e duration: {time.monotonic() - t0:.1f} s")
-        for k, v in e.timings.items():
-            report(f"  {k:<40} {v:7.1f} s")
 
 
 def _load(e: Swap, phase: str) -> None:
     e.load = LoadGenerator(f"{e.info['lb_url'].rstrip('/')}/", rate=LOAD_RATE, first_phase=phase,
                            accept=sample_or_minimal_body).start()
-
-
-def _build(e: Swap, name: str, message: str) -> str:
-    e.tags[name] = e.commit(message)
-    e.zdd("build", "--push", "--build-arg", f"BASE={e.lab.base_image}", label=f"build --push {name}")
-    return e.tags[name]
 
 
 # ------------------------------------------------------------------------------------------
@@ -225,7 +104,7 @@ def test_01_setup_and_first_deploy_installs_proxy_and_slot_a(swap):
     e.zdd("login", "--token-stdin", "--context", "lab", "--api-url", e.info["api_url"], stdin=e.token, label="login")
     e.zdd("setup", "--yes", "--accept-new-host-keys", "--import-key", str(e.lab.client_key), "--json",
           label="setup")
-    v1 = _build(e, "v1", "v1")
+    v1 = e.build("v1", "v1")
     e.zdd("deploy", "--tag", v1, "--yes", label="deploy v1 (first: proxy installed)")
     for h in e.lab.hosts:
         proxy = e.proxy_container(h)
@@ -250,7 +129,7 @@ def test_02_deploy_v2_under_load(swap):
     _step("deploy v2")
     e = swap
     (e.project / "service" / "zdd_service" / "lab_note.txt").write_text("v2: a change for the lab\n")
-    v1, v2 = e.tags["v1"], _build(e, "v2", "v2")
+    v1, v2 = e.tags["v1"], e.build("v2", "v2")
     close_phase(e, "deploy v2")
     e.zdd("deploy", "--tag", v2, "--yes", label="deploy v2 (under load)")
     ph = close_phase(e, "deploy v3 (unhealthy)")
@@ -269,7 +148,7 @@ def test_03_unhealthy_version_is_halted_and_nothing_switches(swap):
     original = df.read_text()
     df.write_text(original + "\n# lab: a broken version (its health check always fails)\nENV ZDD_FAIL_HEALTH=1\n")
     v2 = e.tags["v2"]
-    v3 = _build(e, "v3", "v3: broken health")
+    v3 = e.build("v3", "v3: broken health")
     close_phase(e, "deploy v3 (unhealthy)")
     cp = e.zdd("deploy", "--tag", v3, "--yes", expect=3, label="deploy v3 (halted)")
     ph = close_phase(e, "rollback to v1")
@@ -311,7 +190,7 @@ def test_05_deploy_the_minimal_app(swap):
     _step("deploy the minimal app")
     e = swap
     e.config(build_context="minimal")
-    minimal = _build(e, "minimal", "the minimal app (knows nothing of zdd-tui)")
+    minimal = e.build("minimal", "the minimal app (knows nothing of zdd-tui)")
     close_phase(e, "deploy minimal")
     e.zdd("deploy", "--tag", minimal, "--yes", label="deploy minimal (under load)")
     ph = close_phase(e, "20 switches")
