@@ -127,8 +127,10 @@ async def zdd_rollout(session, tag: str, batch: int, rate: float, lb_url: str, o
 
 async def swap_rollout(session, tag: str, rate: float, lb_url: str, rollback: bool = False) -> Run:
     """A local-swap deploy (or rollback) at batch size 1; the floor from its own events."""
+    # No canary: its soak is a wait the operator chooses, not the swap this measures.
+    deploy = session.config.deploy
     session.config = dataclasses.replace(session.config, deploy=dataclasses.replace(
-        session.config.deploy, batch_size=1, strategy="local-swap"))
+        deploy, batch_size=1, strategy="local-swap", canary=dataclasses.replace(deploy.canary, enabled=False)))
     plan = await (session.plan_rollback(tag) if rollback else session.plan_deploy(tag))
     rec = Recorder()
     listeners = [rec] + ([HeadlessRenderer(sys.stdout)] if TRACE else [])
