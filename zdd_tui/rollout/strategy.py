@@ -202,12 +202,12 @@ class Strategy(abc.ABC):
 
     async def finish_canary(self, h: HostRun) -> HostResult:
         """The canary passed: finish the host's cycle (a strategy with a canary overrides this)."""
-        raise NotImplementedError(f"{self.name} has no canary")
+        raise RuntimeError(f"{self.name} has no canary: its plans never name one")
 
     async def revert_canary(self, h: HostRun, why: str, cancelled: bool) -> HostResult:
         """The canary is not kept: the host back on the version it ran (a strategy with a canary
         overrides this)."""
-        raise NotImplementedError(f"{self.name} has no canary")
+        raise RuntimeError(f"{self.name} has no canary: its plans never name one")
 
     @abc.abstractmethod
     def halt_message(self, h: HostRun, f: StepFailed) -> str:
