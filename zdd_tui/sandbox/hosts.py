@@ -40,11 +40,11 @@ from pathlib import Path
 from zdd_tui.sandbox.images import SandboxImage, parse_ref
 from zdd_tui.sandbox.procs import (
     INHERIT,
+    LogPumps,
     can_bind,
     end_process,
     log_append,
     pid_alive,
-    pump_log,
     read_json,
     read_log,
     write_atomic,
@@ -141,7 +141,7 @@ class LocalHost:
         # The running container's secrets: in this process's memory only, never in a file here
         # (container.json records their names and fingerprints, `secrets_label`).
         self._secret_env: dict[str, str] = {}
-        self._pumps: set[asyncio.Task] = set()  # each process's output into the log (procs.pump_log)
+        self._pumps = LogPumps(self.log_file, self.name)  # each process's output into the log
 
     # ----- persisted records -----
     @property
@@ -275,24 +275,7 @@ class LocalHost:
         return env
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "zdd_service",
-            env=self._environment(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=str(self.root),
-            start_new_session=True,
-            preexec_fn=_pdeathsig,
-        )
-        # Its output reaches the log through the sandbox, each line stamped (procs.pump_log).
-        assert proc.stdout is not None
-        pump = asyncio.create_task(pump_log(proc.stdout, self.log_file), name=f"log-{self.name}")
-        self._pumps.add(pump)
-        pump.add_done_callback(self._pumps.discard)
-        return proc
+        return await self._pumps.spawn([sys.executable, "-m", "zdd_service"], env=self._environment(), cwd=self.root)
 
     def _log(self, event: str) -> None:
         """A line of the sandbox's own in the container's log."""
@@ -358,8 +341,7 @@ class LocalHost:
                 self._supervisor = None
             if self._proc is proc:
                 break
-        if self._pumps:  # its last words land before what is logged after the stop (bounded: a
-            await asyncio.wait(set(self._pumps), timeout=2.0)  # grandchild may hold the pipe)
+        await self._pumps.flush()  # its last words land before what is logged after the stop
         self._proc = None
         self._wake.clear()
         return rc

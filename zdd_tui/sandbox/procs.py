@@ -164,6 +164,31 @@ async def pump_log(stream: asyncio.StreamReader, path: Path) -> None:
             return
 
 
+class LogPumps:
+    """Children started with their output going to one log file through the sandbox, a stamped
+    line at a time (pump_log), and the wait for their last words after a stop."""
+
+    def __init__(self, log_file: Path, label: str):
+        self.log_file = log_file
+        self.label = label
+        self._tasks: set[asyncio.Task] = set()
+
+    async def spawn(self, argv: list[str], *, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, cwd=str(cwd), start_new_session=True, preexec_fn=pdeathsig)
+        assert proc.stdout is not None
+        task = asyncio.create_task(pump_log(proc.stdout, self.log_file), name=f"log-{self.label}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return proc
+
+    async def flush(self) -> None:
+        """Until what the stopped children wrote is in the log (bounded: a grandchild may hold the pipe)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=2.0)
+
+
 def read_log(path: Path, tail: int = 100, since: float | None = None) -> list[str]:
     """The last `tail` lines of a stamped log (all when tail <= 0), without their stamps; with
     `since` (epoch seconds), only those read at or after it."""
@@ -237,7 +262,7 @@ class Child:
         self.started_at: float | None = None
         self.exit_code: int | None = None
         self.restart_count = restart_count
-        self._pumps: set[asyncio.Task] = set()  # each process's output into the log (see pump_log)
+        self._pumps = LogPumps(log_file, label)
 
     @property
     def pid(self) -> int | None:
@@ -252,21 +277,7 @@ class Child:
         log_append(self.log_file, f"[sandbox] {self.label} {event}")
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            *self.argv,
-            env=self.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=str(self.cwd),
-            start_new_session=True,
-            preexec_fn=pdeathsig,
-        )
-        assert proc.stdout is not None
-        pump = asyncio.create_task(pump_log(proc.stdout, self.log_file), name=f"log-{self.label}")
-        self._pumps.add(pump)
-        pump.add_done_callback(self._pumps.discard)
-        return proc
+        return await self._pumps.spawn(list(self.argv), env=self.env, cwd=self.cwd)
 
     def _started(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
@@ -324,8 +335,7 @@ class Child:
                 self._task = None
             if self.proc is proc:
                 break
-        if self._pumps:  # its last words land before what is noted after the stop (bounded: a
-            await asyncio.wait(set(self._pumps), timeout=2.0)  # grandchild may hold the pipe)
+        await self._pumps.flush()  # its last words land before what is noted after the stop
         self.proc = None
         self.state, self.exit_code = "exited", rc
         self.on_change()
