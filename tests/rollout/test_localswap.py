@@ -93,8 +93,10 @@ async def test_happy_path_order_per_host_first_host_alone_and_zero_failed(clock)
     checked = {e.host: order[id(e)] for e in rec.of(PhaseChanged) if e.phase == Phase.CHECKING_HEALTH}
     assert all(checked[e.host] < order[id(e)] for e in switched)
     assert any(e.view == "proxy" and e.healthy for e in rec.of(HealthChanged))
-    # The first host alone, the others together after it.
-    assert when(world, "app-1", "prune") <= when(world, "app-2", f"run_slot b {NEW}")
+    # The first host alone, the others together after it: once its traffic moved and its old slot
+    # drained; its old container stops beside them, serving nothing.
+    assert when(world, "app-1", "in_flight a") <= when(world, "app-2", f"run_slot b {NEW}") \
+        < when(world, "app-1", "prune")
     assert when(world, "app-2", f"run_slot b {NEW}") == when(world, "app-3", f"run_slot b {NEW}")
     # Independent of the LB's cadence: well under one 10 s check interval per batch.
     assert out.duration_seconds < 10
@@ -419,3 +421,50 @@ async def test_the_proxy_is_not_asked_again_right_after_a_switch_it_confirmed(cl
         assert not [t for t, n in asked if n == host and switched <= t < done]
     proxy_views = [e for e in rec.of(HealthChanged) if e.view == "proxy" and e.detail == "active slot b"]
     assert {e.host for e in proxy_views} == set(world.hosts)  # still reported, from what switch() confirmed
+
+
+async def test_the_old_container_stops_beside_the_next_batch_and_a_failed_stop_only_warns(clock):
+    # How long the old process takes to exit is nobody's wait once traffic left it; a stop that
+    # fails leaves a container that serves nothing, which the next deploy stops first.
+    world = swap_world(clock)
+    world.stop_s = 3.0
+    world.add_version(NEW)
+    plan, deploy = make(world, batch_size=1)
+    failing = world.hosts["app-2"]
+    real_stop = failing.stop_slot
+
+    async def broken(slot, grace_seconds):
+        failing._note(f"stop_slot {slot}")
+        raise RuntimeError("docker: Error response from daemon: cannot stop container")
+
+    failing.stop_slot = broken
+    rec = Recorder()
+    out = await clock.run(engine(world, clock, plan, deploy, rec).run())
+    assert out.status == OutcomeStatus.SUCCESS, out.message
+    assert out.fleet == dict.fromkeys(world.hosts, NEW) and world.failed == 0
+    # The next host started while the one before it was still stopping its old container (3 s).
+    assert when(world, "app-1", "stop_slot a") <= when(world, "app-2", f"run_slot b {NEW}") \
+        < when(world, "app-1", "prune")
+    assert when(world, "app-3", "prune") - when(world, "app-1", "stop_slot a") < 3 * world.stop_s
+    # The old container on app-2 still runs, not served; the warning says so.
+    assert [(s.slot, s.c.state) for s in failing.slots] == [("a", "running"), ("b", "running")]
+    assert failing.active == "b"
+    warned = [e.line for e in rec.of(LogLine) if e.host == "app-2" and e.level == "warning"]
+    assert any("could not stop the old container on slot a" in w and "cannot stop container" in w
+               for w in warned)
+    # Every host DONE, and journaled done, before the outcome.
+    finished = rec.events.index(next(e for e in rec.events if type(e).__name__ == "RolloutFinished"))
+    for n in world.hosts:
+        done = [i for i, e in enumerate(rec.events) if isinstance(e, PhaseChanged) and e.host == n
+                and e.phase is Phase.DONE]
+        assert done and done[0] < finished
+    records = (await read_records(world.hosts)).records
+    assert {r["host"]: r["outcome"] for r in records if r["type"] == "host"} == dict.fromkeys(world.hosts, "done")
+    # The next deploy finds app-2's leftover on the slot it needs and stops it first.
+    world.add_version(OLD2 := "sha-ccccccc")
+    failing.stop_slot = real_stop
+    plan2, deploy2 = make(world, tag=OLD2, batch_size=1)
+    out2 = await clock.run(engine(world, clock, plan2, deploy2, Recorder()).run())
+    assert out2.status == OutcomeStatus.SUCCESS, out2.message
+    second = world.ops("app-2")[world.ops("app-2").index("prune") + 1:]
+    assert second[:3] == ["pull", "stop_slot a", f"run_slot a {OLD2}"], second

@@ -110,6 +110,7 @@ class Engine:
         self._t0 = 0.0
         self._fractions: dict[str, float] = {}
         self.watch: Watch | None = None  # local-swap: every host's traffic, sampled
+        self._behind: dict[str, asyncio.Task[None]] = {}  # host -> the work finishing it beside later batches
         self.canary: CanaryReport | None = None  # the canary gate's verdict, once judged
 
     # ---- events -------------------------------------------------------------------------
@@ -141,6 +142,25 @@ class Engine:
         """`h` is a canary host and the canary has not been judged yet: it soaks after its switch."""
         return self.watch is not None and self.canary is None and h.name in self.plan.canary_hosts \
             and self.plan.canary_seconds > 0
+
+    def behind(self, h: HostRun, work: Awaitable[None]) -> None:
+        """`work` finishes `h` while the next batch goes on (local-swap: its old container, which
+        serves nothing any more, stops and is pruned). It must not fail the rollout: what goes
+        wrong in it is a warning. The host is journaled when it ends, and all such work ends
+        before the outcome is made."""
+        self._behind[h.name] = asyncio.ensure_future(self._finish_behind(h, work))
+
+    async def _finish_behind(self, h: HostRun, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception as exc:  # noqa: BLE001 - traffic already moved: said, never a halt
+            await self.log(h.name, f"after the switch: {type(exc).__name__}: {exc}", "warning")
+        await self.journal_host(h, None)
+
+    async def _wait_behind(self) -> None:
+        tasks = [t for t in self._behind.values() if not t.done()]
+        if tasks:
+            await asyncio.gather(*tasks)
 
     def switched(self, host: str, slot: str, tag: str | None) -> None:
         if self.watch is not None:
@@ -245,6 +265,8 @@ class Engine:
             return await self._run()
         finally:
             await self._stop_watch()
+            for task in self._behind.values():  # only left unfinished when the run itself was cancelled
+                task.cancel()
 
     async def _stop_watch(self) -> None:
         watch, self.watch = self.watch, None
@@ -336,7 +358,7 @@ class Engine:
             restore_errors: list[tuple[HostRun, str]] = []
             any_cancel = False
             for h, (failure, cancelled, restore_error) in zip(batch, host_results, strict=True):
-                if restore_error is None:
+                if restore_error is None and h.name not in self._behind:
                     await self.journal_host(h, failure)
                 if failure and first_fail is None:
                     first_fail = (h, failure)
@@ -444,16 +466,18 @@ class Engine:
         return await self._finish(OutcomeStatus.INTERRUPTED, "")
 
     async def _fleet_now(self) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for name in sorted(self.runtimes):
+        async def one(rt: HostRuntime) -> str | None:
             try:
-                out[name] = await self.strategy.fleet_tag(self.runtimes[name])
+                return await self.strategy.fleet_tag(rt)
             except Exception:  # noqa: BLE001
-                out[name] = None
-        return out
+                return None
+
+        names = sorted(self.runtimes)
+        return dict(zip(names, await asyncio.gather(*(one(self.runtimes[n]) for n in names)), strict=True))
 
     async def _finish(self, status: OutcomeStatus, message: str, *, failed: HostRun | None = None,
                       step: Phase | None = None, seen: str = "", restored: bool = False) -> Outcome:
+        await self._wait_behind()
         fleet = await self._fleet_now()
         duration = self.clock.now() - self._t0
         done = [h.name for h in self.hosts if h.state is HostState.DONE]

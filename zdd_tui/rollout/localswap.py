@@ -4,8 +4,10 @@ one; the host never leaves the load balancer, so no wait depends on the LB's che
 Per host: start the new version on the idle slot -> its own health on that slot (bounded by
 start_timeout_seconds) -> switch the proxy -> wait until nothing is in flight to the old slot
 (bounded by stop_grace_seconds) -> stop the old container and keep it (stopped) -> prune beyond
-deploy.retain. A new container that never gets healthy is removed and the proxy never switches:
-the host is as it was. A failure after the switch points the proxy at the old slot again.
+deploy.retain. The stop and the prune go on beside the next batch, and a failure in them only
+warns: the new version already serves. A new container that never gets healthy is removed and the
+proxy never switches: the host is as it was. A failure up to the switch points the proxy at the
+old slot again.
 
 A host with no proxy yet is adopted first (the plan says how): "fresh" (it runs nothing: proxy
 and app at once), "lb-drain" (its app has the admin contract: one drain cycle out of the LB) or
@@ -51,6 +53,9 @@ class _Swap:
     old_stopped: bool = False  # adoption: the old single container was stopped (and removed)
     proxy_installed: bool = False  # adoption: the proxy now runs on the host
     old_running: bool = False  # the old slot's container ran when the cycle began
+    # The slot containers as listed before the pull; under the deploy lock nothing else changes
+    # them, so the start need not ask again (a round trip on each host's path).
+    listed: list[ContainerInfo] | None = None
     # It served nothing before, so the LB has it out of rotation: done only once the LB's own
     # checks let it in (else a deploy could end with no host the LB sends traffic to).
     entering: bool = False
@@ -111,8 +116,9 @@ class LocalSwap(Strategy):
         try:
             if h.proxy is not None and h.proxy.installed:
                 active = h.proxy.active_slot
-                running = [c for c in await self._swap(h).slot_containers()
-                           if active is not None and c.slot == active and c.state == "running"]
+                listed = await self._swap(h).slot_containers()
+                self._runs.setdefault(h.name, _Swap()).listed = listed
+                running = [c for c in listed if active is not None and c.slot == active and c.state == "running"]
                 h.prev = running[0] if running else None
             else:
                 h.prev = await h.rt.inspect()
@@ -155,7 +161,7 @@ class LocalSwap(Strategy):
         cancelled = False
         try:
             await work
-            if h.state is not HostState.SOAKING:
+            if h.state not in (HostState.SOAKING, HostState.STOPPING_OLD):  # those finish later
                 await e.enter(h, HostState.DONE, e.plan.to_tag)
             return None, False, None
         except StepFailed as exc:
@@ -213,19 +219,39 @@ class LocalSwap(Strategy):
         await self._stop_old(h, run)
 
     async def _stop_old(self, h: HostRun, run: _Swap) -> None:
-        e, rt = self.e, self._swap(h)
+        """The old container stops (kept for rollback) beside the next batch: traffic has left it,
+        so how long its process takes to exit is nobody's wait."""
+        e = self.e
         if run.old is not None and run.old_running:
             await e.enter(h, HostState.STOPPING_OLD, f"slot {run.old}, kept for rollback")
-            grace = float(e.deploy.stop_grace_seconds)
-            await e.call(Phase.STOPPING_OLD, rt.stop_slot(run.old, grace), grace + e.opt.step_timeout_extra)
+            e.behind(h, self._stopped(h, run.old))
+        else:
+            await self._prune(h)
+
+    async def _stopped(self, h: HostRun, slot: str) -> None:
+        """Stop the old slot, prune, DONE. A stop that fails is a warning, not a halt (as Kamal
+        treats it): the new version serves, the old one serves nothing, and the next deploy stops a
+        container left running on its idle slot before it starts there."""
+        e, rt = self.e, self._swap(h)
+        grace = float(e.deploy.stop_grace_seconds)
+        try:
+            await asyncio.wait_for(rt.stop_slot(slot, grace), grace + e.opt.step_timeout_extra)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            why = "no result" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            await e.log(h.name, f"could not stop the old container on slot {slot} ({why}); it serves no traffic "
+                                "and the next deploy stops it first", "warning")
         await self._prune(h)
+        await e.enter(h, HostState.DONE, e.plan.to_tag)
 
     async def _start_and_switch(self, h: HostRun, run: _Swap) -> None:
         e, rt = self.e, self._swap(h)
         run.new = other_slot(run.old)
         extra = e.opt.step_timeout_extra
+        listed, run.listed = run.listed, None
         try:
-            leftover = [c for c in await rt.slot_containers() if c.slot == run.new and c.state == "running"]
+            if listed is None:
+                listed = await rt.slot_containers()
+            leftover = [c for c in listed if c.slot == run.new and c.state == "running"]
         except Exception as exc:  # noqa: BLE001 - run_slot says so precisely if the slot is taken
             leftover = []
             await e.log(h.name, f"cannot list the slot containers: {type(exc).__name__}: {exc}", "warning")
