@@ -265,3 +265,65 @@ async def test_tcp_check_and_request_bodies_pass_through(setup):
         assert r.status == 200
         assert await r.read() == payload[::-1]
         assert r.headers["X-Len"] == str(len(payload)) and r.headers["X-Seen-For"] == "127.0.0.1"
+
+
+class ThreadBackend:
+    """A backend on its own thread, so that it runs while the LB's event loop is stalled; it
+    answers `delay` seconds late (a machine busy for everyone)."""
+
+    def __init__(self, address: str, port: int):
+        import http.server
+        import threading
+
+        me = self
+        self.delay = 0.0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                time.sleep(me.delay)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((address, port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+async def test_checks_timing_out_while_the_lb_itself_stalls_are_not_counted(setup):
+    # The sandbox's LB shares the machine with its droplets: when its own event loop runs late
+    # too (a busy machine), a check that timed out says nothing about the droplet. (A slow
+    # droplet while the LB keeps up still fails: test_check_timeout_counts_as_failure.)
+    world, lb, _backends, _http = setup
+    block = AddressBlock.random()
+    port = world.lb_obj["health_check"]["port"]
+    backend = ThreadBackend(block.address(9), port)
+    try:
+        world.lb_obj["health_check"]["response_timeout_seconds"] = 0.3
+        world.add(9, block.address(9))
+        await wait_until(lambda: lb.health_view().get(9) is True)
+        # Everything slow: the droplet answers after the timeout, and the LB's loop stalls (as a
+        # starved process does) for 4 s, in pieces longer than the timeout.
+        backend.delay = 1.0
+        views = []
+        end = time.monotonic() + 4.0
+        while time.monotonic() < end:
+            time.sleep(0.6)  # noqa: ASYNC251 - the stall of a starved process is the point
+            await asyncio.sleep(0.02)
+            views.append(lb.health_view()[9])
+        await asyncio.sleep(0.2)  # the last check's verdict
+        views.append(lb.health_view()[9])
+        details = lb.health_details()[0]
+        assert all(views), (views, details)  # never taken out for the LB's own lateness
+        assert details["inconclusive"] > 0, details  # never taken out for the LB's own lateness
+    finally:
+        backend.stop()

@@ -16,6 +16,12 @@ Health checks follow DigitalOcean's documented semantics:
   reading (never send traffic to a host nobody has checked). The first check runs at once.
 With no healthy droplet the LB answers 503 (DO answers 503 "Service Unavailable" then too).
 
+One departure, because this LB shares a machine (and an event loop) with the droplets it checks: a
+check that timed out while this process itself ran late (its event loop late by a quarter of the
+timeout or more, in total, during the check) counts neither way (`inconclusive`). On a busy machine
+the sandbox must not take droplets out of rotation for its own slowness; a DO LB does not share a
+CPU with the droplets. A droplet that is slow while this process keeps up still fails its checks.
+
 Failed upstream requests are NOT retried, not even aiohttp's built-in one-shot retry of idempotent
 requests on a reused connection: the zero-downtime tests must measure the engine, not hide its
 mistakes behind the proxy. An upstream that fails answers 502, one that times out 504.
@@ -27,6 +33,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +70,39 @@ DEFAULT_HEALTH_CHECK = {
 }
 
 
+class LoopLag:
+    """How late this process's event loop has run: a tick every TICK seconds records how much
+    later than asked it woke (the last minute of ticks)."""
+
+    TICK = 0.05
+
+    def __init__(self) -> None:
+        self._marks: deque[tuple[float, float]] = deque(maxlen=int(60 / self.TICK))
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lb-loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(self.TICK)
+            now = loop.time()
+            self._marks.append((now, max(0.0, now - asked - self.TICK)))
+
+    async def during(self, start: float, end: float) -> float:
+        """Seconds the loop ran late in total between `start` and `end` (loop.time()). Waits two
+        ticks first: the tick that spans a stall is recorded only once the stall is over."""
+        await asyncio.sleep(2 * self.TICK)
+        return sum(late for at, late in self._marks if start < at <= end + 2 * self.TICK)
+
+
 @dataclass(frozen=True)
 class Target:
     droplet_id: int
@@ -79,6 +119,7 @@ class DropletHealth:
     consecutive_ok: int = 0
     consecutive_fail: int = 0
     checks: int = 0
+    inconclusive: int = 0  # timeouts while this process itself ran late (see module doc)
     last_status: int | None = None
     last_detail: str = ""
     last_check_at: float | None = None  # time.time()
@@ -94,6 +135,7 @@ class DropletHealth:
             "consecutive_ok": self.consecutive_ok,
             "consecutive_fail": self.consecutive_fail,
             "checks": self.checks,
+            "inconclusive": self.inconclusive,
             "last_status": self.last_status,
             "last_detail": self.last_detail,
             "last_check_at": self.last_check_at,
@@ -142,6 +184,7 @@ class SandboxLB:
         # Reaping tasks for dropped droplets' checkers: held so they are not garbage-collected
         # mid-run, and awaited by stop().
         self._reapers: set[asyncio.Task] = set()
+        self._lag = LoopLag()
         # Counters tests and the status view can read.
         self.requests = 0
         self.responses_by_status: dict[int, int] = {}
@@ -175,6 +218,7 @@ class SandboxLB:
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=False)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._lag.start()
         self.reconcile()
         self._reconciler = asyncio.create_task(self._reconcile_loop(), name="lb-reconcile")
 
@@ -187,6 +231,7 @@ class SandboxLB:
         self._health.clear()
         if self._reapers:
             await asyncio.gather(*self._reapers, return_exceptions=True)
+        await self._lag.stop()
         if self._runner:
             await self._runner.cleanup()
         for s in (self._session, self._check_session):
@@ -255,8 +300,19 @@ class SandboxLB:
         while True:
             hc = self.health_check()  # re-read each time: a PUT on the LB applies at the next check
             started = time.monotonic()
+            loop = asyncio.get_running_loop()
+            began = loop.time()
             ok, status, detail = await self._check_once(h.target, hc)
-            self._record(h, hc, ok, status, detail)
+            counted = True
+            if status is None and detail.startswith("timeout"):
+                late = await self._lag.during(began, loop.time())
+                if late >= 0.25 * float(hc["response_timeout_seconds"]):
+                    counted = False
+                    h.inconclusive += 1
+                    h.last_detail = f"{detail}, not counted: the sandbox itself ran {late:.1f}s late"
+                    log.info("lb: %s check not counted (%s)", h.target.name, h.last_detail)
+            if counted:
+                self._record(h, hc, ok, status, detail)
             interval = max(0.05, float(hc["check_interval_seconds"]))
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
