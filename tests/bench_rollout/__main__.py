@@ -76,7 +76,9 @@ class Run:
     def bound(self) -> float:
         if self.floor_seconds is not None:
             return self.floor_seconds
-        return self.pull + self.batches * ((UNHEALTHY + HEALTHY - 1) * INTERVAL + self.stop_start)
+        # This run's LB setting: the globals hold whichever setting ran last.
+        interval, _timeout, unhealthy, healthy = LB_SETTINGS[self.lb]
+        return self.pull + self.batches * ((unhealthy + healthy - 1) * interval + self.stop_start)
 
 
 def start_sandbox(state: Path, hosts: int, strategy: str) -> tuple[subprocess.Popen, dict]:
