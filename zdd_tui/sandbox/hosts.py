@@ -4,9 +4,10 @@ A `LocalHost` is one droplet: an address 127.A.B.N (the sandbox's own /24, see `
 a directory `<state_dir>/hosts/<name>/` and a tiny container runtime with Docker's semantics where
 the engine relies on them:
 - pull: the tag must exist in the sandbox registry (else `ImageNotFoundError`); records it;
-- run: one app container per host; `python -m zdd_service` as a child process with the host's
-  address and ports and the image's environment; restart policy "always" (the process exiting
-  means state "restarting", a restart after a backoff, restart_count + 1);
+- run: one app container per host; `python -m zdd_service` as a supervised child process
+  (`procs.Child`) with the host's address and ports and the image's environment; restart policy
+  "always" (the process exiting means state "restarting", a restart after a backoff,
+  restart_count + 1);
 - stop: SIGTERM, wait up to the grace period, SIGKILL; the container is removed;
 - inspect, logs (one log file per container, kept across restarts, new for each run; each line
   stamped with when it was written, so logs can be asked for since an instant);
@@ -30,7 +31,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -40,9 +40,9 @@ from pathlib import Path
 from zdd_tui.sandbox.images import SandboxImage, parse_ref
 from zdd_tui.sandbox.procs import (
     INHERIT,
-    LogPumps,
+    Child,
     can_bind,
-    end_process,
+    kill_leftover,
     log_append,
     pid_alive,
     read_json,
@@ -127,11 +127,8 @@ class LocalHost:
         self.container_name = container_name
         (root / "state").mkdir(parents=True, exist_ok=True)
         (root / "logs").mkdir(parents=True, exist_ok=True)
-        self._proc: asyncio.subprocess.Process | None = None
-        self._supervisor: asyncio.Task | None = None
+        self._app: Child | None = None  # the app container's process, while the sandbox runs it
         self._lock = asyncio.Lock()
-        self._stopping = False
-        self._wake = asyncio.Event()
         self._container: dict | None = read_json(self._container_file, None)
         self.swap = SwapSide(
             name=name, address=address, root=root, container_name=container_name,
@@ -141,7 +138,6 @@ class LocalHost:
         # The running container's secrets: in this process's memory only, never in a file here
         # (container.json records their names and fingerprints, `secrets_label`).
         self._secret_env: dict[str, str] = {}
-        self._pumps = LogPumps(self.log_file, self.name)  # each process's output into the log
 
     # ----- persisted records -----
     @property
@@ -255,7 +251,7 @@ class LocalHost:
             self._secret_env = dict(secrets or {})
             self.log_file.write_text("")  # a new container has a new log
             self._save()
-            await self._start_supervisor()
+            await self._start_app()
             return self.inspect()  # type: ignore[return-value]
 
     def _environment(self) -> dict[str, str]:
@@ -274,84 +270,39 @@ class LocalHost:
         )
         return env
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
-        return await self._pumps.spawn([sys.executable, "-m", "zdd_service"], env=self._environment(), cwd=self.root)
-
     def _log(self, event: str) -> None:
         """A line of the sandbox's own in the container's log."""
         log_append(self.log_file, f"[sandbox] {self.container_name} {event}")
 
-    async def _start_supervisor(self) -> None:
-        self._stopping = False
-        proc = await self._spawn()
-        self._mark_started(proc)
-        self._supervisor = asyncio.create_task(self._supervise(proc), name=f"host-{self.name}")
-
-    def _mark_started(self, proc: asyncio.subprocess.Process) -> None:
+    async def _start_app(self) -> None:
         assert self._container is not None
-        self._proc = proc
-        self._container.update(state="running", started_at=time.time(), pid=proc.pid)
+        app = Child([sys.executable, "-m", "zdd_service"], self._environment(), cwd=self.root,
+                    log_file=self.log_file, label=self.container_name, on_change=lambda: self._record(app),
+                    backoff=0.25, restart_count=int(self._container.get("restart_count") or 0),
+                    exit_code=self._container.get("exit_code"))
+        self._app = app
+        await app.start()
+
+    def _record(self, app: Child) -> None:
+        """Persist what the app's process does (started, restarting), while it is this host's."""
+        if app is not self._app or self._container is None:
+            return
+        self._container.update(state=app.state, started_at=app.started_at, exit_code=app.exit_code,
+                               restart_count=app.restart_count, pid=app.pid)
         self._save()
 
-    async def _supervise(self, proc: asyncio.subprocess.Process) -> None:
-        """Restart policy "always", with Docker's doubling backoff (reset after a stable run).
-
-        Never cancelled: `_terminate` sets `_stopping`, wakes the backoff and ends the process;
-        this loop then returns by itself, so a restart can never be cut half-way (a spawned
-        process nobody knows of)."""
-        backoff = 0.25
-        while True:
-            started = time.monotonic()
-            rc = await proc.wait()
-            if self._stopping or self._container is None:
-                return
-            self._log(f"exited with code {rc}; restarting")
-            if time.monotonic() - started > 10:
-                backoff = 0.25
-            self._container.update(state="restarting", exit_code=rc, pid=None)
-            self._container["restart_count"] = int(self._container.get("restart_count") or 0) + 1
-            self._save()
-            try:
-                await asyncio.wait_for(self._wake.wait(), backoff)
-            except TimeoutError:
-                pass
-            backoff = min(backoff * 2, 8.0)
-            if self._stopping or self._container is None:
-                return
-            proc = await self._spawn()
-            self._mark_started(proc)
-            if self._stopping:
-                return  # stop() came during the spawn: it sees the new process in self._proc
-
-    @staticmethod
-    async def _end(proc: asyncio.subprocess.Process, grace: float | None) -> int | None:
-        return await end_process(proc, grace)
-
-    async def _terminate(self, grace: float | None) -> int | None:
-        """Stop the process (SIGTERM, grace, SIGKILL) and the restart loop; the exit code."""
-        self._stopping = True
-        self._wake.set()
-        rc = None
-        while True:
-            proc = self._proc
-            if proc is not None:
-                rc = await self._end(proc, grace)
-            if self._supervisor is not None:
-                await asyncio.gather(self._supervisor, return_exceptions=True)  # prompt now (see _supervise)
-                self._supervisor = None
-            if self._proc is proc:
-                break
-        await self._pumps.flush()  # its last words land before what is logged after the stop
-        self._proc = None
-        self._wake.clear()
-        return rc
+    async def _end_app(self, grace: float | None) -> int | None:
+        """Stop the process (SIGTERM, grace, SIGKILL) and its restarts; the exit code. The record
+        keeps what it said before (a shutdown keeps the container "running", to run it again)."""
+        app, self._app = self._app, None
+        return await app.stop(grace) if app is not None else None
 
     async def stop(self, grace: float) -> None:
         """Stop and remove the container (no-op when there is none)."""
         async with self._lock:
             if self._container is None:
                 return
-            rc = await self._terminate(grace)
+            rc = await self._end_app(grace)
             self._log(f"stopped (exit code {rc})")
             self._container = None
             self._secret_env = {}
@@ -363,9 +314,12 @@ class LocalHost:
         await self.swap.resume()
         async with self._lock:
             c = self._container
-            if c is None or c.get("desired") != "running" or self._supervisor is not None:
+            if c is None or c.get("desired") != "running" or self._app is not None:
                 return
-            self._kill_leftover(c.get("pid"))
+            # One this host started in a previous sandbox run, somehow still alive, would hold the
+            # address: it is ours if its environment names this host's address and admin port.
+            kill_leftover(c.get("pid"), [f"ZDD_HOST={self.address}".encode(),
+                                         f"ZDD_ADMIN_PORT={self.admin_port}".encode()])
             if c.get("secrets_label") and not self._secret_env:
                 # Its secrets were only in the memory of the sandbox that started it.
                 self._log("not restarted: its secrets were held in the previous sandbox process's memory only; "
@@ -373,32 +327,16 @@ class LocalHost:
                 c.update(state="exited", exit_code=None, pid=None, desired="stopped")
                 self._save()
                 return
-            await self._start_supervisor()
-
-    def _kill_leftover(self, pid: int | None) -> None:
-        """A service this host started in a previous sandbox run that is somehow still alive
-        (the sandbox was killed and the death signal missed) would hold the address: end it,
-        but only if it is really ours (its environment names this host's address)."""
-        if not pid or not pid_alive(pid):
-            return
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            return
-        if f"ZDD_HOST={self.address}".encode() in environ and f"ZDD_ADMIN_PORT={self.admin_port}".encode() in environ:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            await self._start_app()
 
     async def shutdown(self, grace: float | None = 10.0) -> None:
         """Sandbox exit: end the processes but keep the records so a restart runs them again
         (grace None: SIGKILL at once)."""
         await self.swap.halt(grace)
         async with self._lock:
-            if self._proc is None and self._supervisor is None:
+            if self._app is None:
                 return
-            await self._terminate(grace)
+            await self._end_app(grace)
             if self._container is not None:
                 self._container.update(pid=None)
                 self._save()
@@ -462,7 +400,7 @@ class LocalHost:
                 await proc.wait()
 
     def pids(self) -> list[int]:
-        own = [self._proc.pid] if self._proc is not None and self._proc.returncode is None else []
+        own = [self._app.pid] if self._app is not None and self._app.pid is not None else []
         return own + self.swap.pids()
 
     def logs(self, tail: int = 100, since: float | None = None) -> list[str]:

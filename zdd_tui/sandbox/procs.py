@@ -3,7 +3,8 @@
 `Child` is one supervised process with Docker's restart semantics: it runs in its own session (a
 Ctrl-C in the terminal reaches only the sandbox, which then stops its children in order), with a
 parent-death signal (it does not outlive a sandbox that is killed outright), and it is started
-again after it exits, with a doubling backoff, until it is stopped.
+again after it exits, with a doubling backoff, until it is stopped. Every long-running process of
+a sandbox host is one: the app container, the local-swap slot containers and the proxy.
 """
 
 from __future__ import annotations
@@ -246,6 +247,7 @@ class Child:
         on_change: Callable[[], None] = lambda: None,
         backoff: float = 0.1,
         restart_count: int = 0,
+        exit_code: int | None = None,
     ):
         self.argv = list(argv)
         self.env = env
@@ -260,7 +262,7 @@ class Child:
         self._wake = asyncio.Event()
         self.state = "created"
         self.started_at: float | None = None
-        self.exit_code: int | None = None
+        self.exit_code = exit_code  # the last exit's, kept across restarts (and sandbox runs)
         self.restart_count = restart_count
         self._pumps = LogPumps(log_file, label)
 
