@@ -13,6 +13,7 @@ import pytest
 from zdd_tui import traffic
 from zdd_tui.hosts import argv as host_argv
 from zdd_tui.hosts import slots as host_slots
+from zdd_tui.proxy import traefik
 from zdd_tui.sandbox.swap import in_flight_by_port, in_flight_from_proc
 from zdd_tui.traffic import INF, Counters, combine, delta, parse_metrics, quantile, rates
 
@@ -220,6 +221,47 @@ def test_combine_adds_slots_and_hosts_bound_by_bound():
     assert combine([]) == Counters()
     got = combine([c(10, 1, (5, 8, 10), 1.0), c(20, 2, (1, 15, 20), 2.0), Counters()])
     assert got == Counters(30, 3, ((0.1, 6), (0.5, 23), (INF, 30)), 3.0)
+
+
+OLD_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # proxies installed before
+NEW_BOUNDS = traefik.BUCKETS
+
+
+def observed(latencies: list[float], bounds: tuple[float, ...]) -> Counters:
+    """What a proxy with these buckets counts for these request durations."""
+    return Counters(len(latencies), 0, tuple((le, sum(1 for x in latencies if x <= le)) for le in (*bounds, INF)),
+                    sum(latencies))
+
+
+def test_the_buckets_keep_every_earlier_bound_and_add_finer_ones_around_web_latencies():
+    assert set(OLD_BOUNDS) < set(NEW_BOUNDS) and list(NEW_BOUNDS) == sorted(NEW_BOUNDS)
+    assert {0.075, 0.15, 0.2, 0.3} <= set(NEW_BOUNDS)
+
+
+def test_combine_mixes_proxies_with_old_and_new_buckets_on_their_common_bounds():
+    # Known distribution: durations uniform over (0, 0.5] s on every host, so the p95 is 0.475 s and
+    # linear interpolation inside any bucket of it is exact.
+    uniform = [(i + 1) * 0.5 / 1000 for i in range(1000)]
+    old_host, new_host = observed(uniform, OLD_BOUNDS), observed(uniform, NEW_BOUNDS)
+    for parts in ([old_host, new_host], [new_host, old_host, old_host], [old_host, Counters(), new_host]):
+        got = combine(parts)
+        n = sum(p.requests for p in parts)
+        assert [le for le, _ in got.buckets] == [*OLD_BOUNDS, INF]  # the bounds all of them have
+        assert got.buckets == observed(uniform * (n // 1000), OLD_BOUNDS).buckets  # exact there
+        assert quantile(0.95, got.buckets) == pytest.approx(0.475)
+    # Hosts on the new buckets alone keep them all: the finer p95 of a narrow distribution.
+    narrow = [0.11] * 100
+    assert quantile(0.95, combine([observed(narrow, NEW_BOUNDS)] * 2).buckets) == pytest.approx(0.1475)
+    assert quantile(0.95, observed(narrow, OLD_BOUNDS).buckets) == pytest.approx(0.2425)
+
+
+def test_delta_across_a_proxy_restart_with_other_buckets_is_the_new_reading():
+    before = observed([0.06] * 100, OLD_BOUNDS)
+    # Restarted with the new buckets and already busier than before: every shared bound higher.
+    after = observed([0.06] * 150 + [0.2] * 50, NEW_BOUNDS)
+    assert all(n >= dict(before.buckets)[le] for le, n in after.buckets if le in dict(before.buckets))
+    assert delta(after, before) == after
+    assert delta(observed([0.06] * 150, NEW_BOUNDS), observed([0.06] * 100, NEW_BOUNDS)).requests == 50
 
 
 def test_quantiles_of_a_histogram():

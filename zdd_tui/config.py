@@ -288,8 +288,13 @@ class CanaryConfig:
     enabled: bool | None = field(default=None, metadata=key(
         "local-swap: the first batch soaks under real traffic and is judged against the hosts still "
         "on the old version before the rest follow; unset: on for fleets of 3 or more"))
+    warmup_seconds: int = field(default=10, metadata=key(
+        "the first batch serves this long after its switch, shown but not judged, before the soak "
+        "begins: a freshly started process answers its first seconds slower (the sample service: up "
+        "to 2 s, its first requests 2-4x slower; 10 leaves room for apps that fill caches or pools "
+        "first); 0: judged from the switch", bounds=Range(0, 600)))
     soak_seconds: int = field(default=60, metadata=key(
-        "how long the first batch serves before it is judged", bounds=Range(5, 3600)))
+        "how long the first batch serves, after its warm-up, before it is judged", bounds=Range(5, 3600)))
     min_requests: int = field(default=200, metadata=key(
         "requests each side (canary, old version) must have served in the soak before it is judged",
         bounds=AT_LEAST_1))

@@ -5,6 +5,11 @@ A runtime reads the counters (`SwapHost.traffic`); whoever samples them keeps tw
 turns their difference into rates (`rates(delta(new, old), seconds)`). Counters are cumulative,
 so nothing is lost between samples however late one comes; a proxy that restarted starts from
 zero again, which `delta` recognises.
+
+Histograms need not share their bounds: a proxy keeps the buckets of the static configuration it
+was started with, so a fleet may mix proxies installed by different zdd-tui versions. Where they
+are added (`combine`) or compared (`common_bounds`), only the bounds they all have are used: a
+cumulative count is exact at its own bounds, so the sum there is exact too.
 """
 
 from __future__ import annotations
@@ -202,11 +207,19 @@ def _counters(totals: dict[Series, float]) -> dict[str, Counters]:
     return out
 
 
+def bounds(buckets: tuple[tuple[float, int], ...]) -> tuple[float, ...]:
+    return tuple(le for le, _ in buckets)
+
+
 def delta(new: Counters, old: Counters | None) -> Counters:
     """What happened between two readings. A reading lower than the one before means the proxy
     restarted (counters from zero): the new reading is then all that is known. Any bucket counts:
-    a proxy that restarted and has already served more requests than before shows it there."""
+    a proxy that restarted and has already served more requests than before shows it there. So do
+    other bucket bounds: they come from the proxy's static configuration, which only a restart
+    changes."""
     if old is None or new.requests < old.requests or new.errors < old.errors:
+        return new
+    if old.buckets and new.buckets and bounds(old.buckets) != bounds(new.buckets):
         return new
     old_counts = dict(old.buckets)
     if any(n < old_counts.get(le, 0) for le, n in new.buckets):
@@ -219,24 +232,40 @@ def delta(new: Counters, old: Counters | None) -> Counters:
     )
 
 
+def common_bounds(*histograms: tuple[tuple[float, int], ...]) -> frozenset[float]:
+    """The bounds every non-empty histogram has (an empty one, a slot that has not served yet,
+    constrains nothing)."""
+    sets = [frozenset(bounds(b)) for b in histograms if b]
+    return frozenset.intersection(*sets) if sets else frozenset()
+
+
+def on_bounds(buckets: tuple[tuple[float, int], ...], keep: frozenset[float]) -> tuple[tuple[float, int], ...]:
+    """The histogram at these bounds only (still exact: its counts are cumulative)."""
+    return tuple((le, n) for le, n in buckets if le in keep)
+
+
 def combine(parts: Iterable[Counters]) -> Counters:
-    """Several slots' or hosts' counters as one (histograms added bound by bound)."""
+    """Several slots' or hosts' counters as one: histograms added bound by bound, on the bounds
+    they all have (adding a count at a bound some part lacks would make the sum non-cumulative)."""
+    parts = list(parts)
+    keep = common_bounds(*(c.buckets for c in parts))
     requests = errors = 0
     total = 0.0
-    buckets: dict[float, int] = {}
+    buckets: dict[float, int] = dict.fromkeys(keep, 0)
     for c in parts:
         requests += c.requests
         errors += c.errors
         total += c.duration_sum
-        for le, n in c.buckets:
-            buckets[le] = buckets.get(le, 0) + n
+        for le, n in on_bounds(c.buckets, keep):
+            buckets[le] += n
     return Counters(requests, errors, tuple(sorted(buckets.items())), total)
 
 
 def quantile(q: float, buckets: tuple[tuple[float, int], ...]) -> float | None:
     """The q-quantile (0..1) of a cumulative histogram, interpolated linearly inside the bucket it
     falls in (as Prometheus' histogram_quantile does); in the +Inf bucket, the highest finite
-    bound. None when the histogram is empty."""
+    bound. None when the histogram is empty. One histogram, one set of bounds: histograms with
+    other bounds go through `combine` first."""
     if not buckets or buckets[-1][1] <= 0:
         return None
     rank = q * buckets[-1][1]

@@ -184,7 +184,7 @@ async def test_cancel_during_the_soak_puts_the_canary_back(clock):
 
     def listener(e):
         rec(e)
-        if isinstance(e, CanaryUpdate) and e.report.elapsed_seconds >= 10:
+        if isinstance(e, CanaryUpdate) and not e.report.warming_up and e.report.elapsed_seconds >= 10:
             cancel.set()
 
     eng = Engine(plan, world.hosts, FakeSwapCloud(world), world.settings, deploy_config(), listeners=[listener],
@@ -196,6 +196,109 @@ async def test_cancel_during_the_soak_puts_the_canary_back(clock):
     assert world.hosts["app-1"].active == "a" and len(world.hosts["app-1"].slots) == 1
     for other in ("app-2", "app-3", "app-4"):
         assert world.ops(other) == ["pull"]
+
+
+def slow_at_first(world, clock, seconds: float, slow: Load, fast: Load):
+    """A source whose new version serves `slow` for its first `seconds` after each host's switch,
+    then `fast`; the old version `fast` throughout."""
+    def source(host, slot, tag):
+        if tag != NEW:
+            return fast
+        switched = max((t for t, n, op in world.log if n == host and op.startswith("switch")), default=None)
+        return slow if switched is not None and clock.now() - switched < seconds else fast
+
+    for h in world.hosts.values():
+        h.source = source
+
+
+@pytest.mark.parametrize(("warmup", "passes"), [(10, True), (15, True), (0, False), (5, False)])
+async def test_a_version_slow_only_in_its_first_seconds_passes_once_they_are_a_warm_up(clock, warmup, passes):
+    # Slow (300 ms) for its first 10 s after the switch, then as fast as the old version: a fresh
+    # process warming up. Judged from the switch, those seconds put its p95 among the slow ones.
+    world = world_with(clock, Load())
+    slow_at_first(world, clock, 10, Load(rps=10, latency=0.3), Load(rps=10, latency=0.02))
+    _plan, out, rec = await roll(world, clock, deploy_config(warmup_seconds=warmup))
+    assert out.canary is not None
+    if passes:
+        assert out.status == OutcomeStatus.SUCCESS, out.message
+        assert out.canary.state is CanaryState.PASSED and out.canary.canary.p95 < 0.03
+        assert world.tags() == dict.fromkeys(HOSTS, NEW)
+    else:
+        assert out.status == OutcomeStatus.HALTED and out.canary.state is CanaryState.FAILED
+        assert out.canary.canary.p95 > 0.25 and "p95" in out.canary.reason
+        assert world.tags() == dict.fromkeys(HOSTS, OLD)
+    # The judged window is the soak alone, after the warm-up: 60 s of the canary's 10 req/s.
+    assert out.canary.elapsed_seconds == pytest.approx(60, abs=0.5)
+    assert 590 <= out.canary.canary.requests <= 610
+    assert out.canary.warmup_seconds == warmup and not out.canary.warming_up
+    # The warm-up shows: updates that say so, counting against the warm-up, then the soak's.
+    updates = [e.report for e in rec.of(CanaryUpdate)]
+    warming = [r for r in updates if r.warming_up]
+    assert len(warming) == (0 if warmup == 0 else pytest.approx(warmup + 1, abs=1))
+    assert all(r.state is CanaryState.SOAKING and r.elapsed_seconds <= warmup + 0.01 for r in warming)
+    assert updates[:len(warming)] == warming  # all before the soak's
+    soaking = [r for r in updates[len(warming):] if r.state is CanaryState.SOAKING]
+    assert len(soaking) >= 55 and soaking[0].elapsed_seconds < 1
+    if warming:
+        assert "warming up" in warming[0].text() and "not judged" in warming[0].text()
+
+
+async def test_cancel_during_the_warm_up_puts_the_canary_back(clock):
+    import asyncio
+
+    world = world_with(clock, Load())
+    cancel = asyncio.Event()
+    deploy = deploy_config(warmup_seconds=20)
+    plan = planned(world, deploy)
+    rec = Recorder()
+
+    def listener(e):
+        rec(e)
+        if isinstance(e, CanaryUpdate) and e.report.warming_up and e.report.elapsed_seconds >= 5:
+            cancel.set()
+
+    eng = Engine(plan, world.hosts, FakeSwapCloud(world), world.settings, deploy, listeners=[listener],
+                 clock=clock, cancel=cancel)
+    out = await clock.run(eng.run())
+    assert out.status == OutcomeStatus.INTERRUPTED and out.canary is None
+    assert all(e.report.warming_up for e in rec.of(CanaryUpdate))  # stopped before any soak
+    assert world.tags() == dict.fromkeys(HOSTS, OLD)
+    assert world.hosts["app-1"].active == "a" and len(world.hosts["app-1"].slots) == 1
+    for other in ("app-2", "app-3", "app-4"):
+        assert world.ops(other) == ["pull"]
+
+
+def test_the_console_panel_says_the_canary_is_warming_up():
+    from zdd_tui.rollout.events import CanaryReport
+    from zdd_tui.traffic import Rates
+    from zdd_tui.ui.graph import canary_text
+
+    def report(elapsed: float, warming: bool) -> CanaryReport:
+        return CanaryReport(CanaryState.SOAKING, ("app-1",), ("app-2",), Rates(1.0), Rates(1.0),
+                            elapsed_seconds=elapsed, soak_seconds=60, warmup_seconds=10, warming_up=warming)
+
+    warm = canary_text(report(4, True), CanaryConfig(), NEW, OLD, {}).plain
+    assert "warming up (not judged): 6s left of 10s, then a 60s soak" in warm
+    soak = canary_text(report(4, False), CanaryConfig(), NEW, OLD, {}).plain
+    assert "soaking: 56s left of 60s" in soak and "warming" not in soak
+
+
+def test_sides_on_different_buckets_are_compared_on_the_bounds_they_share():
+    from zdd_tui.proxy.traefik import BUCKETS
+
+    old_bounds = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # a proxy installed before
+
+    def seen(latency: float, bounds: tuple[float, ...], n: int = 1000) -> Counters:
+        return Counters(n, 0, tuple((le, n if latency <= le else 0) for le in (*bounds, INF)), n * latency)
+
+    cfg = CanaryConfig()
+    # The same 110 ms on both sides: alone, the old buckets read p95 242 ms, the new ones 147 ms.
+    for canary, baseline in ((seen(0.11, old_bounds), seen(0.11, BUCKETS)),
+                             (seen(0.11, BUCKETS), seen(0.11, old_bounds))):
+        v = judge(canary, baseline, cfg)
+        assert v.state is CanaryState.PASSED, v.reason
+        assert "p95 242ms on the new version vs 242ms on the old" in v.reason
+    assert judge(seen(0.3, BUCKETS), seen(0.11, old_bounds), cfg).state is CanaryState.FAILED
 
 
 def counters(requests: int, errors: int, p95_ms: float) -> Counters:
@@ -225,9 +328,12 @@ def test_plan_rules_and_preview(clock):
     world = world_with(clock, Load())
     plan = planned(world, deploy_config())
     assert plan.canary_hosts == ("app-1",) and plan.canary_seconds == 60
-    assert "canary: app-1 soak 60s" in plan.text() and "canary's soak 60s" in plan.estimate_basis
+    assert "canary: app-1 soak 60s" in plan.text() and "canary's warm-up 10s and soak 60s" in plan.estimate_basis
     off = planned(world, deploy_config(enabled=False))
-    assert off.canary_hosts == () and plan.estimated_seconds == pytest.approx(off.estimated_seconds + 60)
+    assert off.canary_hosts == () and plan.estimated_seconds == pytest.approx(off.estimated_seconds + 70)
+    cold = planned(world, deploy_config(warmup_seconds=0))
+    assert "canary's soak 60s" in cold.estimate_basis and cold.estimated_seconds == pytest.approx(
+        off.estimated_seconds + 60)
     assert planned(world, deploy_config(enabled=False), canary=True).canary_hosts == ("app-1",)
     assert planned(world, deploy_config(), canary=False).canary_hosts == ()
     assert planned(world, deploy_config(), action="rollback").canary_hosts == ()  # skipped unless asked
@@ -320,6 +426,21 @@ async def test_project_plans_lb_drain_refuses_a_canary_and_rollback_skips_it(clo
     assert "deploy.canary.enabled is true" in str(err.value) and "--no-canary" in err.value.hint
     assert (await plan_deploy(on, NEW, "lb-drain", canary=False)).canary_hosts == ()
     assert (await plan_rollback(on, NEW, "lb-drain")).canary_hosts == ()  # a rollback skips it: no refusal
+
+
+def test_the_warm_up_key():
+    from zdd_tui.config import ConfigError, parse_config
+
+    def canary(extra: str):
+        return parse_config(f"app: myapp\ndeploy:\n  canary:\n{extra}").deploy.canary
+
+    assert canary("    soak_seconds: 30\n").warmup_seconds == 10  # the default
+    assert canary("    warmup_seconds: 0\n").warmup_seconds == 0  # judged from the switch
+    assert canary("    warmup_seconds: 120\n").warmup_seconds == 120
+    for bad in ("-1", "601", "soon"):
+        with pytest.raises(ConfigError) as err:
+            canary(f"    warmup_seconds: {bad}\n")
+        assert "warmup_seconds" in str(err.value)
 
 
 def test_cli_flags():

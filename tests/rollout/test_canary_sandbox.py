@@ -2,7 +2,8 @@
 fleet of 3 hosts: a good version passes the soak and reaches every host; the sandbox's `errors`
 version (5% of `GET /` answered 500) and its `slow` one (250 ms a request) pass every health check
 and are caught by the soak: the canary host is back on the old version, still running, the other
-hosts never touched, exit 3, the outcome carrying both sides' numbers.
+hosts never touched, exit 3, the outcome carrying both sides' numbers. The soak's window begins
+after a short warm-up, which the live updates show and the numbers leave out.
 
 The load generator counts the errors version's own 500s (marked "injected") apart from failed
 requests; no request may fail because of the rollout. The traffic numbers the rollout reports (its
@@ -35,6 +36,7 @@ RATE = 250  # requests per second offered through the LB, on a fixed schedule
 # answers fewer than RATE, which is no fault of the product (as in the other sandbox tests).
 MIN_RATE = RATE / 4
 SOAK = 10  # seconds
+WARMUP = 3  # seconds after the switch, shown but not judged
 MIN_REQUESTS = 150  # each side: the canary host gets a third of the load, 200+ in a soak at MIN_RATE
 TOLERANCE = 0.03
 EDGE_SECONDS = 2.0
@@ -66,7 +68,8 @@ def config_file(sb, tmp_path) -> tuple[Config, tuple[str, ...]]:
     # `enabled` left unset: on by itself for a local-swap fleet of 3. `halt` when the soak had too
     # few requests, so that a pass below is a judgement, not a shortfall.
     doc["deploy"].update(start_timeout_seconds=20, margin_seconds=3, canary={
-        "soak_seconds": SOAK, "min_requests": MIN_REQUESTS, "on_insufficient_traffic": "halt"})
+        "warmup_seconds": WARMUP, "soak_seconds": SOAK, "min_requests": MIN_REQUESTS,
+        "on_insufficient_traffic": "halt"})
     path = tmp_path / "zdd.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return load_config(path), ("--config", str(path))
@@ -174,13 +177,20 @@ def verdict(events: list[dict]) -> tuple[dict, float, float]:
     """The canary's verdict and its window (monotonic seconds), checked against the outcome."""
     updates = of_kind(events, "canary")
     assert updates and updates[0]["report"]["state"] == "soaking", [e["report"]["state"] for e in updates]
-    soaking = [u for u in updates if u["report"]["state"] == "soaking"]
-    assert len(soaking) >= SOAK / 2, len(soaking)  # the live comparison, about once a second
-    assert [u["report"]["state"] for u in updates[len(soaking):]] == [updates[-1]["report"]["state"]]
+    # First the warm-up (shown, not judged), then the soak's live comparison, about once a second.
+    warming = [u for u in updates if u["report"]["warming_up"]]
+    assert updates[:len(warming)] == warming and len(warming) >= WARMUP / 2, len(warming)
+    assert all(u["report"]["elapsed_seconds"] <= WARMUP + 0.01 for u in warming)
+    soaking = [u for u in updates[len(warming):] if u["report"]["state"] == "soaking"]
+    assert len(soaking) >= SOAK / 2, len(soaking)
+    assert [u["report"]["state"] for u in updates[len(warming) + len(soaking):]] == [updates[-1]["report"]["state"]]
     report = updates[-1]["report"]
     outcome = of_kind(events, "finished")[-1]["outcome"]
     assert outcome["canary"] == report  # the outcome carries both sides' numbers
     assert report["soak_seconds"] == SOAK and report["elapsed_seconds"] >= SOAK * 0.99, report
+    assert report["warmup_seconds"] == WARMUP and not report["warming_up"], report
+    # The soak began after the warm-up: its window holds none of the warm-up's traffic.
+    assert soaking[0]["at"] - soaking[0]["report"]["elapsed_seconds"] >= warming[-1]["at"] - 0.01
     # Each report is stamped as it is made: its time less its elapsed time is the window's start.
     since = soaking[0]["at"] - soaking[0]["report"]["elapsed_seconds"]
     return report, since, since + report["elapsed_seconds"]

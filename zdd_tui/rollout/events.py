@@ -258,6 +258,10 @@ class CanaryReport:
     soak_seconds: float
     reason: str = ""  # the judgement in words, with the numbers and thresholds it used
     action: str = ""  # what follows: continuing, or the canary back on the old version and halted
+    # The warm-up before the judged window (0: none). While `warming_up`, the numbers are those
+    # since the switch, not judged, and elapsed_seconds counts against warmup_seconds.
+    warmup_seconds: float = 0.0
+    warming_up: bool = False
 
     def __post_init__(self) -> None:
         show_fields(self, newlines=False)
@@ -269,7 +273,10 @@ class CanaryReport:
             return f"{r.requests} req, {r.errors} 5xx ({share}), p95 {p95}"
 
         head = f"canary {self.state.value}"
-        if self.state is CanaryState.SOAKING:
+        if self.warming_up:
+            head = (f"canary warming up ({max(0.0, self.warmup_seconds - self.elapsed_seconds):.0f}s left, "
+                    f"not judged; then {self.soak_seconds:.0f}s soak)")
+        elif self.state is CanaryState.SOAKING:
             head += f" ({max(0.0, self.soak_seconds - self.elapsed_seconds):.0f}s left)"
         lines = [head + (f": {self.reason}" if self.reason else ""),
                  f"  new ({', '.join(self.canary_hosts)}): {side(self.canary)}",

@@ -95,7 +95,7 @@ def build_plan(
     if strategy == "local-swap":
         plan = _local_swap_plan(todo, unchanged, to_tag, image_ref, settings, deploy, action, rollout_id)
         if wants_canary(len(facts), action, deploy, canary):
-            plan = with_canary(plan, float(deploy.canary.soak_seconds))
+            plan = with_canary(plan, float(deploy.canary.soak_seconds), float(deploy.canary.warmup_seconds))
         return plan
     size = effective_batch_size(len(facts), deploy.batch_size)
     hosts = tuple(
@@ -142,7 +142,7 @@ def wants_canary(fleet: int, action: str, deploy: DeployConfig, override: bool |
     return fleet >= 3 if enabled is None else enabled
 
 
-def with_canary(plan: Plan, seconds: float) -> Plan:
+def with_canary(plan: Plan, seconds: float, warmup: float = 0.0) -> Plan:
     """The first batch becomes the canary when it can be judged and put back: its hosts run the
     old version behind their proxy now, and other hosts still run it to compare with."""
     batches = plan.batches
@@ -159,9 +159,10 @@ def with_canary(plan: Plan, seconds: float) -> Plan:
         why = "no other host still on the old version to compare with"
     if why:
         return replace(plan, notes=(*plan.notes, f"no canary: {why}"))
+    warm = f"warm-up {warmup:g}s and " if warmup > 0 else ""
     return replace(plan, canary_hosts=tuple(h.name for h in first), canary_seconds=seconds,
-                   estimated_seconds=plan.estimated_seconds + seconds,
-                   estimate_basis=f"{plan.estimate_basis}; + the canary's soak {seconds:g}s")
+                   estimated_seconds=plan.estimated_seconds + warmup + seconds,
+                   estimate_basis=f"{plan.estimate_basis}; + the canary's {warm}soak {seconds:g}s")
 
 
 def swap_seconds() -> float:

@@ -526,7 +526,7 @@ class Sandbox(LocalServer):
             # A demo's canary (local-swap, 3+ hosts or --canary): a short soak, so the `slow` and
             # `errors` versions are caught while one watches.
             "deploy": {"strategy": o.strategy, "stop_grace_seconds": o.stop_grace_seconds,
-                       "canary": {"soak_seconds": SANDBOX_SOAK_SECONDS}},
+                       "canary": {"soak_seconds": SANDBOX_SOAK_SECONDS, "warmup_seconds": 5}},  # a short demo warm-up
             "proxy": {"port": o.proxy_port, "slot_a_port": o.slot_a_port, "slot_b_port": o.slot_b_port},
             "sandbox": {"state_dir": str(self.state_dir)},
         }

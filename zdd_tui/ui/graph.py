@@ -162,12 +162,17 @@ def canary_text(report: CanaryReport, limits: CanaryConfig, to_tag: str, from_ta
     state = report.state
     soaking = state is CanaryState.SOAKING
     if soaking:
-        left = max(0.0, report.soak_seconds - report.elapsed_seconds)
-        done = min(1.0, report.elapsed_seconds / report.soak_seconds) if report.soak_seconds > 0 else 1.0
+        span = report.warmup_seconds if report.warming_up else report.soak_seconds
+        left = max(0.0, span - report.elapsed_seconds)
+        done = min(1.0, report.elapsed_seconds / span) if span > 0 else 1.0
         width = 20
         filled = int(done * width)
-        t.append("◷ Canary soaking: ", style="bold")
-        t.append(f"{left:.0f}s left of {report.soak_seconds:.0f}s  ")
+        if report.warming_up:
+            t.append("◷ Canary warming up (not judged): ", style="bold")
+            t.append(f"{left:.0f}s left of {span:.0f}s, then a {report.soak_seconds:.0f}s soak  ")
+        else:
+            t.append("◷ Canary soaking: ", style="bold")
+            t.append(f"{left:.0f}s left of {span:.0f}s  ")
         t.append("█" * filled + "░" * (width - filled))
     else:
         glyph, var, word = {

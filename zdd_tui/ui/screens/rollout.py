@@ -103,9 +103,11 @@ class RolloutScreen(Screen):
     def _canary_text(self) -> Text:
         p = self.plan
         if self.canary is None:
+            warmup = self.app.source.config.deploy.canary.warmup_seconds if self.app.source is not None else 0
+            warm = f"a {warmup}s warm-up (not judged) and " if warmup else ""
             return Text(f"◷ Canary: {', '.join(p.canary_hosts)} will serve {p.to_tag} alone for "
-                        f"{p.canary_seconds:.0f}s once switched, and be judged against the hosts still on the "
-                        "old version")
+                        f"{warm}{p.canary_seconds:.0f}s once switched, and be judged against the hosts still on "
+                        "the old version")
         r = self.canary
         from_tag = next((h.from_tag for h in p.hosts if h.name in r.baseline_hosts),
                         next((h.from_tag for h in p.hosts if h.name in r.canary_hosts), None))
