@@ -25,13 +25,34 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
-@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "steps: the module's tests are the ordered steps of one scenario; once one fails, "
+                   "the later ones skip, naming it")
+
+
+# module node id -> the name of its first step that failed (modules marked `steps`)
+_FAILED_STEP: dict[str, str] = {}
+
+
+def _module_id(item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A step after a failed one skips before its fixtures run: it would build on what is not there."""
+    failed = _FAILED_STEP.get(_module_id(item))
+    if failed and item.get_closest_marker("steps"):
+        pytest.skip(f"skipped: the earlier step '{failed}' failed")
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """item.rep_setup / rep_call / rep_teardown, so ordered lab steps can skip after a failure."""
     outcome = yield
     rep = outcome.get_result()
-    if str(item.fspath).startswith(_LAB_DIR + os.sep):
-        setattr(item, "rep_" + rep.when, rep)
+    if rep.when == "call" and rep.failed and item.get_closest_marker("steps"):
+        _FAILED_STEP.setdefault(_module_id(item), item.name)
 
 
 def _in_lab(item) -> bool:

@@ -22,77 +22,29 @@ from pathlib import Path
 import pytest
 
 import labkit
-from e2ekit import (
-    CONTEXT,
-    E2E,
-    LB_INTERVAL,
-    REGISTRY_NAME,
-    close_phase,
-    make_project,
-    need_product,
-    secrets_of,
-    start_sandbox,
-    stop_sandbox,
-)
+from e2ekit import E2E, LB_INTERVAL, REGISTRY_NAME, close_phase, lb_drain, secrets_of
 from labkit import report
-from loadgen import LoadGenerator, SecretWatcher
+from loadgen import SecretWatcher
 
-LOAD_RATE = 250.0  # req/s (>= 200 required)
-
-_state: dict = {"failed": None}
-
-
-def _step(name: str):
-    """Skip when an earlier step failed; record this one's failure for the next ones."""
-    if _state["failed"]:
-        pytest.skip(f"skipped: the earlier step '{_state['failed']}' failed")
-    _state["current"] = name
-
-
-@pytest.fixture(autouse=True)
-def _mark_failure(request):
-    yield
-    rep = getattr(request.node, "rep_call", None)  # set by conftest's makereport hook
-    if rep is not None and rep.failed and not _state["failed"]:
-        _state["failed"] = request.node.name
+pytestmark = pytest.mark.steps
 
 
 @pytest.fixture(scope="module")
 def e2e(lab):
-    need_product()
-    t0 = time.monotonic()
-    work = lab.dir / "e2e"
-    work.mkdir(mode=0o700)
-    e = E2E(lab, work)
-    try:
-        make_project(e)
-        start_sandbox(e)
+    with lb_drain(lab, "e2e") as e:
         yield e
-    finally:
-        if e.load:
-            e.load.stop()
-        if e.watch:
-            e.watch.stop()
-        stop_sandbox(e)
-        report(f"e2e duration: {time.monotonic() - t0:.1f} s")
-        for k, v in e.timings.items():
-            report(f"  {k:<40} {v:7.1f} s")
 
 
 # ------------------------------------------------------------------------------------------
 
 
 def test_01_credentials_and_setup(e2e):
-    _step("setup")
     e = e2e
     # the DO token (the sandbox's throwaway) into the credential store, over stdin, checked against
-    # and bound to the sandbox's API (the only URL it is then sent to)
-    e.zdd("login", "--token-stdin", "--context", CONTEXT, "--api-url", e.info["api_url"], stdin=e.token,
-          label="login")
-    # setup: token check, the lab's key imported into the keyring and uploaded, droplets/LB/registry
-    # found (the lab made them), hosts bootstrapped over SSH with their host keys pinned
-    cp = e.zdd("setup", "--yes", "--accept-new-host-keys", "--import-key", str(e.lab.client_key), "--json",
-               label="setup (first)")
+    # and bound to the sandbox's API (the only URL it is then sent to); setup: token check, the
+    # lab's key imported into the keyring and uploaded, droplets/LB/registry found (the lab made
+    # them), hosts bootstrapped over SSH with their host keys pinned
+    cp = e.login_and_setup(label="setup (first)")
     events = [json.loads(x) for x in cp.stdout.splitlines() if x.startswith("{")]
     result = [x for x in events if x.get("kind") == "result"]
     assert result and all(v in ("exists", "created", "ok", "done") for v in result[-1]["steps"].values()), result
@@ -111,7 +63,6 @@ def test_01_credentials_and_setup(e2e):
 
 
 def test_02_build_and_push_v1(e2e):
-    _step("build v1")
     e = e2e
     e.tags["v1"] = e.commit("v1")
     cp = e.zdd("build", "--push", "--build-arg", f"BASE={e.lab.base_image}", label="build --push v1")
@@ -129,14 +80,13 @@ def _assert_registry_has(e: E2E, tags: list[str]) -> None:
 
 
 def test_03_deploy_v1_to_three_hosts(e2e):
-    _step("deploy v1")
     e = e2e
     # The hosts run nothing yet: a first deploy onto an empty fleet.
     e.zdd("deploy", "--tag", e.tags["v1"], "--yes", label="deploy v1 (first, no load)")
     assert set(e.host_versions().values()) == {e.tags["v1"]}, e.host_versions()
     # from here on: load through the LB, and a watch on every process list
     e.watch = SecretWatcher(secrets_of(e), [h.netns for h in e.lab.hosts]).start()
-    e.load = LoadGenerator(f"{e.info['lb_url'].rstrip('/')}/", rate=LOAD_RATE, first_phase="steady on v1").start()
+    e.start_load("steady on v1")
     time.sleep(3 * LB_INTERVAL)
     ph = close_phase(e, "build v2")
     assert set(ph.versions) == {e.tags["v1"]}, ph.versions
@@ -155,11 +105,9 @@ def test_03_deploy_v1_to_three_hosts(e2e):
 
 
 def test_04_deploy_v2_under_load(e2e):
-    _step("deploy v2")
     e = e2e
-    (e.project / "service" / "zdd_service" / "lab_note.txt").write_text("v2: a change for the lab\n")
-    e.tags["v2"] = e.commit("v2")
-    e.zdd("build", "--push", "--build-arg", f"BASE={e.lab.base_image}", label="build --push v2")
+    e.change_service()
+    e.build("v2", "v2")
     _assert_registry_has(e, [e.tags["v2"]])
     close_phase(e, "deploy v2")
     e.zdd("deploy", "--tag", e.tags["v2"], "--yes", label="deploy v2 (under load)")
@@ -169,12 +117,10 @@ def test_04_deploy_v2_under_load(e2e):
 
 
 def test_05_failing_v3_is_halted_and_restored(e2e):
-    _step("deploy v3 (failing health)")
     e = e2e
     df = e.project / "service" / "Dockerfile"
     df.write_text(df.read_text() + "\n# lab: a broken version (its health check always fails)\nENV ZDD_FAIL_HEALTH=1\n")
-    e.tags["v3"] = e.commit("v3: broken health")
-    e.zdd("build", "--push", "--build-arg", f"BASE={e.lab.base_image}", label="build --push v3")
+    e.build("v3", "v3: broken health")
     close_phase(e, "deploy v3 (halted)")
     cp = e.zdd("deploy", "--tag", e.tags["v3"], "--yes", expect=3, label="deploy v3 (halted, restored)")
     ph = close_phase(e, "rollback to v1")
@@ -185,7 +131,6 @@ def test_05_failing_v3_is_halted_and_restored(e2e):
 
 
 def test_06_rollback_to_v1(e2e):
-    _step("rollback")
     e = e2e
     e.zdd("rollback", e.tags["v1"], "--yes", label="rollback to v1 (under load)")
     ph = close_phase(e, "steady on v1 after rollback")
@@ -208,7 +153,6 @@ def _private_seed(path: Path) -> bytes:
 
 
 def test_07_no_secret_on_any_host(e2e):
-    _step("no secrets on hosts")
     e = e2e
     lab = e.lab
     seed = _private_seed(lab.client_key)
@@ -284,7 +228,6 @@ def test_07_no_secret_on_any_host(e2e):
 
 def test_08_figures(e2e):
     """Image size and container start-to-healthy time, measured here; printed, never asserted on timing."""
-    _step("figures")
     e = e2e
     lab = e.lab
     ref = f"{lab.registry_addr}/{REGISTRY_NAME}/app:{e.tags['v1']}"

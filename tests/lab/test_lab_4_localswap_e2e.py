@@ -40,70 +40,43 @@ from e2ekit import (
     LB_INTERVAL,
     PROXY_PORT,
     SLOT_PORTS,
+    START_TIMEOUT,
     Swap,
     close_phase,
     local_swap,
-    missing_swap_methods,
+    needs_swap_runtime,
 )
 from e2ekit import wait_for as _wait
 from labkit import report
-from loadgen import LoadGenerator, sample_or_minimal_body
+from loadgen import sample_or_minimal_body
 
-LOAD_RATE = 250.0  # req/s (>= 200 required)
-# The sample service starts in ~0.5 s here, but took 18-20 s on this 2-core machine at a load
-# average of 20: a tighter bound halts a good version.
-START_TIMEOUT = 40
 BATCH = 2  # the first host alone, then the other two together: hosts never leave the LB
 NOBODY = "setpriv --reuid=65534 --regid=65534 --clear-groups --"
 HERE = Path(__file__).resolve().parent
 
 
-pytestmark = pytest.mark.skipif(
-    bool(missing_swap_methods()),
-    reason="the SSH host runtime does not implement local-swap yet (DockerSSHRuntime lacks SwapHost's "
-           + ", ".join(missing_swap_methods()) + ")")
-
-_state: dict = {"failed": None}
-
-
-def _step(name: str):
-    """Skip when an earlier step failed; record this one's failure for the next ones."""
-    if _state["failed"]:
-        pytest.skip(f"skipped: the earlier step '{_state['failed']}' failed")
-    _state["current"] = name
-
-
-@pytest.fixture(autouse=True)
-def _mark_failure(request):
-    yield
-    rep = getattr(request.node, "rep_call", None)  # set by conftest's makereport hook
-    if rep is not None and rep.failed and not _state["failed"]:
-        _state["failed"] = request.node.name
+pytestmark = [needs_swap_runtime, pytest.mark.steps]
 
 
 @pytest.fixture(scope="module")
 def swap(lab):
     # The canary is off: these deploys are about the switch, not the canary's judgement.
-    with local_swap(lab, "localswap", batch_size=BATCH, start_timeout=START_TIMEOUT,
+    with local_swap(lab, "localswap", Swap, batch_size=BATCH, start_timeout=START_TIMEOUT,
                     canary={"enabled": False}) as e:
         shutil.copytree(labimages.IMAGES_DIR / "minimal", e.project / "minimal")
         yield e
 
 
 def _load(e: Swap, phase: str) -> None:
-    e.load = LoadGenerator(f"{e.info['lb_url'].rstrip('/')}/", rate=LOAD_RATE, first_phase=phase,
-                           accept=sample_or_minimal_body).start()
+    e.start_load(phase, accept=sample_or_minimal_body)
 
 
 # ------------------------------------------------------------------------------------------
 
 
 def test_01_setup_and_first_deploy_installs_proxy_and_slot_a(swap):
-    _step("setup + first deploy")
     e = swap
-    e.zdd("login", "--token-stdin", "--context", "lab", "--api-url", e.info["api_url"], stdin=e.token, label="login")
-    e.zdd("setup", "--yes", "--accept-new-host-keys", "--import-key", str(e.lab.client_key), "--json",
-          label="setup")
+    e.login_and_setup()
     v1 = e.build("v1", "v1")
     e.zdd("deploy", "--tag", v1, "--yes", label="deploy v1 (first: proxy installed)")
     for h in e.lab.hosts:
@@ -126,9 +99,8 @@ def test_01_setup_and_first_deploy_installs_proxy_and_slot_a(swap):
 
 
 def test_02_deploy_v2_under_load(swap):
-    _step("deploy v2")
     e = swap
-    (e.project / "service" / "zdd_service" / "lab_note.txt").write_text("v2: a change for the lab\n")
+    e.change_service()
     v1, v2 = e.tags["v1"], e.build("v2", "v2")
     close_phase(e, "deploy v2")
     e.zdd("deploy", "--tag", v2, "--yes", label="deploy v2 (under load)")
@@ -142,7 +114,6 @@ def test_02_deploy_v2_under_load(swap):
 
 
 def test_03_unhealthy_version_is_halted_and_nothing_switches(swap):
-    _step("deploy v3 (unhealthy)")
     e = swap
     df = e.project / "service" / "Dockerfile"
     original = df.read_text()
@@ -165,7 +136,6 @@ def test_03_unhealthy_version_is_halted_and_nothing_switches(swap):
 
 
 def test_04_rollback_to_a_retained_version_pulls_nothing(swap):
-    _step("rollback to v1")
     e = swap
     v1 = e.tags["v1"]
     before = {h.name: {c["slot"]: c["id"] for c in e.slots(h) if c["tag"] == v1} for h in e.lab.hosts}
@@ -187,7 +157,6 @@ def test_04_rollback_to_a_retained_version_pulls_nothing(swap):
 
 
 def test_05_deploy_the_minimal_app(swap):
-    _step("deploy the minimal app")
     e = swap
     e.config(build_context="minimal")
     minimal = e.build("minimal", "the minimal app (knows nothing of zdd-tui)")
@@ -205,7 +174,6 @@ def test_05_deploy_the_minimal_app(swap):
 
 
 def test_06_twenty_switches_in_a_row_under_keepalive_load(swap):
-    _step("20 switches")
     e = swap
     t0 = time.monotonic()
     cp = subprocess.run([sys.executable, str(HERE / "swapdriver.py"), "switches", e.tags["v1"], "20"],
@@ -232,7 +200,6 @@ def _second_of_day(t: str | time.struct_time) -> int:
 
 
 def test_07_kill_9_of_the_app_container_under_load(swap):
-    _step("kill -9")
     e = swap
     h = e.lab.hosts[0]
     app = e.running(h)["b"]
@@ -260,7 +227,6 @@ def test_07_kill_9_of_the_app_container_under_load(swap):
 
 
 def test_08_another_local_user_cannot_change_the_upstream(swap):
-    _step("another local user")
     e = swap
     lab = e.lab
     h = lab.hosts[0]
@@ -329,7 +295,6 @@ def test_08_another_local_user_cannot_change_the_upstream(swap):
 
 
 def test_09_a_rebooted_host_serves_the_active_version_and_kept_containers_stay_stopped(swap):
-    _step("reboot")
     e = swap
     h = e.lab.hosts[1]
     ph = e.load.phase("end")

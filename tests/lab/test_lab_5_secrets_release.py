@@ -27,46 +27,24 @@ import time
 from pathlib import Path
 
 import pytest
-import tiers
 
-import labimages
 import labkit
-from e2ekit import E2E, make_project, need_product, start_sandbox, stop_sandbox, write_config
+from e2ekit import START_TIMEOUT, Swap, local_swap
 from labkit import report
 from loadgen import SecretWatcher
 
-PROXY_PORT = 9180
-WEB_PORT = 8080
-START_TIMEOUT = 40  # see test_lab_4_localswap_e2e.py: the sample service can start slowly here
 RELEASE = ["python3", "-m", "zdd_service", "migrate"]
 MIGRATIONS_OK = "/tmp/zdd-migrations.log"  # inside the one-off container: writable, gone with it
 MIGRATIONS_BAD = "/nonexistent/zdd-migrations.log"  # migrate exits 2: it cannot record the version
 
-_state: dict = {"failed": None}
+pytestmark = pytest.mark.steps
 
 
-def _step(name: str):
-    """Skip when an earlier step failed; record this one's failure for the next ones."""
-    if _state["failed"]:
-        pytest.skip(f"skipped: the earlier step '{_state['failed']}' failed")
-    _state["current"] = name
+class Release(Swap):
+    """The local-swap harness, with secrets in the keyring and the environment, and every output kept."""
 
-
-@pytest.fixture(autouse=True)
-def _mark_failure(request):
-    yield
-    rep = getattr(request.node, "rep_call", None)  # set by conftest's makereport hook
-    if rep is not None and rep.failed and not _state["failed"]:
-        _state["failed"] = request.node.name
-
-
-class Release(E2E):
-    """The e2e harness, with secrets in the keyring and the environment, and every output kept."""
-
-    proxy_ref = ""
-
-    def __init__(self, lab: labkit.Lab, workdir: Path):
-        super().__init__(lab, workdir)
+    def __init__(self, lab: labkit.Lab, workdir: Path, **swap):
+        super().__init__(lab, workdir, **swap)
         self.extra_env: dict[str, str] = {}
         self.outputs: list[str] = []
         self.values: dict[str, str] = {
@@ -82,9 +60,9 @@ class Release(E2E):
         self.outputs += [cp.stdout, cp.stderr]
         return cp
 
-    def config(self, migrations_file: str) -> None:
-        write_config(self, strategy="local-swap", proxy_image=self.proxy_ref, batch_size=2,
-                     start_timeout_seconds=START_TIMEOUT)
+    def release_config(self, migrations_file: str) -> None:
+        """zdd.yaml with the secrets, the release command and where it records its migration."""
+        self.config()
         path = self.project / "zdd.yaml"
         text = path.read_text()
         text = text.replace("  admin_port: 9090\n", "  admin_port: 9090\n  secrets: [DB_PASSWORD, API_KEY]\n"
@@ -95,21 +73,6 @@ class Release(E2E):
         path.write_text(text)
 
     # -- what the hosts have ----------------------------------------------------------------
-    def containers(self, h: labkit.Host) -> list[dict]:
-        out = self.lab.ssh(h, "docker ps -aq | xargs -r docker inspect").stdout.strip()
-        return json.loads(out) if out else []
-
-    def active_slot(self, h: labkit.Host) -> str | None:
-        from zdd_tui.proxy import traefik
-
-        cp = self.lab.ssh(h, f"curl -s --max-time 3 http://127.0.0.1:{PROXY_PORT}{traefik.ROUTER_PATH}", check=False)
-        return traefik.active_slot_from_router(cp.stdout)
-
-    def served(self, h: labkit.Host) -> str:
-        status, body = labkit.http_get(h.ip, WEB_PORT, "/", timeout=3)
-        assert status == 200, (h.name, status, body[:200])
-        return json.loads(body)["version"]
-
     def fleet(self) -> dict[str, dict]:
         """Every container on every host (id, name, image, state, start, restarts), the slot the
         proxy routes to and the version each host serves."""
@@ -117,7 +80,8 @@ class Release(E2E):
         for h in self.lab.hosts:
             cs = sorted((c["Id"], c["Name"], c["Config"]["Image"], c["State"]["Status"], c["State"]["StartedAt"],
                          c.get("RestartCount", 0)) for c in self.containers(h))
-            out[h.name] = {"containers": cs, "active": self.active_slot(h), "serves": self.served(h)}
+            out[h.name] = {"containers": cs, "active": self.active_slot(h),
+                         "serves": self.served(h)["version"]}
         return out
 
     def events(self, h: labkit.Host, since: float, until: float) -> list[dict]:
@@ -129,37 +93,10 @@ class Release(E2E):
 
 @pytest.fixture(scope="module")
 def rel(lab):
-    need_product()
-    try:
-        labimages.traefik_binary()
-    except LookupError as exc:
-        tiers.refuse(str(exc))
-    t0 = time.monotonic()
-    work = lab.dir / "release"
-    work.mkdir(mode=0o700)
-    e = Release(lab, work)
-    e.proxy_ref = labimages.proxy_image(lab).ref
-    try:
-        # An earlier module of the session leaves its app on the hosts: start from hosts that run nothing.
-        for h in lab.hosts:
-            lab.ssh(h, "docker ps -aq | xargs -r docker rm -f >/dev/null; rm -rf /var/lib/zdd/* ~/.docker")
-        make_project(e)
-        start_sandbox(e, strategy="local-swap", proxy_image=e.proxy_ref, batch_size=2)
-        e.config(MIGRATIONS_OK)
+    # The product's default canary (on, for a local-swap fleet of 3): these deploys go through it.
+    with local_swap(lab, "release", Release, batch_size=2, start_timeout=START_TIMEOUT, canary=None) as e:
+        e.release_config(MIGRATIONS_OK)
         yield e
-    finally:
-        if e.watch:
-            e.watch.stop()
-        stop_sandbox(e)
-        report(f"secrets + release e2e duration: {time.monotonic() - t0:.1f} s")
-        for k, v in e.timings.items():
-            report(f"  {k:<40} {v:7.1f} s")
-
-
-def _build(e: Release, name: str, message: str) -> str:
-    e.tags[name] = e.commit(message)
-    e.zdd("build", "--push", "--build-arg", f"BASE={e.lab.base_image}", label=f"build --push {name}")
-    return e.tags[name]
 
 
 def _deploy(e: Release, tag: str, *, expect: int, label: str) -> tuple[subprocess.CompletedProcess, float, float]:
@@ -207,11 +144,8 @@ def _secret_env_of(pid: int) -> dict[str, str]:
 
 
 def test_01_setup_and_a_secret_in_the_keyring(rel):
-    _step("setup")
     e = rel
-    e.zdd("login", "--token-stdin", "--context", "lab", "--api-url", e.info["api_url"], stdin=e.token, label="login")
-    e.zdd("setup", "--yes", "--accept-new-host-keys", "--import-key", str(e.lab.client_key), "--json",
-          label="setup")
+    e.login_and_setup()
     e.zdd("secret", "set", "DB_PASSWORD", stdin=e.values["DB_PASSWORD"] + "\n", label="secret set (keyring)")
     cp = e.zdd("secret", "list", "--json", label="secret list")
     assert "DB_PASSWORD" in cp.stdout
@@ -223,9 +157,8 @@ def test_01_setup_and_a_secret_in_the_keyring(rel):
 
 
 def test_02_first_deploy_gets_the_secrets_and_runs_the_release_once_first(rel):
-    _step("first deploy")
     e = rel
-    v1 = _build(e, "v1", "v1")
+    v1 = e.build("v1", "v1")
     # From here on every process's argv is sampled (the hosts' namespaces included).
     e.watch = SecretWatcher(e.values, [], interval=0.05).start()
     cp, t0, t1 = _deploy(e, v1, expect=0, label="deploy v1 (secrets, release)")
@@ -233,7 +166,7 @@ def test_02_first_deploy_gets_the_secrets_and_runs_the_release_once_first(rel):
     assert out.count(f"migrated to version {v1}") == 1, out
     report("first deploy: " + _release_ran_first(e, v1, t0, t1))
     for h in e.lab.hosts:
-        assert e.active_slot(h) == "a" and e.served(h) == v1
+        assert e.active_slot(h) == "a" and e.served(h)["version"] == v1
         apps = [c for c in e.containers(h) if (c["Config"].get("Labels") or {}).get("zdd.slot")]
         assert len(apps) == 1 and apps[0]["State"]["Status"] == "running", apps
         env = _secret_env_of(apps[0]["State"]["Pid"])  # the container's process, from the root PID namespace
@@ -242,11 +175,10 @@ def test_02_first_deploy_gets_the_secrets_and_runs_the_release_once_first(rel):
 
 
 def test_03_a_failing_release_command_changes_nothing(rel):
-    _step("failing release command")
     e = rel
-    e.config(MIGRATIONS_BAD)
-    (e.project / "service" / "zdd_service" / "lab_note.txt").write_text("v2: a change for the lab\n")
-    v2 = _build(e, "v2", "v2")
+    e.release_config(MIGRATIONS_BAD)
+    e.change_service()
+    v2 = e.build("v2", "v2")
     before = e.fleet()
     cp, t0, t1 = _deploy(e, v2, expect=4, label="deploy v2 (release fails)")
     out = cp.stdout + cp.stderr
@@ -266,20 +198,18 @@ def test_03_a_failing_release_command_changes_nothing(rel):
 
 
 def test_04_a_passing_release_command_runs_once_before_any_host_changes(rel):
-    _step("passing release command")
     e = rel
-    e.config(MIGRATIONS_OK)
+    e.release_config(MIGRATIONS_OK)
     v2 = e.tags["v2"]
     cp, t0, t1 = _deploy(e, v2, expect=0, label="deploy v2 (release passes)")
     out = cp.stdout + cp.stderr
     assert out.count(f"migrating to version {v2}") == 1 and out.count(f"migrated to version {v2}") == 1, out
     report("deploy v2: " + _release_ran_first(e, v2, t0, t1))
     for h in e.lab.hosts:
-        assert e.active_slot(h) == "b" and e.served(h) == v2
+        assert e.active_slot(h) == "b" and e.served(h)["version"] == v2
 
 
 def test_05_no_secret_value_anywhere_but_dockers_own_record(rel):
-    _step("secret scan")
     e = rel
     lab = e.lab
     assert e.watch is not None

@@ -25,11 +25,10 @@ import time
 
 import pytest
 
-from e2ekit import LB_INTERVAL, Swap, close_phase, local_swap, missing_swap_methods
+from e2ekit import LB_INTERVAL, START_TIMEOUT, Swap, close_phase, local_swap, needs_swap_runtime
 from labkit import report
-from loadgen import INJECTED, LoadGenerator
+from loadgen import INJECTED
 
-LOAD_RATE = 250.0  # req/s through the LB (>= 200 required)
 SOAK = 12  # seconds
 # Each side in a soak: the canary host gets a third of the load (~80 req/s, ~1000 in the soak),
 # so a pass or a fail is a judgement, not a shortfall (and a shortfall halts: see CANARY).
@@ -39,40 +38,19 @@ MIN_REQUESTS = 300
 # the slow version's 1000 ms a request stay far above the 450 ms this allows.
 CANARY = {"enabled": True, "soak_seconds": SOAK, "min_requests": MIN_REQUESTS, "on_insufficient_traffic": "halt",
           "latency_floor_ms": 300}
-START_TIMEOUT = 40  # as test_lab_4: the sample service can start slowly on this machine
 # Requests in flight at once: at 250 req/s a busy shared machine answers in up to 1-2 s, and a
 # smaller pool would lower the rate offered instead of measuring the rollout under it.
 CONCURRENCY = 256
 TOLERANCE = 0.03
 EDGE = 50
 
-pytestmark = pytest.mark.skipif(
-    bool(missing_swap_methods()),
-    reason="the SSH host runtime does not implement local-swap yet (DockerSSHRuntime lacks SwapHost's "
-           + ", ".join(missing_swap_methods()) + ")")
-
-_state: dict = {"failed": None}
-
-
-def _step(name: str):
-    """Skip when an earlier step failed; record this one's failure for the next ones."""
-    if _state["failed"]:
-        pytest.skip(f"skipped: the earlier step '{_state['failed']}' failed")
-    _state["current"] = name
-
-
-@pytest.fixture(autouse=True)
-def _mark_failure(request):
-    yield
-    rep = getattr(request.node, "rep_call", None)  # set by conftest's makereport hook
-    if rep is not None and rep.failed and not _state["failed"]:
-        _state["failed"] = request.node.name
+pytestmark = [needs_swap_runtime, pytest.mark.steps]
 
 
 @pytest.fixture(scope="module")
 def swap(lab):
     # One host a batch: the canary is one host, compared with the two others.
-    with local_swap(lab, "canary", batch_size=1, start_timeout=START_TIMEOUT, canary=CANARY) as e:
+    with local_swap(lab, "canary", Swap, batch_size=1, start_timeout=START_TIMEOUT, canary=CANARY) as e:
         yield e
 
 
@@ -163,18 +141,14 @@ def traffic_agrees(e: Swap, events: list[dict]) -> None:
 
 
 def test_01_setup_and_first_deploy_has_no_canary(swap):
-    _step("setup + first deploy")
     e = swap
-    e.zdd("login", "--token-stdin", "--context", "lab", "--api-url", e.info["api_url"], stdin=e.token, label="login")
-    e.zdd("setup", "--yes", "--accept-new-host-keys", "--import-key", str(e.lab.client_key), "--json",
-          label="setup")
+    e.login_and_setup()
     v1 = e.build("v1", "v1")
     events = deploy(e, v1, expect=0, label="deploy v1 (first)")
     plan = of_kind(events, "planned")[0]["plan"]
     assert plan["canary_hosts"] == [], plan  # nothing to go back to yet
     assert {h["version"] for h in fleet(e).values()} == {v1}
-    e.load = LoadGenerator(f"{e.info['lb_url'].rstrip('/')}/", rate=LOAD_RATE, concurrency=CONCURRENCY,
-                           first_phase="steady on v1").start()
+    e.start_load("steady on v1", concurrency=CONCURRENCY)
     time.sleep(3 * LB_INTERVAL)
     # The LB spreads over the 3 hosts; the rate is held to >= 200 req/s in the deploys' phases.
     ph = e.load.phase("build v2")
@@ -184,9 +158,8 @@ def test_01_setup_and_first_deploy_has_no_canary(swap):
 
 
 def test_02_a_good_version_passes_the_canary_and_reaches_every_host(swap):
-    _step("deploy v2 (good)")
     e = swap
-    (e.project / "service" / "zdd_service" / "lab_note.txt").write_text("v2: a change for the lab\n")
+    e.change_service()
     v1, v2 = e.tags["v1"], e.build("v2", "v2")
     close_phase(e, "deploy v2")
     events = deploy(e, v2, expect=0, label="deploy v2 (canary passes)")
@@ -208,7 +181,6 @@ def test_02_a_good_version_passes_the_canary_and_reaches_every_host(swap):
 
 @pytest.mark.parametrize(("behaviour", "env"), [("errors", "ZDD_ERROR_RATE=0.05"), ("slow", "ZDD_LATENCY_MS=1000")])
 def test_03_a_healthy_but_bad_version_is_caught_during_the_soak(swap, behaviour, env):
-    _step(f"deploy {behaviour}")
     e = swap
     df = e.project / "service" / "Dockerfile"
     original = df.read_text()
@@ -260,7 +232,6 @@ def test_03_a_healthy_but_bad_version_is_caught_during_the_soak(swap, behaviour,
 
 
 def test_04_end(swap):
-    _step("end")
     e = swap
     assert e.load is not None
     ph = e.load.phase("end")
