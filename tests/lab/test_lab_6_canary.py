@@ -30,14 +30,15 @@ from labkit import report
 from loadgen import INJECTED
 
 SOAK = 12  # seconds
+WARMUP = 3  # seconds served before the judged soak (shown, not judged)
 # Each side in a soak: the canary host gets a third of the load (~80 req/s, ~1000 in the soak),
 # so a pass or a fail is a judgement, not a shortfall (and a shortfall halts: see CANARY).
 MIN_REQUESTS = 300
 # A floor of 300 ms under the p95 the canary is compared with: on a busy 2-core machine a good
 # version's canary host measured a p95 of 139 and 351 ms against the other hosts' 79 and 95 ms;
 # the slow version's 1000 ms a request stay far above the 450 ms this allows.
-CANARY = {"enabled": True, "soak_seconds": SOAK, "min_requests": MIN_REQUESTS, "on_insufficient_traffic": "halt",
-          "latency_floor_ms": 300}
+CANARY = {"enabled": True, "warmup_seconds": WARMUP, "soak_seconds": SOAK, "min_requests": MIN_REQUESTS,
+          "on_insufficient_traffic": "halt", "latency_floor_ms": 300}
 # Requests in flight at once: at 250 req/s a busy shared machine answers in up to 1-2 s, and a
 # smaller pool would lower the rate offered instead of measuring the rollout under it.
 CONCURRENCY = 256
@@ -84,13 +85,19 @@ def verdict(events: list[dict]) -> tuple[dict, float, float]:
     """The canary's verdict and its window (monotonic seconds), checked against the outcome."""
     updates = of_kind(events, "canary")
     assert updates and updates[0]["report"]["state"] == "soaking", [u["report"]["state"] for u in updates]
-    soaking = [u for u in updates if u["report"]["state"] == "soaking"]
-    assert len(soaking) >= SOAK / 2, len(soaking)  # the live comparison, about once a second
-    assert [u["report"]["state"] for u in updates[len(soaking):]] == [updates[-1]["report"]["state"]]
+    # First the warm-up (shown, not judged), then the soak's live comparison, about once a second.
+    warming = [u for u in updates if u["report"]["warming_up"]]
+    assert warming and updates[:len(warming)] == warming, [u["report"]["warming_up"] for u in updates]
+    soaking = [u for u in updates[len(warming):] if u["report"]["state"] == "soaking"]
+    assert len(soaking) >= SOAK / 2, len(soaking)
+    assert [u["report"]["state"] for u in updates[len(warming) + len(soaking):]] == [updates[-1]["report"]["state"]]
     r = updates[-1]["report"]
     outcome = of_kind(events, "finished")[-1]["outcome"]
     assert outcome["canary"] == r  # the outcome carries both sides' numbers
     assert r["soak_seconds"] == SOAK and r["elapsed_seconds"] >= SOAK * 0.99, r
+    assert r["warmup_seconds"] == WARMUP and not r["warming_up"], r
+    # The judged window began after the warm-up.
+    assert soaking[0]["at"] - soaking[0]["report"]["elapsed_seconds"] >= warming[-1]["at"] - 0.01
     # Each report is stamped as it is made: its time less its elapsed time is the window's start.
     since = soaking[0]["at"] - soaking[0]["report"]["elapsed_seconds"]
     return r, since, since + r["elapsed_seconds"]
